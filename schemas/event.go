@@ -1,0 +1,79 @@
+// Package schemas defines the Firehose Event, its JSON and Avro codecs and
+// its validation. It has no Kafka dependency: every stage that touches an
+// event's bytes goes through here.
+package schemas
+
+import (
+	_ "embed"
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// AvroSchema is the Avro schema of an Event (schemas/event.avsc).
+//
+//go:embed event.avsc
+var AvroSchema string
+
+// TimestampLayout is how Firehose writes event timestamps: RFC 3339 in UTC
+// with exactly three fractional digits.
+const TimestampLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// Event is one event about one resource. Events of a resource are ordered by
+// Sequence; Kafka records carrying them are keyed by ResourceID.
+//
+// Metadata, LeadData and the values of Extra hold compact JSON text exactly
+// as it arrived (minus insignificant white space). Extra keeps every
+// top-level field the schema does not name, so a producer's additions pass
+// through Firehose untouched.
+type Event struct {
+	EventID      string
+	Timestamp    time.Time
+	AccountID    string
+	ResourceID   string
+	Sequence     int64
+	EventType    string
+	ResourceType string
+	FlowID       string
+	LeadID       string
+	EntityType   string
+	EntityID     string
+	Outcome      string
+	DurationMS   *int64
+	Metadata     json.RawMessage
+	LeadData     json.RawMessage
+	Extra        map[string]json.RawMessage
+}
+
+// StringField returns the value of a top-level string field by its JSON
+// name, and whether the name is one. Templates and filters use it to read
+// fields without reflection.
+func (e *Event) StringField(name string) (string, bool) {
+	switch name {
+	case "event_id":
+		return e.EventID, true
+	case "timestamp":
+		return e.Timestamp.UTC().Format(TimestampLayout), true
+	case "account_id":
+		return e.AccountID, true
+	case "resource_id":
+		return e.ResourceID, true
+	case "sequence":
+		return strconv.FormatInt(e.Sequence, 10), true
+	case "event_type":
+		return e.EventType, true
+	case "resource_type":
+		return e.ResourceType, true
+	case "flow_id":
+		return e.FlowID, true
+	case "lead_id":
+		return e.LeadID, true
+	case "entity_type":
+		return e.EntityType, true
+	case "entity_id":
+		return e.EntityID, true
+	case "outcome":
+		return e.Outcome, true
+	}
+	return "", false
+}

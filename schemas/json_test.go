@@ -1,0 +1,187 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+const sample = `{"event_id":"evt_1","timestamp":"2024-01-15T14:30:45.234Z","account_id":"acc_1",
+ "flow_id":"flow_1","lead_id":"lead_1","resource_id":"lead_1","sequence":42,
+ "event_type":"recipient.delivered","entity_type":"buyer","entity_id":"ent_1",
+ "outcome":"success","duration_ms":342,"metadata":{"price": 25.5, "tags":["a","b"]},
+ "lead_data":{"email":"jane@example.com","state":"CA"},"custom_field":{"x":1},"z_last":"kept"}`
+
+func TestJSONDecodeKeepsEveryField(t *testing.T) {
+	e, err := JSON{}.Decode([]byte(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.EventID != "evt_1" || e.Sequence != 42 || e.ResourceID != "lead_1" || *e.DurationMS != 342 {
+		t.Fatalf("decoded wrong: %+v", e)
+	}
+	if got := e.Timestamp.Format(TimestampLayout); got != "2024-01-15T14:30:45.234Z" {
+		t.Fatalf("timestamp %s", got)
+	}
+	if string(e.Metadata) != `{"price":25.5,"tags":["a","b"]}` {
+		t.Fatalf("metadata not compacted verbatim: %s", e.Metadata)
+	}
+	if string(e.Extra["custom_field"]) != `{"x":1}` || string(e.Extra["z_last"]) != `"kept"` {
+		t.Fatalf("unknown fields dropped: %v", e.Extra)
+	}
+}
+
+func TestJSONRoundTripIsStable(t *testing.T) {
+	e, err := JSON{}.Decode([]byte(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b1, _ := JSON{}.Append(nil, e)
+	if !json.Valid(b1) {
+		t.Fatalf("invalid JSON: %s", b1)
+	}
+	e2, err := JSON{}.Decode(b1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(e, e2) {
+		t.Fatalf("round trip changed the event:\n%+v\n%+v", e, e2)
+	}
+	b2, _ := JSON{}.Append(nil, e2)
+	if !bytes.Equal(b1, b2) {
+		t.Fatalf("encoding not stable:\n%s\n%s", b1, b2)
+	}
+	// Same meaning as the input, field for field.
+	var in, out map[string]any
+	_ = json.Unmarshal([]byte(sample), &in)
+	_ = json.Unmarshal(b1, &out)
+	if !reflect.DeepEqual(in, out) {
+		t.Fatalf("encoded event differs from input:\n%v\n%v", in, out)
+	}
+}
+
+func TestJSONDecodeReportsEveryProblem(t *testing.T) {
+	tests := []struct {
+		name, in, class string
+		want           []string
+	}{
+		{"not json", `{"event_id":`, ClassDecode, nil},
+		{"array", `[1,2]`, ClassDecode, nil},
+		{"null", `null`, ClassDecode, nil},
+		{"empty object", `{}`, ClassInvalid, []string{"event_id", "timestamp", "account_id", "resource_id", "sequence", "event_type"}},
+		{"wrong types", `{"event_id":1,"timestamp":"yesterday","account_id":"a","resource_id":"r","sequence":"7","event_type":"x","metadata":[1],"duration_ms":1.5}`,
+			ClassInvalid, []string{"event_id", "timestamp", "sequence", "duration_ms", "metadata"}},
+		{"negative sequence", `{"event_id":"e","timestamp":"2024-01-15T14:30:45Z","account_id":"a","resource_id":"r","sequence":-1,"event_type":"x"}`,
+			ClassInvalid, []string{"sequence"}},
+		{"sequence overflow", `{"event_id":"e","timestamp":"2024-01-15T14:30:45Z","account_id":"a","resource_id":"r","sequence":99999999999999999999,"event_type":"x"}`,
+			ClassInvalid, []string{"sequence"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := JSON{}.Decode([]byte(tt.in))
+			var se *Error
+			if !errors.As(err, &se) {
+				t.Fatalf("want *Error, got %v", err)
+			}
+			if se.Class != tt.class {
+				t.Fatalf("class %q, want %q (%v)", se.Class, tt.class, err)
+			}
+			if tt.want == nil {
+				return
+			}
+			var got []string
+			for _, p := range se.Problems {
+				got = append(got, p.Field)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("problems on %v, want %v (%v)", got, tt.want, err)
+			}
+		})
+	}
+}
+
+func TestAppendStringEscapes(t *testing.T) {
+	for _, s := range []string{"plain", `quo"te`, `back\slash`, "nl\n\t\r", "\x00\x1f", "ünï©ødé 🎉", "bad\xffutf8", "</script>"} {
+		b := appendString(nil, s)
+		var got string
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("%q encoded to invalid JSON %s: %v", s, b, err)
+		}
+		want := strings.ToValidUTF8(s, "\uFFFD")
+		if got != want {
+			t.Fatalf("%q came back as %q", want, got)
+		}
+	}
+}
+
+func TestAvroRoundTripMatchesJSON(t *testing.T) {
+	e, err := JSON{}.Decode([]byte(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Avro{}.Append(nil, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != 0xC3 || b[1] != 0x01 {
+		t.Fatalf("not single-object encoded: % x", b[:10])
+	}
+	e2, err := Avro{}.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(e, e2) {
+		t.Fatalf("avro round trip changed the event:\n%+v\n%+v", e, e2)
+	}
+	if _, err := (Avro{}).Decode([]byte(sample)); ClassOf(err) != ClassDecode {
+		t.Fatalf("JSON bytes through the Avro decoder: %v", err)
+	}
+}
+
+func FuzzJSONDecode(f *testing.F) {
+	f.Add([]byte(sample))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"event_id":"e","timestamp":"2024-01-15T14:30:45Z","account_id":"a","resource_id":"r","sequence":1,"event_type":"x","k":[{"a":null}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, err := JSON{}.Decode(data)
+		if err != nil {
+			if ClassOf(err) == "" {
+				t.Fatalf("error without class: %v", err)
+			}
+			return
+		}
+		out, _ := JSON{}.Append(nil, e)
+		if !json.Valid(out) {
+			t.Fatalf("decoded event re-encodes to invalid JSON: %s", out)
+		}
+		e2, err := JSON{}.Decode(out)
+		if err != nil {
+			t.Fatalf("re-encoded event does not decode: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(e, e2) {
+			t.Fatalf("round trip changed the event:\n%+v\n%+v", e, e2)
+		}
+	})
+}
+
+func FuzzAvroDecode(f *testing.F) {
+	e, _ := JSON{}.Decode([]byte(sample))
+	b, _ := Avro{}.Append(nil, e)
+	f.Add(b)
+	f.Add([]byte{0xC3, 0x01})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, err := Avro{}.Decode(data)
+		if err != nil {
+			if ClassOf(err) == "" {
+				t.Fatalf("error without class: %v", err)
+			}
+			return
+		}
+		if _, err := (Avro{}).Append(nil, e); err != nil {
+			t.Fatalf("decoded event does not re-encode: %v", err)
+		}
+	})
+}

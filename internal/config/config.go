@@ -1,0 +1,267 @@
+// Package config loads and validates firehose.yaml. Loading is done once at
+// start; every component then receives its typed section. Errors name the
+// file, line and field of each problem, all at once.
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole of firehose.yaml.
+type Config struct {
+	Kafka      Kafka       `yaml:"kafka"`
+	Topology   Topology    `yaml:"topology"`
+	Processor  Processor   `yaml:"processor"`
+	Connectors []Connector `yaml:"connectors"`
+	API        API         `yaml:"api"`
+}
+
+// Kafka says how to reach the cluster.
+type Kafka struct {
+	Brokers  []string `yaml:"brokers"`   // host:port seeds; required
+	ClientID string   `yaml:"client_id"` // default "firehose"
+	TLS      TLS      `yaml:"tls"`
+	SASL     SASL     `yaml:"sasl"`
+}
+
+// TLS configures encryption to the brokers. Files are PEM.
+type TLS struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// SASL configures authentication. Mechanism is PLAIN, SCRAM-SHA-256 or
+// SCRAM-SHA-512; empty disables SASL. Put the password in the environment:
+// password: ${KAFKA_PASSWORD}.
+type SASL struct {
+	Mechanism string `yaml:"mechanism"`
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
+}
+
+// Topology names the four topics and how they are created.
+type Topology struct {
+	Raw    Topic `yaml:"raw"`    // default events.raw
+	Events Topic `yaml:"events"` // default events
+	DLQ    Topic `yaml:"dlq"`    // default events.dlq
+	State  Topic `yaml:"state"`  // default firehose.state, compacted
+}
+
+// Topic is one topic's spec. Configs are Kafka topic configs; the defaults
+// (retention.ms=259200000 and cleanup.policy) are merged under them.
+type Topic struct {
+	Name              string            `yaml:"name"`
+	Partitions        int32             `yaml:"partitions"`         // default 6
+	ReplicationFactor int16             `yaml:"replication_factor"` // default -1: the broker's default
+	Encoding          string            `yaml:"encoding"`           // json (default) or avro; raw and events only
+	Configs           map[string]string `yaml:"configs"`
+}
+
+// Processor configures the stage from the raw topic to the events topic.
+type Processor struct {
+	Enabled       *bool    `yaml:"enabled"`         // default true
+	Group         string   `yaml:"group"`           // default firehose-processor
+	MaxEventBytes ByteSize `yaml:"max_event_bytes"` // default 1 MiB; larger events go to the DLQ
+}
+
+// IsEnabled reports whether the processor runs.
+func (p Processor) IsEnabled() bool { return p.Enabled == nil || *p.Enabled }
+
+// Connector is one delivery pipeline: a consumer group over the events
+// topic that batches, encodes, compresses and delivers to one destination.
+// Its destination settings sit under a key named after its type:
+//
+//	- name: archive
+//	  type: file
+//	  file: {dir: /var/lib/firehose/out}
+type Connector struct {
+	Name        string `yaml:"name"`        // required, unique; [a-z0-9_-]
+	Type        string `yaml:"type"`        // destination type, e.g. file
+	Enabled     *bool  `yaml:"enabled"`     // default true
+	Topic       string `yaml:"topic"`       // default: topology.events.name
+	Group       string `yaml:"group"`       // default firehose-connector-<name>
+	Batch       Batch  `yaml:"batch"`       // when a batch is delivered
+	Encoding    string `yaml:"encoding"`    // ndjson (default)
+	Compression string `yaml:"compression"` // gzip (default) or none
+
+	// Destination holds the decoded settings of the section named after
+	// Type, as returned by Options.Destinations.
+	Destination any `yaml:"-"`
+
+	Rest map[string]yaml.Node `yaml:",inline"`
+}
+
+// IsEnabled reports whether the connector runs.
+func (c Connector) IsEnabled() bool { return c.Enabled == nil || *c.Enabled }
+
+// Batch bounds a batch; it is delivered when any bound is reached.
+type Batch struct {
+	MaxEvents int           `yaml:"max_events"` // default 10000
+	MaxBytes  ByteSize      `yaml:"max_bytes"`  // default 5MB, before compression
+	MaxAge    time.Duration `yaml:"max_age"`    // default 5m, from the first event in the batch
+}
+
+// API configures the process's HTTP listener (health, and later the pull
+// API and metrics).
+type API struct {
+	Listen string `yaml:"listen"` // default 127.0.0.1:8080; empty string "off" disables
+}
+
+// ByteSize is a size in bytes that YAML may give as 1048576, "1MiB" or "5MB".
+type ByteSize int64
+
+// UnmarshalYAML accepts an integer or a human size such as 5MB or 1MiB.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: must be a size such as 5MB or 1MiB", n.Line)}}
+	}
+	if i, err := strconv.ParseInt(n.Value, 10, 64); err == nil && i >= 0 {
+		*b = ByteSize(i)
+		return nil
+	}
+	v, err := humanize.ParseBytes(n.Value)
+	if err != nil || v > 1<<62 {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: must be a size such as 5MB or 1MiB, got %q", n.Line, n.Value)}}
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+// Destinations decodes and validates the settings section of a connector
+// type. The connectors' registry implements it; config knows no
+// destination.
+type Destinations interface {
+	// Types lists the known destination types.
+	Types() []string
+	// Decode decodes the section of typ; its errors are FieldErrors with
+	// paths relative to the section.
+	Decode(typ string, n *yaml.Node) (any, error)
+}
+
+// Options steer Load.
+type Options struct {
+	// Lookup reads environment variables for ${VAR}; default os.LookupEnv.
+	Lookup LookupFunc
+	// Destinations decodes connector sections; nil leaves them undecoded
+	// (Connector.Destination stays nil).
+	Destinations Destinations
+}
+
+//go:embed dev.yaml
+var devConfig []byte
+
+// Dev returns the embedded config that firehose dev runs by default.
+func Dev() []byte { return slices.Clone(devConfig) }
+
+// Load reads, expands, decodes, defaults and validates one config file.
+func Load(path string, opts Options) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data, opts)
+}
+
+// Parse is Load for bytes already in memory; name is used in errors.
+func Parse(name string, data []byte, opts Options) (*Config, error) {
+	if opts.Lookup == nil {
+		opts.Lookup = os.LookupEnv
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, syntaxError(name, err)
+	}
+	if root.Kind == 0 {
+		return nil, &FieldError{File: name, Msg: "the file is empty"}
+	}
+	var errs []error
+	expandNode(&root, "", opts.Lookup, &errs)
+	c := new(Config)
+	if err := Decode(&root, "", c); err != nil {
+		errs = append(errs, err)
+	}
+	c.SetDefaults()
+	for i := range c.Connectors {
+		errs = append(errs, c.decodeDestination(i, opts.Destinations))
+	}
+	errs = append(errs, c.Validate())
+	if err := errors.Join(errs...); err != nil {
+		return nil, locate(name, &root, err)
+	}
+	return c, nil
+}
+
+func (c *Config) decodeDestination(i int, d Destinations) error {
+	cn := &c.Connectors[i]
+	path := fmt.Sprintf("connectors[%d]", i)
+	var errs []error
+	for k := range cn.Rest {
+		if k != cn.Type {
+			msg := fmt.Sprintf("unknown field %q", k)
+			if cn.Type == "" {
+				msg += "; set type: " + k + " if this is the destination's section"
+			}
+			errs = append(errs, Errorf(path+"."+k, "%s", msg))
+		}
+	}
+	if d == nil || cn.Type == "" || !slices.Contains(d.Types(), cn.Type) {
+		return errors.Join(errs...) // Validate reports the type
+	}
+	n, ok := cn.Rest[cn.Type]
+	if !ok {
+		n = yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	}
+	v, err := d.Decode(cn.Type, &n)
+	if err != nil {
+		errs = append(errs, Prefix(path+"."+cn.Type, err))
+	}
+	cn.Destination = v
+	return errors.Join(errs...)
+}
+
+func syntaxError(name string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return locate(name, nil, err)
+	}
+	fe := &FieldError{File: name, Msg: err.Error()}
+	if m := regexp.MustCompile(`^yaml: line (\d+): (.*)$`).FindStringSubmatch(err.Error()); m != nil {
+		fe.Line, _ = strconv.Atoi(m[1])
+		fe.Msg = "YAML syntax: " + m[2]
+	}
+	return fe
+}
+
+// locate fills in file, line and column of every FieldError from the
+// document, and sorts them by line.
+func locate(name string, root *yaml.Node, err error) error {
+	fes := FieldErrors(err)
+	for _, fe := range fes {
+		fe.File = name
+		if fe.Line == 0 && root != nil {
+			if n := nodeAt(root, fe.Path); n != nil {
+				fe.Line, fe.Column = n.Line, n.Column
+			}
+		}
+	}
+	slices.SortStableFunc(fes, func(a, b *FieldError) int { return a.Line - b.Line })
+	out := make([]error, len(fes))
+	for i, fe := range fes {
+		out[i] = fe
+	}
+	return errors.Join(out...)
+}

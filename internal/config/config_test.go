@@ -1,0 +1,158 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+func env(m map[string]string) LookupFunc {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestDevConfigLoads(t *testing.T) {
+	c, err := Parse("dev.yaml", Dev(), Options{Lookup: env(map[string]string{"FIREHOSE_DATA_DIR": "/tmp/x"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Kafka.Brokers[0] != "127.0.0.1:9092" || c.Connectors[0].Batch.MaxAge != 2*time.Second {
+		t.Fatalf("dev config: %+v", c)
+	}
+	if c.Topology.Raw.Configs["retention.ms"] != RetentionMS || c.Topology.State.Configs["cleanup.policy"] != "compact" {
+		t.Fatalf("topic defaults not applied: %+v", c.Topology)
+	}
+	if c.Connectors[0].Group != "firehose-connector-files" || c.Connectors[0].Topic != "events" {
+		t.Fatalf("connector defaults: %+v", c.Connectors[0])
+	}
+	if c.Processor.MaxEventBytes != 1<<20 {
+		t.Fatalf("1MiB parsed as %d", c.Processor.MaxEventBytes)
+	}
+}
+
+func TestErrorsNameFileLineAndField(t *testing.T) {
+	doc := `kafka:
+  brokers: [localhost:9092]
+  clinet_id: oops
+topology:
+  raw:
+    partitions: six
+processor:
+  max_event_bytes: 12 parsecs
+connectors:
+  - name: a
+    type: file
+    batch:
+      max_age: 1ms
+      max_events: [1]
+    compression: brotli
+`
+	_, err := Parse("f.yaml", []byte(doc), Options{Lookup: env(nil)})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	got := err.Error()
+	for _, want := range []string{
+		`f.yaml:3:3: kafka.clinet_id: unknown field "clinet_id" (did you mean "client_id"?)`,
+		`f.yaml:6:17: topology.raw.partitions: must be an integer, got a string (six)`,
+		`f.yaml:8:20: processor.max_event_bytes: must be a size such as 5MB or 1MiB, got "12 parsecs"`,
+		`f.yaml:13:16: connectors[0].batch.max_age: must be at least 10ms, got 1ms`,
+		`f.yaml:14:19: connectors[0].batch.max_events: must be an integer, got a list`,
+		`f.yaml:15:18: connectors[0].compression: must be one of gzip, none, got "brotli"`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+}
+
+func TestEnvExpansion(t *testing.T) {
+	doc := "kafka:\n  brokers: [\"${HOST}:${PORT:-9092}\"]\n  sasl:\n    mechanism: PLAIN\n    username: u\n    password: ${SECRET}\napi:\n  listen: \"$${literal}\"\n"
+	c, err := Parse("f.yaml", []byte(doc), Options{Lookup: env(map[string]string{"HOST": "kafka", "SECRET": "p: w # not yaml"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Kafka.Brokers[0] != "kafka:9092" || c.Kafka.SASL.Password != "p: w # not yaml" || c.API.Listen != "${literal}" {
+		t.Fatalf("expansion wrong: %+v %+v", c.Kafka, c.API)
+	}
+	_, err = Parse("f.yaml", []byte("kafka:\n  brokers: [\"${NOPE}\"]\n"), Options{Lookup: env(nil)})
+	if err == nil || !strings.Contains(err.Error(), "f.yaml:2:13: kafka.brokers[0]: environment variable NOPE is not set") {
+		t.Fatalf("unset variable: %v", err)
+	}
+}
+
+func TestEnvExpansionRetypesPlainScalars(t *testing.T) {
+	doc := "kafka: {brokers: [\"h:1\"]}\ntopology:\n  raw:\n    partitions: ${P}\n"
+	c, err := Parse("f.yaml", []byte(doc), Options{Lookup: env(map[string]string{"P": "12"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Topology.Raw.Partitions != 12 {
+		t.Fatalf("partitions %d", c.Topology.Raw.Partitions)
+	}
+}
+
+type fakeDest struct{}
+
+type fileSettings struct {
+	Dir string `yaml:"dir"`
+}
+
+func (fakeDest) Types() []string { return []string{"file"} }
+func (fakeDest) Decode(typ string, n *yaml.Node) (any, error) {
+	var s fileSettings
+	if err := Decode(n, "", &s); err != nil {
+		return nil, err
+	}
+	if s.Dir == "" {
+		return nil, Errorf("dir", "required")
+	}
+	return &s, nil
+}
+
+func TestDestinationSection(t *testing.T) {
+	doc := "kafka: {brokers: [\"h:1\"]}\nconnectors:\n  - name: a\n    type: file\n    file:\n      dri: /x\n  - name: b\n    type: file\n    s3: {}\n    file: {dir: /y}\n"
+	_, err := Parse("f.yaml", []byte(doc), Options{Lookup: env(nil), Destinations: fakeDest{}})
+	got := err.Error()
+	for _, want := range []string{
+		`f.yaml:6:7: connectors[0].file.dri: unknown field "dri" (did you mean "dir"?)`,
+		`connectors[1].s3: unknown field "s3"`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+	c, err := Parse("f.yaml", []byte("kafka: {brokers: [\"h:1\"]}\nconnectors:\n  - {name: a, type: file, file: {dir: /x}}\n"), Options{Lookup: env(nil), Destinations: fakeDest{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Connectors[0].Destination.(*fileSettings).Dir != "/x" {
+		t.Fatalf("destination not decoded: %+v", c.Connectors[0])
+	}
+}
+
+func TestSyntaxErrorHasLine(t *testing.T) {
+	_, err := Parse("f.yaml", []byte("kafka:\n  brokers: [a\n  x: {\n"), Options{Lookup: env(nil)})
+	if err == nil || !strings.HasPrefix(err.Error(), "f.yaml:") {
+		t.Fatalf("syntax error without position: %v", err)
+	}
+}
+
+func FuzzExpand(f *testing.F) {
+	f.Add("${A}-${B:-x}-$${C}")
+	f.Fuzz(func(t *testing.T, s string) {
+		out, err := Expand(s, env(map[string]string{"A": "1"}))
+		if err == nil && !strings.Contains(s, "${") && out != s {
+			t.Fatalf("text without references changed: %q -> %q", s, out)
+		}
+	})
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(Dev())
+	f.Add([]byte("kafka: {brokers: [\"h:1\"]}\nconnectors: [{name: a, type: file}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = Parse("f.yaml", data, Options{Lookup: env(nil), Destinations: fakeDest{}})
+	})
+}

@@ -1,0 +1,197 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Defaults every event topic gets unless the config overrides them: 72 h of
+// retention, and room for events up to 8 MiB so an oversize event reaches
+// the processor (and its DLQ) instead of being refused at produce time.
+const (
+	RetentionMS          = "259200000"
+	DefaultPartitions    = 6
+	DefaultMaxEventBytes = 1 << 20
+	topicMaxMessageBytes = "8388608"
+)
+
+// SetDefaults fills every field left empty. It is the one place defaults
+// live; Load calls it before Validate.
+func (c *Config) SetDefaults() {
+	if c.Kafka.ClientID == "" {
+		c.Kafka.ClientID = "firehose"
+	}
+	deleteTopic := map[string]string{
+		"retention.ms":      RetentionMS,
+		"cleanup.policy":    "delete",
+		"max.message.bytes": topicMaxMessageBytes,
+	}
+	topicDefaults(&c.Topology.Raw, "events.raw", deleteTopic)
+	topicDefaults(&c.Topology.Events, "events", deleteTopic)
+	topicDefaults(&c.Topology.DLQ, "events.dlq", deleteTopic)
+	topicDefaults(&c.Topology.State, "firehose.state", map[string]string{"cleanup.policy": "compact"})
+	for _, t := range []*Topic{&c.Topology.Raw, &c.Topology.Events} {
+		if t.Encoding == "" {
+			t.Encoding = "json"
+		}
+	}
+	if c.Processor.Group == "" {
+		c.Processor.Group = "firehose-processor"
+	}
+	if c.Processor.MaxEventBytes == 0 {
+		c.Processor.MaxEventBytes = DefaultMaxEventBytes
+	}
+	for i := range c.Connectors {
+		cn := &c.Connectors[i]
+		if cn.Topic == "" {
+			cn.Topic = c.Topology.Events.Name
+		}
+		if cn.Group == "" && cn.Name != "" {
+			cn.Group = "firehose-connector-" + cn.Name
+		}
+		if cn.Batch.MaxEvents == 0 {
+			cn.Batch.MaxEvents = 10000
+		}
+		if cn.Batch.MaxBytes == 0 {
+			cn.Batch.MaxBytes = 5_000_000
+		}
+		if cn.Batch.MaxAge == 0 {
+			cn.Batch.MaxAge = 5 * time.Minute
+		}
+		if cn.Encoding == "" {
+			cn.Encoding = "ndjson"
+		}
+		if cn.Compression == "" {
+			cn.Compression = "gzip"
+		}
+	}
+	if c.API.Listen == "" {
+		c.API.Listen = "127.0.0.1:8080"
+	}
+}
+
+func topicDefaults(t *Topic, name string, configs map[string]string) {
+	if t.Name == "" {
+		t.Name = name
+	}
+	if t.Partitions == 0 {
+		t.Partitions = DefaultPartitions
+	}
+	if t.ReplicationFactor == 0 {
+		t.ReplicationFactor = -1
+	}
+	merged := maps.Clone(configs)
+	maps.Copy(merged, t.Configs)
+	t.Configs = merged
+}
+
+var (
+	nameRe      = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	topicNameRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+)
+
+// Encodings and Compressions are the values connectors accept.
+var (
+	Encodings    = []string{"ndjson"}
+	Compressions = []string{"gzip", "none"}
+)
+
+// Validate checks the whole config and returns every problem, each a
+// *FieldError with its path. Destination sections are checked by Load
+// through Options.Destinations.
+func (c *Config) Validate() error {
+	var v validator
+	if len(c.Kafka.Brokers) == 0 {
+		v.add("kafka.brokers", "at least one broker is required, e.g. [\"127.0.0.1:9092\"]")
+	}
+	for i, b := range c.Kafka.Brokers {
+		if !strings.Contains(b, ":") {
+			v.add(fmt.Sprintf("kafka.brokers[%d]", i), "must be host:port, got %q", b)
+		}
+	}
+	switch c.Kafka.SASL.Mechanism {
+	case "":
+	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		if c.Kafka.SASL.Username == "" {
+			v.add("kafka.sasl.username", "required with mechanism %s", c.Kafka.SASL.Mechanism)
+		}
+	default:
+		v.add("kafka.sasl.mechanism", "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", c.Kafka.SASL.Mechanism)
+	}
+	if (c.Kafka.TLS.CertFile == "") != (c.Kafka.TLS.KeyFile == "") {
+		v.add("kafka.tls", "cert_file and key_file go together")
+	}
+	topics := map[string]string{}
+	for _, t := range []struct {
+		key string
+		t   Topic
+	}{{"raw", c.Topology.Raw}, {"events", c.Topology.Events}, {"dlq", c.Topology.DLQ}, {"state", c.Topology.State}} {
+		p := "topology." + t.key
+		if !topicNameRe.MatchString(t.t.Name) {
+			v.add(p+".name", "%q is not a valid topic name", t.t.Name)
+		}
+		if other, dup := topics[t.t.Name]; dup {
+			v.add(p+".name", "topic %q is also topology.%s", t.t.Name, other)
+		}
+		topics[t.t.Name] = t.key
+		if t.t.Partitions < 1 {
+			v.add(p+".partitions", "must be at least 1, got %d", t.t.Partitions)
+		}
+		if t.t.ReplicationFactor < -1 || t.t.ReplicationFactor == 0 {
+			v.add(p+".replication_factor", "must be -1 (broker default) or at least 1")
+		}
+		if t.t.Encoding != "" && t.t.Encoding != "json" && t.t.Encoding != "avro" {
+			v.add(p+".encoding", `must be "json" or "avro", got %q`, t.t.Encoding)
+		}
+	}
+	if c.Processor.MaxEventBytes < 1024 {
+		v.add("processor.max_event_bytes", "must be at least 1KiB, got %d", c.Processor.MaxEventBytes)
+	}
+	names := map[string]int{}
+	for i, cn := range c.Connectors {
+		p := fmt.Sprintf("connectors[%d]", i)
+		if !nameRe.MatchString(cn.Name) {
+			v.add(p+".name", "required: lower-case letters, digits, _ and -, got %q", cn.Name)
+		} else if j, dup := names[cn.Name]; dup {
+			v.add(p+".name", "%q is also the name of connectors[%d]", cn.Name, j)
+		}
+		names[cn.Name] = i
+		if cn.Type == "" {
+			v.add(p+".type", "required")
+		}
+		if cn.Batch.MaxEvents < 1 {
+			v.add(p+".batch.max_events", "must be at least 1")
+		}
+		if cn.Batch.MaxBytes < 1 {
+			v.add(p+".batch.max_bytes", "must be at least 1")
+		}
+		if cn.Batch.MaxAge < 10*time.Millisecond {
+			v.add(p+".batch.max_age", "must be at least 10ms, got %s", cn.Batch.MaxAge)
+		}
+		if !slices.Contains(Encodings, cn.Encoding) {
+			v.add(p+".encoding", "must be one of %s, got %q", strings.Join(Encodings, ", "), cn.Encoding)
+		}
+		if !slices.Contains(Compressions, cn.Compression) {
+			v.add(p+".compression", "must be one of %s, got %q", strings.Join(Compressions, ", "), cn.Compression)
+		}
+	}
+	return v.err()
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) add(path, format string, args ...any) {
+	v.errs = append(v.errs, Errorf(path, format, args...))
+}
+
+func (v *validator) err() error {
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return errors.Join(v.errs...)
+}

@@ -1,0 +1,62 @@
+// Package embedded runs an in-process Kafka-protocol broker (franz-go's
+// kfake) on loopback, for firehose dev and for tests. It is a real broker
+// as far as any client can tell: kcat, kgo and kadm all speak to it.
+package embedded
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Options configure Start.
+type Options struct {
+	// Port to listen on at 127.0.0.1; 0 picks a free one.
+	Port int
+	// DataDir, if set, persists the log there so data survives restarts.
+	DataDir string
+	// RetentionCheck is how often retention and compaction run
+	// (log.cleaner.backoff.ms); default one minute.
+	RetentionCheck time.Duration
+	// Extra kfake options, for tests that need SASL, TLS or control hooks.
+	Extra []kfake.Opt
+}
+
+// Broker is a running embedded broker.
+type Broker struct {
+	*kfake.Cluster
+	Addr string
+}
+
+// Start starts a one-broker cluster on 127.0.0.1.
+func Start(o Options) (*Broker, error) {
+	if o.RetentionCheck == 0 {
+		o.RetentionCheck = time.Minute
+	}
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.Ports(o.Port),
+		kfake.BrokerConfigs(map[string]string{
+			"log.cleaner.backoff.ms": strconv.FormatInt(o.RetentionCheck.Milliseconds(), 10),
+			// The raw topic accepts events over the processor's limit, so
+			// they reach the DLQ with a reason instead of being refused.
+			"message.max.bytes": "8388608",
+		}),
+		kfake.DefaultNumPartitions(6),
+	}
+	if o.DataDir != "" {
+		opts = append(opts, kfake.DataDir(filepath.Join(o.DataDir, "kafka")))
+	}
+	opts = append(opts, o.Extra...)
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		if o.Port != 0 {
+			return nil, fmt.Errorf("start embedded broker on 127.0.0.1:%d (is another broker running there?): %w", o.Port, err)
+		}
+		return nil, fmt.Errorf("start embedded broker: %w", err)
+	}
+	return &Broker{Cluster: c, Addr: c.ListenAddrs()[0]}, nil
+}

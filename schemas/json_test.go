@@ -66,7 +66,7 @@ func TestJSONRoundTripIsStable(t *testing.T) {
 func TestJSONDecodeReportsEveryProblem(t *testing.T) {
 	tests := []struct {
 		name, in, class string
-		want           []string
+		want            []string
 	}{
 		{"not json", `{"event_id":`, ClassDecode, nil},
 		{"array", `[1,2]`, ClassDecode, nil},

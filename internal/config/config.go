@@ -85,9 +85,9 @@ func (p Processor) IsEnabled() bool { return p.Enabled == nil || *p.Enabled }
 // topic that batches, encodes, compresses and delivers to one destination.
 // Its destination settings sit under a key named after its type:
 //
-//	- name: archive
-//	  type: file
-//	  file: {dir: /var/lib/firehose/out}
+//   - name: archive
+//     type: file
+//     file: {dir: /var/lib/firehose/out}
 type Connector struct {
 	Name        string `yaml:"name"`        // required, unique; [a-z0-9_-]
 	Type        string `yaml:"type"`        // destination type, e.g. file

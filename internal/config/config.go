@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -76,6 +77,11 @@ type Processor struct {
 	Enabled       *bool    `yaml:"enabled"`         // default true
 	Group         string   `yaml:"group"`           // default firehose-processor
 	MaxEventBytes ByteSize `yaml:"max_event_bytes"` // default 1 MiB; larger events go to the DLQ
+	// TransactionalID names this process's transactional producer. It must
+	// be stable across restarts of one process (so a restart fences and
+	// aborts the transaction its crashed predecessor left open) and unique
+	// among processes. Default firehose-processor-<hostname>.
+	TransactionalID string `yaml:"transactional_id"`
 }
 
 // IsEnabled reports whether the processor runs.
@@ -218,8 +224,15 @@ func (c *Config) decodeDestination(i int, d Destinations) error {
 			errs = append(errs, Errorf(path+"."+k, "%s", msg))
 		}
 	}
-	if d == nil || cn.Type == "" || !slices.Contains(d.Types(), cn.Type) {
-		return errors.Join(errs...) // Validate reports the type
+	if d == nil || cn.Type == "" {
+		return errors.Join(errs...) // Validate reports a missing type
+	}
+	if !slices.Contains(d.Types(), cn.Type) {
+		msg := fmt.Sprintf("unknown destination type %q (known: %s)", cn.Type, strings.Join(d.Types(), ", "))
+		if s := closest(cn.Type, d.Types()); s != "" {
+			msg += fmt.Sprintf("; did you mean %q?", s)
+		}
+		return errors.Join(append(errs, Errorf(path+".type", "%s", msg))...)
 	}
 	n, ok := cn.Rest[cn.Type]
 	if !ok {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -42,6 +43,13 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Processor.Group == "" {
 		c.Processor.Group = "firehose-processor"
+	}
+	if c.Processor.TransactionalID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "localhost"
+		}
+		c.Processor.TransactionalID = "firehose-processor-" + host
 	}
 	if c.Processor.MaxEventBytes == 0 {
 		c.Processor.MaxEventBytes = DefaultMaxEventBytes

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/firehose/firehose/connectors/destinations"
+	"github.com/firehose/firehose/internal/config"
+)
+
+// configFlag adds -c/--config; empty means the embedded dev config.
+func configFlag(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVarP(p, "config", "c", "", "config file (default: the embedded dev config, which talks to 127.0.0.1:9092)")
+}
+
+// loadConfig loads path, or the embedded dev config when path is empty.
+func loadConfig(path string) (*config.Config, error) {
+	opts := config.Options{Lookup: os.LookupEnv, Destinations: destinations.Registry{}}
+	if path == "" {
+		return config.Parse("embedded dev config", config.Dev(), opts)
+	}
+	return config.Load(path, opts)
+}
+
+// printConfigErrors prints each problem on its own line, as validate does.
+func printConfigErrors(err error) error {
+	fes := config.FieldErrors(err)
+	if len(fes) == 0 {
+		return err
+	}
+	for _, fe := range fes {
+		fmt.Fprintln(os.Stderr, fe.Error())
+	}
+	fmt.Fprintf(os.Stderr, "%d problem(s) in the config\n", len(fes))
+	return exitError{code: 2}
+}

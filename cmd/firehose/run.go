@@ -1,0 +1,39 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/firehose/firehose/internal/app"
+)
+
+func newRunCmd(g *globals) *cobra.Command {
+	var path string
+	var o app.Options
+	cmd := &cobra.Command{
+		Use:   "run -c FILE [--role processor|connector|api] [--connector NAME]",
+		Short: "Run a production worker against the configured Kafka cluster",
+		Long: `run is the production entry point. Several processes with the same config
+share the work through their consumer groups: to scale, start more. SIGTERM
+or Ctrl-C stops fetching, flushes open batches, commits what was delivered
+and leaves the groups.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			cfg, err := loadConfig(path)
+			if err != nil {
+				return printConfigErrors(err)
+			}
+			o.Log = log
+			o.OnReady = func(addr string) { log.Info("ready", "http", addr) }
+			return app.Run(cmd.Context(), cfg, o)
+		},
+	}
+	configFlag(cmd, &path)
+	cmd.Flags().StringSliceVar(&o.Roles, "role", nil, "roles to run: processor, connector, api (default all)")
+	cmd.Flags().StringSliceVar(&o.Connectors, "connector", nil, "run only these connectors (default every enabled one)")
+	cmd.Flags().DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 0, "how long a stop may flush open batches (default 30s)")
+	return cmd
+}

@@ -1,0 +1,97 @@
+// Package destinations is the one list of every destination type: its
+// name, how its config section is decoded and validated, and how its sink
+// is built. Reading the map tells a newcomer every destination there is.
+package destinations
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/connectors/file"
+	"github.com/firehose/firehose/internal/config"
+)
+
+// Destination describes one destination type.
+type Destination struct {
+	// Doc is a one-line description for --help and docs.
+	Doc string
+	// Decode decodes and validates the type's config section.
+	Decode func(n *yaml.Node) (any, error)
+	// New builds the sink from the decoded section.
+	New func(ctx context.Context, settings any) (connectors.Sink, error)
+}
+
+// All is every destination, by the type name used in config.
+var All = map[string]Destination{
+	"file": {
+		Doc:    "local directory; one file per batch, written atomically",
+		Decode: decoder[file.Config](),
+		New: func(_ context.Context, s any) (connectors.Sink, error) {
+			return file.New(*s.(*file.Config))
+		},
+	},
+}
+
+// section is what every destination config implements.
+type section interface {
+	Defaults()
+	Validate() error
+}
+
+// decoder returns a Decode for config type T: strict YAML decoding, then
+// defaults, then validation.
+func decoder[T any, PT interface {
+	*T
+	section
+}]() func(n *yaml.Node) (any, error) {
+	return func(n *yaml.Node) (any, error) {
+		cfg := PT(new(T))
+		if err := config.Decode(n, "", cfg); err != nil {
+			return nil, err
+		}
+		cfg.Defaults()
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+		return cfg, nil
+	}
+}
+
+// Registry adapts All to config.Destinations.
+type Registry struct{}
+
+// Types implements config.Destinations.
+func (Registry) Types() []string {
+	var out []string
+	for k := range All {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Decode implements config.Destinations.
+func (Registry) Decode(typ string, n *yaml.Node) (any, error) {
+	d, ok := All[typ]
+	if !ok {
+		return nil, fmt.Errorf("unknown destination type %q", typ)
+	}
+	return d.Decode(n)
+}
+
+// NewSink builds the sink of a loaded connector.
+func NewSink(ctx context.Context, c config.Connector) (connectors.Sink, error) {
+	d, ok := All[c.Type]
+	if !ok {
+		return nil, fmt.Errorf("connector %s: unknown destination type %q", c.Name, c.Type)
+	}
+	if c.Destination == nil {
+		return nil, errors.New("connector " + c.Name + ": destination settings were not decoded; load the config with destinations.Registry")
+	}
+	return d.New(ctx, c.Destination)
+}

@@ -1,0 +1,103 @@
+// Package connectors is the delivery runtime every destination shares: a
+// consumer group over the events topic, batching by count, bytes and age,
+// encoding, compression, delivery with retries, dead-lettering, and
+// offset commits that never run ahead of what the destination acknowledged.
+//
+// A destination implements Sink and nothing else; see connectors/file.
+package connectors
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/schemas"
+)
+
+// Sink delivers one encoded, compressed batch. Deliver returns nil only
+// when the destination has durably accepted every byte; the runtime commits
+// after that. It may be called again with the same batch (same ID, same
+// Key, same Body) after a failure or a crash, so it must be idempotent or
+// overwrite. Deliver is called concurrently for different partitions, never
+// for two batches of one partition at once.
+type Sink interface {
+	Deliver(ctx context.Context, b *Batch) error
+	// Close releases the sink's resources. It is safe to call twice.
+	Close(ctx context.Context) error
+}
+
+// Batch is a run of consecutive events of one topic partition (and, when
+// the connector has a path template, one rendered path).
+type Batch struct {
+	ID          string // stable across retries: <connector>-<topic>-<partition>-<first offset>
+	Connector   string
+	Topic       string
+	Partition   int32
+	FirstOffset int64
+	LastOffset  int64
+	// Key is the object path for destinations that store objects: the
+	// rendered path template followed by
+	// <topic>+<partition>+<first offset, 20 digits><extension>, so that a
+	// replay of the same offsets rewrites the same object.
+	Key string
+	// Body is the encoded and compressed payload.
+	Body            []byte
+	ContentType     string // e.g. application/x-ndjson
+	ContentEncoding string // e.g. gzip; "" when not compressed
+	// Records are the source records, in offset order; Events are the
+	// decoded events, one per record.
+	Records []*kgo.Record
+	Events  []*schemas.Event
+	// SealedAt is when the batch was closed for delivery; it is the
+	// delivered_at of every event in it.
+	SealedAt time.Time
+}
+
+// Error classes for destination errors. Wrap an error with Permanent or
+// Retryable to tell the runtime what to do; an unwrapped error is retried.
+type classified struct {
+	err        error
+	permanent  bool
+	retryAfter time.Duration
+	response   string
+}
+
+func (c *classified) Error() string { return c.err.Error() }
+func (c *classified) Unwrap() error { return c.err }
+
+// Permanent marks err as one that retrying cannot fix (a payload the
+// destination rejects): the batch goes to the DLQ. response, if not empty,
+// is the destination's answer and travels in the DLQ record's headers.
+func Permanent(err error, response string) error {
+	return &classified{err: err, permanent: true, response: response}
+}
+
+// Retryable marks err as temporary. after, when positive, is how long the
+// destination asked to wait (Retry-After) before the next attempt.
+func Retryable(err error, after time.Duration) error {
+	return &classified{err: err, retryAfter: after}
+}
+
+// IsPermanent reports whether err was marked Permanent.
+func IsPermanent(err error) bool {
+	var c *classified
+	return errors.As(err, &c) && c.permanent
+}
+
+func retryAfter(err error) time.Duration {
+	var c *classified
+	if errors.As(err, &c) {
+		return c.retryAfter
+	}
+	return 0
+}
+
+func response(err error) string {
+	var c *classified
+	if errors.As(err, &c) {
+		return c.response
+	}
+	return ""
+}

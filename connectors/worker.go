@@ -1,0 +1,546 @@
+package connectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/dlq"
+	"github.com/firehose/firehose/schemas"
+)
+
+// RetryPolicy bounds how a failing batch is retried before it is
+// dead-lettered. The backoff doubles from Initial to Max with full jitter;
+// a destination's Retry-After replaces it when longer.
+type RetryPolicy struct {
+	MaxAttempts int           // default 10; attempts in all, the first included
+	Initial     time.Duration // default 200ms
+	Max         time.Duration // default 30s
+}
+
+func (r *RetryPolicy) defaults() {
+	if r.MaxAttempts == 0 {
+		r.MaxAttempts = 10
+	}
+	if r.Initial == 0 {
+		r.Initial = 200 * time.Millisecond
+	}
+	if r.Max == 0 {
+		r.Max = 30 * time.Second
+	}
+}
+
+func (r RetryPolicy) backoff(attempt int, err error) time.Duration {
+	d := r.Initial << min(attempt, 20)
+	if d > r.Max || d <= 0 {
+		d = r.Max
+	}
+	d = time.Duration(rand.Int64N(int64(d)) + 1) // full jitter
+	if ra := retryAfter(err); ra > d {
+		d = ra
+	}
+	return d
+}
+
+// Options configure a Worker.
+type Options struct {
+	Connector config.Connector
+	DLQTopic  string
+	// EventsEncoding is the encoding of the topic read (json or avro).
+	EventsEncoding string
+	// PathTemplate, if set, splits batches by the rendered path and
+	// prefixes each batch's Key with it.
+	PathTemplate string
+	Sink         Sink
+	Kafka        []kgo.Opt
+	Log          *slog.Logger
+	Retry        RetryPolicy
+	// ShutdownTimeout bounds the flush on stop (default 30s). A negative
+	// value stops at once without flushing or committing, as a crash does;
+	// tests use it.
+	ShutdownTimeout time.Duration
+}
+
+// PathTemplater is implemented by sinks that store objects under paths
+// (files, S3): the runtime splits batches by the rendered template and
+// prefixes each Batch.Key with it.
+type PathTemplater interface {
+	PathTemplate() string
+}
+
+// Stats are running totals, safe to read concurrently.
+type Stats struct {
+	Consumed, Delivered, Batches, DeadLettered, Retries atomic.Int64
+	LastDelivery                                        atomic.Int64 // unix nanos
+}
+
+// Worker runs one connector: its consumer group, batches and deliveries.
+type Worker struct {
+	o     Options
+	name  string
+	log   *slog.Logger
+	codec schemas.Codec
+	enc   Encoder
+	comp  Compressor
+	tmpl  *Template
+	stats Stats
+	ready atomic.Bool
+
+	// mu guards parts. The poll loop adds records; the group's revoke
+	// callback removes partitions.
+	mu    sync.Mutex
+	parts map[tp]*partState
+	// deliverMu is held for a whole deliver-and-commit phase, so a
+	// revoke waits for in-flight deliveries of its partitions to end
+	// before their offsets are given up.
+	deliverMu sync.Mutex
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+type partState struct {
+	next   int64 // offset after the last record consumed
+	epoch  int32
+	open   map[string]*openBatch // by rendered path
+	sealed []*Batch              // waiting for delivery, in offset order
+	// committed is the last offset committed for this partition, -1
+	// when none has been by this worker.
+	committed int64
+}
+
+type openBatch struct {
+	path    string
+	records []*kgo.Record
+	events  []*schemas.Event
+	bytes   int
+	opened  time.Time
+}
+
+// New checks the options; it does no I/O.
+func New(o Options) (*Worker, error) {
+	if o.Sink == nil {
+		return nil, errors.New("connector " + o.Connector.Name + ": no sink")
+	}
+	codec, err := schemas.CodecFor(o.EventsEncoding)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := NewEncoder(o.Connector.Encoding)
+	if err != nil {
+		return nil, err
+	}
+	comp, err := NewCompressor(o.Connector.Compression)
+	if err != nil {
+		return nil, err
+	}
+	if pt, ok := o.Sink.(PathTemplater); ok && o.PathTemplate == "" {
+		o.PathTemplate = pt.PathTemplate()
+	}
+	var tmpl *Template
+	if o.PathTemplate != "" {
+		if tmpl, err = ParseTemplate(o.PathTemplate); err != nil {
+			return nil, err
+		}
+	}
+	o.Retry.defaults()
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = 30 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Worker{
+		o: o, name: o.Connector.Name,
+		log:   o.Log.With("connector", o.Connector.Name),
+		codec: codec, enc: enc, comp: comp, tmpl: tmpl,
+		parts: make(map[tp]*partState),
+	}, nil
+}
+
+// Stats returns the running totals.
+func (w *Worker) Stats() *Stats { return &w.stats }
+
+// Ready reports whether the worker has been assigned partitions.
+func (w *Worker) Ready() bool { return w.ready.Load() }
+
+// Run consumes and delivers until ctx ends, then flushes open batches
+// within Options.ShutdownTimeout, commits what was delivered and leaves the
+// group. It returns nil on a clean stop.
+func (w *Worker) Run(ctx context.Context) error {
+	c := w.o.Connector
+	opts := append([]kgo.Opt{}, w.o.Kafka...)
+	opts = append(opts,
+		kgo.ConsumerGroup(c.Group),
+		kgo.ConsumeTopics(c.Topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.ProducerLinger(0),
+		kgo.ProducerBatchMaxBytes(8<<20),
+		kgo.OnPartitionsAssigned(w.assigned),
+		kgo.OnPartitionsRevoked(w.revoked),
+		kgo.OnPartitionsLost(w.lost),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("connector %s: create client: %w", w.name, err)
+	}
+	w.log.Info("connector started", "topic", c.Topic, "group", c.Group, "max_events", c.Batch.MaxEvents, "max_bytes", int64(c.Batch.MaxBytes), "max_age", c.Batch.MaxAge)
+
+	err = w.loop(ctx, cl)
+	if w.o.ShutdownTimeout < 0 {
+		cl.Close() // a crash: nothing flushed, nothing more committed
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.o.ShutdownTimeout)
+	defer cancel()
+	w.mu.Lock()
+	for _, ps := range w.parts {
+		ps.sealAll(w)
+	}
+	w.mu.Unlock()
+	w.deliverAndCommit(sctx, cl)
+	cl.Close()
+	w.log.Info("connector stopped", "delivered", w.stats.Delivered.Load())
+	return err
+}
+
+func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
+	maxAge := w.o.Connector.Batch.MaxAge
+	for {
+		pollCtx, cancel := context.WithDeadline(ctx, w.nextDeadline(maxAge))
+		fetches := cl.PollRecords(pollCtx, 10000)
+		cancel()
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				w.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			}
+		})
+		var dead []*kgo.Record
+		now := time.Now()
+		w.mu.Lock()
+		fetches.EachPartition(func(f kgo.FetchTopicPartition) {
+			ps := w.parts[tp{f.Topic, f.Partition}]
+			if ps == nil {
+				return // revoked after this fetch was taken
+			}
+			for _, r := range f.Records {
+				w.stats.Consumed.Add(1)
+				e, err := w.codec.Decode(r.Value)
+				if err != nil {
+					dead = append(dead, dlq.Record(w.o.DLQTopic, r, dlq.Reason{Stage: w.stage(), Class: schemas.ClassOf(err), Message: err.Error()}, now))
+				} else {
+					delete(e.Extra, MetadataKey) // a redriven delivered event: replace, don't repeat
+					w.add(ps, r, e, now)
+				}
+				ps.next, ps.epoch = r.Offset+1, r.LeaderEpoch
+			}
+		})
+		for _, ps := range w.parts {
+			ps.sealAged(w, now)
+		}
+		w.mu.Unlock()
+		if len(dead) > 0 {
+			if err := w.produceDLQ(ctx, cl, dead); err != nil {
+				return err
+			}
+		}
+		w.deliverAndCommit(ctx, cl)
+	}
+}
+
+func (w *Worker) stage() string { return "connector:" + w.name }
+
+// nextDeadline is when the oldest open batch comes of age, at most maxAge
+// from now, so a quiet stream still delivers on time.
+func (w *Worker) nextDeadline(maxAge time.Duration) time.Time {
+	next := time.Now().Add(maxAge)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, ps := range w.parts {
+		for _, b := range ps.open {
+			if d := b.opened.Add(maxAge); d.Before(next) {
+				next = d
+			}
+		}
+	}
+	return next
+}
+
+func (w *Worker) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.Time) {
+	path := ""
+	if w.tmpl != nil {
+		path = string(w.tmpl.Render(nil, r.Topic, r.Partition, e.Timestamp, e))
+	}
+	b := ps.open[path]
+	if b == nil {
+		b = &openBatch{path: path, opened: now}
+		ps.open[path] = b
+	}
+	b.records = append(b.records, r)
+	b.events = append(b.events, e)
+	b.bytes += len(r.Value) + 96 // firehose_metadata and a newline
+	c := w.o.Connector.Batch
+	if len(b.records) >= c.MaxEvents || int64(b.bytes) >= int64(c.MaxBytes) {
+		ps.seal(w, path)
+	}
+}
+
+func (ps *partState) seal(w *Worker, path string) {
+	b := ps.open[path]
+	delete(ps.open, path)
+	first := b.records[0]
+	ext := w.enc.Extension() + w.comp.Extension()
+	ps.sealed = append(ps.sealed, &Batch{
+		ID:          fmt.Sprintf("%s-%s-%d-%d", w.name, first.Topic, first.Partition, first.Offset),
+		Connector:   w.name,
+		Topic:       first.Topic,
+		Partition:   first.Partition,
+		FirstOffset: first.Offset,
+		LastOffset:  b.records[len(b.records)-1].Offset,
+		Key:         path + ObjectName(first.Topic, first.Partition, first.Offset, ext),
+		Records:     b.records,
+		Events:      b.events,
+	})
+}
+
+func (ps *partState) sealAged(w *Worker, now time.Time) {
+	for path, b := range ps.open {
+		if now.Sub(b.opened) >= w.o.Connector.Batch.MaxAge {
+			ps.seal(w, path)
+		}
+	}
+	// Sealing by map order can put a later batch first; delivery and
+	// commits go by offset.
+	slices.SortFunc(ps.sealed, func(a, b *Batch) int { return int(a.FirstOffset - b.FirstOffset) })
+}
+
+func (ps *partState) sealAll(w *Worker) {
+	for path := range ps.open {
+		ps.seal(w, path)
+	}
+	slices.SortFunc(ps.sealed, func(a, b *Batch) int { return int(a.FirstOffset - b.FirstOffset) })
+}
+
+// commitPoint is the offset up to which everything of the partition has
+// been delivered: the first offset of the oldest undelivered batch, or the
+// next offset to consume when there is none.
+func (ps *partState) commitPoint() int64 {
+	p := ps.next
+	for _, b := range ps.open {
+		p = min(p, b.records[0].Offset)
+	}
+	for _, b := range ps.sealed {
+		p = min(p, b.FirstOffset)
+	}
+	return p
+}
+
+// deliverAndCommit delivers every sealed batch, partitions in parallel and
+// each partition's batches in order, then commits each partition up to its
+// commit point.
+func (w *Worker) deliverAndCommit(ctx context.Context, cl *kgo.Client) {
+	w.deliverMu.Lock()
+	defer w.deliverMu.Unlock()
+
+	w.mu.Lock()
+	work := map[tp][]*Batch{}
+	for k, ps := range w.parts {
+		if len(ps.sealed) > 0 {
+			work[k] = ps.sealed
+		}
+	}
+	w.mu.Unlock()
+
+	var wg sync.WaitGroup
+	done := make(map[tp]int, len(work)) // how many leading batches were delivered
+	var doneMu sync.Mutex
+	for k, batches := range work {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := 0
+			for _, b := range batches {
+				if err := w.deliver(ctx, cl, b); err != nil {
+					break
+				}
+				n++
+			}
+			doneMu.Lock()
+			done[k] = n
+			doneMu.Unlock()
+		}()
+	}
+	wg.Wait()
+
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	w.mu.Lock()
+	for k, n := range done {
+		ps := w.parts[k]
+		if ps == nil {
+			continue
+		}
+		ps.sealed = ps.sealed[n:]
+	}
+	for k, ps := range w.parts {
+		if p := ps.commitPoint(); p > ps.committed {
+			if offsets[k.topic] == nil {
+				offsets[k.topic] = map[int32]kgo.EpochOffset{}
+			}
+			offsets[k.topic][k.partition] = kgo.EpochOffset{Epoch: ps.epoch, Offset: p}
+		}
+	}
+	w.mu.Unlock()
+	if len(offsets) == 0 {
+		return
+	}
+	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Warn("commit failed; it will be retried with the next commit", "err", err)
+			}
+			return
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode != 0 {
+					continue
+				}
+				if ps := w.parts[tp{t.Topic, p.Partition}]; ps != nil {
+					ps.committed = max(ps.committed, offsets[t.Topic][p.Partition].Offset)
+				}
+			}
+		}
+	})
+}
+
+// deliver encodes b and hands it to the sink, retrying per the policy. A
+// permanent error, or retries running out, dead-letters the batch's
+// records; the partition goes on. It returns an error only when ctx ended
+// before the batch had an outcome.
+func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
+	if b.Body == nil {
+		b.SealedAt = time.Now()
+		raw, err := w.enc.Encode(nil, b)
+		if err == nil {
+			b.Body, err = w.comp.Compress(make([]byte, 0, len(raw)/4), raw)
+		}
+		if err != nil {
+			return w.deadLetter(ctx, cl, b, "encode", err)
+		}
+		b.ContentType = w.enc.ContentType()
+		b.ContentEncoding = w.comp.ContentEncoding()
+	}
+	for attempt := 0; ; attempt++ {
+		err := w.o.Sink.Deliver(ctx, b)
+		if err == nil {
+			w.stats.Delivered.Add(int64(len(b.Records)))
+			w.stats.Batches.Add(1)
+			w.stats.LastDelivery.Store(time.Now().UnixNano())
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if IsPermanent(err) {
+			w.log.Warn("batch rejected by destination; sending to DLQ", "batch", b.ID, "events", len(b.Records), "err", err)
+			return w.deadLetter(ctx, cl, b, "permanent", err)
+		}
+		if attempt+1 >= w.o.Retry.MaxAttempts {
+			w.log.Error("batch failed after retries; sending to DLQ", "batch", b.ID, "attempts", attempt+1, "err", err)
+			return w.deadLetter(ctx, cl, b, "retries-exhausted", err)
+		}
+		d := w.o.Retry.backoff(attempt, err)
+		w.stats.Retries.Add(1)
+		w.log.Warn("delivery failed; retrying", "batch", b.ID, "attempt", attempt+1, "in", d, "err", err)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (w *Worker) deadLetter(ctx context.Context, cl *kgo.Client, b *Batch, class string, cause error) error {
+	var extra []kgo.RecordHeader
+	if resp := response(cause); resp != "" {
+		extra = append(extra, kgo.RecordHeader{Key: dlq.HeaderResponse, Value: []byte(resp)})
+	}
+	now := time.Now()
+	recs := make([]*kgo.Record, len(b.Records))
+	for i, r := range b.Records {
+		recs[i] = dlq.Record(w.o.DLQTopic, r, dlq.Reason{Stage: w.stage(), Class: class, Message: cause.Error(), Extra: extra}, now)
+	}
+	if err := w.produceDLQ(ctx, cl, recs); err != nil {
+		return err
+	}
+	w.stats.DeadLettered.Add(int64(len(recs)))
+	return nil
+}
+
+// produceDLQ writes dead letters and waits for them: offsets past a record
+// are committed only once its dead letter is stored.
+func (w *Worker) produceDLQ(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("connector %s: write to DLQ %s: %w", w.name, w.o.DLQTopic, err)
+	}
+	return nil
+}
+
+func (w *Worker) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+	w.mu.Lock()
+	for t, ps := range m {
+		for _, p := range ps {
+			w.parts[tp{t, p}] = &partState{next: -1, committed: -1, open: map[string]*openBatch{}}
+		}
+	}
+	w.mu.Unlock()
+	w.ready.Store(true)
+	w.log.Info("partitions assigned", "partitions", m)
+}
+
+// revoked runs inside the rebalance. It waits for deliveries under way to
+// end (they commit what they delivered), then drops the partitions'
+// undelivered batches: the next owner reads them again from the last
+// commit, so nothing is lost and nothing is committed past delivery.
+func (w *Worker) revoked(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+	w.deliverMu.Lock()
+	defer w.deliverMu.Unlock()
+	w.drop(m)
+	w.log.Info("partitions revoked", "partitions", m)
+}
+
+func (w *Worker) lost(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+	w.drop(m)
+	w.log.Warn("partitions lost", "partitions", m)
+}
+
+func (w *Worker) drop(m map[string][]int32) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for t, ps := range m {
+		for _, p := range ps {
+			delete(w.parts, tp{t, p})
+		}
+	}
+}

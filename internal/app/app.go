@@ -1,0 +1,143 @@
+// Package app wires the components of one Firehose process from a loaded
+// config: the processor, the connector workers and the HTTP listener, each
+// in its own goroutine owned by one errgroup, all stopped by one context.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/connectors/destinations"
+	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/httpserver"
+	"github.com/firehose/firehose/internal/kafkaclient"
+	"github.com/firehose/firehose/processor"
+)
+
+// Roles a process can take.
+const (
+	RoleProcessor = "processor"
+	RoleConnector = "connector"
+	RoleAPI       = "api"
+)
+
+// Options choose what a process runs.
+type Options struct {
+	// Roles to run; empty runs all.
+	Roles []string
+	// Connectors limits the connector role to these names; empty runs
+	// every enabled connector.
+	Connectors []string
+	Log        *slog.Logger
+	// OnReady is called once, when the HTTP listener is bound and every
+	// component has been assigned its partitions.
+	OnReady func(httpAddr string)
+	// ShutdownTimeout bounds the flush of each connector on stop.
+	ShutdownTimeout time.Duration
+}
+
+func (o Options) has(role string) bool { return len(o.Roles) == 0 || slices.Contains(o.Roles, role) }
+
+// Run runs the process until ctx ends, then drains and returns. It returns
+// the first component error; the others are stopped.
+func Run(ctx context.Context, cfg *config.Config, o Options) error {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	kopts, err := kafkaclient.Options(cfg.Kafka, o.Log)
+	if err != nil {
+		return err
+	}
+	var readies []func() bool
+	g, gctx := errgroup.WithContext(ctx)
+
+	if o.has(RoleProcessor) && cfg.Processor.IsEnabled() {
+		p, err := processor.New(processor.Options{Config: *cfg, Kafka: kopts, Log: o.Log})
+		if err != nil {
+			return err
+		}
+		readies = append(readies, p.Ready)
+		g.Go(func() error { return p.Run(gctx) })
+	}
+	if o.has(RoleConnector) {
+		for _, c := range cfg.Connectors {
+			if !c.IsEnabled() || (len(o.Connectors) > 0 && !slices.Contains(o.Connectors, c.Name)) {
+				continue
+			}
+			sink, err := destinations.NewSink(ctx, c)
+			if err != nil {
+				return err
+			}
+			w, err := connectors.New(connectors.Options{
+				Connector:       c,
+				DLQTopic:        cfg.Topology.DLQ.Name,
+				EventsEncoding:  cfg.Topology.Events.Encoding,
+				Sink:            sink,
+				Kafka:           kopts,
+				Log:             o.Log,
+				ShutdownTimeout: o.ShutdownTimeout,
+			})
+			if err != nil {
+				return fmt.Errorf("connector %s: %w", c.Name, err)
+			}
+			readies = append(readies, w.Ready)
+			g.Go(func() error {
+				defer sink.Close(context.WithoutCancel(gctx))
+				return w.Run(gctx)
+			})
+		}
+	}
+	for _, name := range o.Connectors {
+		if !slices.ContainsFunc(cfg.Connectors, func(c config.Connector) bool { return c.Name == name }) {
+			return fmt.Errorf("--connector %s: no connector of that name in the config", name)
+		}
+	}
+	ready := func() bool {
+		for _, r := range readies {
+			if !r() {
+				return false
+			}
+		}
+		return true
+	}
+	var addr string
+	if cfg.API.Listen != "off" {
+		srv, err := httpserver.Listen(cfg.API.Listen, ready, o.Log)
+		if err != nil {
+			return err
+		}
+		addr = srv.Addr()
+		g.Go(func() error { return srv.Serve(gctx) })
+	}
+	if o.OnReady != nil {
+		var once atomic.Bool
+		g.Go(func() error {
+			t := time.NewTicker(50 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-t.C:
+					if ready() && once.CompareAndSwap(false, true) {
+						o.OnReady(addr)
+						return nil
+					}
+				}
+			}
+		})
+	}
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}

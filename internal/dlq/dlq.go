@@ -1,0 +1,67 @@
+// Package dlq builds dead-letter records. Every stage that gives up on a
+// record sends it here with the reason in headers and the original bytes as
+// the value, so an operator can read why and redrive it unchanged.
+package dlq
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Header names on a dead-letter record.
+const (
+	HeaderStage           = "firehose.stage"            // "processor" or "connector:<name>"
+	HeaderClass           = "firehose.error.class"      // e.g. decode, invalid, oversize, permanent
+	HeaderMessage         = "firehose.error.message"    // human-readable reason
+	HeaderTime            = "firehose.error.time"       // RFC 3339, when it was dead-lettered
+	HeaderSourceTopic     = "firehose.source.topic"     // where the record was read
+	HeaderSourcePartition = "firehose.source.partition" //
+	HeaderSourceOffset    = "firehose.source.offset"    //
+	HeaderResponse        = "firehose.destination.response"
+)
+
+// maxMessage bounds the message header; a destination's error body can be
+// large and the reason must not push the record over the broker's limit.
+const maxMessage = 4096
+
+// Reason says why a record is dead-lettered.
+type Reason struct {
+	Stage   string
+	Class   string
+	Message string
+	Extra   []kgo.RecordHeader // more headers, e.g. the destination's response
+}
+
+// Record returns the dead-letter record for src: the same key and value,
+// src's own headers first, then the reason. now is the time it is stamped.
+func Record(topic string, src *kgo.Record, r Reason, now time.Time) *kgo.Record {
+	msg := r.Message
+	if len(msg) > maxMessage {
+		msg = msg[:maxMessage] + "…"
+	}
+	h := make([]kgo.RecordHeader, 0, len(src.Headers)+7+len(r.Extra))
+	h = append(h, src.Headers...)
+	h = append(h,
+		kgo.RecordHeader{Key: HeaderStage, Value: []byte(r.Stage)},
+		kgo.RecordHeader{Key: HeaderClass, Value: []byte(r.Class)},
+		kgo.RecordHeader{Key: HeaderMessage, Value: []byte(msg)},
+		kgo.RecordHeader{Key: HeaderTime, Value: []byte(now.UTC().Format(time.RFC3339Nano))},
+		kgo.RecordHeader{Key: HeaderSourceTopic, Value: []byte(src.Topic)},
+		kgo.RecordHeader{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(src.Partition), 10)},
+		kgo.RecordHeader{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, src.Offset, 10)},
+	)
+	h = append(h, r.Extra...)
+	return &kgo.Record{Topic: topic, Key: src.Key, Value: src.Value, Headers: h}
+}
+
+// Header returns the value of the last header named key, or "".
+func Header(r *kgo.Record, key string) string {
+	for i := len(r.Headers) - 1; i >= 0; i-- {
+		if r.Headers[i].Key == key {
+			return string(r.Headers[i].Value)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,86 @@
+// Package processor is the stage between the raw topic and the events
+// topic: it decodes and validates each raw record, runs the configured
+// stages, and produces the result (or a dead letter) inside a Kafka
+// transaction together with the consumed offsets, so each raw record has
+// exactly one outcome.
+package processor
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/internal/dlq"
+	"github.com/firehose/firehose/schemas"
+)
+
+// Stage is one step of the pipeline: it may change the event, or drop it
+// by returning false. An error sends the raw record to the DLQ with the
+// error's class (schemas.ClassOf, or "stage") and message.
+type Stage interface {
+	Name() string
+	Apply(rec *kgo.Record, e *schemas.Event) (keep bool, err error)
+}
+
+// Pipeline turns one raw record into zero or one output records. It holds
+// no Kafka client, so benchmarks and tests drive it directly. A Pipeline is
+// used by one goroutine at a time per partition; stages that keep state key
+// it by partition.
+type Pipeline struct {
+	In, Out       schemas.Codec
+	EventsTopic   string
+	DLQTopic      string
+	MaxEventBytes int
+	Stages        []Stage
+	Now           func() time.Time
+}
+
+// Outcome tells what happened to one raw record.
+type Outcome int
+
+// The outcomes of Process.
+const (
+	Emitted Outcome = iota
+	Dropped
+	DeadLettered
+)
+
+// Process returns the record to produce for rec, and what became of it.
+// Dropped records return nil.
+func (p *Pipeline) Process(rec *kgo.Record) (*kgo.Record, Outcome) {
+	if len(rec.Value) > p.MaxEventBytes {
+		return p.dead(rec, schemas.ClassOversize, fmt.Sprintf("event is %d bytes, over the limit of %d (processor.max_event_bytes)", len(rec.Value), p.MaxEventBytes)), DeadLettered
+	}
+	e, err := p.In.Decode(rec.Value)
+	if err != nil {
+		return p.dead(rec, schemas.ClassOf(err), err.Error()), DeadLettered
+	}
+	for _, s := range p.Stages {
+		keep, err := s.Apply(rec, e)
+		if err != nil {
+			class := schemas.ClassOf(err)
+			if class == "" {
+				class = "stage"
+			}
+			return p.dead(rec, class, s.Name()+": "+err.Error()), DeadLettered
+		}
+		if !keep {
+			return nil, Dropped
+		}
+	}
+	val, err := p.Out.Append(make([]byte, 0, len(rec.Value)+64), e)
+	if err != nil {
+		return p.dead(rec, "encode", err.Error()), DeadLettered
+	}
+	return &kgo.Record{
+		Topic:     p.EventsTopic,
+		Key:       []byte(e.ResourceID),
+		Value:     val,
+		Timestamp: rec.Timestamp,
+	}, Emitted
+}
+
+func (p *Pipeline) dead(rec *kgo.Record, class, msg string) *kgo.Record {
+	return dlq.Record(p.DLQTopic, rec, dlq.Reason{Stage: "processor", Class: class, Message: msg}, p.Now())
+}

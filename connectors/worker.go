@@ -244,7 +244,7 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 				w.stats.Consumed.Add(1)
 				e, err := w.codec.Decode(r.Value)
 				if err != nil {
-					dead = append(dead, dlq.Record(w.o.DLQTopic, r, dlq.Reason{Stage: w.stage(), Class: schemas.ClassOf(err), Message: err.Error()}, now))
+					dead = append(dead, dlq.Record(w.o.DLQTopic, r, dlq.Reason{Stage: w.stage(), Class: schemas.ClassOf(err), Message: schemas.Detail(err)}, now))
 				} else {
 					delete(e.Extra, MetadataKey) // a redriven delivered event: replace, don't repeat
 					w.add(ps, r, e, now)

@@ -54,7 +54,7 @@ func (p *Pipeline) Process(rec *kgo.Record) (*kgo.Record, Outcome) {
 	}
 	e, err := p.In.Decode(rec.Value)
 	if err != nil {
-		return p.dead(rec, schemas.ClassOf(err), err.Error()), DeadLettered
+		return p.dead(rec, schemas.ClassOf(err), schemas.Detail(err)), DeadLettered
 	}
 	for _, s := range p.Stages {
 		keep, err := s.Apply(rec, e)
@@ -63,7 +63,7 @@ func (p *Pipeline) Process(rec *kgo.Record) (*kgo.Record, Outcome) {
 			if class == "" {
 				class = "stage"
 			}
-			return p.dead(rec, class, s.Name()+": "+err.Error()), DeadLettered
+			return p.dead(rec, class, s.Name()+": "+schemas.Detail(err)), DeadLettered
 		}
 		if !keep {
 			return nil, Dropped

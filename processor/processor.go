@@ -92,7 +92,6 @@ func (p *Processor) Run(ctx context.Context) error {
 		kgo.TransactionalID(cfg.Processor.TransactionalID),
 		kgo.TransactionTimeout(60*time.Second),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.ProducerBatchMaxBytes(8<<20),

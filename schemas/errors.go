@@ -28,10 +28,11 @@ type Error struct {
 	Err      error // underlying cause for ClassDecode, if any
 }
 
-func (e *Error) Error() string {
+func (e *Error) Error() string { return e.Class + ": " + e.Detail() }
+
+// Detail is the error's message without its class.
+func (e *Error) Detail() string {
 	var b strings.Builder
-	b.WriteString(e.Class)
-	b.WriteString(": ")
 	for i, p := range e.Problems {
 		if i > 0 {
 			b.WriteString("; ")
@@ -49,6 +50,16 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// Detail returns the message of a rejection error without its class, or
+// err.Error() for other errors.
+func Detail(err error) string {
+	var se *Error
+	if errors.As(err, &se) {
+		return se.Detail()
+	}
+	return err.Error()
+}
 
 // ClassOf returns the class of a rejection error, or "" when err is not one.
 func ClassOf(err error) string {

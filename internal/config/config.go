@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -215,10 +216,13 @@ func (c *Config) decodeDestination(i int, d Destinations) error {
 	cn := &c.Connectors[i]
 	path := fmt.Sprintf("connectors[%d]", i)
 	var errs []error
+	known, _ := structFields(reflect.TypeFor[Connector]())
 	for k := range cn.Rest {
 		if k != cn.Type {
 			msg := fmt.Sprintf("unknown field %q", k)
-			if cn.Type == "" {
+			if s := closest(k, append(keys(known), cn.Type)); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			} else if cn.Type == "" {
 				msg += "; set type: " + k + " if this is the destination's section"
 			}
 			errs = append(errs, Errorf(path+"."+k, "%s", msg))
@@ -266,7 +270,11 @@ func locate(name string, root *yaml.Node, err error) error {
 	for _, fe := range fes {
 		fe.File = name
 		if fe.Line == 0 && root != nil {
-			if n := nodeAt(root, fe.Path); n != nil {
+			n := nodeAt(root, fe.Path)
+			if strings.HasPrefix(fe.Msg, "unknown field") {
+				n = keyNodeAt(root, fe.Path) // point at the misspelt key itself
+			}
+			if n != nil {
 				fe.Line, fe.Column = n.Line, n.Column
 			}
 		}

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -33,9 +32,8 @@ func Decode(n *yaml.Node, path string, v any) error {
 }
 
 var (
-	nodeType     = reflect.TypeFor[yaml.Node]()
-	unmarshaler  = reflect.TypeFor[yaml.Unmarshaler]()
-	durationType = reflect.TypeFor[time.Duration]()
+	nodeType    = reflect.TypeFor[yaml.Node]()
+	unmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
 )
 
 // unknownFields walks n beside the Go type t and reports mapping keys that
@@ -279,6 +277,32 @@ func nodeAt(n *yaml.Node, path string) *yaml.Node {
 		n = next
 	}
 	return n
+}
+
+// keyNodeAt returns the key node of the mapping entry at path, or nil.
+func keyNodeAt(root *yaml.Node, path string) *yaml.Node {
+	segs := splitPath(path)
+	if len(segs) == 0 {
+		return nil
+	}
+	parent := root
+	if parent.Kind == yaml.DocumentNode && len(parent.Content) > 0 {
+		parent = parent.Content[0]
+	}
+	for _, seg := range segs[:len(segs)-1] {
+		if parent = child(parent, seg); parent == nil {
+			return nil
+		}
+	}
+	if parent.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(parent.Content); i += 2 {
+		if parent.Content[i].Value == segs[len(segs)-1] {
+			return parent.Content[i]
+		}
+	}
+	return nil
 }
 
 func child(n *yaml.Node, seg string) *yaml.Node {

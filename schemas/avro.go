@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/linkedin/goavro/v2"
+	"github.com/tidwall/gjson"
 )
 
 // Avro is the Avro single-object codec (a 0xC3 0x01 marker, the schema's
@@ -127,11 +128,11 @@ func FromAvroNative(native any) (*Event, error) {
 		if !ok {
 			return nil
 		}
-		if !json.Valid([]byte(s)) || jsonKind(json.RawMessage(s)) != "object" {
+		if !gjson.Valid(s) || !gjson.Parse(s).IsObject() {
 			ps = append(ps, Problem{k, "must hold JSON object text"})
 			return nil
 		}
-		return compact(json.RawMessage(s))
+		return compact(s)
 	}
 	e.EventID = str("event_id")
 	e.Timestamp, _ = m["timestamp"].(time.Time)
@@ -159,7 +160,7 @@ func FromAvroNative(native any) (*Event, error) {
 			if _, known := order[k]; known {
 				ps = append(ps, Problem{"extra", "holds schema field " + k})
 			}
-			e.Extra[k] = compact(v)
+			e.Extra[k] = compact(string(v))
 		}
 	}
 	if len(ps) > 0 {

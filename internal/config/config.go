@@ -17,6 +17,8 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/firehose/firehose/filter"
 )
 
 // Config is the whole of firehose.yaml.
@@ -83,6 +85,86 @@ type Processor struct {
 	// aborts the transaction its crashed predecessor left open) and unique
 	// among processes. Default firehose-processor-<hostname>.
 	TransactionalID string `yaml:"transactional_id"`
+
+	Filter filter.Config `yaml:"filter"` // which events continue; empty keeps all
+	Dedupe Dedupe        `yaml:"dedupe"`
+	Enrich Enrich        `yaml:"enrich"`
+	Mask   Mask          `yaml:"mask"`
+}
+
+// Dedupe drops an event whose sequence is not above the highest already
+// passed for its resource. The state lives in the state topic, so it
+// survives restarts and rebalances.
+type Dedupe struct {
+	Enabled *bool `yaml:"enabled"` // default true
+	// TTL is how long a resource is remembered after its last event;
+	// default 72h, the topics' retention.
+	TTL time.Duration `yaml:"ttl"`
+}
+
+// IsEnabled reports whether dedupe runs.
+func (d Dedupe) IsEnabled() bool { return d.Enabled == nil || *d.Enabled }
+
+// Enrich adds an "enrichment" object to every event: the flow's and the
+// account's reference data, static tags, and when the event was processed.
+type Enrich struct {
+	// Flows maps flow_id to data about the flow, e.g. {name: Auto Leads, version: 3}.
+	Flows map[string]map[string]any `yaml:"flows"`
+	// Accounts maps account_id to data about the account.
+	Accounts map[string]map[string]any `yaml:"accounts"`
+	// Tags are added to every event.
+	Tags map[string]string `yaml:"tags"`
+	// Topic, if set, is a compacted topic of reference data that updates
+	// Flows and Accounts without a restart: key "flow:<id>" or
+	// "account:<id>", value a JSON object, or no value to delete.
+	Topic string `yaml:"topic"`
+	// ProcessingTime adds processed_at and latency_ms (from the event's
+	// timestamp); default true.
+	ProcessingTime *bool `yaml:"processing_time"`
+}
+
+// Mask replaces personal data before anything leaves the processor.
+type Mask struct {
+	// Defaults adds the default rules: lead_data.ssn last4,
+	// lead_data.email email, lead_data.phone phone_area,
+	// lead_data.first_name and lead_data.last_name initial. Default true.
+	// A rule in Rules for the same path replaces the default one.
+	Defaults *bool      `yaml:"defaults"`
+	Rules    []MaskRule `yaml:"rules"`
+	// HashKey is the HMAC-SHA-256 key of the hash strategy; put it in
+	// the environment: hash_key: ${FIREHOSE_MASK_KEY}.
+	HashKey string `yaml:"hash_key"`
+}
+
+// MaskRule masks the value at Path (lead_data.ssn, metadata.contact.email,
+// or <unknown top-level field>.sub) with Strategy: last4, email,
+// phone_area, initial, hash or drop.
+type MaskRule struct {
+	Path     string `yaml:"path"`
+	Strategy string `yaml:"strategy"`
+}
+
+// DefaultMaskRules are the rules Mask.Defaults adds.
+var DefaultMaskRules = []MaskRule{
+	{"lead_data.ssn", "last4"},
+	{"lead_data.email", "email"},
+	{"lead_data.phone", "phone_area"},
+	{"lead_data.first_name", "initial"},
+	{"lead_data.last_name", "initial"},
+}
+
+// MaskRules returns the rules in force: the defaults (unless disabled)
+// overridden by path by the configured ones, in a stable order.
+func (m Mask) MaskRules() []MaskRule {
+	var out []MaskRule
+	if m.Defaults == nil || *m.Defaults {
+		for _, d := range DefaultMaskRules {
+			if !slices.ContainsFunc(m.Rules, func(r MaskRule) bool { return r.Path == d.Path }) {
+				out = append(out, d)
+			}
+		}
+	}
+	return append(out, m.Rules...)
 }
 
 // IsEnabled reports whether the processor runs.
@@ -104,6 +186,9 @@ type Connector struct {
 	Batch       Batch  `yaml:"batch"`       // when a batch is delivered
 	Encoding    string `yaml:"encoding"`    // ndjson (default)
 	Compression string `yaml:"compression"` // gzip (default) or none
+	// Filter selects the events this connector delivers; same syntax as
+	// the processor's.
+	Filter filter.Config `yaml:"filter"`
 
 	// Destination holds the decoded settings of the section named after
 	// Type, as returned by Options.Destinations.

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/firehose/firehose/filter"
 )
 
 // Defaults every event topic gets unless the config overrides them: 72 h of
@@ -35,6 +37,9 @@ func (c *Config) SetDefaults() {
 	topicDefaults(&c.Topology.Raw, "events.raw", deleteTopic)
 	topicDefaults(&c.Topology.Events, "events", deleteTopic)
 	topicDefaults(&c.Topology.DLQ, "events.dlq", deleteTopic)
+	if c.Topology.State.Partitions == 0 {
+		c.Topology.State.Partitions = c.Topology.Raw.Partitions // dedupe state is co-partitioned with raw
+	}
 	topicDefaults(&c.Topology.State, "firehose.state", map[string]string{"cleanup.policy": "compact"})
 	for _, t := range []*Topic{&c.Topology.Raw, &c.Topology.Events} {
 		if t.Encoding == "" {
@@ -50,6 +55,9 @@ func (c *Config) SetDefaults() {
 			host = "localhost"
 		}
 		c.Processor.TransactionalID = "firehose-processor-" + host
+	}
+	if c.Processor.Dedupe.TTL == 0 {
+		c.Processor.Dedupe.TTL = 72 * time.Hour
 	}
 	if c.Processor.MaxEventBytes == 0 {
 		c.Processor.MaxEventBytes = DefaultMaxEventBytes
@@ -160,6 +168,29 @@ func (c *Config) Validate() error {
 	if c.Processor.MaxEventBytes < 1024 {
 		v.add("processor.max_event_bytes", "must be at least 1KiB, got %d", c.Processor.MaxEventBytes)
 	}
+	v.filter("processor.filter", c.Processor.Filter)
+	if c.Processor.Dedupe.IsEnabled() {
+		if c.Processor.Dedupe.TTL < time.Minute {
+			v.add("processor.dedupe.ttl", "must be at least 1m, got %s", c.Processor.Dedupe.TTL)
+		}
+		if c.Topology.State.Partitions != c.Topology.Raw.Partitions {
+			v.add("topology.state.partitions", "must equal topology.raw.partitions (%d): dedupe state of raw partition N is kept in state partition N", c.Topology.Raw.Partitions)
+		}
+	}
+	hash := false
+	for i, r := range c.Processor.Mask.Rules {
+		p := fmt.Sprintf("processor.mask.rules[%d]", i)
+		if !maskPathRe.MatchString(r.Path) {
+			v.add(p+".path", "must be a dotted path into an object field, such as lead_data.ssn or metadata.contact.email; got %q", r.Path)
+		}
+		if !slices.Contains(MaskStrategies, r.Strategy) {
+			v.add(p+".strategy", "must be one of %s, got %q", strings.Join(MaskStrategies, ", "), r.Strategy)
+		}
+		hash = hash || r.Strategy == "hash"
+	}
+	if hash && len(c.Processor.Mask.HashKey) < 16 {
+		v.add("processor.mask.hash_key", "the hash strategy needs a key of at least 16 bytes; set hash_key: ${FIREHOSE_MASK_KEY} and put the key in the environment")
+	}
 	names := map[string]int{}
 	for i, cn := range c.Connectors {
 		p := fmt.Sprintf("connectors[%d]", i)
@@ -187,11 +218,40 @@ func (c *Config) Validate() error {
 		if !slices.Contains(Compressions, cn.Compression) {
 			v.add(p+".compression", "must be one of %s, got %q", strings.Join(Compressions, ", "), cn.Compression)
 		}
+		v.filter(p+".filter", cn.Filter)
 	}
 	return v.err()
 }
 
+// MaskStrategies are the values MaskRule.Strategy accepts.
+var MaskStrategies = []string{"last4", "email", "phone_area", "initial", "hash", "drop"}
+
+// A mask path: a container (lead_data, metadata or an unknown top-level
+// field) and at least one key, each of plain characters.
+var maskPathRe = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$`)
+
 type validator struct{ errs []error }
+
+// filter compiles a filter section and reports its problems under path.
+func (v *validator) filter(path string, f filter.Config) {
+	if _, err := filter.Compile(f); err != nil {
+		for _, e := range unjoin(err) {
+			var p *filter.Problem
+			if errors.As(e, &p) {
+				v.add(path+"."+p.Path, "%s", p.Msg)
+			} else {
+				v.add(path, "%v", e)
+			}
+		}
+	}
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
 
 func (v *validator) add(path, format string, args ...any) {
 	v.errs = append(v.errs, Errorf(path, format, args...))

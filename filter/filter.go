@@ -1,0 +1,238 @@
+// Package filter decides which events continue, from rules in config: by
+// event type with wildcards, by outcome, and by expressions over any field
+// (metadata.price > 20, lead_data.state == "CA",
+// outcome == "failure" && event_type matches "^recipient\\."). The
+// processor and every connector use the same syntax.
+//
+// Expressions are expr-lang/expr programs, compiled and type-checked once
+// at start against the event's fields; they cannot have side effects.
+package filter
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/vm"
+	"github.com/tidwall/gjson"
+
+	"github.com/firehose/firehose/schemas"
+)
+
+// Config is a filter section. An event continues when every set condition
+// holds: its type matches one of EventTypes (when set) and none of
+// ExcludeEventTypes, its outcome is one of Outcomes (when set), and every
+// Where expression is true.
+type Config struct {
+	// EventTypes are glob patterns (recipient.*, lead.created).
+	EventTypes []string `yaml:"event_types"`
+	// ExcludeEventTypes are glob patterns of types to drop.
+	ExcludeEventTypes []string `yaml:"exclude_event_types"`
+	// Outcomes to keep, e.g. [failure, error].
+	Outcomes []string `yaml:"outcomes"`
+	// Where are boolean expressions that must all be true.
+	Where []Rule `yaml:"where"`
+}
+
+// Rule is one expression and what to do when it fails on an event (a field
+// of the wrong type, say).
+type Rule struct {
+	Expr string `yaml:"expr"`
+	// OnError is no_match (default: the event does not pass) or dlq
+	// (the event goes to the dead-letter topic with the error).
+	OnError string `yaml:"on_error"`
+}
+
+// Policies of Rule.OnError.
+const (
+	NoMatch = "no_match"
+	DLQ     = "dlq"
+)
+
+// Env is what an expression sees: the event's fields by their JSON names.
+// metadata, lead_data and extra (the unknown top-level fields) are decoded
+// only for expressions that use them.
+type Env struct {
+	EventID      string         `expr:"event_id"`
+	Timestamp    string         `expr:"timestamp"`
+	AccountID    string         `expr:"account_id"`
+	ResourceID   string         `expr:"resource_id"`
+	Sequence     int64          `expr:"sequence"`
+	EventType    string         `expr:"event_type"`
+	ResourceType string         `expr:"resource_type"`
+	FlowID       string         `expr:"flow_id"`
+	LeadID       string         `expr:"lead_id"`
+	EntityType   string         `expr:"entity_type"`
+	EntityID     string         `expr:"entity_id"`
+	Outcome      string         `expr:"outcome"`
+	DurationMS   int64          `expr:"duration_ms"`
+	Metadata     map[string]any `expr:"metadata"`
+	LeadData     map[string]any `expr:"lead_data"`
+	Extra        map[string]any `expr:"extra"`
+}
+
+// Filter is a compiled Config. It is safe for concurrent use.
+type Filter struct {
+	include, exclude []string
+	outcomes         []string
+	rules            []rule
+	needs            needs
+}
+
+type rule struct {
+	src     string
+	prog    *vm.Program
+	onError string
+}
+
+type needs struct{ metadata, leadData, extra bool }
+
+// Error is a rule that failed on one event under the dlq policy.
+type Error struct {
+	Expr string
+	Err  error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("filter %q: %v", e.Expr, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Compile checks and compiles c. Its errors are *FieldError-like values
+// carrying the path within the section (event_types[1], where[0].expr) so
+// config can point at the line; see Problems.
+func Compile(c Config) (*Filter, error) {
+	f := &Filter{include: c.EventTypes, exclude: c.ExcludeEventTypes, outcomes: c.Outcomes}
+	var errs []error
+	for i, p := range c.EventTypes {
+		if _, err := path.Match(p, ""); err != nil {
+			errs = append(errs, &Problem{Path: fmt.Sprintf("event_types[%d]", i), Msg: fmt.Sprintf("bad pattern %q: %v", p, err)})
+		}
+	}
+	for i, p := range c.ExcludeEventTypes {
+		if _, err := path.Match(p, ""); err != nil {
+			errs = append(errs, &Problem{Path: fmt.Sprintf("exclude_event_types[%d]", i), Msg: fmt.Sprintf("bad pattern %q: %v", p, err)})
+		}
+	}
+	for i, r := range c.Where {
+		if r.OnError == "" {
+			r.OnError = NoMatch
+		}
+		if r.OnError != NoMatch && r.OnError != DLQ {
+			errs = append(errs, &Problem{Path: fmt.Sprintf("where[%d].on_error", i), Msg: fmt.Sprintf("must be %s or %s, got %q", NoMatch, DLQ, r.OnError)})
+		}
+		prog, err := expr.Compile(r.Expr, expr.Env(Env{}), expr.AsBool())
+		if err != nil {
+			errs = append(errs, &Problem{Path: fmt.Sprintf("where[%d].expr", i), Msg: fmt.Sprintf("%q does not compile: %v", r.Expr, err)})
+			continue
+		}
+		n := prog.Node()
+		ast.Walk(&n, identifiers(func(name string) {
+			switch name {
+			case "metadata":
+				f.needs.metadata = true
+			case "lead_data":
+				f.needs.leadData = true
+			case "extra":
+				f.needs.extra = true
+			}
+		}))
+		f.rules = append(f.rules, rule{src: r.Expr, prog: prog, onError: r.OnError})
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return f, nil
+}
+
+// Problem is a config error within a filter section.
+type Problem struct {
+	Path string
+	Msg  string
+}
+
+func (p *Problem) Error() string { return p.Path + ": " + p.Msg }
+
+type identifiers func(string)
+
+func (v identifiers) Visit(n *ast.Node) {
+	if id, ok := (*n).(*ast.IdentifierNode); ok {
+		v(id.Value)
+	}
+}
+
+// Empty reports whether the filter lets every event through.
+func (f *Filter) Empty() bool {
+	return f == nil || len(f.include) == 0 && len(f.exclude) == 0 && len(f.outcomes) == 0 && len(f.rules) == 0
+}
+
+// Match reports whether e passes. The error is non-nil only when a rule
+// with the dlq policy failed on e; it is an *Error.
+func (f *Filter) Match(e *schemas.Event) (bool, error) {
+	if f.Empty() {
+		return true, nil
+	}
+	if len(f.include) > 0 && !globAny(f.include, e.EventType) {
+		return false, nil
+	}
+	if globAny(f.exclude, e.EventType) {
+		return false, nil
+	}
+	if len(f.outcomes) > 0 && !slices.Contains(f.outcomes, e.Outcome) {
+		return false, nil
+	}
+	if len(f.rules) == 0 {
+		return true, nil
+	}
+	env := f.env(e)
+	for _, r := range f.rules {
+		out, err := vm.Run(r.prog, env)
+		if err != nil {
+			if r.onError == DLQ {
+				return false, &Error{Expr: r.src, Err: err}
+			}
+			return false, nil
+		}
+		if b, _ := out.(bool); !b {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (f *Filter) env(e *schemas.Event) *Env {
+	env := &Env{
+		EventID: e.EventID, Timestamp: e.Timestamp.UTC().Format(schemas.TimestampLayout),
+		AccountID: e.AccountID, ResourceID: e.ResourceID, Sequence: e.Sequence, EventType: e.EventType,
+		ResourceType: e.ResourceType, FlowID: e.FlowID, LeadID: e.LeadID, EntityType: e.EntityType,
+		EntityID: e.EntityID, Outcome: e.Outcome,
+	}
+	if e.DurationMS != nil {
+		env.DurationMS = *e.DurationMS
+	}
+	// The decoder validated these objects, so gjson's faster conversion
+	// to Go values is safe here.
+	if f.needs.metadata && e.Metadata != nil {
+		env.Metadata, _ = gjson.ParseBytes(e.Metadata).Value().(map[string]any)
+	}
+	if f.needs.leadData && e.LeadData != nil {
+		env.LeadData, _ = gjson.ParseBytes(e.LeadData).Value().(map[string]any)
+	}
+	if f.needs.extra && len(e.Extra) > 0 {
+		env.Extra = make(map[string]any, len(e.Extra))
+		for k, raw := range e.Extra {
+			env.Extra[k] = gjson.ParseBytes(raw).Value()
+		}
+	}
+	return env
+}
+
+func globAny(patterns []string, s string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, s); ok {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,166 @@
+package processor
+
+import (
+	"strings"
+	"testing"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/schemas"
+)
+
+func TestMaskStrategies(t *testing.T) {
+	tests := []struct {
+		fn       func(string) string
+		in, want string
+	}{
+		{MaskLast4, "123-45-6789", "***-**-6789"},
+		{MaskLast4, "123456789", "*****6789"},
+		{MaskLast4, "1234", "****"},
+		{MaskLast4, "", ""},
+		{MaskEmail, "jane@example.com", "j***@example.com"},
+		{MaskEmail, "émile.zola@mail.fr", "é***@mail.fr"},
+		{MaskEmail, "no-at-sign", "***"},
+		{MaskEmail, "@example.com", "***"},
+		{MaskPhoneArea, "412-087-5956", "412-***-****"},
+		{MaskPhoneArea, "(412) 087-5956", "(412) ***-****"},
+		{MaskPhoneArea, "+1 412 087 5956", "+1 412 *** ****"},
+		{MaskPhoneArea, "4120875956", "412*******"},
+		{MaskPhoneArea, "5956", "****"},
+		{MaskInitial, "Jane", "J"},
+		{MaskInitial, "  Øyvind ", "Ø"},
+		{MaskInitial, "", ""},
+	}
+	for _, tt := range tests {
+		if got := tt.fn(tt.in); got != tt.want {
+			t.Errorf("%q -> %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func masker(t testing.TB, c config.Mask) *Masker {
+	t.Helper()
+	m, err := NewMasker(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestMaskerDefaultsAndRules(t *testing.T) {
+	e, err := schemas.JSON{}.Decode([]byte(`{"event_id":"e","timestamp":"2024-01-15T14:30:45Z","account_id":"a","resource_id":"r","sequence":1,"event_type":"t",
+	 "lead_data":{"ssn":"123-45-6789","email":"jane@example.com","phone":4120875956,"first_name":"Jane","last_name":{"odd":"Doe"},"state":"CA"},
+	 "metadata":{"contact":{"email":"bob@corp.io","ip":"10.1.2.3"},"card":"4111111111111111"},
+	 "custom":{"dob":"1980-02-03"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := masker(t, config.Mask{HashKey: "0123456789abcdef-key", Rules: []config.MaskRule{
+		{Path: "metadata.contact.email", Strategy: "hash"},
+		{Path: "metadata.contact.ip", Strategy: "drop"},
+		{Path: "metadata.card", Strategy: "last4"},
+		{Path: "custom.dob", Strategy: "drop"},
+		{Path: "lead_data.missing", Strategy: "last4"},
+	}})
+	if _, err := m.Apply(nil, e); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := schemas.JSON{}.Append(nil, e)
+	got := string(out)
+	for _, want := range []string{
+		`"ssn":"***-**-6789"`, `"email":"j***@example.com"`, `"phone":"412*******"`, `"first_name":"J"`,
+		`"last_name":"***"`, `"state":"CA"`, `"contact":{"email":"` + m.Hash("bob@corp.io") + `"}`,
+		`"card":"************1111"`, `"custom":{}`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("masked event lacks %s:\n%s", want, got)
+		}
+	}
+	for _, secret := range []string{"123-45-6789", "jane@example.com", "4120875956", "Jane", "Doe", "bob@corp.io", "10.1.2.3", "4111111111111111", "1980-02-03"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("masked event still holds %q:\n%s", secret, got)
+		}
+	}
+	if m.Hash("x") != m.Hash("x") || m.Hash("x") == m.Hash("y") {
+		t.Error("hash is not a stable function of the value")
+	}
+}
+
+func TestMaskerDefaultsCanBeReplacedOrDisabled(t *testing.T) {
+	off := false
+	if rules := (config.Mask{Defaults: &off}).MaskRules(); len(rules) != 0 {
+		t.Fatalf("defaults off: %v", rules)
+	}
+	rules := config.Mask{Rules: []config.MaskRule{{Path: "lead_data.email", Strategy: "drop"}}}.MaskRules()
+	n := 0
+	for _, r := range rules {
+		if r.Path == "lead_data.email" {
+			n++
+			if r.Strategy != "drop" {
+				t.Fatalf("configured rule did not replace the default: %v", r)
+			}
+		}
+	}
+	if n != 1 || len(rules) != len(config.DefaultMaskRules) {
+		t.Fatalf("rules %v", rules)
+	}
+}
+
+// FuzzMaskFunctions: no strategy panics, each returns valid UTF-8 for
+// valid input, and none returns its input whole when the input has five or
+// more letters and digits (less is no secret worth the name).
+func FuzzMaskFunctions(f *testing.F) {
+	for _, s := range []string{"123-45-6789", "jane@example.com", "+1 (412) 087-5956", "Jane", "", "@", "ü@ß", "1@@2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for name, fn := range map[string]func(string) string{"last4": MaskLast4, "email": MaskEmail, "phone_area": MaskPhoneArea, "initial": MaskInitial} {
+			out := fn(s)
+			if utf8.ValidString(s) && !utf8.ValidString(out) {
+				t.Fatalf("%s(%q) = %q is not valid UTF-8", name, s, out)
+			}
+			if name != "email" && alnum(s) >= 5 && strings.Contains(out, strings.TrimSpace(s)) {
+				t.Fatalf("%s(%q) = %q still holds the input", name, s, out)
+			}
+		}
+		// Of an address only the first character and the domain remain.
+		if out, at := MaskEmail(s), strings.LastIndexByte(s, '@'); out != "***" {
+			local, _, _ := strings.Cut(out, "***@")
+			if at <= 0 || utf8.RuneCountInString(local) != 1 || !strings.HasSuffix(out, s[at:]) {
+				t.Fatalf("email(%q) = %q", s, out)
+			}
+		}
+	})
+}
+
+func alnum(s string) int {
+	n := 0
+	for _, r := range s {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			n++
+		}
+	}
+	return n
+}
+
+// FuzzMaskerApply masks arbitrary lead_data objects: it must not panic, and
+// the result must still decode as an event.
+func FuzzMaskerApply(f *testing.F) {
+	f.Add(`{"ssn":"123-45-6789","email":"a@b.c","phone":[1,2],"first_name":null}`)
+	f.Add(`{"ssn":{"nested":"x"},"last_name":""}`)
+	m := masker(f, config.Mask{})
+	f.Fuzz(func(t *testing.T, lead string) {
+		e, err := schemas.JSON{}.Decode([]byte(`{"event_id":"e","timestamp":"2024-01-15T14:30:45Z","account_id":"a","resource_id":"r","sequence":1,"event_type":"t","lead_data":` + lead + `}`))
+		if err != nil {
+			return
+		}
+		if _, err := m.Apply(nil, e); err != nil {
+			return // goes to the DLQ; not a crash
+		}
+		out, _ := schemas.JSON{}.Append(nil, e)
+		if _, err := (schemas.JSON{}).Decode(out); err != nil {
+			t.Fatalf("masked event does not decode: %v\n%s", err, out)
+		}
+	})
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/firehose/firehose/filter"
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/schemas"
 )
@@ -22,27 +23,31 @@ type Options struct {
 	// Kafka holds the connection options (seeds, TLS, SASL).
 	Kafka []kgo.Opt
 	Log   *slog.Logger
-	// Stages run in order after decoding; nil runs none.
-	Stages []Stage
+	// Now is the clock; default time.Now.
+	Now func() time.Time
 	// beforeEnd, if set, runs after a transaction's records are produced
 	// and before it is committed; tests use it to crash at that point.
 	beforeEnd func(ctx context.Context) error
 }
 
-// Stats are running totals since start. All fields are safe to read
-// concurrently.
+// Stats are running totals since start, counted when a transaction
+// commits. All fields are safe to read concurrently.
 type Stats struct {
-	In, Emitted, Dropped, DeadLettered, Transactions, Aborts atomic.Int64
+	In, Emitted, Filtered, Deduplicated, DeadLettered, Masked, Transactions, Aborts atomic.Int64
 }
 
 // Processor consumes the raw topic in a consumer group and produces to the
 // events and DLQ topics in transactions that include the consumed offsets.
 type Processor struct {
-	o     Options
-	pipe  *Pipeline
-	log   *slog.Logger
-	stats Stats
-	ready atomic.Bool
+	o      Options
+	pipe   *Pipeline
+	log    *slog.Logger
+	stats  Stats
+	ready  atomic.Bool
+	filter *FilterStage
+	dedupe *Deduper
+	enrich *Enricher
+	masked atomic.Int64
 }
 
 // New checks the options and builds the pipeline; it does no I/O.
@@ -59,18 +64,66 @@ func New(o Options) (*Processor, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Processor{
-		o:   o,
-		log: o.Log.With("component", "processor"),
-		pipe: &Pipeline{
-			In: in, Out: out,
-			EventsTopic:   cfg.Topology.Events.Name,
-			DLQTopic:      cfg.Topology.DLQ.Name,
-			MaxEventBytes: int(cfg.Processor.MaxEventBytes),
-			Stages:        o.Stages,
-			Now:           time.Now,
-		},
-	}, nil
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	p := &Processor{o: o, log: o.Log.With("component", "processor")}
+	pc := cfg.Processor
+
+	// Filter first (cheapest, and dropped events need no dedupe state),
+	// then dedupe, enrich, and mask last so nothing before it needs to
+	// see through masks and nothing after it can see past them.
+	var stages []Stage
+	f, err := filter.Compile(pc.Filter)
+	if err != nil {
+		return nil, fmt.Errorf("processor.filter: %w", err)
+	}
+	if !f.Empty() {
+		p.filter = &FilterStage{F: f}
+		stages = append(stages, p.filter)
+	}
+	if pc.Dedupe.IsEnabled() {
+		p.dedupe = NewDeduper(cfg.Topology.State.Name, pc.Dedupe.TTL, o.Kafka, o.Now, p.log)
+		stages = append(stages, p.dedupe)
+	}
+	if p.enrich, err = NewEnricher(pc.Enrich, o.Now); err != nil {
+		return nil, err
+	}
+	if !p.enrich.Empty() || pc.Enrich.Topic != "" {
+		stages = append(stages, p.enrich)
+	}
+	m, err := NewMasker(pc.Mask)
+	if err != nil {
+		return nil, fmt.Errorf("processor.mask: %w", err)
+	}
+	if len(m.rules) > 0 {
+		m.Masked = func(n int) { p.masked.Add(int64(n)) }
+		stages = append(stages, m)
+	}
+	p.pipe = &Pipeline{
+		In: in, Out: out,
+		EventsTopic:   cfg.Topology.Events.Name,
+		DLQTopic:      cfg.Topology.DLQ.Name,
+		MaxEventBytes: int(pc.MaxEventBytes),
+		Stages:        stages,
+		Now:           o.Now,
+	}
+	return p, nil
+}
+
+// statePartitioner sends state records to the partition they name (the
+// raw partition whose state they hold) and keys everything else as Kafka
+// does, so one resource always lands in one partition.
+type statePartitioner struct {
+	state string
+	keyed kgo.Partitioner
+}
+
+func (s statePartitioner) ForTopic(t string) kgo.TopicPartitioner {
+	if t == s.state {
+		return kgo.ManualPartitioner().ForTopic(t)
+	}
+	return s.keyed.ForTopic(t)
 }
 
 // Stats returns the running totals.
@@ -95,14 +148,52 @@ func (p *Processor) Run(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.ProducerBatchMaxBytes(8<<20),
-		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+		kgo.RecordPartitioner(statePartitioner{state: cfg.Topology.State.Name, keyed: kgo.StickyKeyPartitioner(nil)}),
+		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
 			p.log.Info("partitions assigned", "partitions", m)
+			if p.dedupe != nil {
+				for _, part := range m[cfg.Topology.Raw.Name] {
+					if err := p.dedupe.Load(ctx, part); err != nil {
+						// Ensure loads it again before its first records.
+						p.log.Warn("dedupe state not loaded at assignment", "partition", part, "err", err)
+					}
+				}
+			}
 			p.ready.Store(true)
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			p.log.Info("partitions revoked", "partitions", m)
+			if p.dedupe != nil {
+				p.dedupe.Drop(m[cfg.Topology.Raw.Name])
+			}
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			p.log.Warn("partitions lost", "partitions", m)
+			if p.dedupe != nil {
+				p.dedupe.Drop(m[cfg.Topology.Raw.Name])
+			}
 		}),
 	)
+	if t := cfg.Processor.Enrich.Topic; t != "" {
+		// Reference data is read before the first event, so early events
+		// are enriched like later ones.
+		ready := make(chan struct{})
+		refCtx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.enrich.Follow(refCtx, p.o.Kafka, t, p.log, ready); err != nil {
+				p.log.Error("reference topic reader stopped", "topic", t, "err", err)
+			}
+		}()
+		defer func() { cancel(); wg.Wait() }()
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("processor: create client: %w", err)
@@ -134,7 +225,15 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	if err := sess.Begin(); err != nil {
 		return fmt.Errorf("processor: begin transaction: %w", err)
 	}
-	outs := p.processParallel(fetches)
+	masked0, filtered0, dup0 := p.masked.Load(), p.filterDropped(), p.dedupeDropped()
+	outs, err := p.processParallel(ctx, fetches)
+	if err != nil {
+		_, _ = sess.End(context.WithoutCancel(ctx), kgo.TryAbort)
+		if p.dedupe != nil {
+			p.dedupe.End(false)
+		}
+		return err
+	}
 
 	// Finishing a transaction that has begun must not be cut short by
 	// shutdown: an abandoned transaction blocks read_committed readers
@@ -167,6 +266,9 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	}
 	committed, err := sess.End(endCtx, try)
 	p.stats.Transactions.Add(1)
+	if p.dedupe != nil {
+		p.dedupe.End(committed && err == nil)
+	}
 	if err != nil {
 		return fmt.Errorf("processor: end transaction: %w", err)
 	}
@@ -179,30 +281,40 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	}
 	for _, part := range outs {
 		for _, r := range part {
-			if r.Topic == p.pipe.DLQTopic {
+			switch r.Topic {
+			case p.pipe.DLQTopic:
 				p.stats.DeadLettered.Add(1)
-			} else {
+			case p.pipe.EventsTopic:
 				p.stats.Emitted.Add(1)
 			}
 		}
 	}
 	p.stats.In.Add(int64(fetches.NumRecords()))
-	p.stats.Dropped.Add(int64(fetches.NumRecords()) - p.sumOutputs(outs))
+	p.stats.Masked.Add(p.masked.Load() - masked0)
+	p.stats.Filtered.Add(p.filterDropped() - filtered0)
+	p.stats.Deduplicated.Add(p.dedupeDropped() - dup0)
 	return nil
 }
 
-func (p *Processor) sumOutputs(outs [][]*kgo.Record) int64 {
-	var n int64
-	for _, o := range outs {
-		n += int64(len(o))
+func (p *Processor) filterDropped() int64 {
+	if p.filter == nil {
+		return 0
 	}
-	return n
+	return p.filter.Dropped.Load()
+}
+
+func (p *Processor) dedupeDropped() int64 {
+	if p.dedupe == nil {
+		return 0
+	}
+	return p.dedupe.Dropped.Load()
 }
 
 // processParallel runs the pipeline over each partition's records, the
 // partitions in parallel and each partition's records in order. Output i
-// belongs to the i-th partition of fetches, in input order.
-func (p *Processor) processParallel(fetches kgo.Fetches) [][]*kgo.Record {
+// belongs to the i-th partition of fetches, in input order, followed by
+// the partition's dedupe state records.
+func (p *Processor) processParallel(ctx context.Context, fetches kgo.Fetches) ([][]*kgo.Record, error) {
 	var parts []kgo.FetchTopicPartition
 	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
 		if len(ftp.Records) > 0 {
@@ -210,19 +322,29 @@ func (p *Processor) processParallel(fetches kgo.Fetches) [][]*kgo.Record {
 		}
 	})
 	outs := make([][]*kgo.Record, len(parts))
+	errs := make([]error, len(parts))
 	work := func(i int) {
 		recs := parts[i].Records
-		out := make([]*kgo.Record, 0, len(recs))
+		if p.dedupe != nil {
+			if err := p.dedupe.Ensure(ctx, parts[i].Partition); err != nil {
+				errs[i] = err
+				return
+			}
+		}
+		out := make([]*kgo.Record, 0, len(recs)+len(recs)/2)
 		for _, r := range recs {
 			if o, _ := p.pipe.Process(r); o != nil {
 				out = append(out, o)
 			}
 		}
+		if p.dedupe != nil {
+			out = p.dedupe.Records(parts[i].Partition, out)
+		}
 		outs[i] = out
 	}
 	if len(parts) == 1 {
 		work(0)
-		return outs
+		return outs, errs[0]
 	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
@@ -235,5 +357,5 @@ func (p *Processor) processParallel(fetches kgo.Fetches) [][]*kgo.Record {
 		}()
 	}
 	wg.Wait()
-	return outs
+	return outs, errors.Join(errs...)
 }

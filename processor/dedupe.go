@@ -1,0 +1,220 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/schemas"
+)
+
+// Deduper drops an event whose sequence is less than or equal to the
+// highest already passed for its resource. Its state is kept per raw
+// partition, in memory and in the compacted state topic (key: resource id,
+// value: {"seq":N,"at":unix-ms}, written to the same partition number as
+// the raw partition), inside the processor's transactions: a restart or a
+// rebalance restores exactly the state that matches the committed offsets.
+//
+// Within a transaction, updates are pending; Commit makes them current and
+// Abort throws them away, because the records will be processed again.
+type Deduper struct {
+	ttl   time.Duration
+	topic string
+	kopts []kgo.Opt
+	now   func() time.Time
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	parts map[int32]*dedupePart
+
+	// Dropped counts duplicates dropped.
+	Dropped atomic.Int64
+}
+
+type seqEntry struct {
+	seq int64
+	at  int64 // unix ms of the last event passed
+}
+
+type dedupePart struct {
+	seen      map[string]seqEntry
+	pending   map[string]seqEntry
+	expired   []string // tombstones to write in this transaction
+	loadedTo  int64    // state topic offset read up to
+	caughtUp  bool     // read again once the partition's offsets were fetched
+	lastSweep time.Time
+}
+
+// NewDeduper returns a deduper over the state topic.
+func NewDeduper(topic string, ttl time.Duration, kopts []kgo.Opt, now func() time.Time, log *slog.Logger) *Deduper {
+	return &Deduper{ttl: ttl, topic: topic, kopts: kopts, now: now, log: log, parts: map[int32]*dedupePart{}}
+}
+
+// Name implements Stage.
+func (d *Deduper) Name() string { return "dedupe" }
+
+// Apply implements Stage. The partition's state must have been loaded.
+func (d *Deduper) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
+	d.mu.Lock()
+	dp := d.parts[rec.Partition]
+	d.mu.Unlock()
+	if dp == nil {
+		return false, fmt.Errorf("dedupe state of partition %d is not loaded", rec.Partition)
+	}
+	now := d.now().UnixMilli()
+	cur, ok := dp.pending[e.ResourceID]
+	if !ok {
+		cur, ok = dp.seen[e.ResourceID]
+	}
+	if ok && now-cur.at < d.ttl.Milliseconds() && e.Sequence <= cur.seq {
+		d.Dropped.Add(1)
+		return false, nil
+	}
+	dp.pending[e.ResourceID] = seqEntry{seq: e.Sequence, at: now}
+	return true, nil
+}
+
+// Load reads a partition's state from the state topic, replacing what was
+// held. It is called when the partition is assigned.
+func (d *Deduper) Load(ctx context.Context, partition int32) error {
+	dp := &dedupePart{seen: map[string]seqEntry{}, pending: map[string]seqEntry{}, lastSweep: d.now()}
+	if err := d.read(ctx, partition, dp); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.parts[partition] = dp
+	d.mu.Unlock()
+	d.log.Info("dedupe state loaded", "partition", partition, "resources", len(dp.seen), "to_offset", dp.loadedTo)
+	return nil
+}
+
+func (d *Deduper) read(ctx context.Context, partition int32, dp *dedupePart) error {
+	now := d.now().UnixMilli()
+	next, err := readPartition(ctx, d.kopts, d.topic, partition, dp.loadedTo, func(r *kgo.Record) {
+		key := string(r.Key)
+		if r.Value == nil {
+			delete(dp.seen, key)
+			return
+		}
+		v := gjson.ParseBytes(r.Value)
+		e := seqEntry{seq: v.Get("seq").Int(), at: v.Get("at").Int()}
+		if now-e.at >= d.ttl.Milliseconds() {
+			delete(dp.seen, key)
+			return
+		}
+		dp.seen[key] = e
+	})
+	if err != nil {
+		return fmt.Errorf("load dedupe state of partition %d from %s: %w", partition, d.topic, err)
+	}
+	dp.loadedTo = next
+	return nil
+}
+
+// Ensure makes the partition's state current before its first records are
+// processed: it loads it if absent, and once after assignment reads what
+// the partition's previous owner committed after Load ran (its last
+// transaction may commit only after the group handed the partition over).
+func (d *Deduper) Ensure(ctx context.Context, partition int32) error {
+	d.mu.Lock()
+	dp := d.parts[partition]
+	d.mu.Unlock()
+	if dp == nil {
+		if err := d.Load(ctx, partition); err != nil {
+			return err
+		}
+		d.mu.Lock()
+		dp = d.parts[partition]
+		d.mu.Unlock()
+	}
+	if dp.caughtUp {
+		return nil
+	}
+	if err := d.read(ctx, partition, dp); err != nil {
+		return err
+	}
+	dp.caughtUp = true
+	return nil
+}
+
+// Drop forgets partitions that were revoked or lost.
+func (d *Deduper) Drop(partitions []int32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range partitions {
+		delete(d.parts, p)
+	}
+}
+
+// Records returns the state records of a partition's pending updates and
+// expired entries, for the current transaction. Expired entries are swept
+// from memory at most once a minute.
+func (d *Deduper) Records(partition int32, out []*kgo.Record) []*kgo.Record {
+	d.mu.Lock()
+	dp := d.parts[partition]
+	d.mu.Unlock()
+	if dp == nil {
+		return out
+	}
+	now := d.now()
+	if now.Sub(dp.lastSweep) >= time.Minute {
+		dp.lastSweep = now
+		limit := now.UnixMilli() - d.ttl.Milliseconds()
+		for k, e := range dp.seen {
+			if e.at <= limit {
+				if _, updated := dp.pending[k]; !updated {
+					dp.expired = append(dp.expired, k)
+				}
+				delete(dp.seen, k)
+			}
+		}
+	}
+	for k, e := range dp.pending {
+		v := make([]byte, 0, 48)
+		v = append(v, `{"seq":`...)
+		v = strconv.AppendInt(v, e.seq, 10)
+		v = append(v, `,"at":`...)
+		v = strconv.AppendInt(v, e.at, 10)
+		v = append(v, '}')
+		out = append(out, &kgo.Record{Topic: d.topic, Partition: partition, Key: []byte(k), Value: v})
+	}
+	for _, k := range dp.expired {
+		out = append(out, &kgo.Record{Topic: d.topic, Partition: partition, Key: []byte(k)})
+	}
+	return out
+}
+
+// End finishes the transaction for every partition: on commit, pending
+// updates become current; on abort, they are thrown away.
+func (d *Deduper) End(committed bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, dp := range d.parts {
+		if committed {
+			for k, e := range dp.pending {
+				dp.seen[k] = e
+			}
+		}
+		clear(dp.pending)
+		dp.expired = dp.expired[:0]
+	}
+}
+
+// Resources returns how many resources are tracked, for metrics and
+// capacity planning.
+func (d *Deduper) Resources() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, dp := range d.parts {
+		n += len(dp.seen)
+	}
+	return n
+}

@@ -1,0 +1,205 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/schemas"
+)
+
+// EnrichmentKey is the top-level field the enricher adds.
+const EnrichmentKey = "enrichment"
+
+// Enricher adds an "enrichment" object to each event: the flow's and the
+// account's reference data, static tags, processed_at and latency_ms. Its
+// reference tables come from config and, optionally, from a compacted
+// topic that changes them without a restart. It is safe for concurrent
+// use.
+type Enricher struct {
+	mu       sync.RWMutex
+	flows    map[string]json.RawMessage
+	accounts map[string]json.RawMessage
+	tags     json.RawMessage
+	procTime bool
+	now      func() time.Time
+}
+
+// NewEnricher builds an enricher from config.
+func NewEnricher(c config.Enrich, now func() time.Time) (*Enricher, error) {
+	en := &Enricher{
+		flows:    map[string]json.RawMessage{},
+		accounts: map[string]json.RawMessage{},
+		procTime: c.ProcessingTime == nil || *c.ProcessingTime,
+		now:      now,
+	}
+	for id, v := range c.Flows {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("processor.enrich.flows.%s: %w", id, err)
+		}
+		en.flows[id] = b
+	}
+	for id, v := range c.Accounts {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("processor.enrich.accounts.%s: %w", id, err)
+		}
+		en.accounts[id] = b
+	}
+	if len(c.Tags) > 0 {
+		b, err := json.Marshal(c.Tags)
+		if err != nil {
+			return nil, err
+		}
+		en.tags = b
+	}
+	return en, nil
+}
+
+// Empty reports whether the enricher would add nothing.
+func (en *Enricher) Empty() bool {
+	en.mu.RLock()
+	defer en.mu.RUnlock()
+	return !en.procTime && en.tags == nil && len(en.flows) == 0 && len(en.accounts) == 0
+}
+
+// Name implements Stage.
+func (en *Enricher) Name() string { return "enrich" }
+
+// Apply implements Stage.
+func (en *Enricher) Apply(_ *kgo.Record, e *schemas.Event) (bool, error) {
+	b := make([]byte, 0, 256)
+	b = append(b, '{')
+	add := func(key string, v []byte) {
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, key...)
+		b = append(b, '"', ':')
+		b = append(b, v...)
+	}
+	en.mu.RLock()
+	if v, ok := en.flows[e.FlowID]; ok && e.FlowID != "" {
+		add("flow", v)
+	}
+	if v, ok := en.accounts[e.AccountID]; ok {
+		add("account", v)
+	}
+	if en.tags != nil {
+		add("tags", en.tags)
+	}
+	en.mu.RUnlock()
+	if en.procTime {
+		now := en.now().UTC()
+		add("processed_at", strconv.AppendQuote(nil, now.Format(schemas.TimestampLayout)))
+		add("latency_ms", strconv.AppendInt(nil, now.Sub(e.Timestamp).Milliseconds(), 10))
+	}
+	if len(b) == 1 {
+		return true, nil
+	}
+	b = append(b, '}')
+	if e.Extra == nil {
+		e.Extra = make(map[string]json.RawMessage, 1)
+	}
+	e.Extra[EnrichmentKey] = b
+	return true, nil
+}
+
+// Set stores reference data: kind is flow or account.
+func (en *Enricher) Set(kind, id string, v json.RawMessage) error {
+	en.mu.Lock()
+	defer en.mu.Unlock()
+	m, err := en.table(kind)
+	if err != nil {
+		return err
+	}
+	if v == nil {
+		delete(m, id)
+		return nil
+	}
+	if !json.Valid(v) || !strings.HasPrefix(strings.TrimSpace(string(v)), "{") {
+		return fmt.Errorf("reference data for %s:%s is not a JSON object", kind, id)
+	}
+	m[id] = append(json.RawMessage(nil), v...)
+	return nil
+}
+
+func (en *Enricher) table(kind string) (map[string]json.RawMessage, error) {
+	switch kind {
+	case "flow":
+		return en.flows, nil
+	case "account":
+		return en.accounts, nil
+	}
+	return nil, fmt.Errorf("unknown reference kind %q (want flow or account)", kind)
+}
+
+// Follow reads the compacted reference topic from its start and applies
+// every record (key "flow:<id>" or "account:<id>", a JSON object value, or
+// no value to delete) until ctx ends. A bad record is logged and skipped.
+// ready is closed once the topic has been read to its end at start.
+func (en *Enricher) Follow(ctx context.Context, kopts []kgo.Opt, topic string, log *slog.Logger, ready chan<- struct{}) error {
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, kopts...),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+	)...)
+	if err != nil {
+		return fmt.Errorf("reference topic %s: %w", topic, err)
+	}
+	defer cl.Close()
+	end, err := stableBounds(ctx, cl, topic)
+	if err != nil {
+		return fmt.Errorf("reference topic %s: %w", topic, err)
+	}
+	signal := func() {
+		if ready != nil {
+			close(ready)
+			ready = nil
+		}
+	}
+	if caughtUp(end, nil) {
+		signal()
+	}
+	seen := map[int32]int64{}
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				log.Warn("reference topic fetch error", "topic", t, "partition", p, "err", err)
+			}
+		})
+		fs.EachRecord(func(r *kgo.Record) {
+			seen[r.Partition] = r.Offset + 1
+			if r.Attrs.IsControl() {
+				return
+			}
+			kind, id, ok := strings.Cut(string(r.Key), ":")
+			if !ok {
+				log.Warn("reference record key is not kind:id; skipped", "key", string(r.Key), "offset", r.Offset)
+				return
+			}
+			if err := en.Set(kind, id, r.Value); err != nil {
+				log.Warn("reference record skipped", "key", string(r.Key), "err", err)
+			}
+		})
+		if caughtUp(end, seen) {
+			signal()
+		}
+	}
+}

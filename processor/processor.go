@@ -28,6 +28,8 @@ type Options struct {
 	// beforeEnd, if set, runs after a transaction's records are produced
 	// and before it is committed; tests use it to crash at that point.
 	beforeEnd func(ctx context.Context) error
+	// maxPoll bounds the records of one transaction; default 10000.
+	maxPoll int
 }
 
 // Stats are running totals since start, counted when a transaction
@@ -66,6 +68,9 @@ func New(o Options) (*Processor, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.maxPoll == 0 {
+		o.maxPoll = 10000
 	}
 	p := &Processor{o: o, log: o.Log.With("component", "processor")}
 	pc := cfg.Processor
@@ -202,7 +207,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	p.log.Info("processor started", "from", cfg.Topology.Raw.Name, "to", cfg.Topology.Events.Name, "group", cfg.Processor.Group, "transactional_id", cfg.Processor.TransactionalID)
 
 	for {
-		fetches := sess.PollRecords(ctx, 10000)
+		fetches := sess.PollRecords(ctx, p.o.maxPoll)
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
@@ -252,13 +257,13 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 		}
 	}
 	try := kgo.TryCommit
+	if err := sess.Client().Flush(endCtx); err != nil {
+		try = kgo.TryAbort
+	}
 	if p.o.beforeEnd != nil {
 		if err := p.o.beforeEnd(ctx); err != nil {
 			return err
 		}
-	}
-	if err := sess.Client().Flush(endCtx); err != nil {
-		try = kgo.TryAbort
 	}
 	if perr := produceErr.Load(); perr != nil {
 		p.log.Error("produce failed; aborting transaction", "err", *perr)

@@ -1,0 +1,409 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/connectors/destinations"
+	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/embedded"
+	"github.com/firehose/firehose/internal/generator"
+	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/topology"
+)
+
+type env struct {
+	t      *testing.T
+	broker *embedded.Broker
+	cfg    *config.Config
+}
+
+func newEnv(t *testing.T, processorYAML string) *env {
+	t.Helper()
+	b, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	doc := "kafka: {brokers: [\"" + b.Addr + "\"]}\napi: {listen: \"off\"}\n" + processorYAML
+	cfg, err := config.Parse("test.yaml", []byte(doc), config.Options{Lookup: func(string) (string, bool) { return "", false }, Destinations: destinations.Registry{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, broker: b, cfg: cfg}
+	cl := e.client()
+	plan, err := topology.MakePlan(context.Background(), cl, topology.Specs(cfg.Topology))
+	if err == nil {
+		err = plan.Apply(context.Background(), cl)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) client(opts ...kgo.Opt) *kgo.Client {
+	e.t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(e.broker.Addr)}, opts...)...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(cl.Close)
+	return cl
+}
+
+// produce writes events to the raw topic, keyed by resource, in order.
+func (e *env) produce(evs ...*schemas.Event) {
+	e.t.Helper()
+	cl := e.client(kgo.DefaultProduceTopic(e.cfg.Topology.Raw.Name))
+	var recs []*kgo.Record
+	for _, ev := range evs {
+		b, _ := schemas.JSON{}.Append(nil, ev)
+		recs = append(recs, &kgo.Record{Key: []byte(ev.ResourceID), Value: b})
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+type running struct {
+	p      *Processor
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// start runs a processor with its own transactional id.
+func (e *env) start(txnID string, mod func(*Options)) *running {
+	e.t.Helper()
+	cfg := *e.cfg
+	cfg.Processor.TransactionalID = txnID
+	o := Options{Config: cfg, Kafka: []kgo.Opt{kgo.SeedBrokers(e.broker.Addr)}, maxPoll: 500}
+	if mod != nil {
+		mod(&o)
+	}
+	p, err := New(o)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{p: p, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- p.Run(ctx) }()
+	e.t.Cleanup(func() { r.stop(e.t) })
+	return r
+}
+
+func (r *running) stop(t *testing.T) error {
+	r.cancel()
+	select {
+	case err, ok := <-r.done:
+		if ok {
+			close(r.done)
+		}
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatal("processor did not stop within 30s")
+	}
+	return nil
+}
+
+// events reads the events topic read_committed until it holds n records
+// and nothing more arrives for a moment, and returns them decoded.
+func (e *env) events(n int) []*schemas.Event {
+	e.t.Helper()
+	cl := e.client(kgo.ConsumeTopics(e.cfg.Topology.Events.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	var out []*schemas.Event
+	deadline := time.Now().Add(60 * time.Second)
+	quietUntil := time.Time{}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		got := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			ev, err := schemas.JSON{}.Decode(r.Value)
+			if err != nil {
+				e.t.Fatalf("events holds an undecodable record: %v", err)
+			}
+			if string(r.Key) != ev.ResourceID {
+				e.t.Fatalf("record keyed %q carries resource %q", r.Key, ev.ResourceID)
+			}
+			out = append(out, ev)
+			got++
+		})
+		if len(out) >= n {
+			if got > 0 {
+				quietUntil = time.Now().Add(time.Second) // wait for extras that must not come
+			}
+			if time.Now().After(quietUntil) {
+				return out
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("events holds %d records after 60s, want %d", len(out), n)
+		}
+	}
+}
+
+func gen(seed uint64, resources, n int) []*schemas.Event {
+	g := generator.New(seed, resources)
+	g.DuplicateRate = 0
+	out := make([]*schemas.Event, n)
+	for i := range out {
+		out[i] = g.Next()
+	}
+	return out
+}
+
+func key(ev *schemas.Event) string { return fmt.Sprintf("%s/%d", ev.ResourceID, ev.Sequence) }
+
+// assertOnceInOrder checks that got holds each of want exactly once and,
+// per resource, in increasing sequence order.
+func assertOnceInOrder(t *testing.T, want, got []*schemas.Event) {
+	t.Helper()
+	seen := map[string]int{}
+	last := map[string]int64{}
+	for _, ev := range got {
+		seen[key(ev)]++
+		if prev, ok := last[ev.ResourceID]; ok && ev.Sequence <= prev {
+			t.Fatalf("%s: sequence %d after %d", ev.ResourceID, ev.Sequence, prev)
+		}
+		last[ev.ResourceID] = ev.Sequence
+	}
+	for _, ev := range want {
+		if seen[key(ev)] != 1 {
+			t.Fatalf("%s emitted %d times, want once", key(ev), seen[key(ev)])
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("emitted %d events, want %d", len(got), len(want))
+	}
+}
+
+func TestFilterKeepsOnlyMatchingEvents(t *testing.T) {
+	e := newEnv(t, `
+processor:
+  filter:
+    event_types: ["recipient.*", "lead.*"]
+    exclude_event_types: ["lead.updated"]
+    where:
+      - expr: 'metadata.price > 20'
+`)
+	in := gen(1, 100, 2000)
+	var want []*schemas.Event
+	for _, ev := range in {
+		var m struct{ Price float64 }
+		_ = json.Unmarshal(ev.Metadata, &m)
+		if (strings.HasPrefix(ev.EventType, "recipient.") || strings.HasPrefix(ev.EventType, "lead.")) && ev.EventType != "lead.updated" && m.Price > 20 {
+			want = append(want, ev)
+		}
+	}
+	if len(want) == 0 || len(want) == len(in) {
+		t.Fatalf("the filter should keep some events and drop others; keeps %d of %d", len(want), len(in))
+	}
+	r := e.start("p1", nil)
+	e.produce(in...)
+	got := e.events(len(want))
+	assertOnceInOrder(t, want, got)
+	if f := r.p.Stats().Filtered.Load(); f != int64(len(in)-len(want)) {
+		t.Fatalf("Filtered = %d, want %d", f, len(in)-len(want))
+	}
+}
+
+func TestDuplicatesEmittedOnceAcrossRestartAndRebalance(t *testing.T) {
+	e := newEnv(t, "")
+	in := gen(2, 200, 3000)
+
+	// Before a restart: the first half, each event twice in a row.
+	a := e.start("p1", nil)
+	var first []*schemas.Event
+	for _, ev := range in[:1500] {
+		first = append(first, ev, ev)
+	}
+	e.produce(first...)
+	e.events(1500)
+	if err := a.stop(t); err != nil {
+		t.Fatal(err)
+	}
+
+	// After the restart: duplicates of the first half again, then new
+	// events.
+	a = e.start("p1", nil)
+	e.produce(in[:1500]...)
+	e.produce(in[1500:2200]...)
+	e.events(2200)
+
+	// A second instance joins; partitions move between them. Then
+	// duplicates of everything so far, and the rest.
+	b := e.start("p2", nil)
+	waitUntil(t, "both instances own partitions", func() bool { return a.p.Ready() && b.p.Ready() })
+	e.produce(in[:2200]...)
+	e.produce(in[2200:]...)
+	got := e.events(len(in))
+	assertOnceInOrder(t, in, got)
+	dups := a.p.Stats().Deduplicated.Load() + b.p.Stats().Deduplicated.Load()
+	if dups < 2200 {
+		t.Fatalf("counted %d duplicates dropped after the restart, want at least 2200", dups)
+	}
+}
+
+func TestMaskedValuesNeverReachEvents(t *testing.T) {
+	e := newEnv(t, "")
+	in := gen(3, 300, 2000)
+	var secrets []string
+	for _, ev := range in {
+		var ld map[string]any
+		_ = json.Unmarshal(ev.LeadData, &ld)
+		for _, k := range []string{"ssn", "email", "phone", "first_name", "last_name"} {
+			secrets = append(secrets, `"`+ld[k].(string)+`"`)
+		}
+	}
+	e.start("p1", nil)
+	e.produce(in...)
+	got := e.events(len(in))
+	var all strings.Builder
+	for _, ev := range got {
+		b, _ := schemas.JSON{}.Append(nil, ev)
+		all.Write(b)
+	}
+	whole := all.String()
+	for _, s := range secrets {
+		if strings.Contains(whole, s) {
+			t.Fatalf("the events topic holds the unmasked value %s", s)
+		}
+	}
+	if !strings.Contains(whole, `"ssn":"***-**-`) || !strings.Contains(whole, `***@example.com"`) {
+		t.Fatalf("no masked values in the output")
+	}
+}
+
+func TestEnrichmentFromConfigAndTopic(t *testing.T) {
+	e := newEnv(t, `
+processor:
+  enrich:
+    flows:
+      flow_1_1: {name: Auto Leads, version: 3}
+    accounts:
+      acc_1: {name: Acme, tier: gold}
+    tags: {env: test}
+    topic: firehose.reference
+`)
+	if err := e.broker.CreateTopic("firehose.reference", 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
+		t.Fatal(err)
+	}
+	ref := e.client(kgo.DefaultProduceTopic("firehose.reference"))
+	if err := ref.ProduceSync(context.Background(),
+		&kgo.Record{Key: []byte("flow:flow_2_1"), Value: []byte(`{"name":"From Topic","version":7}`)},
+		&kgo.Record{Key: []byte("account:acc_1"), Value: []byte(`{"name":"Acme","tier":"platinum"}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Date(2030, 1, 1, 0, 0, 1, 0, time.UTC)
+	e.start("p1", func(o *Options) { o.Now = func() time.Time { return clock } })
+	in := gen(4, 50, 500)
+	for _, ev := range in {
+		ev.Timestamp = clock.Add(-1500 * time.Millisecond)
+	}
+	e.produce(in...)
+	got := e.events(len(in))
+	var sawFlow, sawTopicFlow bool
+	for _, ev := range got {
+		var en struct {
+			Flow        map[string]any
+			Account     map[string]any
+			Tags        map[string]string
+			ProcessedAt string `json:"processed_at"`
+			LatencyMS   int64  `json:"latency_ms"`
+		}
+		if err := json.Unmarshal(ev.Extra[EnrichmentKey], &en); err != nil {
+			t.Fatalf("no enrichment on %s: %v", key(ev), err)
+		}
+		if en.Tags["env"] != "test" || en.ProcessedAt != "2030-01-01T00:00:01.000Z" || en.LatencyMS != 1500 {
+			t.Fatalf("enrichment of %s: %+v", key(ev), en)
+		}
+		switch ev.FlowID {
+		case "flow_1_1":
+			sawFlow = en.Flow["name"] == "Auto Leads" && en.Flow["version"] == 3.0
+		case "flow_2_1":
+			sawTopicFlow = en.Flow["name"] == "From Topic"
+		}
+		if ev.AccountID == "acc_1" && en.Account["tier"] != "platinum" {
+			t.Fatalf("the reference topic did not override the account: %+v", en.Account)
+		}
+	}
+	if !sawFlow || !sawTopicFlow {
+		t.Fatalf("flow enrichment missing: from config %v, from topic %v", sawFlow, sawTopicFlow)
+	}
+}
+
+func TestOrderAcrossTwoInstances(t *testing.T) {
+	e := newEnv(t, "")
+	in := gen(5, 500, 6000)
+	a := e.start("p1", nil)
+	b := e.start("p2", nil)
+	waitUntil(t, "both instances own partitions", func() bool { return a.p.Ready() && b.p.Ready() })
+	for i := 0; i < len(in); i += 1000 {
+		e.produce(in[i : i+1000]...)
+	}
+	got := e.events(len(in))
+	assertOnceInOrder(t, in, got)
+	if a.p.Stats().Emitted.Load() == 0 || b.p.Stats().Emitted.Load() == 0 {
+		t.Fatalf("one instance did all the work: %d and %d", a.p.Stats().Emitted.Load(), b.p.Stats().Emitted.Load())
+	}
+}
+
+var errCrash = errors.New("simulated crash")
+
+func TestCrashBeforeCommitIsExactlyOnce(t *testing.T) {
+	e := newEnv(t, "")
+	in := gen(6, 300, 4000)
+	e.produce(in...)
+
+	// The third transaction's records are produced, then the process
+	// dies before committing: no abort, no offset commit.
+	var mu sync.Mutex
+	n := 0
+	a := e.start("p1", func(o *Options) {
+		o.beforeEnd = func(context.Context) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if n++; n == 3 {
+				return errCrash
+			}
+			return nil
+		}
+	})
+	select {
+	case err := <-a.done:
+		close(a.done)
+		if !errors.Is(err, errCrash) {
+			t.Fatalf("processor ended with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the crash hook never ran")
+	}
+
+	// The replacement takes the same transactional id, which fences the
+	// dead one and aborts its open transaction.
+	e.start("p1", nil)
+	got := e.events(len(in))
+	assertOnceInOrder(t, in, got)
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+

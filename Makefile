@@ -10,7 +10,7 @@ STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := 2026.2.2
 # Run apt-get as root, or through sudo when there is one.
 SUDO        := $(shell [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null && echo sudo)
-FUZZTIME    ?= 10s
+FUZZTIME    ?= 8s
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test unit lint fuzz bench tools clean
@@ -40,7 +40,10 @@ FUZZ_TARGETS := \
 	./schemas:FuzzJSONDecode \
 	./schemas:FuzzAvroDecode \
 	./internal/config:FuzzParse \
-	./internal/config:FuzzExpand
+	./internal/config:FuzzExpand \
+	./filter:FuzzMatch \
+	./processor:FuzzMaskFunctions \
+	./processor:FuzzMaskerApply
 
 fuzz: ## run every fuzz target for FUZZTIME (default 10s)
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -49,8 +52,9 @@ fuzz: ## run every fuzz target for FUZZTIME (default 10s)
 	  $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME); \
 	done
 
-bench: ## run the benchmarks
+bench: build ## run the benchmarks: per-stage ones, then 1,000,000 events through a broker (BENCH_EVENTS)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	./scripts/bench-kafka.sh
 
 tools: ## install what the tests need: kcat (Debian)
 	@command -v kcat >/dev/null 2>&1 || { \

@@ -88,7 +88,7 @@ type rule struct {
 	onError string
 }
 
-type needs struct{ metadata, leadData, extra bool }
+type needs struct{ timestamp, metadata, leadData, extra bool }
 
 // Error is a rule that failed on one event under the dlq policy.
 type Error struct {
@@ -130,6 +130,8 @@ func Compile(c Config) (*Filter, error) {
 		n := prog.Node()
 		ast.Walk(&n, identifiers(func(name string) {
 			switch name {
+			case "timestamp":
+				f.needs.timestamp = true
 			case "metadata":
 				f.needs.metadata = true
 			case "lead_data":
@@ -203,13 +205,15 @@ func (f *Filter) Match(e *schemas.Event) (bool, error) {
 
 func (f *Filter) env(e *schemas.Event) *Env {
 	env := &Env{
-		EventID: e.EventID, Timestamp: e.Timestamp.UTC().Format(schemas.TimestampLayout),
-		AccountID: e.AccountID, ResourceID: e.ResourceID, Sequence: e.Sequence, EventType: e.EventType,
+		EventID: e.EventID, AccountID: e.AccountID, ResourceID: e.ResourceID, Sequence: e.Sequence, EventType: e.EventType,
 		ResourceType: e.ResourceType, FlowID: e.FlowID, LeadID: e.LeadID, EntityType: e.EntityType,
 		EntityID: e.EntityID, Outcome: e.Outcome,
 	}
 	if e.DurationMS != nil {
 		env.DurationMS = *e.DurationMS
+	}
+	if f.needs.timestamp {
+		env.Timestamp = e.Timestamp.UTC().Format(schemas.TimestampLayout)
 	}
 	// The decoder validated these objects, so gjson's faster conversion
 	// to Go values is safe here.

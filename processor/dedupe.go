@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,7 +78,13 @@ func (d *Deduper) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 		d.Dropped.Add(1)
 		return false, nil
 	}
-	dp.pending[e.ResourceID] = seqEntry{seq: e.Sequence, at: now}
+	if _, ok := dp.pending[e.ResourceID]; ok {
+		dp.pending[e.ResourceID] = seqEntry{seq: e.Sequence, at: now}
+	} else {
+		// The decoded id shares the record's fetch buffer; a key kept for
+		// days must not pin it.
+		dp.pending[strings.Clone(e.ResourceID)] = seqEntry{seq: e.Sequence, at: now}
+	}
 	return true, nil
 }
 

@@ -32,6 +32,12 @@ type Enricher struct {
 	tags     json.RawMessage
 	procTime bool
 	now      func() time.Time
+
+	// The processed_at text of the last millisecond seen, reused while
+	// the clock stays in it.
+	lastMu  sync.Mutex
+	lastMS  int64
+	lastFmt []byte
 }
 
 // NewEnricher builds an enricher from config.
@@ -101,9 +107,13 @@ func (en *Enricher) Apply(_ *kgo.Record, e *schemas.Event) (bool, error) {
 	}
 	en.mu.RUnlock()
 	if en.procTime {
-		now := en.now().UTC()
-		add("processed_at", strconv.AppendQuote(nil, now.Format(schemas.TimestampLayout)))
-		add("latency_ms", strconv.AppendInt(nil, now.Sub(e.Timestamp).Milliseconds(), 10))
+		now := en.now()
+		add("processed_at", en.formatted(now))
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, `"latency_ms":`...)
+		b = strconv.AppendInt(b, now.Sub(e.Timestamp).Milliseconds(), 10)
 	}
 	if len(b) == 1 {
 		return true, nil
@@ -114,6 +124,20 @@ func (en *Enricher) Apply(_ *kgo.Record, e *schemas.Event) (bool, error) {
 	}
 	e.Extra[EnrichmentKey] = b
 	return true, nil
+}
+
+// formatted returns now as a quoted JSON timestamp, formatting it only when
+// the millisecond changed.
+func (en *Enricher) formatted(now time.Time) []byte {
+	ms := now.UnixMilli()
+	en.lastMu.Lock()
+	defer en.lastMu.Unlock()
+	if ms != en.lastMS || en.lastFmt == nil {
+		en.lastMS = ms
+		en.lastFmt = now.UTC().AppendFormat(append(make([]byte, 0, 32), '"'), schemas.TimestampLayout)
+		en.lastFmt = append(en.lastFmt, '"')
+	}
+	return en.lastFmt
 }
 
 // Set stores reference data: kind is flow or account.

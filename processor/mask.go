@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -22,10 +23,19 @@ import (
 // object where a string was expected, say) is replaced by "***" rather than
 // passed through: an unmasked value must never reach the events topic.
 type Masker struct {
-	rules []maskRule
-	key   []byte
+	rules  []maskRule
+	groups []maskGroup
+	key    []byte
 	// Masked counts values masked, for metrics.
 	Masked func(n int)
+}
+
+// maskGroup is the rules of one container: those on its direct fields are
+// applied in one pass over the object; deeper ones one by one.
+type maskGroup struct {
+	container string
+	direct    map[string]string // field -> strategy
+	nested    []maskRule
 }
 
 type maskRule struct {
@@ -46,6 +56,16 @@ func NewMasker(c config.Mask) (*Masker, error) {
 			return nil, fmt.Errorf("mask rule %s: the hash strategy needs processor.mask.hash_key", r.Path)
 		}
 		m.rules = append(m.rules, maskRule{container: container, sub: sub, strategy: r.Strategy})
+		i := slices.IndexFunc(m.groups, func(g maskGroup) bool { return g.container == container })
+		if i < 0 {
+			m.groups = append(m.groups, maskGroup{container: container, direct: map[string]string{}})
+			i = len(m.groups) - 1
+		}
+		if strings.Contains(sub, ".") {
+			m.groups[i].nested = append(m.groups[i].nested, m.rules[len(m.rules)-1])
+		} else {
+			m.groups[i].direct[sub] = r.Strategy
+		}
 	}
 	return m, nil
 }
@@ -56,40 +76,87 @@ func (m *Masker) Name() string { return "mask" }
 // Apply implements Stage: it masks e in place.
 func (m *Masker) Apply(_ *kgo.Record, e *schemas.Event) (bool, error) {
 	n := 0
-	for _, r := range m.rules {
+	for _, g := range m.groups {
 		var raw json.RawMessage
-		switch r.container {
+		switch g.container {
 		case "lead_data":
 			raw = e.LeadData
 		case "metadata":
 			raw = e.Metadata
 		default:
-			raw = e.Extra[r.container]
+			raw = e.Extra[g.container]
 		}
 		if raw == nil {
 			continue
 		}
-		out, changed, err := m.apply(raw, r)
-		if err != nil {
-			return false, fmt.Errorf("mask %s.%s: %w", r.container, r.sub, err)
+		changed := 0
+		if len(g.direct) > 0 {
+			raw, changed = m.rewrite(raw, g.direct)
 		}
-		if !changed {
+		for _, r := range g.nested {
+			out, ok, err := m.apply(raw, r)
+			if err != nil {
+				return false, fmt.Errorf("mask %s.%s: %w", r.container, r.sub, err)
+			}
+			if ok {
+				raw = out
+				changed++
+			}
+		}
+		if changed == 0 {
 			continue
 		}
-		n++
-		switch r.container {
+		n += changed
+		switch g.container {
 		case "lead_data":
-			e.LeadData = out
+			e.LeadData = raw
 		case "metadata":
-			e.Metadata = out
+			e.Metadata = raw
 		default:
-			e.Extra[r.container] = out
+			e.Extra[g.container] = raw
 		}
 	}
 	if n > 0 && m.Masked != nil {
 		m.Masked(n)
 	}
 	return true, nil
+}
+
+// rewrite masks the direct fields of the JSON object raw named in rules,
+// in one pass, and returns the new object and how many values changed. A
+// non-object is replaced by "***" if any rule could apply to it.
+func (m *Masker) rewrite(raw json.RawMessage, rules map[string]string) (json.RawMessage, int) {
+	obj := gjson.ParseBytes(raw)
+	if !obj.IsObject() {
+		return raw, 0
+	}
+	out := make([]byte, 0, len(raw)+16)
+	out = append(out, '{')
+	n := 0
+	obj.ForEach(func(k, v gjson.Result) bool {
+		strategy, ok := rules[k.Str]
+		if ok && v.Type != gjson.Null {
+			n++
+			if strategy == "drop" {
+				return true
+			}
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = append(out, k.Raw...)
+		out = append(out, ':')
+		if ok && v.Type != gjson.Null {
+			out = schemas.AppendString(out, m.maskValue(v, strategy))
+		} else {
+			out = append(out, v.Raw...)
+		}
+		return true
+	})
+	if n == 0 {
+		return raw, 0
+	}
+	return append(out, '}'), n
 }
 
 // apply masks the value at r.sub of the JSON object raw, returning the new

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 )
@@ -17,6 +18,8 @@ import (
 // concurrent use.
 type Codec interface {
 	// Decode parses and validates one event. Its error is always an *Error.
+	// The event may share memory with data, so data must not be modified
+	// while the event is in use (Kafka records' values never are).
 	Decode(data []byte) (*Event, error)
 	// Append appends the encoding of e to dst.
 	Append(dst []byte, e *Event) ([]byte, error)
@@ -46,7 +49,9 @@ func (JSON) Decode(data []byte) (*Event, error) {
 		}
 		return nil, decodeError(fmt.Errorf("not a JSON object: %w", err))
 	}
-	root := gjson.ParseBytes(data)
+	// No copy: the event's strings and raw objects share data's memory,
+	// which the caller leaves alone (see Codec.Decode).
+	root := gjson.Parse(unsafe.String(unsafe.SliceData(data), len(data)))
 	if !root.IsObject() {
 		return nil, decodeError(fmt.Errorf("not a JSON object: %s", kindOf(root)))
 	}
@@ -289,7 +294,8 @@ func integer(v gjson.Result) (int64, error) {
 // copying it; most producers send compact JSON, which is copied as is.
 func compact(raw string) json.RawMessage {
 	if !hasSpace(raw) {
-		return json.RawMessage(raw)
+		// Share raw's memory, capped so an append cannot write into it.
+		return unsafe.Slice(unsafe.StringData(raw), len(raw))[:len(raw):len(raw)]
 	}
 	var b bytes.Buffer
 	b.Grow(len(raw))
@@ -317,8 +323,10 @@ func hasSpace(raw string) bool {
 
 const hex = "0123456789abcdef"
 
-// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
+// AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
 // encoding/json does, so the output is always valid JSON.
+func AppendString(dst []byte, s string) []byte { return appendString(dst, s) }
+
 func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0

@@ -60,6 +60,7 @@ Start with:  firehose dev          (everything in one process, on an embedded br
 		newProduceCmd(&g),
 		newTopologyCmd(&g),
 		newValidateCmd(&g),
+		newBrokerCmd(&g),
 	)
 	return root
 }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# End-to-end benchmarks through a real Kafka-protocol broker. The broker runs
+# in its own process (bin/firehose broker), so the CPU time each benchmark
+# reports is Firehose's alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+EVENTS=${BENCH_EVENTS:-1000000}
+PORT=${BENCH_PORT:-19092}
+export FIREHOSE_BROKER=127.0.0.1:$PORT
+
+./bin/firehose broker --port "$PORT" >/tmp/firehose-bench-broker.log 2>&1 &
+broker=$!
+trap 'kill $broker 2>/dev/null; wait $broker 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  grep -q "listening" /tmp/firehose-bench-broker.log 2>/dev/null && break
+  sleep 0.1
+done
+
+./bin/firehose topology apply --log-level warn >/dev/null
+echo "producing $EVENTS generated events (~600 bytes each) to events.raw..."
+./bin/firehose produce --log-level warn --generate "$EVENTS" --resources 20000
+
+echo
+echo "processor: decode, dedupe, enrich, mask (default rules), encode, in transactions"
+FIREHOSE_BENCH_BROKER=$FIREHOSE_BROKER FIREHOSE_BENCH_EVENTS=$EVENTS \
+  go test ./processor -run '^$' -bench '^BenchmarkProcessorKafka$' -benchtime 1x -timeout 30m -v 2>&1 \
+  | grep -E 'events per CPU-second|events/CPU-s|FAIL|panic' || true

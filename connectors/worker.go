@@ -134,7 +134,7 @@ func New(o Options) (*Worker, error) {
 	if o.Sink == nil {
 		return nil, errors.New("connector " + o.Connector.Name + ": no sink")
 	}
-	codec, err := schemas.CodecFor(o.EventsEncoding)
+	codec, err := schemas.RecordCodecFor(o.EventsEncoding)
 	if err != nil {
 		return nil, err
 	}

@@ -51,7 +51,7 @@ func BenchmarkStageDecode(b *testing.B) {
 	recs := benchRecords(4096)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		if _, err := (schemas.JSON{}).Decode(recs[i%len(recs)].Value); err != nil {
+		if _, err := (schemas.JSON{Borrow: true}).Decode(recs[i%len(recs)].Value); err != nil {
 			b.Fatal(err)
 		}
 	}

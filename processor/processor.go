@@ -55,7 +55,7 @@ type Processor struct {
 // New checks the options and builds the pipeline; it does no I/O.
 func New(o Options) (*Processor, error) {
 	cfg := o.Config
-	in, err := schemas.CodecFor(cfg.Topology.Raw.Encoding)
+	in, err := schemas.RecordCodecFor(cfg.Topology.Raw.Encoding)
 	if err != nil {
 		return nil, fmt.Errorf("topology.raw.encoding: %w", err)
 	}

@@ -183,3 +183,13 @@ func CodecFor(encoding string) (Codec, error) {
 	}
 	return nil, errors.New(`unknown encoding ` + encoding + ` (want "json" or "avro")`)
 }
+
+// RecordCodecFor is CodecFor for decoding Kafka record values, which are
+// never modified once fetched: the JSON codec borrows their memory.
+func RecordCodecFor(encoding string) (Codec, error) {
+	c, err := CodecFor(encoding)
+	if _, ok := c.(JSON); ok {
+		c = JSON{Borrow: true}
+	}
+	return c, err
+}

@@ -18,15 +18,20 @@ import (
 // concurrent use.
 type Codec interface {
 	// Decode parses and validates one event. Its error is always an *Error.
-	// The event may share memory with data, so data must not be modified
-	// while the event is in use (Kafka records' values never are).
 	Decode(data []byte) (*Event, error)
 	// Append appends the encoding of e to dst.
 	Append(dst []byte, e *Event) ([]byte, error)
 }
 
 // JSON is the JSON codec: one JSON object per event.
-type JSON struct{}
+type JSON struct {
+	// Borrow makes Decode share memory with its input instead of copying
+	// it: about a fifth faster, and safe only when the input is never
+	// modified while the event is in use, as with Kafka record values. A
+	// reused buffer (bufio.Scanner.Bytes, say) would silently change the
+	// decoded event.
+	Borrow bool
+}
 
 // Decode parses one JSON object, keeps unknown top-level fields in Extra and
 // validates the result. Every problem is reported, not only the first.
@@ -35,7 +40,10 @@ type JSON struct{}
 // gjson, which copies only the strings it returns: about ten times faster
 // than encoding/json into a map, which this sits on the hot path of every
 // stage.
-func (JSON) Decode(data []byte) (*Event, error) {
+func (j JSON) Decode(data []byte) (*Event, error) {
+	if !j.Borrow {
+		data = bytes.Clone(data)
+	}
 	if !utf8.Valid(data) {
 		// Outside strings JSON is ASCII, so this only touches string
 		// contents, as encoding/json does.
@@ -49,8 +57,8 @@ func (JSON) Decode(data []byte) (*Event, error) {
 		}
 		return nil, decodeError(fmt.Errorf("not a JSON object: %w", err))
 	}
-	// No copy: the event's strings and raw objects share data's memory,
-	// which the caller leaves alone (see Codec.Decode).
+	// The event's strings and raw objects share data's memory: a copy
+	// made above, or the caller's borrowed bytes.
 	root := gjson.Parse(unsafe.String(unsafe.SliceData(data), len(data)))
 	if !root.IsObject() {
 		return nil, decodeError(fmt.Errorf("not a JSON object: %s", kindOf(root)))
@@ -163,7 +171,7 @@ func (JSON) Decode(data []byte) (*Event, error) {
 // Append writes e as one compact JSON object with the schema's fields in a
 // fixed order and Extra's fields after them, sorted by name, so the same
 // event always encodes to the same bytes.
-func (JSON) Append(dst []byte, e *Event) ([]byte, error) {
+func (j JSON) Append(dst []byte, e *Event) ([]byte, error) {
 	return AppendJSON(dst, e, nil), nil
 }
 

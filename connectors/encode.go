@@ -7,6 +7,9 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
 
 	"github.com/firehose/firehose/schemas"
 )
@@ -29,11 +32,16 @@ type Compressor interface {
 	Extension() string
 }
 
-// NewEncoder returns the encoder for a config name.
-func NewEncoder(name string) (Encoder, error) {
+// NewEncoder returns the encoder for a config name; avroCodec is the block
+// codec of Avro container files.
+func NewEncoder(name, avroCodec string) (Encoder, error) {
 	switch name {
 	case "ndjson":
 		return NDJSON{}, nil
+	case "json":
+		return JSONArray{}, nil
+	case "avro":
+		return NewAvroOCF(avroCodec)
 	}
 	return nil, fmt.Errorf("unknown encoding %q", name)
 }
@@ -45,6 +53,12 @@ func NewCompressor(name string) (Compressor, error) {
 		return None{}, nil
 	case "gzip":
 		return Gzip{}, nil
+	case "snappy":
+		return Snappy{}, nil
+	case "lz4":
+		return LZ4{}, nil
+	case "zstd":
+		return Zstd{}, nil
 	}
 	return nil, fmt.Errorf("unknown compression %q", name)
 }
@@ -82,6 +96,29 @@ func (NDJSON) ContentType() string { return "application/x-ndjson" }
 
 // Extension implements Encoder.
 func (NDJSON) Extension() string { return ".ndjson" }
+
+// JSONArray writes the batch as one JSON array of events.
+type JSONArray struct{}
+
+// Encode implements Encoder.
+func (JSONArray) Encode(dst []byte, b *Batch) ([]byte, error) {
+	dst = append(dst, '[')
+	var meta []byte
+	for i, e := range b.Events {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		meta = metadataField(meta[:0], b, i)
+		dst = schemas.AppendJSON(dst, e, []schemas.Field{{Name: MetadataKey, JSON: meta}})
+	}
+	return append(dst, ']', '\n'), nil
+}
+
+// ContentType implements Encoder.
+func (JSONArray) ContentType() string { return "application/json" }
+
+// Extension implements Encoder.
+func (JSONArray) Extension() string { return ".json" }
 
 // None passes bytes through.
 type None struct{}
@@ -121,3 +158,77 @@ func (Gzip) ContentEncoding() string { return "gzip" }
 
 // Extension implements Compressor.
 func (Gzip) Extension() string { return ".gz" }
+
+// Snappy writes the snappy framing format (what snzip and python-snappy's
+// stream functions read), with klauspost/compress's s2 in snappy mode.
+type Snappy struct{}
+
+var snappyPool = sync.Pool{New: func() any { return s2.NewWriter(nil, s2.WriterSnappyCompat(), s2.WriterConcurrency(1)) }}
+
+// Compress implements Compressor.
+func (Snappy) Compress(dst, src []byte) ([]byte, error) {
+	buf := bytes.NewBuffer(dst)
+	w := snappyPool.Get().(*s2.Writer)
+	defer snappyPool.Put(w)
+	w.Reset(buf)
+	if _, err := w.Write(src); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// ContentEncoding implements Compressor. There is no registered HTTP
+// content coding for snappy; this is the common informal name.
+func (Snappy) ContentEncoding() string { return "x-snappy-framed" }
+
+// Extension implements Compressor.
+func (Snappy) Extension() string { return ".sz" }
+
+// LZ4 writes the LZ4 frame format (what the lz4 command reads).
+type LZ4 struct{}
+
+var lz4Pool = sync.Pool{New: func() any { return lz4.NewWriter(nil) }}
+
+// Compress implements Compressor.
+func (LZ4) Compress(dst, src []byte) ([]byte, error) {
+	buf := bytes.NewBuffer(dst)
+	w := lz4Pool.Get().(*lz4.Writer)
+	defer lz4Pool.Put(w)
+	w.Reset(buf)
+	if _, err := w.Write(src); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// ContentEncoding implements Compressor.
+func (LZ4) ContentEncoding() string { return "x-lz4" }
+
+// Extension implements Compressor.
+func (LZ4) Extension() string { return ".lz4" }
+
+// Zstd writes a zstd frame at the default level.
+type Zstd struct{}
+
+var zstdEncoder = sync.OnceValue(func() *zstd.Encoder {
+	// EncodeAll on one encoder is safe for concurrent use.
+	e, _ := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+	return e
+})
+
+// Compress implements Compressor.
+func (Zstd) Compress(dst, src []byte) ([]byte, error) {
+	return zstdEncoder().EncodeAll(src, dst), nil
+}
+
+// ContentEncoding implements Compressor.
+func (Zstd) ContentEncoding() string { return "zstd" }
+
+// Extension implements Compressor.
+func (Zstd) Extension() string { return ".zst" }

@@ -86,6 +86,9 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &c) && c.permanent
 }
 
+// RetryAfter returns the wait a Retryable error asked for, or 0.
+func RetryAfter(err error) time.Duration { return retryAfter(err) }
+
 func retryAfter(err error) time.Duration {
 	var c *classified
 	if errors.As(err, &c) {

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/firehose/firehose/filter"
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/schemas"
@@ -80,21 +81,28 @@ type PathTemplater interface {
 
 // Stats are running totals, safe to read concurrently.
 type Stats struct {
-	Consumed, Delivered, Batches, DeadLettered, Retries atomic.Int64
-	LastDelivery                                        atomic.Int64 // unix nanos
+	Consumed, Filtered, Delivered, Batches, DeadLettered, Retries atomic.Int64
+	LastDelivery                                                  atomic.Int64 // unix nanos
 }
+
+// ErrStopped is returned by Run when a permanent error stopped the
+// connector under the stop policy.
+var ErrStopped = errors.New("connector stopped by a permanent error (on_permanent_error: stop)")
 
 // Worker runs one connector: its consumer group, batches and deliveries.
 type Worker struct {
-	o     Options
-	name  string
-	log   *slog.Logger
-	codec schemas.Codec
-	enc   Encoder
-	comp  Compressor
-	tmpl  *Template
-	stats Stats
-	ready atomic.Bool
+	o      Options
+	name   string
+	log    *slog.Logger
+	codec  schemas.Codec
+	enc    Encoder
+	comp   Compressor
+	tmpl   *Template
+	filter *filter.Filter
+	stats  Stats
+	ready  atomic.Bool
+	// buffered is the bytes of open batches, against MaxBufferedBytes.
+	buffered int64
 
 	// mu guards parts. The poll loop adds records; the group's revoke
 	// callback removes partitions.
@@ -138,7 +146,7 @@ func New(o Options) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	enc, err := NewEncoder(o.Connector.Encoding)
+	enc, err := NewEncoder(o.Connector.Encoding, o.Connector.AvroCodec)
 	if err != nil {
 		return nil, err
 	}
@@ -155,6 +163,14 @@ func New(o Options) (*Worker, error) {
 			return nil, err
 		}
 	}
+	f, err := filter.Compile(o.Connector.Filter)
+	if err != nil {
+		return nil, fmt.Errorf("filter: %w", err)
+	}
+	if o.Retry == (RetryPolicy{}) {
+		r := o.Connector.Retry
+		o.Retry = RetryPolicy{MaxAttempts: r.MaxAttempts, Initial: r.InitialBackoff, Max: r.MaxBackoff}
+	}
 	o.Retry.defaults()
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 30 * time.Second
@@ -165,7 +181,7 @@ func New(o Options) (*Worker, error) {
 	return &Worker{
 		o: o, name: o.Connector.Name,
 		log:   o.Log.With("connector", o.Connector.Name),
-		codec: codec, enc: enc, comp: comp, tmpl: tmpl,
+		codec: codec, enc: enc, comp: comp, tmpl: tmpl, filter: f,
 		parts: make(map[tp]*partState),
 	}, nil
 }
@@ -212,7 +228,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		ps.sealAll(w)
 	}
 	w.mu.Unlock()
-	w.deliverAndCommit(sctx, cl)
+	if derr := w.deliverAndCommit(sctx, cl); err == nil && !errors.Is(derr, ErrStopped) {
+		err = derr
+	}
 	cl.Close()
 	w.log.Info("connector stopped", "delivered", w.stats.Delivered.Load())
 	return err
@@ -242,26 +260,65 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 			}
 			for _, r := range f.Records {
 				w.stats.Consumed.Add(1)
+				ps.next, ps.epoch = r.Offset+1, r.LeaderEpoch
 				e, err := w.codec.Decode(r.Value)
 				if err != nil {
 					dead = append(dead, dlq.Record(w.o.DLQTopic, r, dlq.Reason{Stage: w.stage(), Class: schemas.ClassOf(err), Message: schemas.Detail(err)}, now))
-				} else {
-					delete(e.Extra, MetadataKey) // a redriven delivered event: replace, don't repeat
-					w.add(ps, r, e, now)
+					continue
 				}
-				ps.next, ps.epoch = r.Offset+1, r.LeaderEpoch
+				keep, err := w.filter.Match(e)
+				if err != nil {
+					dead = append(dead, dlq.Record(w.o.DLQTopic, r, dlq.Reason{Stage: w.stage(), Class: "filter", Message: err.Error()}, now))
+					continue
+				}
+				if !keep {
+					w.stats.Filtered.Add(1)
+					continue
+				}
+				delete(e.Extra, MetadataKey) // a redriven delivered event: replace, don't repeat
+				w.add(ps, r, e, now)
 			}
 		})
 		for _, ps := range w.parts {
 			ps.sealAged(w, now)
 		}
+		w.sealOverCap()
 		w.mu.Unlock()
 		if len(dead) > 0 {
 			if err := w.produceDLQ(ctx, cl, dead); err != nil {
 				return err
 			}
 		}
-		w.deliverAndCommit(ctx, cl)
+		if err := w.deliverAndCommit(ctx, cl); err != nil {
+			return err
+		}
+	}
+}
+
+// sealOverCap seals the largest open batches while the open ones hold
+// more than MaxBufferedBytes, so memory stays bounded however many paths
+// and partitions a connector has open. Called with mu held.
+func (w *Worker) sealOverCap() {
+	limit := int64(w.o.Connector.MaxBufferedBytes)
+	if limit <= 0 || w.buffered <= limit {
+		return
+	}
+	for w.buffered > limit/2 {
+		var bigPS *partState
+		var bigPath string
+		big := -1
+		for _, ps := range w.parts {
+			for path, b := range ps.open {
+				if b.bytes > big {
+					bigPS, bigPath, big = ps, path, b.bytes
+				}
+			}
+		}
+		if bigPS == nil {
+			return
+		}
+		bigPS.seal(w, bigPath)
+		slices.SortFunc(bigPS.sealed, func(a, b *Batch) int { return int(a.FirstOffset - b.FirstOffset) })
 	}
 }
 
@@ -286,7 +343,11 @@ func (w *Worker) nextDeadline(maxAge time.Duration) time.Time {
 func (w *Worker) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.Time) {
 	path := ""
 	if w.tmpl != nil {
-		path = string(w.tmpl.Render(nil, r.Topic, r.Partition, e.Timestamp, e))
+		ts := e.Timestamp
+		if w.o.Connector.TimeSource == "processing" {
+			ts = now
+		}
+		path = string(w.tmpl.Render(nil, r.Topic, r.Partition, ts, e))
 	}
 	b := ps.open[path]
 	if b == nil {
@@ -295,7 +356,9 @@ func (w *Worker) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.Ti
 	}
 	b.records = append(b.records, r)
 	b.events = append(b.events, e)
-	b.bytes += len(r.Value) + 96 // firehose_metadata and a newline
+	n := len(r.Value) + 96 // firehose_metadata and a newline
+	b.bytes += n
+	w.buffered += int64(n)
 	c := w.o.Connector.Batch
 	if len(b.records) >= c.MaxEvents || int64(b.bytes) >= int64(c.MaxBytes) {
 		ps.seal(w, path)
@@ -305,6 +368,7 @@ func (w *Worker) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.Ti
 func (ps *partState) seal(w *Worker, path string) {
 	b := ps.open[path]
 	delete(ps.open, path)
+	w.buffered -= int64(b.bytes)
 	first := b.records[0]
 	ext := w.enc.Extension() + w.comp.Extension()
 	ps.sealed = append(ps.sealed, &Batch{
@@ -354,8 +418,9 @@ func (ps *partState) commitPoint() int64 {
 
 // deliverAndCommit delivers every sealed batch, partitions in parallel and
 // each partition's batches in order, then commits each partition up to its
-// commit point.
-func (w *Worker) deliverAndCommit(ctx context.Context, cl *kgo.Client) {
+// commit point. It returns ErrStopped when a permanent error stopped the
+// connector under the stop policy.
+func (w *Worker) deliverAndCommit(ctx context.Context, cl *kgo.Client) error {
 	w.deliverMu.Lock()
 	defer w.deliverMu.Unlock()
 
@@ -371,6 +436,7 @@ func (w *Worker) deliverAndCommit(ctx context.Context, cl *kgo.Client) {
 	var wg sync.WaitGroup
 	done := make(map[tp]int, len(work)) // how many leading batches were delivered
 	var doneMu sync.Mutex
+	var stopped atomic.Bool
 	for k, batches := range work {
 		wg.Add(1)
 		go func() {
@@ -378,6 +444,9 @@ func (w *Worker) deliverAndCommit(ctx context.Context, cl *kgo.Client) {
 			n := 0
 			for _, b := range batches {
 				if err := w.deliver(ctx, cl, b); err != nil {
+					if errors.Is(err, ErrStopped) {
+						stopped.Store(true)
+					}
 					break
 				}
 				n++
@@ -407,8 +476,12 @@ func (w *Worker) deliverAndCommit(ctx context.Context, cl *kgo.Client) {
 		}
 	}
 	w.mu.Unlock()
+	var err error
+	if stopped.Load() {
+		err = ErrStopped
+	}
 	if len(offsets) == 0 {
-		return
+		return err
 	}
 	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
@@ -430,6 +503,7 @@ func (w *Worker) deliverAndCommit(ctx context.Context, cl *kgo.Client) {
 			}
 		}
 	})
+	return err
 }
 
 // deliver encodes b and hands it to the sink, retrying per the policy. A
@@ -461,6 +535,10 @@ func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 			return ctx.Err()
 		}
 		if IsPermanent(err) {
+			if w.o.Connector.OnPermanentError == "stop" {
+				w.log.Error("batch rejected by destination; stopping the connector", "batch", b.ID, "events", len(b.Records), "err", err)
+				return ErrStopped
+			}
 			w.log.Warn("batch rejected by destination; sending to DLQ", "batch", b.ID, "events", len(b.Records), "err", err)
 			return w.deadLetter(ctx, cl, b, "permanent", err)
 		}
@@ -538,8 +616,13 @@ func (w *Worker) lost(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 func (w *Worker) drop(m map[string][]int32) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for t, ps := range m {
-		for _, p := range ps {
+	for t, parts := range m {
+		for _, p := range parts {
+			if ps := w.parts[tp{t, p}]; ps != nil {
+				for _, b := range ps.open {
+					w.buffered -= int64(b.bytes)
+				}
+			}
 			delete(w.parts, tp{t, p})
 		}
 	}

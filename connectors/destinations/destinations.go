@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/file"
+	httpdest "github.com/firehose/firehose/connectors/http"
 	"github.com/firehose/firehose/internal/config"
 )
 
@@ -24,7 +26,18 @@ type Destination struct {
 	Decode func(n *yaml.Node) (any, error)
 	// New builds the sink from the decoded section.
 	New func(ctx context.Context, settings any) (connectors.Sink, error)
+	// Batch is the type's default batch bounds.
+	Batch config.Batch
+	// Compression is the type's default compression; empty means gzip.
+	Compression string
 }
+
+// Default batch bounds: object stores want few large objects, webhooks
+// small, frequent requests.
+var (
+	objectBatch  = config.Batch{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: 5 * time.Minute}
+	webhookBatch = config.Batch{MaxEvents: 100, MaxBytes: 1_000_000, MaxAge: 30 * time.Second}
+)
 
 // All is every destination, by the type name used in config.
 var All = map[string]Destination{
@@ -34,6 +47,16 @@ var All = map[string]Destination{
 		New: func(_ context.Context, s any) (connectors.Sink, error) {
 			return file.New(*s.(*file.Config))
 		},
+		Batch: objectBatch,
+	},
+	"http": {
+		Doc:    "HTTP webhook; one request per batch, retried on 408, 429 and 5xx",
+		Decode: decoder[httpdest.Config](),
+		New: func(_ context.Context, s any) (connectors.Sink, error) {
+			return httpdest.New(*s.(*httpdest.Config)), nil
+		},
+		Batch:       webhookBatch,
+		Compression: "none",
 	},
 }
 
@@ -74,6 +97,12 @@ func (Registry) Types() []string {
 	slices.Sort(out)
 	return out
 }
+
+// BatchDefaults implements config.Destinations.
+func (Registry) BatchDefaults(typ string) config.Batch { return All[typ].Batch }
+
+// DefaultCompression implements config.Destinations.
+func (Registry) DefaultCompression(typ string) string { return All[typ].Compression }
 
 // Decode implements config.Destinations.
 func (Registry) Decode(typ string, n *yaml.Node) (any, error) {

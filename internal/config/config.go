@@ -184,8 +184,25 @@ type Connector struct {
 	Topic       string `yaml:"topic"`       // default: topology.events.name
 	Group       string `yaml:"group"`       // default firehose-connector-<name>
 	Batch       Batch  `yaml:"batch"`       // when a batch is delivered
-	Encoding    string `yaml:"encoding"`    // ndjson (default)
-	Compression string `yaml:"compression"` // gzip (default) or none
+	Encoding    string `yaml:"encoding"`    // ndjson (default), json (one array) or avro (object container file)
+	Compression string `yaml:"compression"` // gzip (default), snappy, lz4, zstd or none
+	// AvroCodec is the block codec of Avro container files: deflate
+	// (default), snappy or null. With encoding avro, compression is
+	// usually none.
+	AvroCodec string `yaml:"avro_codec"`
+	// TimeSource is where {{year}}…{{minute}} of a path come from: event
+	// (the event's timestamp, default) or processing (the time the batch
+	// was opened).
+	TimeSource string `yaml:"time_source"`
+	// Retry bounds how a failing batch is retried.
+	Retry Retry `yaml:"retry"`
+	// OnPermanentError is what a batch the destination rejects does: dlq
+	// (default: its events go to the DLQ and the partition goes on) or
+	// stop (the connector stops, and nothing past it is committed).
+	OnPermanentError string `yaml:"on_permanent_error"`
+	// MaxBufferedBytes caps the bytes of open batches of this connector;
+	// reaching it delivers the largest open batches at once. Default 64MiB.
+	MaxBufferedBytes ByteSize `yaml:"max_buffered_bytes"`
 	// Filter selects the events this connector delivers; same syntax as
 	// the processor's.
 	Filter filter.Config `yaml:"filter"`
@@ -200,11 +217,33 @@ type Connector struct {
 // IsEnabled reports whether the connector runs.
 func (c Connector) IsEnabled() bool { return c.Enabled == nil || *c.Enabled }
 
+// Retry bounds the retries of one batch: exponential backoff with full
+// jitter from Initial to Max, MaxAttempts attempts in all; a destination's
+// Retry-After, when longer, is honoured. Then the batch is dead-lettered.
+type Retry struct {
+	MaxAttempts    int           `yaml:"max_attempts"`    // default 10
+	InitialBackoff time.Duration `yaml:"initial_backoff"` // default 200ms
+	MaxBackoff     time.Duration `yaml:"max_backoff"`     // default 30s
+}
+
 // Batch bounds a batch; it is delivered when any bound is reached.
 type Batch struct {
 	MaxEvents int           `yaml:"max_events"` // default 10000
 	MaxBytes  ByteSize      `yaml:"max_bytes"`  // default 5MB, before compression
 	MaxAge    time.Duration `yaml:"max_age"`    // default 5m, from the first event in the batch
+}
+
+// fill sets the bounds left at zero from d.
+func (b *Batch) fill(d Batch) {
+	if b.MaxEvents == 0 {
+		b.MaxEvents = d.MaxEvents
+	}
+	if b.MaxBytes == 0 {
+		b.MaxBytes = d.MaxBytes
+	}
+	if b.MaxAge == 0 {
+		b.MaxAge = d.MaxAge
+	}
 }
 
 // API configures the process's HTTP listener (health, and later the pull
@@ -239,6 +278,12 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 type Destinations interface {
 	// Types lists the known destination types.
 	Types() []string
+	// BatchDefaults are the batch bounds a type uses when the connector
+	// sets none (object stores want big batches, webhooks small ones).
+	BatchDefaults(typ string) Batch
+	// DefaultCompression is the compression a type uses when the
+	// connector sets none; "" means gzip.
+	DefaultCompression(typ string) string
 	// Decode decodes the section of typ; its errors are FieldErrors with
 	// paths relative to the section.
 	Decode(typ string, n *yaml.Node) (any, error)
@@ -285,6 +330,15 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	c := new(Config)
 	if err := Decode(&root, "", c); err != nil {
 		errs = append(errs, err)
+	}
+	if opts.Destinations != nil {
+		for i := range c.Connectors {
+			cn := &c.Connectors[i]
+			cn.Batch.fill(opts.Destinations.BatchDefaults(cn.Type))
+			if cn.Compression == "" && cn.Encoding != "avro" {
+				cn.Compression = opts.Destinations.DefaultCompression(cn.Type)
+			}
+		}
 	}
 	c.SetDefaults()
 	for i := range c.Connectors {

@@ -59,7 +59,7 @@ connectors:
 		`f.yaml:8:20: processor.max_event_bytes: must be a size such as 5MB or 1MiB, got "12 parsecs"`,
 		`f.yaml:13:16: connectors[0].batch.max_age: must be at least 10ms, got 1ms`,
 		`f.yaml:14:19: connectors[0].batch.max_events: must be an integer, got a list`,
-		`f.yaml:15:18: connectors[0].compression: must be one of gzip, none, got "brotli"`,
+		`f.yaml:15:18: connectors[0].compression: must be one of gzip, snappy, lz4, zstd, none, got "brotli"`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("missing %q in:\n%s", want, got)
@@ -99,7 +99,9 @@ type fileSettings struct {
 	Dir string `yaml:"dir"`
 }
 
-func (fakeDest) Types() []string { return []string{"file"} }
+func (fakeDest) Types() []string                  { return []string{"file"} }
+func (fakeDest) BatchDefaults(string) Batch       { return Batch{MaxEvents: 7} }
+func (fakeDest) DefaultCompression(string) string { return "" }
 func (fakeDest) Decode(typ string, n *yaml.Node) (any, error) {
 	var s fileSettings
 	if err := Decode(n, "", &s); err != nil {
@@ -126,6 +128,9 @@ func TestDestinationSection(t *testing.T) {
 	c, err := Parse("f.yaml", []byte("kafka: {brokers: [\"h:1\"]}\nconnectors:\n  - {name: a, type: file, file: {dir: /x}}\n"), Options{Lookup: env(nil), Destinations: fakeDest{}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.Connectors[0].Batch.MaxEvents != 7 {
+		t.Fatalf("the destination's batch default was not applied: %+v", c.Connectors[0].Batch)
 	}
 	if c.Connectors[0].Destination.(*fileSettings).Dir != "/x" {
 		t.Fatalf("destination not decoded: %+v", c.Connectors[0])

@@ -84,6 +84,30 @@ func (c *Config) SetDefaults() {
 		}
 		if cn.Compression == "" {
 			cn.Compression = "gzip"
+			if cn.Encoding == "avro" {
+				cn.Compression = "none" // the container file compresses its blocks
+			}
+		}
+		if cn.AvroCodec == "" {
+			cn.AvroCodec = "deflate"
+		}
+		if cn.TimeSource == "" {
+			cn.TimeSource = "event"
+		}
+		if cn.Retry.MaxAttempts == 0 {
+			cn.Retry.MaxAttempts = 10
+		}
+		if cn.Retry.InitialBackoff == 0 {
+			cn.Retry.InitialBackoff = 200 * time.Millisecond
+		}
+		if cn.Retry.MaxBackoff == 0 {
+			cn.Retry.MaxBackoff = 30 * time.Second
+		}
+		if cn.OnPermanentError == "" {
+			cn.OnPermanentError = "dlq"
+		}
+		if cn.MaxBufferedBytes == 0 {
+			cn.MaxBufferedBytes = 64 << 20
 		}
 	}
 	if c.API.Listen == "" {
@@ -113,8 +137,9 @@ var (
 
 // Encodings and Compressions are the values connectors accept.
 var (
-	Encodings    = []string{"ndjson"}
-	Compressions = []string{"gzip", "none"}
+	Encodings    = []string{"ndjson", "json", "avro"}
+	Compressions = []string{"gzip", "snappy", "lz4", "zstd", "none"}
+	AvroCodecs   = []string{"deflate", "snappy", "null"}
 )
 
 // Validate checks the whole config and returns every problem, each a
@@ -219,6 +244,24 @@ func (c *Config) Validate() error {
 			v.add(p+".compression", "must be one of %s, got %q", strings.Join(Compressions, ", "), cn.Compression)
 		}
 		v.filter(p+".filter", cn.Filter)
+		if !slices.Contains(AvroCodecs, cn.AvroCodec) {
+			v.add(p+".avro_codec", "must be one of %s, got %q", strings.Join(AvroCodecs, ", "), cn.AvroCodec)
+		}
+		if cn.TimeSource != "event" && cn.TimeSource != "processing" {
+			v.add(p+".time_source", `must be "event" or "processing", got %q`, cn.TimeSource)
+		}
+		if cn.OnPermanentError != "dlq" && cn.OnPermanentError != "stop" {
+			v.add(p+".on_permanent_error", `must be "dlq" or "stop", got %q`, cn.OnPermanentError)
+		}
+		if cn.Retry.MaxAttempts < 1 {
+			v.add(p+".retry.max_attempts", "must be at least 1")
+		}
+		if cn.Retry.InitialBackoff <= 0 || cn.Retry.MaxBackoff < cn.Retry.InitialBackoff {
+			v.add(p+".retry", "initial_backoff must be positive and max_backoff at least initial_backoff")
+		}
+		if cn.MaxBufferedBytes < cn.Batch.MaxBytes {
+			v.add(p+".max_buffered_bytes", "must be at least batch.max_bytes (%d), got %d", int64(cn.Batch.MaxBytes), int64(cn.MaxBufferedBytes))
+		}
 	}
 	return v.err()
 }

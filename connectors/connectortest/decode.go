@@ -1,0 +1,145 @@
+// Package connectortest is the conformance suite every destination passes
+// against its real test server, and the helpers tests use to read back
+// what a destination stored: decompress, decode, compare.
+package connectortest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
+	"github.com/linkedin/goavro/v2"
+	"github.com/pierrec/lz4/v4"
+
+	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/schemas"
+)
+
+// Delivered is one event as a destination received it.
+type Delivered struct {
+	Event       *schemas.Event
+	BatchID     string
+	Sequence    int64
+	DeliveredAt time.Time
+}
+
+// Decompress undoes a connector compression, with readers independent of
+// the writers Firehose uses where the format allows.
+func Decompress(body []byte, compression string) ([]byte, error) {
+	var r io.Reader
+	switch compression {
+	case "none", "":
+		return body, nil
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		r = zr
+	case "snappy":
+		r = s2.NewReader(bytes.NewReader(body))
+	case "lz4":
+		r = lz4.NewReader(bytes.NewReader(body))
+	case "zstd":
+		zr, err := zstd.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		return nil, fmt.Errorf("unknown compression %q", compression)
+	}
+	return io.ReadAll(r)
+}
+
+// Decode reads back a delivered body.
+func Decode(body []byte, encoding, compression string) ([]Delivered, error) {
+	raw, err := Decompress(body, compression)
+	if err != nil {
+		return nil, fmt.Errorf("decompress %s: %w", compression, err)
+	}
+	switch encoding {
+	case "ndjson":
+		var out []Delivered
+		sc := bufio.NewScanner(bytes.NewReader(raw))
+		sc.Buffer(nil, 64<<20)
+		for sc.Scan() {
+			d, err := decodeJSON(sc.Bytes())
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, d)
+		}
+		return out, sc.Err()
+	case "json":
+		var arr []json.RawMessage
+		if err := json.Unmarshal(raw, &arr); err != nil {
+			return nil, fmt.Errorf("not a JSON array: %w", err)
+		}
+		out := make([]Delivered, 0, len(arr))
+		for _, item := range arr {
+			d, err := decodeJSON(item)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, d)
+		}
+		return out, nil
+	case "avro":
+		r, err := goavro.NewOCFReader(bytes.NewReader(raw))
+		if err != nil {
+			return nil, fmt.Errorf("not an Avro container file: %w", err)
+		}
+		var out []Delivered
+		for r.Scan() {
+			native, err := r.Read()
+			if err != nil {
+				return nil, err
+			}
+			m := native.(map[string]any)
+			meta, _ := m[connectors.MetadataKey].(map[string]any)
+			e, err := schemas.FromAvroNative(m)
+			if err != nil {
+				return nil, err
+			}
+			d := Delivered{Event: e}
+			d.BatchID, _ = meta["batch_id"].(string)
+			d.Sequence, _ = meta["sequence"].(int64)
+			d.DeliveredAt, _ = meta["delivered_at"].(time.Time)
+			out = append(out, d)
+		}
+		return out, r.Err()
+	}
+	return nil, fmt.Errorf("unknown encoding %q", encoding)
+}
+
+func decodeJSON(line []byte) (Delivered, error) {
+	e, err := schemas.JSON{}.Decode(line)
+	if err != nil {
+		return Delivered{}, fmt.Errorf("delivered event does not decode: %w", err)
+	}
+	var meta struct {
+		BatchID     string    `json:"batch_id"`
+		Sequence    int64     `json:"sequence"`
+		DeliveredAt time.Time `json:"delivered_at"`
+	}
+	raw, ok := e.Extra[connectors.MetadataKey]
+	if !ok {
+		return Delivered{}, fmt.Errorf("event %s has no %s", e.EventID, connectors.MetadataKey)
+	}
+	if err := json.Unmarshal(raw, &meta); err != nil {
+		return Delivered{}, err
+	}
+	delete(e.Extra, connectors.MetadataKey)
+	if len(e.Extra) == 0 {
+		e.Extra = nil
+	}
+	return Delivered{Event: e, BatchID: meta.BatchID, Sequence: meta.Sequence, DeliveredAt: meta.DeliveredAt}, nil
+}

@@ -1,0 +1,176 @@
+// Package http is the webhook destination: each batch is one HTTP request
+// whose body is the encoded (and optionally compressed) batch. 2xx
+// acknowledges; 408, 429 and 5xx are retried, honouring Retry-After; any
+// other status is a permanent rejection and the batch goes to the DLQ with
+// the response.
+package http
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/internal/config"
+)
+
+// Config is the http section of a connector. Header values and secrets
+// take ${VAR} from the environment like any config value.
+type Config struct {
+	URL     string            `yaml:"url"`     // required, http or https
+	Method  string            `yaml:"method"`  // POST (default) or PUT
+	Headers map[string]string `yaml:"headers"` // added to every request
+	// BearerToken, if set, is sent as Authorization: Bearer <token>.
+	BearerToken string `yaml:"bearer_token"`
+	// IdempotencyHeader carries the batch id, stable across retries, so
+	// the receiver can drop a batch it already has. Default
+	// Idempotency-Key.
+	IdempotencyHeader string `yaml:"idempotency_header"`
+	// Signature, if its secret is set, signs the body:
+	// <header>: sha256=<hex HMAC-SHA-256 of the body under secret>.
+	Signature Signature `yaml:"signature"`
+	// Timeout bounds one request; default 30s.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Signature configures the body signature.
+type Signature struct {
+	Secret string `yaml:"secret"` // e.g. ${WEBHOOK_SECRET}
+	Header string `yaml:"header"` // default X-Firehose-Signature
+}
+
+// Defaults fills empty fields.
+func (c *Config) Defaults() {
+	if c.Method == "" {
+		c.Method = http.MethodPost
+	}
+	if c.IdempotencyHeader == "" {
+		c.IdempotencyHeader = "Idempotency-Key"
+	}
+	if c.Signature.Header == "" {
+		c.Signature.Header = "X-Firehose-Signature"
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 30 * time.Second
+	}
+}
+
+// Validate reports every problem with paths relative to the section.
+func (c *Config) Validate() error {
+	var errs []error
+	u, err := url.Parse(c.URL)
+	switch {
+	case c.URL == "":
+		errs = append(errs, config.Errorf("url", "required"))
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		errs = append(errs, config.Errorf("url", "must be an http:// or https:// URL, got %q", c.URL))
+	}
+	if c.Method != http.MethodPost && c.Method != http.MethodPut {
+		errs = append(errs, config.Errorf("method", "must be POST or PUT, got %q", c.Method))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, config.Errorf("timeout", "must be positive"))
+	}
+	if c.Signature.Secret != "" && len(c.Signature.Secret) < 16 {
+		errs = append(errs, config.Errorf("signature.secret", "must be at least 16 bytes"))
+	}
+	return errors.Join(errs...)
+}
+
+// Sink posts batches to a URL.
+type Sink struct {
+	cfg    Config
+	client *http.Client
+}
+
+// New returns a webhook sink. Redirects are not followed: a webhook that
+// moved is a configuration error to see, not to guess around.
+func New(cfg Config) *Sink {
+	return &Sink{cfg: cfg, client: &http.Client{
+		Timeout:       cfg.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// maxResponse bounds how much of an error response is kept for the DLQ.
+const maxResponse = 4096
+
+// Deliver implements connectors.Sink.
+func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
+	req, err := http.NewRequestWithContext(ctx, s.cfg.Method, s.cfg.URL, bytes.NewReader(b.Body))
+	if err != nil {
+		return connectors.Permanent(err, "")
+	}
+	h := req.Header
+	for k, v := range s.cfg.Headers {
+		h.Set(k, v)
+	}
+	h.Set("Content-Type", b.ContentType)
+	if b.ContentEncoding != "" {
+		h.Set("Content-Encoding", b.ContentEncoding)
+	}
+	h.Set(s.cfg.IdempotencyHeader, b.ID)
+	h.Set("X-Firehose-Batch-Id", b.ID)
+	h.Set("X-Firehose-Connector", b.Connector)
+	h.Set("X-Firehose-Event-Count", strconv.Itoa(len(b.Events)))
+	if s.cfg.BearerToken != "" {
+		h.Set("Authorization", "Bearer "+s.cfg.BearerToken)
+	}
+	if s.cfg.Signature.Secret != "" {
+		mac := hmac.New(sha256.New, []byte(s.cfg.Signature.Secret))
+		mac.Write(b.Body)
+		h.Set(s.cfg.Signature.Header, "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return connectors.Retryable(fmt.Errorf("deliver batch %s to %s: %w", b.ID, s.cfg.URL, err), 0)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
+	return Classify(resp.StatusCode, resp.Header.Get("Retry-After"), body, b.ID, s.cfg.URL)
+}
+
+// Classify turns a response into nil (2xx), a retryable error (408, 429,
+// 5xx) or a permanent one (anything else).
+func Classify(status int, retryAfter string, body []byte, batch, target string) error {
+	if status >= 200 && status < 300 {
+		return nil
+	}
+	resp := fmt.Sprintf("HTTP %d: %s", status, body)
+	err := fmt.Errorf("deliver batch %s to %s: %s", batch, target, resp)
+	if status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500 {
+		return connectors.Retryable(err, ParseRetryAfter(retryAfter, time.Now()))
+	}
+	return connectors.Permanent(err, resp)
+}
+
+// ParseRetryAfter reads a Retry-After header: delay seconds or an HTTP
+// date. It returns 0 when absent or unreadable, and at most ten minutes.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.Atoi(v); err == nil {
+		d = time.Duration(n) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), 10*time.Minute)
+}
+
+// Close implements connectors.Sink.
+func (s *Sink) Close(context.Context) error {
+	s.client.CloseIdleConnections()
+	return nil
+}

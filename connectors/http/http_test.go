@@ -1,0 +1,132 @@
+package http
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/connectors/connectortest"
+)
+
+// receiver is a webhook endpoint that keeps the last body per batch id and
+// checks what every request must carry.
+type receiver struct {
+	t      *testing.T
+	mu     sync.Mutex
+	bodies map[string][]byte
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	id := r.Header.Get("Idempotency-Key")
+	mac := hmac.New(sha256.New, []byte("0123456789abcdef-secret"))
+	mac.Write(body)
+	switch {
+	case r.Method != http.MethodPost, r.Header.Get("Authorization") != "Bearer tok", r.Header.Get("X-Tenant") != "acme":
+		http.Error(w, "bad request line or headers", http.StatusBadRequest)
+		return
+	case id == "" || r.Header.Get("X-Firehose-Batch-Id") != id:
+		http.Error(w, "no idempotency key", http.StatusBadRequest)
+		return
+	case r.Header.Get("X-Firehose-Signature") != "sha256="+hex.EncodeToString(mac.Sum(nil)):
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	rc.mu.Lock()
+	rc.bodies[id] = body
+	rc.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func newSink(url string) *Sink {
+	cfg := Config{URL: url, BearerToken: "tok", Headers: map[string]string{"X-Tenant": "acme"}, Signature: Signature{Secret: "0123456789abcdef-secret"}}
+	cfg.Defaults()
+	return New(cfg)
+}
+
+func TestConformance(t *testing.T) {
+	rc := &receiver{t: t, bodies: map[string][]byte{}}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	connectortest.Run(t, connectortest.Target{
+		New: func(*testing.T) connectors.Sink { return newSink(srv.URL) },
+		Fetch: func(t *testing.T, b *connectors.Batch) []byte {
+			rc.mu.Lock()
+			defer rc.mu.Unlock()
+			body, ok := rc.bodies[b.ID]
+			if !ok {
+				t.Fatalf("no request for batch %s", b.ID)
+			}
+			return body
+		},
+	})
+}
+
+func TestClassify(t *testing.T) {
+	b := connectortest.MakeBatch(t, 0, 0, connectortest.Events(1, 2), "ndjson", "none")
+	for _, c := range []struct {
+		status    int
+		header    string
+		ok, perm  bool
+		wantAfter time.Duration
+	}{
+		{200, "", true, false, 0},
+		{204, "", true, false, 0},
+		{500, "", false, false, 0},
+		{503, "7", false, false, 7 * time.Second},
+		{429, "2", false, false, 2 * time.Second},
+		{408, "", false, false, 0},
+		{400, "", false, true, 0},
+		{401, "", false, true, 0},
+		{404, "", false, true, 0},
+		{301, "", false, true, 0},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			if c.header != "" {
+				w.Header().Set("Retry-After", c.header)
+			}
+			if c.status == 301 {
+				w.Header().Set("Location", "/elsewhere")
+			}
+			w.WriteHeader(c.status)
+			_, _ = w.Write([]byte("reason"))
+		}))
+		err := newSink(srv.URL).Deliver(context.Background(), b)
+		srv.Close()
+		if (err == nil) != c.ok || connectors.IsPermanent(err) != c.perm {
+			t.Errorf("status %d: err %v, permanent %v", c.status, err, connectors.IsPermanent(err))
+		}
+		if got := connectors.RetryAfter(err); got != c.wantAfter {
+			t.Errorf("status %d: retry after %s, want %s", c.status, got, c.wantAfter)
+		}
+	}
+	// A dead endpoint is retryable.
+	err := newSink("http://127.0.0.1:1").Deliver(context.Background(), b)
+	if err == nil || connectors.IsPermanent(err) {
+		t.Fatalf("connection refused: %v", err)
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2024, 1, 15, 14, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"":                              0,
+		"5":                             5 * time.Second,
+		"-3":                            0,
+		"99999":                         10 * time.Minute,
+		"Mon, 15 Jan 2024 14:00:30 GMT": 30 * time.Second,
+		"soon":                          0,
+	} {
+		if got := ParseRetryAfter(in, now); got != want {
+			t.Errorf("%q: %s, want %s", in, got, want)
+		}
+	}
+}

@@ -8,6 +8,8 @@ BIN         := bin/firehose
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := 2026.2.2
+VERSITYGW   := $(GOBIN)/versitygw
+VERSITYGW_VERSION := v1.8.0
 # Run apt-get as root, or through sudo when there is one.
 SUDO        := $(shell [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null && echo sudo)
 FUZZTIME    ?= 8s
@@ -56,10 +58,16 @@ bench: build ## run the benchmarks: per-stage ones, then 1,000,000 events throug
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	./scripts/bench-kafka.sh
 
-tools: ## install what the tests need: kcat (Debian)
+tools: $(VERSITYGW) ## install what the tests need: kcat (Debian), versitygw (Go)
 	@command -v kcat >/dev/null 2>&1 || { \
 	  echo "installing kcat from Debian's packages"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat; }
+
+# The S3-compatible server the S3 tests run against; about two minutes to
+# build the first time, then kept in the Go bin directory.
+$(VERSITYGW):
+	@echo "installing versitygw $(VERSITYGW_VERSION) (first time only, about two minutes)"
+	$(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 
 $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

@@ -15,6 +15,7 @@ import (
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/file"
 	httpdest "github.com/firehose/firehose/connectors/http"
+	s3dest "github.com/firehose/firehose/connectors/s3"
 	"github.com/firehose/firehose/internal/config"
 )
 
@@ -46,6 +47,14 @@ var All = map[string]Destination{
 		Decode: decoder[file.Config](),
 		New: func(_ context.Context, s any) (connectors.Sink, error) {
 			return file.New(*s.(*file.Config))
+		},
+		Batch: objectBatch,
+	},
+	"s3": {
+		Doc:    "Amazon S3 or an S3-compatible store; one object per batch, keyed by topic, partition and first offset",
+		Decode: decoder[s3dest.Config](),
+		New: func(ctx context.Context, s any) (connectors.Sink, error) {
+			return s3dest.New(ctx, *s.(*s3dest.Config))
 		},
 		Batch: objectBatch,
 	},

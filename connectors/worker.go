@@ -53,6 +53,10 @@ func (r RetryPolicy) backoff(attempt int, err error) time.Duration {
 	return d
 }
 
+// encodeBuffers hold encoded, uncompressed batches between encoding and
+// compression; a batch is megabytes, so they are reused.
+var encodeBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
 // Options configure a Worker.
 type Options struct {
 	Connector config.Connector
@@ -513,10 +517,21 @@ func (w *Worker) deliverAndCommit(ctx context.Context, cl *kgo.Client) error {
 func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 	if b.Body == nil {
 		b.SealedAt = time.Now()
-		raw, err := w.enc.Encode(nil, b)
-		if err == nil {
-			b.Body, err = w.comp.Compress(make([]byte, 0, len(raw)/4), raw)
+		size := 0
+		for _, r := range b.Records {
+			size += len(r.Value) + 128 // firehose_metadata, separators
 		}
+		bufp := encodeBuffers.Get().(*[]byte)
+		raw, err := w.enc.Encode(slices.Grow((*bufp)[:0], size), b)
+		if err == nil {
+			if _, none := w.comp.(None); none {
+				b.Body = slices.Clone(raw)
+			} else {
+				b.Body, err = w.comp.Compress(make([]byte, 0, len(raw)/4), raw)
+			}
+		}
+		*bufp = raw[:0]
+		encodeBuffers.Put(bufp)
 		if err != nil {
 			return w.deadLetter(ctx, cl, b, "encode", err)
 		}

@@ -21,8 +21,27 @@ done
 echo "producing $EVENTS generated events (~600 bytes each) to events.raw..."
 ./bin/firehose produce --log-level warn --generate "$EVENTS" --resources 20000
 
+export FIREHOSE_BENCH_BROKER=$FIREHOSE_BROKER FIREHOSE_BENCH_EVENTS=$EVENTS
+show() { grep -E 'events per CPU-second|FAIL|panic|Error' || true; }
+
 echo
 echo "processor: decode, dedupe, enrich, mask (default rules), encode, in transactions"
-FIREHOSE_BENCH_BROKER=$FIREHOSE_BROKER FIREHOSE_BENCH_EVENTS=$EVENTS \
-  go test ./processor -run '^$' -bench '^BenchmarkProcessorKafka$' -benchtime 1x -timeout 30m -v 2>&1 \
-  | grep -E 'events per CPU-second|events/CPU-s|FAIL|panic' || true
+go test ./processor -run '^$' -bench '^BenchmarkProcessorKafka$' -benchtime 1x -timeout 30m -v 2>&1 | show
+
+# The connectors read a topic of exactly $EVENTS events, written without
+# transactions, so the benchmark knows when they are all delivered.
+cat > /tmp/firehose-bench-connectors.yaml <<YAML
+kafka: {brokers: ["$FIREHOSE_BROKER"]}
+topology:
+  raw: {name: bench.raw}
+  events: {name: bench.events}
+  dlq: {name: bench.dlq}
+  state: {name: bench.state}
+YAML
+./bin/firehose topology apply -c /tmp/firehose-bench-connectors.yaml --log-level warn >/dev/null
+./bin/firehose produce -c /tmp/firehose-bench-connectors.yaml --topic bench.events --log-level warn --generate "$EVENTS" --resources 20000 >/dev/null
+export FIREHOSE_BENCH_TOPIC=bench.events
+
+echo
+echo "connectors: $EVENTS events to gzip NDJSON in 5 MB batches"
+go test ./connectors -run '^$' -bench '^Benchmark(File|S3)ConnectorKafka$' -benchtime 1x -timeout 30m -v 2>&1 | show

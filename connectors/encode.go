@@ -3,6 +3,7 @@ package connectors
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 
@@ -139,10 +140,20 @@ type Gzip struct{}
 var gzipPool = sync.Pool{New: func() any { w, _ := gzip.NewWriterLevel(nil, gzip.DefaultCompression); return w }}
 
 // Compress implements Compressor.
-func (Gzip) Compress(dst, src []byte) ([]byte, error) {
+func (Gzip) Compress(dst, src []byte) ([]byte, error) { return streamCompress(&gzipPool, dst, src) }
+
+// streamWriter is a pooled stream compressor: gzip, s2 (snappy) and lz4
+// writers all have this shape.
+type streamWriter interface {
+	io.WriteCloser
+	Reset(io.Writer)
+}
+
+// streamCompress compresses src onto dst with a writer from pool.
+func streamCompress(pool *sync.Pool, dst, src []byte) ([]byte, error) {
 	buf := bytes.NewBuffer(dst)
-	w := gzipPool.Get().(*gzip.Writer)
-	defer gzipPool.Put(w)
+	w := pool.Get().(streamWriter)
+	defer pool.Put(w)
 	w.Reset(buf)
 	if _, err := w.Write(src); err != nil {
 		return nil, err
@@ -166,19 +177,7 @@ type Snappy struct{}
 var snappyPool = sync.Pool{New: func() any { return s2.NewWriter(nil, s2.WriterSnappyCompat(), s2.WriterConcurrency(1)) }}
 
 // Compress implements Compressor.
-func (Snappy) Compress(dst, src []byte) ([]byte, error) {
-	buf := bytes.NewBuffer(dst)
-	w := snappyPool.Get().(*s2.Writer)
-	defer snappyPool.Put(w)
-	w.Reset(buf)
-	if _, err := w.Write(src); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
+func (Snappy) Compress(dst, src []byte) ([]byte, error) { return streamCompress(&snappyPool, dst, src) }
 
 // ContentEncoding implements Compressor. There is no registered HTTP
 // content coding for snappy; this is the common informal name.
@@ -193,19 +192,7 @@ type LZ4 struct{}
 var lz4Pool = sync.Pool{New: func() any { return lz4.NewWriter(nil) }}
 
 // Compress implements Compressor.
-func (LZ4) Compress(dst, src []byte) ([]byte, error) {
-	buf := bytes.NewBuffer(dst)
-	w := lz4Pool.Get().(*lz4.Writer)
-	defer lz4Pool.Put(w)
-	w.Reset(buf)
-	if _, err := w.Write(src); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
+func (LZ4) Compress(dst, src []byte) ([]byte, error) { return streamCompress(&lz4Pool, dst, src) }
 
 // ContentEncoding implements Compressor.
 func (LZ4) ContentEncoding() string { return "x-lz4" }

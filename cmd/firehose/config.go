@@ -2,12 +2,16 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spf13/cobra"
 
 	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/kafkaclient"
 )
 
 // configFlag adds -c/--config; empty means the embedded dev config.
@@ -35,4 +39,22 @@ func printConfigErrors(err error) error {
 	}
 	fmt.Fprintf(os.Stderr, "%d problem(s) in the config\n", len(fes))
 	return exitError{code: 2}
+}
+
+// setup is what most commands start with: the logger, the config (its
+// problems printed as validate prints them) and the Kafka client options.
+func (g *globals) setup(path string) (*slog.Logger, *config.Config, []kgo.Opt, error) {
+	log, err := g.logger()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return nil, nil, nil, printConfigErrors(err)
+	}
+	kopts, err := kafkaclient.Options(cfg.Kafka, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return log, cfg, kopts, nil
 }

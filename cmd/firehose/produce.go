@@ -11,7 +11,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/firehose/firehose/internal/ingest"
-	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -30,22 +29,14 @@ A line that fails validation is reported with its line number and skipped
 (--strict stops instead). --generate N sends N demo events instead.
 At the end it prints how many were sent and rejected, and the rate.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := g.logger()
+			_, cfg, kopts, err := g.setup(path)
 			if err != nil {
 				return err
-			}
-			cfg, err := loadConfig(path)
-			if err != nil {
-				return printConfigErrors(err)
 			}
 			if topic == "" {
 				topic = cfg.Topology.Raw.Name
 			}
 			codec, err := schemas.CodecFor(cfg.Topology.Raw.Encoding)
-			if err != nil {
-				return err
-			}
-			kopts, err := kafkaclient.Options(cfg.Kafka, log)
 			if err != nil {
 				return err
 			}

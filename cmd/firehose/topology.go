@@ -6,7 +6,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/topology"
 )
 
@@ -18,15 +17,7 @@ func newTopologyCmd(g *globals) *cobra.Command {
 	var path string
 	run := func(apply bool) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, _ []string) error {
-			log, err := g.logger()
-			if err != nil {
-				return err
-			}
-			cfg, err := loadConfig(path)
-			if err != nil {
-				return printConfigErrors(err)
-			}
-			kopts, err := kafkaclient.Options(cfg.Kafka, log)
+			_, cfg, kopts, err := g.setup(path)
 			if err != nil {
 				return err
 			}

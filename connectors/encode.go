@@ -75,6 +75,13 @@ func metadataField(dst []byte, b *Batch, i int) []byte {
 	return append(dst, `"}`...)
 }
 
+// AppendEvent appends the i-th event of b as one JSON object with its
+// firehose_metadata, for destinations that store one record per event.
+func AppendEvent(dst []byte, b *Batch, i int) []byte {
+	var meta [128]byte
+	return schemas.AppendJSON(dst, b.Events[i], []schemas.Field{{Name: MetadataKey, JSON: metadataField(meta[:0], b, i)}})
+}
+
 // MetadataKey is the name of the field every delivered event gains.
 const MetadataKey = "firehose_metadata"
 

@@ -15,6 +15,7 @@ import (
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/file"
 	httpdest "github.com/firehose/firehose/connectors/http"
+	kafkadest "github.com/firehose/firehose/connectors/kafka"
 	s3dest "github.com/firehose/firehose/connectors/s3"
 	"github.com/firehose/firehose/internal/config"
 )
@@ -38,6 +39,7 @@ type Destination struct {
 var (
 	objectBatch  = config.Batch{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: 5 * time.Minute}
 	webhookBatch = config.Batch{MaxEvents: 100, MaxBytes: 1_000_000, MaxAge: 30 * time.Second}
+	recordBatch  = config.Batch{MaxEvents: 500, MaxBytes: 5_000_000, MaxAge: time.Second}
 )
 
 // All is every destination, by the type name used in config.
@@ -57,6 +59,15 @@ var All = map[string]Destination{
 			return s3dest.New(ctx, *s.(*s3dest.Config))
 		},
 		Batch: objectBatch,
+	},
+	"kafka": {
+		Doc:    "a topic of another Kafka cluster, or Azure Event Hubs through its Kafka endpoint; one record per event keyed by resource",
+		Decode: decoder[kafkadest.Config](),
+		New: func(_ context.Context, s any) (connectors.Sink, error) {
+			return kafkadest.New(*s.(*kafkadest.Config))
+		},
+		Batch:       recordBatch,
+		Compression: "none",
 	},
 	"http": {
 		Doc:    "HTTP webhook; one request per batch, retried on 408, 429 and 5xx",

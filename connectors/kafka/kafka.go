@@ -1,0 +1,184 @@
+// Package kafka is the Kafka destination: every event becomes one record
+// of a topic on another cluster, keyed by resource (a template), so
+// per-resource order carries over. Azure Event Hubs is this destination
+// through its Kafka endpoint: set event_hubs and the namespace, topic and
+// connection string are all it needs.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/kafkaclient"
+)
+
+// Config is the kafka section of a connector.
+type Config struct {
+	// Brokers of the destination cluster; with event_hubs they are
+	// derived from the namespace.
+	Brokers []string    `yaml:"brokers"`
+	Topic   string      `yaml:"topic"` // required; for Event Hubs, the event hub
+	TLS     config.TLS  `yaml:"tls"`
+	SASL    config.SASL `yaml:"sasl"`
+	// Key is the record key template; default {{resource_id}}, which
+	// keeps each resource's events in one partition, in order.
+	Key string `yaml:"key"`
+	// DeliveryTimeout bounds how long the client tries one record before
+	// the batch fails and the runtime retries it; default 30s.
+	DeliveryTimeout time.Duration `yaml:"delivery_timeout"`
+	// EventHubs, when its namespace is set, targets Azure Event Hubs:
+	// brokers <namespace>.servicebus.windows.net:9093, TLS, and SASL PLAIN
+	// with user $ConnectionString and the connection string as password.
+	EventHubs EventHubs `yaml:"event_hubs"`
+}
+
+// EventHubs configures the Azure Event Hubs shorthand.
+type EventHubs struct {
+	Namespace        string `yaml:"namespace"`         // e.g. my-namespace
+	ConnectionString string `yaml:"connection_string"` // ${EVENTHUBS_CONNECTION_STRING}
+}
+
+// Defaults fills empty fields and expands the Event Hubs shorthand.
+func (c *Config) Defaults() {
+	if c.Key == "" {
+		c.Key = "{{resource_id}}"
+	}
+	if c.DeliveryTimeout == 0 {
+		c.DeliveryTimeout = 30 * time.Second
+	}
+	if c.EventHubs.Namespace != "" {
+		if len(c.Brokers) == 0 {
+			c.Brokers = []string{c.EventHubs.Namespace + ".servicebus.windows.net:9093"}
+		}
+		c.TLS.Enabled = true
+		c.SASL = config.SASL{Mechanism: "PLAIN", Username: "$ConnectionString", Password: c.EventHubs.ConnectionString}
+	}
+}
+
+// Validate reports every problem with paths relative to the section.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, config.Errorf("brokers", "required (or event_hubs.namespace)"))
+	}
+	if c.Topic == "" {
+		errs = append(errs, config.Errorf("topic", "required"))
+	}
+	if _, err := connectors.ParseTemplate(c.Key); err != nil {
+		errs = append(errs, config.Errorf("key", "%v", err))
+	}
+	if c.EventHubs.Namespace != "" && !strings.HasPrefix(c.EventHubs.ConnectionString, "Endpoint=") {
+		errs = append(errs, config.Errorf("event_hubs.connection_string", "must be an Event Hubs connection string (Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…)"))
+	}
+	return errors.Join(errs...)
+}
+
+// Sink produces each event as a record.
+type Sink struct {
+	cfg  Config
+	cl   *kgo.Client
+	key  *connectors.Template
+	once sync.Once
+
+	mu sync.Mutex
+	// acked remembers, per batch id, which events the cluster already
+	// acknowledged, so a retry sends only the rest: with the idempotent
+	// producer a failure fails the rest of its partition, so what remains
+	// is a suffix per key and order holds without duplicates.
+	acked map[string][]bool
+}
+
+// New connects lazily; bad credentials show on the first delivery.
+func New(cfg Config) (*Sink, error) {
+	key, err := connectors.ParseTemplate(cfg.Key)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := kafkaclient.Options(config.Kafka{Brokers: cfg.Brokers, ClientID: "firehose-connector", TLS: cfg.TLS, SASL: cfg.SASL}, nil)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts,
+		kgo.DefaultProduceTopic(cfg.Topic),
+		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout),
+		kgo.ProducerLinger(5*time.Millisecond),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Sink{cfg: cfg, cl: cl, key: key, acked: map[string][]bool{}}, nil
+}
+
+// Deliver implements connectors.Sink.
+func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
+	s.mu.Lock()
+	if len(s.acked) > 10000 {
+		// Batches that ended in the DLQ never come back to clear their
+		// entry; forgetting costs at most a resend (at least once).
+		clear(s.acked)
+	}
+	acked := s.acked[b.ID]
+	if acked == nil {
+		acked = make([]bool, len(b.Events))
+		s.acked[b.ID] = acked
+	}
+	s.mu.Unlock()
+	var recs []*kgo.Record
+	var idx []int
+	for i, e := range b.Events {
+		if acked[i] {
+			continue
+		}
+		recs = append(recs, &kgo.Record{
+			Key:   s.key.Render(nil, b.Topic, b.Partition, e.Timestamp, e),
+			Value: connectors.AppendEvent(nil, b, i),
+			Headers: []kgo.RecordHeader{
+				{Key: "event_type", Value: []byte(e.EventType)},
+				{Key: "account_id", Value: []byte(e.AccountID)},
+				{Key: "event_id", Value: []byte(e.EventID)},
+			},
+		})
+		idx = append(idx, i)
+	}
+	results := s.cl.ProduceSync(ctx, recs...)
+	var first error
+	failed := 0
+	for j, r := range results {
+		if r.Err == nil {
+			acked[idx[j]] = true
+			continue
+		}
+		failed++
+		if first == nil {
+			first = r.Err
+		}
+	}
+	if first == nil {
+		s.mu.Lock()
+		delete(s.acked, b.ID)
+		s.mu.Unlock()
+		return nil
+	}
+	err := fmt.Errorf("deliver batch %s to topic %s: %d of %d records failed: %w", b.ID, s.cfg.Topic, failed, len(recs), first)
+	var ke *kerr.Error
+	if errors.As(first, &ke) && !ke.Retriable && (errors.Is(first, kerr.MessageTooLarge) || errors.Is(first, kerr.InvalidRecord) || errors.Is(first, kerr.CorruptMessage)) {
+		return connectors.Permanent(err, first.Error())
+	}
+	return connectors.Retryable(err, 0)
+}
+
+// Close implements connectors.Sink.
+func (s *Sink) Close(context.Context) error {
+	s.once.Do(s.cl.Close)
+	return nil
+}

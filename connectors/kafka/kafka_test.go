@@ -1,0 +1,344 @@
+package kafka
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+
+	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/connectors/connectortest"
+	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/embedded"
+	"github.com/firehose/firehose/schemas"
+)
+
+const connString = "Endpoint=sb://test.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0"
+
+// selfSigned makes a certificate for 127.0.0.1 and writes its PEM to a
+// file, as an operator's CA bundle would be.
+func selfSigned(t *testing.T) (tls.Certificate, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kfake"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, ca
+}
+
+// hub starts kfake as Event Hubs' Kafka endpoint looks to a client: TLS,
+// SASL PLAIN, user $ConnectionString.
+func hub(t *testing.T) (addr, ca string) {
+	b, ca := hubBroker(t)
+	return b.Addr, ca
+}
+
+func hubBroker(t *testing.T) (*embedded.Broker, string) {
+	t.Helper()
+	cert, ca := selfSigned(t)
+	b, err := embedded.Start(embedded.Options{Extra: []kfake.Opt{
+		kfake.EnableSASL(),
+		kfake.Superuser("PLAIN", "$ConnectionString", connString),
+		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}),
+		kfake.SeedTopics(4, "hub"),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b, ca
+}
+
+func eventHubsConfig(addr, ca, conn string) Config {
+	c := Config{Brokers: []string{addr}, Topic: "hub", DeliveryTimeout: 3 * time.Second,
+		EventHubs: EventHubs{Namespace: "test", ConnectionString: conn}, TLS: config.TLS{CAFile: ca}}
+	c.Defaults()
+	return c
+}
+
+func readHub(t *testing.T, addr, ca string, n int) []*kgo.Record {
+	t.Helper()
+	tc, err := tlsConfig(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DialTLSConfig(tc),
+		kgo.SASL(plain.Auth{User: "$ConnectionString", Pass: connString}.AsMechanism()),
+		kgo.ConsumeTopics("hub"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d records from the hub", len(out), n)
+		}
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
+func tlsConfig(ca string) (*tls.Config, error) {
+	pemBytes, err := os.ReadFile(ca)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemBytes)
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+func TestEventHubsKeysOrderAndHeaders(t *testing.T) {
+	addr, ca := hub(t)
+	sink, err := New(eventHubsConfig(addr, ca, connString))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close(context.Background())
+	// 20,000 events over 500 resources, in batches of 500.
+	evs := connectortest.EventsOver(5, 500, 20000)
+	for i := 0; i < len(evs); i += 500 {
+		b := connectortest.MakeBatch(t, int32(i/500%6), int64(i), evs[i:i+500], "ndjson", "none")
+		if err := sink.Deliver(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := readHub(t, addr, ca, len(evs))
+	last := map[string]int64{}
+	seen := map[string]bool{}
+	for _, r := range recs {
+		e, err := schemas.JSON{}.Decode(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(r.Key) != e.ResourceID {
+			t.Fatalf("record keyed %q holds resource %q", r.Key, e.ResourceID)
+		}
+		h := map[string]string{}
+		for _, x := range r.Headers {
+			h[x.Key] = string(x.Value)
+		}
+		if h["event_type"] != e.EventType || h["account_id"] != e.AccountID || h["event_id"] != e.EventID {
+			t.Fatalf("headers %v for %s", h, e.EventID)
+		}
+		if _, ok := e.Extra[connectors.MetadataKey]; !ok {
+			t.Fatal("no firehose_metadata")
+		}
+		if prev, ok := last[e.ResourceID]; ok && e.Sequence <= prev {
+			t.Fatalf("%s: sequence %d after %d", e.ResourceID, e.Sequence, prev)
+		}
+		last[e.ResourceID] = e.Sequence
+		seen[e.EventID] = true
+	}
+	if len(recs) != len(evs) || len(seen) != len(evs) || len(last) != 500 {
+		t.Fatalf("%d records, %d distinct events, %d resources", len(recs), len(seen), len(last))
+	}
+}
+
+func TestWrongConnectionStringIsRefused(t *testing.T) {
+	addr, ca := hub(t)
+	sink, err := New(eventHubsConfig(addr, ca, strings.Replace(connString, "c2VjcmV0", "d3Jvbmc=", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close(context.Background())
+	b := connectortest.MakeBatch(t, 0, 0, connectortest.EventsOver(6, 5, 10), "ndjson", "none")
+	err = sink.Deliver(context.Background(), b)
+	// kfake closes the connection when SASL fails (the client sees EOF);
+	// the same server accepts the right string in the test above.
+	if err == nil || connectors.IsPermanent(err) || !strings.Contains(err.Error(), "10 of 10 records failed") {
+		t.Fatalf("a wrong connection string must be refused by SASL and retried (an operator fixes it): %v", err)
+	}
+}
+
+
+// runWorker runs the real connector runtime from a plain source cluster's
+// events topic into the hub until ctx ends.
+func runWorker(ctx context.Context, t *testing.T, src string, cfg Config, group string) (*connectors.Worker, chan error) {
+	t.Helper()
+	sink, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := config.Config{Kafka: config.Kafka{Brokers: []string{src}}, Connectors: []config.Connector{{Name: "hub", Type: "kafka", Group: group,
+		Batch: config.Batch{MaxEvents: 500, MaxBytes: 5_000_000, MaxAge: 200 * time.Millisecond},
+		Retry: config.Retry{MaxAttempts: 1000, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}}}}
+	c.SetDefaults()
+	w, err := connectors.New(connectors.Options{Connector: c.Connectors[0], DLQTopic: "events.dlq", EventsEncoding: "json",
+		Sink: sink, Kafka: []kgo.Opt{kgo.SeedBrokers(src)}, ShutdownTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer sink.Close(context.Background())
+		done <- w.Run(ctx)
+	}()
+	return w, done
+}
+
+func source(t *testing.T, evs []*schemas.Event) string {
+	t.Helper()
+	b, err := embedded.Start(embedded.Options{Extra: []kfake.Opt{kfake.SeedTopics(6, "events", "events.dlq")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.DefaultProduceTopic("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for _, e := range evs {
+		v, _ := schemas.JSON{}.Append(nil, e)
+		recs = append(recs, &kgo.Record{Key: []byte(e.ResourceID), Value: v})
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Addr
+}
+
+// TestHubOutageLosesNothing: the hub refuses every produce request for a
+// few seconds (kfake closes the connection); the runtime retries, and
+// afterwards every event is there, each resource's in order of first
+// arrival.
+func TestHubOutageLosesNothing(t *testing.T) {
+	hb, ca := hubBroker(t)
+	evs := connectortest.EventsOver(7, 500, 20000)
+	src := source(t, evs)
+	// Longer than the client's delivery timeout, so batches fail and the
+	// runtime, not only the client, has to retry.
+	outageEnds := time.Now().Add(8 * time.Second)
+	var refused atomic.Int64
+	hb.ControlKey(0, func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if time.Now().After(outageEnds) {
+			return nil, nil, false
+		}
+		hb.KeepControl()
+		refused.Add(1)
+		pr := req.(*kmsg.ProduceRequest)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.NotEnoughReplicas.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := eventHubsConfig(hb.Addr, ca, connString)
+	cfg.DeliveryTimeout = 2 * time.Second
+	w, done := runWorker(ctx, t, src, cfg, "hub-outage")
+	recs := readHub(t, hb.Addr, ca, len(evs))
+	deadline := time.Now().Add(30 * time.Second)
+	for w.Stats().Delivered.Load() < int64(len(evs)) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if refused.Load() == 0 || w.Stats().Retries.Load() == 0 {
+		t.Fatalf("the outage refused %d requests and caused %d retries; the test proved nothing", refused.Load(), w.Stats().Retries.Load())
+	}
+	first := map[string]bool{}
+	last := map[string]int64{}
+	for _, r := range recs {
+		e, err := schemas.JSON{}.Decode(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first[e.EventID] {
+			continue // a record the hub stored before a lost acknowledgement
+		}
+		first[e.EventID] = true
+		if prev, ok := last[e.ResourceID]; ok && e.Sequence <= prev {
+			t.Fatalf("%s: sequence %d after %d", e.ResourceID, e.Sequence, prev)
+		}
+		last[e.ResourceID] = e.Sequence
+	}
+	for _, e := range evs {
+		if !first[e.EventID] {
+			t.Fatalf("%s lost", e.EventID)
+		}
+	}
+	t.Logf("%d requests refused, %d batch retries, %d records for %d events", refused.Load(), w.Stats().Retries.Load(), len(recs), len(evs))
+}
+
+// TestWrongConnectionStringCommitsNothing: the runtime keeps retrying and
+// the group's offsets never move.
+func TestWrongConnectionStringCommitsNothing(t *testing.T) {
+	addr, ca := hub(t)
+	src := source(t, connectortest.EventsOver(8, 50, 500))
+	ctx, cancel := context.WithCancel(context.Background())
+	w, done := runWorker(ctx, t, src, eventHubsConfig(addr, ca, strings.Replace(connString, "c2VjcmV0", "d3Jvbmc=", 1)), "hub-wrong")
+	deadline := time.Now().Add(30 * time.Second)
+	for w.Stats().Retries.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	cl, err := kgo.NewClient(kgo.SeedBrokers(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	offs, err := kadm.NewClient(cl).FetchOffsets(context.Background(), "hub-wrong")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Stats().Retries.Load() < 2 || w.Stats().Delivered.Load() != 0 {
+		t.Fatalf("retries %d, delivered %d", w.Stats().Retries.Load(), w.Stats().Delivered.Load())
+	}
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.At > 0 {
+			t.Fatalf("partition %d committed at %d with nothing delivered", o.Partition, o.At)
+		}
+	})
+}

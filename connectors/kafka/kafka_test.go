@@ -188,7 +188,6 @@ func TestWrongConnectionStringIsRefused(t *testing.T) {
 	}
 }
 
-
 // runWorker runs the real connector runtime from a plain source cluster's
 // events topic into the hub until ctx ends.
 func runWorker(ctx context.Context, t *testing.T, src string, cfg Config, group string) (*connectors.Worker, chan error) {

@@ -46,16 +46,6 @@ func produceEvents(t *testing.T, cfg *config.Config, evs []*schemas.Event) {
 	}
 }
 
-func uniqueEvents(seed uint64, resources, n int) []*schemas.Event {
-	g := generator.New(seed, resources)
-	g.DuplicateRate = 0
-	out := make([]*schemas.Event, n)
-	for i := range out {
-		out[i] = g.Next()
-	}
-	return out
-}
-
 // listObjects returns every key under prefix.
 func listObjects(t *testing.T, srv *versitygw.Server, bucket, prefix string) []string {
 	t.Helper()
@@ -115,7 +105,7 @@ func TestEveryEncodingAndCompressionThroughS3(t *testing.T) {
 	}
 	cfg := loadConfig(t, yaml.String(), map[string]string{"S3_SECRET": srv.Secret})
 	applyTopology(t, cfg)
-	evs := uniqueEvents(11, 100, 3000)
+	evs := generator.Unique(11, 100, 3000)
 	produceEvents(t, cfg, evs)
 	runApp(t, cfg, app.Options{})
 
@@ -262,7 +252,7 @@ connectors:
       url: %s/events
 `, b.Addr, srv.URL), nil)
 	applyTopology(t, cfg)
-	evs := uniqueEvents(12, 60, 1200)
+	evs := generator.Unique(12, 60, 1200)
 	produceEvents(t, cfg, evs)
 	runApp(t, cfg, app.Options{})
 
@@ -370,7 +360,7 @@ connectors:
       secret_access_key: %s
 `, b.Addr, srv.Endpoint, srv.Access, srv.Secret), nil)
 	applyTopology(t, cfg)
-	evs := uniqueEvents(13, 200, 6000)
+	evs := generator.Unique(13, 200, 6000)
 	produceEvents(t, cfg, evs)
 
 	run := func(ctx context.Context, shutdown time.Duration) error {
@@ -445,7 +435,7 @@ connectors:
 	// Stopping gives the dead connector two seconds to flush, not thirty.
 	runApp(t, cfg, app.Options{ShutdownTimeout: 2 * time.Second})
 	for wave := 1; wave <= 3; wave++ {
-		evs := uniqueEvents(uint64(20+wave), 50, 500)
+		evs := generator.Unique(uint64(20+wave), 50, 500)
 		produceEvents(t, cfg, evs)
 		// max_age is 300ms; allow generous slack for a loaded machine,
 		// but far less than the dead connector's retries take.

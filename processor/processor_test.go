@@ -152,16 +152,6 @@ func (e *env) events(n int) []*schemas.Event {
 	}
 }
 
-func gen(seed uint64, resources, n int) []*schemas.Event {
-	g := generator.New(seed, resources)
-	g.DuplicateRate = 0
-	out := make([]*schemas.Event, n)
-	for i := range out {
-		out[i] = g.Next()
-	}
-	return out
-}
-
 func key(ev *schemas.Event) string { return fmt.Sprintf("%s/%d", ev.ResourceID, ev.Sequence) }
 
 // assertOnceInOrder checks that got holds each of want exactly once and,
@@ -196,7 +186,7 @@ processor:
     where:
       - expr: 'metadata.price > 20'
 `)
-	in := gen(1, 100, 2000)
+	in := generator.Unique(1, 100, 2000)
 	var want []*schemas.Event
 	for _, ev := range in {
 		var m struct{ Price float64 }
@@ -219,7 +209,7 @@ processor:
 
 func TestDuplicatesEmittedOnceAcrossRestartAndRebalance(t *testing.T) {
 	e := newEnv(t, "")
-	in := gen(2, 200, 3000)
+	in := generator.Unique(2, 200, 3000)
 
 	// Before a restart: the first half, each event twice in a row.
 	a := e.start("p1", nil)
@@ -256,7 +246,7 @@ func TestDuplicatesEmittedOnceAcrossRestartAndRebalance(t *testing.T) {
 
 func TestMaskedValuesNeverReachEvents(t *testing.T) {
 	e := newEnv(t, "")
-	in := gen(3, 300, 2000)
+	in := generator.Unique(3, 300, 2000)
 	var secrets []string
 	for _, ev := range in {
 		var ld map[string]any
@@ -306,7 +296,7 @@ processor:
 	}
 	clock := time.Date(2030, 1, 1, 0, 0, 1, 0, time.UTC)
 	e.start("p1", func(o *Options) { o.Now = func() time.Time { return clock } })
-	in := gen(4, 50, 500)
+	in := generator.Unique(4, 50, 500)
 	for _, ev := range in {
 		ev.Timestamp = clock.Add(-1500 * time.Millisecond)
 	}
@@ -344,7 +334,7 @@ processor:
 
 func TestOrderAcrossTwoInstances(t *testing.T) {
 	e := newEnv(t, "")
-	in := gen(5, 500, 6000)
+	in := generator.Unique(5, 500, 6000)
 	a := e.start("p1", nil)
 	b := e.start("p2", nil)
 	waitUntil(t, "both instances own partitions", func() bool { return a.p.Ready() && b.p.Ready() })
@@ -362,7 +352,7 @@ var errCrash = errors.New("simulated crash")
 
 func TestCrashBeforeCommitIsExactlyOnce(t *testing.T) {
 	e := newEnv(t, "")
-	in := gen(6, 300, 4000)
+	in := generator.Unique(6, 300, 4000)
 	e.produce(in...)
 
 	// The third transaction's records are produced, then the process

@@ -172,11 +172,5 @@ func Run(t *testing.T, tg Target) {
 // EventsOver returns n seeded events spread over the given number of
 // resources, each resource's in increasing sequence.
 func EventsOver(seed uint64, resources, n int) []*schemas.Event {
-	g := generator.New(seed, resources)
-	g.DuplicateRate = 0
-	out := make([]*schemas.Event, n)
-	for i := range out {
-		out[i] = g.Next()
-	}
-	return out
+	return generator.Unique(seed, resources, n)
 }

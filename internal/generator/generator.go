@@ -136,3 +136,15 @@ func (g *Generator) JSON() []byte {
 	b, _ := schemas.JSON{}.Append(nil, g.Next())
 	return b
 }
+
+// Unique returns n events from a generator over the given number of
+// resources with no duplicates: each resource's in increasing sequence.
+func Unique(seed uint64, resources, n int) []*schemas.Event {
+	g := New(seed, resources)
+	g.DuplicateRate = 0
+	out := make([]*schemas.Event, n)
+	for i := range out {
+		out[i] = g.Next()
+	}
+	return out
+}

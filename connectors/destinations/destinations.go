@@ -16,6 +16,7 @@ import (
 	"github.com/firehose/firehose/connectors/file"
 	httpdest "github.com/firehose/firehose/connectors/http"
 	kafkadest "github.com/firehose/firehose/connectors/kafka"
+	pubsubdest "github.com/firehose/firehose/connectors/pubsub"
 	s3dest "github.com/firehose/firehose/connectors/s3"
 	"github.com/firehose/firehose/internal/config"
 )
@@ -65,6 +66,15 @@ var All = map[string]Destination{
 		Decode: decoder[kafkadest.Config](),
 		New: func(_ context.Context, s any) (connectors.Sink, error) {
 			return kafkadest.New(*s.(*kafkadest.Config))
+		},
+		Batch:       recordBatch,
+		Compression: "none",
+	},
+	"pubsub": {
+		Doc:    "Google Cloud Pub/Sub; one message per event, ordering key = resource",
+		Decode: decoder[pubsubdest.Config](),
+		New: func(ctx context.Context, s any) (connectors.Sink, error) {
+			return pubsubdest.New(ctx, *s.(*pubsubdest.Config))
 		},
 		Batch:       recordBatch,
 		Compression: "none",

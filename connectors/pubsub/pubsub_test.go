@@ -1,0 +1,129 @@
+package pubsub
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/pubsub/v2/pstest"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/connectors/connectortest"
+	"github.com/firehose/firehose/schemas"
+)
+
+// outage fails every Publish until it ends.
+type outage struct {
+	until   time.Time
+	refused atomic.Int64
+}
+
+func (o *outage) React(any) (bool, any, error) {
+	if time.Now().After(o.until) {
+		return false, nil, nil
+	}
+	o.refused.Add(1)
+	return true, nil, status.Error(codes.Unavailable, "injected outage")
+}
+
+func start(t *testing.T, opts ...pstest.ServerReactorOption) (*pstest.Server, *Sink) {
+	t.Helper()
+	srv := pstest.NewServer(opts...)
+	t.Cleanup(func() { srv.Close() })
+	cfg := Config{Project: "p", Topic: "events", PublishTimeout: time.Second}
+	cfg.Defaults()
+	cfg.options = []option.ClientOption{option.WithEndpoint(srv.Addr), option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
+	s, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	if _, err := s.client.TopicAdminClient.CreateTopic(context.Background(), &pubsubpb.Topic{Name: "projects/p/topics/events"}); err != nil {
+		t.Fatal(err)
+	}
+	return srv, s
+}
+
+// deliverAll delivers each batch until it succeeds, as the runtime does.
+func deliverAll(t *testing.T, s *Sink, evs []*schemas.Event) int {
+	t.Helper()
+	retries := 0
+	for i := 0; i < len(evs); i += 500 {
+		b := connectortest.MakeBatch(t, 0, int64(i), evs[i:i+500], "ndjson", "none")
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := s.Deliver(context.Background(), b)
+			if err == nil {
+				break
+			}
+			if connectors.IsPermanent(err) || time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+			retries++
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return retries
+}
+
+// check asserts every event arrived, keyed and attributed right, each
+// ordering key's messages in order of first arrival.
+func check(t *testing.T, srv *pstest.Server, evs []*schemas.Event) {
+	t.Helper()
+	first := map[string]bool{}
+	last := map[string]int64{}
+	for _, m := range srv.Messages() {
+		e, err := schemas.JSON{}.Decode(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.OrderingKey != e.ResourceID || m.Attributes["event_type"] != e.EventType || m.Attributes["account_id"] != e.AccountID || m.Attributes["event_id"] != e.EventID {
+			t.Fatalf("message for %s: ordering key %q, attributes %v", e.EventID, m.OrderingKey, m.Attributes)
+		}
+		if first[e.EventID] {
+			continue
+		}
+		first[e.EventID] = true
+		if prev, ok := last[e.ResourceID]; ok && e.Sequence <= prev {
+			t.Fatalf("%s: sequence %d after %d", e.ResourceID, e.Sequence, prev)
+		}
+		last[e.ResourceID] = e.Sequence
+	}
+	for _, e := range evs {
+		if !first[e.EventID] {
+			t.Fatalf("%s lost", e.EventID)
+		}
+	}
+}
+
+func TestPublishOrderKeysAndAttributes(t *testing.T) {
+	srv, s := start(t)
+	evs := connectortest.EventsOver(21, 500, 20000)
+	if r := deliverAll(t, s, evs); r != 0 {
+		t.Fatalf("%d retries without an outage", r)
+	}
+	check(t, srv, evs)
+	if n := len(srv.Messages()); n != len(evs) {
+		t.Fatalf("%d messages for %d events", n, len(evs))
+	}
+}
+
+func TestOutageLosesNothingAndKeepsOrder(t *testing.T) {
+	o := &outage{until: time.Now().Add(4 * time.Second)}
+	srv, s := start(t, pstest.ServerReactorOption{FuncName: "Publish", Reactor: o})
+	evs := connectortest.EventsOver(22, 500, 20000)
+	retries := deliverAll(t, s, evs)
+	if o.refused.Load() == 0 || retries == 0 {
+		t.Fatalf("the outage refused %d publishes and caused %d retries; the test proved nothing", o.refused.Load(), retries)
+	}
+	check(t, srv, evs)
+	t.Logf("%d publishes refused, %d batch retries, %d messages for %d events", o.refused.Load(), retries, len(srv.Messages()), len(evs))
+}

@@ -10,6 +10,8 @@ STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := 2026.2.2
 VERSITYGW   := $(GOBIN)/versitygw
 VERSITYGW_VERSION := v1.8.0
+KINESALITE  := .tools/kinesalite/node_modules/kinesalite/package.json
+KINESALITE_VERSION := 3.3.3
 # Run apt-get as root, or through sudo when there is one.
 SUDO        := $(shell [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null && echo sudo)
 FUZZTIME    ?= 8s
@@ -58,10 +60,15 @@ bench: build ## run the benchmarks: per-stage ones, then 1,000,000 events throug
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	./scripts/bench-kafka.sh
 
-tools: $(VERSITYGW) ## install what the tests need: kcat (Debian), versitygw (Go)
+tools: $(VERSITYGW) $(KINESALITE) ## install what the tests need: kcat (Debian), versitygw (Go), kinesalite (npm)
 	@command -v kcat >/dev/null 2>&1 || { \
 	  echo "installing kcat from Debian's packages"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat; }
+
+# The Kinesis server the Kinesis tests run against, from npm.
+$(KINESALITE):
+	mkdir -p .tools/kinesalite
+	cd .tools/kinesalite && npm install --no-audit --no-fund --loglevel=error kinesalite@$(KINESALITE_VERSION)
 
 # The S3-compatible server the S3 tests run against; about two minutes to
 # build the first time, then kept in the Go bin directory.
@@ -72,5 +79,5 @@ $(VERSITYGW):
 $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-clean: ## remove build output and the dev data dir
-	rm -rf bin .firehose
+clean: ## remove build output, test tools installed in the tree and the dev data dir
+	rm -rf bin .firehose .tools

@@ -80,6 +80,33 @@ func Retryable(err error, after time.Duration) error {
 	return &classified{err: err, retryAfter: after}
 }
 
+// PermanentEvents reports that the destination accepted every event of
+// the batch except those at the given indexes, which it can never take (a
+// record over its size limit, say): the runtime dead-letters just those
+// and counts the batch delivered.
+func PermanentEvents(err error, indexes []int) error {
+	return &partial{err: err, indexes: indexes}
+}
+
+type partial struct {
+	err     error
+	indexes []int
+}
+
+func (p *partial) Error() string { return p.err.Error() }
+func (p *partial) Unwrap() error { return p.err }
+
+// PermanentEventIndexes reports whether err came from PermanentEvents, and
+// if so stores the refused events' indexes in idx.
+func PermanentEventIndexes(err error, idx *[]int) bool {
+	var p *partial
+	if !errors.As(err, &p) {
+		return false
+	}
+	*idx = p.indexes
+	return true
+}
+
 // IsPermanent reports whether err was marked Permanent.
 func IsPermanent(err error) bool {
 	var c *classified

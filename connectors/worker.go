@@ -549,6 +549,22 @@ func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		var pe *partial
+		if errors.As(err, &pe) {
+			// The rest of the batch was accepted: dead-letter only these.
+			w.log.Warn("destination refused some events; sending them to the DLQ", "batch", b.ID, "events", len(pe.indexes), "err", err)
+			part := &Batch{ID: b.ID, Records: make([]*kgo.Record, 0, len(pe.indexes))}
+			for _, i := range pe.indexes {
+				part.Records = append(part.Records, b.Records[i])
+			}
+			if err := w.deadLetter(ctx, cl, part, "permanent", err); err != nil {
+				return err
+			}
+			w.stats.Delivered.Add(int64(len(b.Records) - len(pe.indexes)))
+			w.stats.Batches.Add(1)
+			w.stats.LastDelivery.Store(time.Now().UnixNano())
+			return nil
+		}
 		if IsPermanent(err) {
 			if w.o.Connector.OnPermanentError == "stop" {
 				w.log.Error("batch rejected by destination; stopping the connector", "batch", b.ID, "events", len(b.Records), "err", err)

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	kinesistypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -26,6 +30,7 @@ import (
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/generator"
+	"github.com/firehose/firehose/internal/kinesalite"
 	"github.com/firehose/firehose/internal/versitygw"
 	"github.com/firehose/firehose/schemas"
 )
@@ -35,7 +40,7 @@ import (
 // connectors.
 func produceEvents(t *testing.T, cfg *config.Config, evs []*schemas.Event) {
 	t.Helper()
-	cl := client(t, cfg, kgo.DefaultProduceTopic(cfg.Topology.Events.Name))
+	cl := client(t, cfg, kgo.DefaultProduceTopic(cfg.Topology.Events.Name), kgo.ProducerBatchMaxBytes(8<<20))
 	recs := make([]*kgo.Record, len(evs))
 	for i, e := range evs {
 		b, _ := schemas.JSON{}.Append(nil, e)
@@ -440,5 +445,65 @@ connectors:
 		// max_age is 300ms; allow generous slack for a loaded machine,
 		// but far less than the dead connector's retries take.
 		waitFor(t, 10*time.Second, fmt.Sprintf("wave %d in files", wave), func() bool { return len(readOutput(t, out)) >= wave*500 })
+	}
+}
+
+func TestKinesisOversizeEventGoesToDLQAndTheRestArrives(t *testing.T) {
+	b := startBroker(t)
+	endpoint := kinesalite.Start(t)
+	cfg := loadConfig(t, fmt.Sprintf(`
+kafka: {brokers: ["%s"]}
+processor: {enabled: false}
+api: {listen: "off"}
+connectors:
+  - name: stream
+    type: kinesis
+    batch: {max_events: 100, max_age: 200ms}
+    kinesis: {stream: events, endpoint: %s, region: us-east-1, access_key_id: x, secret_access_key: y}
+`, b.Addr, endpoint), nil)
+	applyTopology(t, cfg)
+	kc := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint), Credentials: credentials.NewStaticCredentialsProvider("x", "y", "")})
+	if _, err := kc.CreateStream(context.Background(), &kinesis.CreateStreamInput{StreamName: aws.String("events"), ShardCount: aws.Int32(2)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "stream active", func() bool {
+		d, err := kc.DescribeStream(context.Background(), &kinesis.DescribeStreamInput{StreamName: aws.String("events")})
+		return err == nil && d.StreamDescription.StreamStatus == kinesistypes.StreamStatusActive
+	})
+	evs := generator.Unique(41, 20, 300)
+	evs[150].LeadData = json.RawMessage(`{"blob":"` + strings.Repeat("x", 2<<20) + `"}`)
+	produceEvents(t, cfg, evs)
+	runApp(t, cfg, app.Options{})
+
+	dead := consumeAll(t, cfg, cfg.Topology.DLQ.Name, 1, 30*time.Second)
+	e, err := schemas.JSON{}.Decode(dead[0].Value)
+	if err != nil || e.EventID != evs[150].EventID || dlq.Header(dead[0], dlq.HeaderClass) != "permanent" {
+		t.Fatalf("dead letter %v %v: %v", e, err, dead[0].Headers)
+	}
+	got := map[string]bool{}
+	waitFor(t, 60*time.Second, "the other 299 events in the stream", func() bool {
+		shards, err := kc.ListShards(context.Background(), &kinesis.ListShardsInput{StreamName: aws.String("events")})
+		if err != nil {
+			return false
+		}
+		for _, sh := range shards.Shards {
+			it, err := kc.GetShardIterator(context.Background(), &kinesis.GetShardIteratorInput{StreamName: aws.String("events"), ShardId: sh.ShardId, ShardIteratorType: kinesistypes.ShardIteratorTypeTrimHorizon})
+			if err != nil {
+				return false
+			}
+			r, err := kc.GetRecords(context.Background(), &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator})
+			if err != nil {
+				return false
+			}
+			for _, rec := range r.Records {
+				if ev, err := (schemas.JSON{}).Decode(rec.Data); err == nil {
+					got[ev.EventID] = true
+				}
+			}
+		}
+		return len(got) >= 299
+	})
+	if got[evs[150].EventID] || len(got) != 299 {
+		t.Fatalf("%d events in the stream; the oversize one there: %v", len(got), got[evs[150].EventID])
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/firehose/firehose/connectors/file"
 	httpdest "github.com/firehose/firehose/connectors/http"
 	kafkadest "github.com/firehose/firehose/connectors/kafka"
+	kinesisdest "github.com/firehose/firehose/connectors/kinesis"
 	pubsubdest "github.com/firehose/firehose/connectors/pubsub"
 	s3dest "github.com/firehose/firehose/connectors/s3"
 	"github.com/firehose/firehose/internal/config"
@@ -66,6 +67,15 @@ var All = map[string]Destination{
 		Decode: decoder[kafkadest.Config](),
 		New: func(_ context.Context, s any) (connectors.Sink, error) {
 			return kafkadest.New(*s.(*kafkadest.Config))
+		},
+		Batch:       recordBatch,
+		Compression: "none",
+	},
+	"kinesis": {
+		Doc:    "Amazon Kinesis Data Streams; one record per event, partition key = resource, never two of a key in flight",
+		Decode: decoder[kinesisdest.Config](),
+		New: func(ctx context.Context, s any) (connectors.Sink, error) {
+			return kinesisdest.New(ctx, *s.(*kinesisdest.Config))
 		},
 		Batch:       recordBatch,
 		Compression: "none",

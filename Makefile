@@ -47,7 +47,8 @@ FUZZ_TARGETS := \
 	./internal/config:FuzzExpand \
 	./filter:FuzzMatch \
 	./processor:FuzzMaskFunctions \
-	./processor:FuzzMaskerApply
+	./processor:FuzzMaskerApply \
+	./pullapi:FuzzDecodePosition
 
 fuzz: ## run every fuzz target for FUZZTIME (default 10s)
 	@set -e; for t in $(FUZZ_TARGETS); do \

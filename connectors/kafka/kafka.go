@@ -88,13 +88,11 @@ type Sink struct {
 	cl   *kgo.Client
 	key  *connectors.Template
 	once sync.Once
-
-	mu sync.Mutex
-	// acked remembers, per batch id, which events the cluster already
-	// acknowledged, so a retry sends only the rest: with the idempotent
-	// producer a failure fails the rest of its partition, so what remains
-	// is a suffix per key and order holds without duplicates.
-	acked map[string][]bool
+	// acks lets a retry send only what the cluster has not acknowledged:
+	// with the idempotent producer a failure fails the rest of its
+	// partition, so what remains is a suffix per key and order holds
+	// without duplicates.
+	acks connectors.Acks
 }
 
 // New connects lazily; bad credentials show on the first delivery.
@@ -116,23 +114,12 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Sink{cfg: cfg, cl: cl, key: key, acked: map[string][]bool{}}, nil
+	return &Sink{cfg: cfg, cl: cl, key: key}, nil
 }
 
 // Deliver implements connectors.Sink.
 func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
-	s.mu.Lock()
-	if len(s.acked) > 10000 {
-		// Batches that ended in the DLQ never come back to clear their
-		// entry; forgetting costs at most a resend (at least once).
-		clear(s.acked)
-	}
-	acked := s.acked[b.ID]
-	if acked == nil {
-		acked = make([]bool, len(b.Events))
-		s.acked[b.ID] = acked
-	}
-	s.mu.Unlock()
+	acked := s.acks.For(b)
 	var recs []*kgo.Record
 	var idx []int
 	for i, e := range b.Events {
@@ -164,9 +151,7 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 		}
 	}
 	if first == nil {
-		s.mu.Lock()
-		delete(s.acked, b.ID)
-		s.mu.Unlock()
+		s.acks.Done(b)
 		return nil
 	}
 	err := fmt.Errorf("deliver batch %s to topic %s: %d of %d records failed: %w", b.ID, s.cfg.Topic, failed, len(recs), first)

@@ -12,18 +12,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/internal/awsconf"
 	"github.com/firehose/firehose/internal/config"
 )
 
@@ -83,9 +79,7 @@ type Sink struct {
 	cfg    Config
 	client *kinesis.Client
 	key    *connectors.Template
-
-	mu    sync.Mutex
-	acked map[string][]bool // by batch id: records already accepted
+	acks   connectors.Acks // records already accepted, by batch
 }
 
 // New builds the client from the default AWS configuration and cfg. The
@@ -96,30 +90,16 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 2; o.RateLimiter = ratelimit.None })
-		}),
-	}
-	if cfg.Region != "" {
-		opts = append(opts, awsconfig.WithRegion(cfg.Region))
-	}
-	if cfg.AccessKeyID != "" {
-		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, "")))
-	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	awsCfg, err := awsconf.Load(ctx, cfg.Region, cfg.AccessKeyID, cfg.SecretAccessKey)
 	if err != nil {
-		return nil, fmt.Errorf("kinesis destination: load AWS configuration: %w", err)
-	}
-	if awsCfg.Region == "" {
-		awsCfg.Region = "us-east-1"
+		return nil, fmt.Errorf("kinesis destination: %w", err)
 	}
 	client := kinesis.NewFromConfig(awsCfg, func(o *kinesis.Options) {
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 	})
-	return &Sink{cfg: cfg, client: client, key: key, acked: map[string][]bool{}}, nil
+	return &Sink{cfg: cfg, client: client, key: key}, nil
 }
 
 type entry struct {
@@ -130,16 +110,7 @@ type entry struct {
 
 // Deliver implements connectors.Sink.
 func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
-	s.mu.Lock()
-	if len(s.acked) > 10000 {
-		clear(s.acked) // batches that ended in the DLQ; at worst a resend
-	}
-	acked := s.acked[b.ID]
-	if acked == nil {
-		acked = make([]bool, len(b.Events))
-		s.acked[b.ID] = acked
-	}
-	s.mu.Unlock()
+	acked := s.acks.For(b)
 
 	// Each key's records, in order, not yet accepted.
 	queues := map[string][]entry{}
@@ -218,9 +189,7 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 	if len(oversize) > 0 {
 		return connectors.PermanentEvents(fmt.Errorf("deliver batch %s to kinesis %s: %d events over the 1 MiB record limit", b.ID, s.cfg.Stream, len(oversize)), oversize)
 	}
-	s.mu.Lock()
-	delete(s.acked, b.ID)
-	s.mu.Unlock()
+	s.acks.Done(b)
 	return nil
 }
 

@@ -68,9 +68,7 @@ type Sink struct {
 	pub       *pubsub.Publisher
 	key       *connectors.Template
 	closeOnce sync.Once
-
-	mu    sync.Mutex
-	acked map[string][]bool // by batch id, as in the kafka destination
+	acks      connectors.Acks
 }
 
 // New creates the client. The publisher's batching follows the
@@ -92,7 +90,7 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	pub.EnableMessageOrdering = true
 	pub.PublishSettings.Timeout = cfg.PublishTimeout
 	pub.PublishSettings.DelayThreshold = 10 * time.Millisecond
-	return &Sink{client: client, pub: pub, key: key, acked: map[string][]bool{}}, nil
+	return &Sink{client: client, pub: pub, key: key}, nil
 }
 
 // Deliver implements connectors.Sink. After a failure on an ordering key
@@ -100,16 +98,7 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 // message of this attempt has an outcome, so the retry resends the failed
 // messages (a suffix per key) before anything newer.
 func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
-	s.mu.Lock()
-	if len(s.acked) > 10000 {
-		clear(s.acked)
-	}
-	acked := s.acked[b.ID]
-	if acked == nil {
-		acked = make([]bool, len(b.Events))
-		s.acked[b.ID] = acked
-	}
-	s.mu.Unlock()
+	acked := s.acks.For(b)
 	type pending struct {
 		i   int
 		key string
@@ -145,9 +134,7 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 		s.pub.ResumePublish(k)
 	}
 	if first == nil {
-		s.mu.Lock()
-		delete(s.acked, b.ID)
-		s.mu.Unlock()
+		s.acks.Done(b)
 		return nil
 	}
 	err := fmt.Errorf("deliver batch %s to pubsub %s: %d ordering keys failed: %w", b.ID, s.pub, len(failedKeys), first)

@@ -61,6 +61,8 @@ Start with:  firehose dev          (everything in one process, on an embedded br
 		newTopologyCmd(&g),
 		newValidateCmd(&g),
 		newBrokerCmd(&g),
+		newTailCmd(&g),
+		newTokenCmd(&g),
 	)
 	return root
 }

@@ -26,6 +26,9 @@ func TestReadmeExamplesAreValid(t *testing.T) {
 		if strings.HasSuffix(name, "CONNECTION_STRING") {
 			return "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=a2V5", true
 		}
+		if strings.HasSuffix(name, "_KEY") {
+			return "0123456789abcdef0123456789abcdef0123456789abcdef", true
+		}
 		return "0123456789abcdef0123", true
 	}
 	topLevelKafka := regexp.MustCompile(`(?m)^kafka:`)

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/firehose/firehose/connectors"
@@ -20,6 +21,7 @@ import (
 	"github.com/firehose/firehose/internal/httpserver"
 	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/processor"
+	"github.com/firehose/firehose/pullapi"
 )
 
 // Roles a process can take.
@@ -42,6 +44,13 @@ type Options struct {
 	OnReady func(httpAddr string)
 	// ShutdownTimeout bounds the flush of each connector on stop.
 	ShutdownTimeout time.Duration
+	// DevTokens makes the pull API accept dev-<account_id> for any
+	// account, and serve even without configured tokens. Only firehose dev
+	// sets it.
+	DevTokens bool
+	// PositionKey signs pull API positions when the config has no
+	// api.position_key (firehose dev keeps one in its data dir).
+	PositionKey []byte
 }
 
 func (o Options) has(role string) bool { return len(o.Roles) == 0 || slices.Contains(o.Roles, role) }
@@ -108,11 +117,21 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 		return true
 	}
+	var pull *pullapi.Server
+	if o.has(RoleAPI) && cfg.API.Listen != "off" && (cfg.API.PullEnabled() || o.DevTokens) {
+		if pull, err = newPullAPI(cfg, o, kopts); err != nil {
+			return err
+		}
+		g.Go(func() error { return pull.Run(gctx) })
+	}
 	var addr string
 	if cfg.API.Listen != "off" {
 		srv, err := httpserver.Listen(cfg.API.Listen, ready, o.Log)
 		if err != nil {
 			return err
+		}
+		if pull != nil {
+			pull.Register(srv.Mux)
 		}
 		addr = srv.Addr()
 		g.Go(func() error { return srv.Serve(gctx) })
@@ -140,4 +159,27 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		err = nil
 	}
 	return err
+}
+
+func newPullAPI(cfg *config.Config, o Options, kopts []kgo.Opt) (*pullapi.Server, error) {
+	key := []byte(cfg.API.PositionKey)
+	if len(key) == 0 {
+		key = o.PositionKey
+	}
+	signer, err := pullapi.NewSigner(key)
+	if err != nil {
+		return nil, fmt.Errorf("api.position_key: %w", err)
+	}
+	tokens, err := pullapi.NewTokens(cfg.API.Tokens, cfg.API.TokensFile, o.DevTokens, o.Log)
+	if err != nil {
+		return nil, fmt.Errorf("api.tokens_file: %w", err)
+	}
+	return pullapi.New(pullapi.Options{
+		Kafka:    kopts,
+		Topic:    cfg.Topology.Events.Name,
+		Encoding: cfg.Topology.Events.Encoding,
+		Signer:   signer,
+		Tokens:   tokens,
+		Log:      o.Log,
+	})
 }

@@ -2,9 +2,12 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -90,9 +93,18 @@ func Dev(ctx context.Context, o DevOptions) error {
 		return fmt.Errorf("apply topology: %w", err)
 	}
 
+	key, err := devPositionKey(o.DataDir)
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return Run(gctx, cfg, Options{Log: o.Log, OnReady: func(addr string) { banner(o, cfg, broker.Addr, addr) }})
+		return Run(gctx, cfg, Options{
+			Log:         o.Log,
+			OnReady:     func(addr string) { banner(o, cfg, broker.Addr, addr) },
+			DevTokens:   true,
+			PositionKey: key,
+		})
 	})
 	if o.Rate > 0 {
 		g.Go(func() error { return generate(gctx, cfg, kopts, o.Rate, o.Log) })
@@ -115,6 +127,7 @@ func banner(o DevOptions, cfg *config.Config, brokerAddr, httpAddr string) {
 	}
 	if httpAddr != "" {
 		fmt.Fprintf(w, "  Health         http://%s/healthz\n", httpAddr)
+		fmt.Fprintf(w, "  Pull API       http://%s/v1/stream (dev tokens: dev-<account_id>, e.g. dev-acc_1)\n", httpAddr)
 	}
 	if o.Rate > 0 {
 		fmt.Fprintf(w, "  Generator      %d demo events/s (--rate N, or --no-generator)\n", o.Rate)
@@ -123,7 +136,12 @@ func banner(o DevOptions, cfg *config.Config, brokerAddr, httpAddr string) {
 	fmt.Fprintf(w, "  echo 'lead_42|{\"event_id\":\"evt_1\",\"timestamp\":\"%s\",\"account_id\":\"acc_1\",\"resource_id\":\"lead_42\",\"sequence\":1,\"event_type\":\"lead.created\"}' \\\n", time.Now().UTC().Format("2006-01-02T15:04:05.000Z"))
 	fmt.Fprintf(w, "    | kcat -P -b %s -t %s -K '|'\n", brokerAddr, cfg.Topology.Raw.Name)
 	fmt.Fprintf(w, "or generate some:  firehose produce --generate 1000\n")
-	fmt.Fprintf(w, "Read the output:   zcat %s/events/*/*/*/*/*.gz | head\n\n", filepath.Join(o.DataDir, "out"))
+	fmt.Fprintf(w, "Read the output:   zcat %s/events/*/*/*/*/*.gz | head\n", filepath.Join(o.DataDir, "out"))
+	if httpAddr != "" {
+		fmt.Fprintf(w, "Pull a page:       curl -H 'Authorization: Bearer dev-acc_1' 'http://%s/v1/stream?position=tail&limit=5'\n", httpAddr)
+		fmt.Fprintf(w, "Follow account 1:  firehose tail --url http://%s --token dev-acc_1\n", httpAddr)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Ctrl-C stops: open batches are flushed and committed first.\n\n")
 }
 
@@ -160,4 +178,23 @@ func generate(ctx context.Context, cfg *config.Config, kopts []kgo.Opt, rate int
 			})
 		}
 	}
+}
+
+// devPositionKey returns the key that signs pull API positions in dev,
+// made once and kept in the data dir so positions survive a restart.
+func devPositionKey(dataDir string) ([]byte, error) {
+	path := filepath.Join(dataDir, "position.key")
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, err
+	}
+	b := make([]byte, 48)
+	_, _ = rand.Read(b)
+	key := []byte(hex.EncodeToString(b))
+	if err := os.WriteFile(path, key, 0o600); err != nil {
+		return nil, fmt.Errorf("keep the dev position key: %w", err)
+	}
+	return key, nil
 }

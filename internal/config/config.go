@@ -246,10 +246,64 @@ func (b *Batch) fill(d Batch) {
 	}
 }
 
-// API configures the process's HTTP listener (health, and later the pull
-// API and metrics).
+// API configures the process's one HTTP listener: health, metrics and the
+// pull API. The pull API is served when tokens are configured (or in
+// firehose dev, which accepts dev-<account_id>).
 type API struct {
-	Listen string `yaml:"listen"` // default 127.0.0.1:8080; empty string "off" disables
+	Listen string `yaml:"listen"` // default 127.0.0.1:8080; "off" disables
+	// PositionKey signs the positions the pull API hands out; every API
+	// replica needs the same one. At least 32 bytes; take it from the
+	// environment: position_key: ${FIREHOSE_POSITION_KEY}.
+	PositionKey string `yaml:"position_key"`
+	// Tokens are the pull API's bearer tokens, stored as SHA-256 hashes;
+	// `firehose token new --account A` makes one.
+	Tokens []APIToken `yaml:"tokens"`
+	// TokensFile holds more tokens in the same form (a top-level tokens:
+	// list). It is read again when it changes, so tokens rotate without a
+	// restart.
+	TokensFile string `yaml:"tokens_file"`
+}
+
+// PullEnabled reports whether the pull API has any tokens to serve.
+func (a API) PullEnabled() bool { return len(a.Tokens) > 0 || a.TokensFile != "" }
+
+// APIToken grants one bearer token access to one account's events.
+type APIToken struct {
+	Account string `yaml:"account"`
+	SHA256  string `yaml:"sha256"` // hex SHA-256 of the token; the token itself is never stored
+	Note    string `yaml:"note"`   // who holds it, for the humans who rotate it
+}
+
+// TokensFile is the form of api.tokens_file.
+type TokensFile struct {
+	Tokens []APIToken `yaml:"tokens"`
+}
+
+// LoadTokens reads a tokens file strictly, with file:line errors.
+func LoadTokens(path string) ([]APIToken, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read tokens file: %w", err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, syntaxError(path, err)
+	}
+	var f TokensFile
+	if root.Kind == 0 {
+		return nil, nil
+	}
+	var errs []error
+	if err := Decode(&root, "", &f); err != nil {
+		errs = append(errs, err)
+	}
+	var v validator
+	v.tokens("tokens", f.Tokens)
+	errs = append(errs, v.err())
+	if err := errors.Join(errs...); err != nil {
+		return nil, locate(path, &root, err)
+	}
+	return f.Tokens, nil
 }
 
 // ByteSize is a size in bytes that YAML may give as 1048576, "1MiB" or "5MB".

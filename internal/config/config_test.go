@@ -161,3 +161,30 @@ func FuzzParse(f *testing.F) {
 		_, _ = Parse("f.yaml", data, Options{Lookup: env(nil), Destinations: fakeDest{}})
 	})
 }
+
+func TestPullAPITokensAndKeyAreChecked(t *testing.T) {
+	doc := `kafka: {brokers: [localhost:9092]}
+api:
+  tokens:
+    - account: acc_1
+      sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    - sha256: "abc"
+`
+	_, err := Parse("f.yaml", []byte(doc), Options{Lookup: env(nil)})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`f.yaml:6:7: api.tokens[1].account: required`,
+		`f.yaml:6:15: api.tokens[1].sha256: must be the 64 hex digits`,
+		`api.position_key: required when api.tokens or api.tokens_file is set`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	short := doc[:strings.Index(doc, "    - sha256")] + "  position_key: short\n"
+	if _, err := Parse("f.yaml", []byte(short), Options{Lookup: env(nil)}); err == nil || !strings.Contains(err.Error(), "api.position_key: is 5 bytes; it must be at least 32") {
+		t.Fatalf("short key: %v", err)
+	}
+}

@@ -263,6 +263,12 @@ func (c *Config) Validate() error {
 			v.add(p+".max_buffered_bytes", "must be at least batch.max_bytes (%d), got %d", int64(cn.Batch.MaxBytes), int64(cn.MaxBufferedBytes))
 		}
 	}
+	v.tokens("api.tokens", c.API.Tokens)
+	if k := c.API.PositionKey; k != "" && len(k) < 32 {
+		v.add("api.position_key", "is %d bytes; it must be at least 32 (e.g. openssl rand -base64 48)", len(k))
+	} else if k == "" && c.API.PullEnabled() {
+		v.add("api.position_key", "required when api.tokens or api.tokens_file is set: it signs the positions the pull API hands out (e.g. position_key: ${FIREHOSE_POSITION_KEY}, with 32+ random bytes)")
+	}
 	return v.err()
 }
 
@@ -274,6 +280,19 @@ var MaskStrategies = []string{"last4", "email", "phone_area", "initial", "hash",
 var maskPathRe = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$`)
 
 type validator struct{ errs []error }
+
+// tokens checks a list of pull API tokens.
+func (v *validator) tokens(path string, ts []APIToken) {
+	for i, t := range ts {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if t.Account == "" {
+			v.add(p+".account", "required: the account this token may read")
+		}
+		if len(t.SHA256) != 64 || strings.Trim(strings.ToLower(t.SHA256), "0123456789abcdef") != "" {
+			v.add(p+".sha256", "must be the 64 hex digits of the token's SHA-256 (firehose token new prints it)")
+		}
+	}
+}
 
 // filter compiles a filter section and reports its problems under path.
 func (v *validator) filter(path string, f filter.Config) {

@@ -70,11 +70,26 @@ type Options struct {
 	Kafka        []kgo.Opt
 	Log          *slog.Logger
 	Retry        RetryPolicy
+	// Observer, if set, hears of every delivery attempt (metrics).
+	Observer Observer
 	// ShutdownTimeout bounds the flush on stop (default 30s). A negative
 	// value stops at once without flushing or committing, as a crash does;
 	// tests use it.
 	ShutdownTimeout time.Duration
 }
+
+// Observer hears how deliveries end. Delivered gets the batch, a func
+// telling which events of it were dead-lettered instead (nil: none) and
+// the acknowledgement time.
+type Observer interface {
+	Delivered(b *Batch, skip func(i int) bool, at time.Time)
+	Failed(permanent bool)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Delivered(*Batch, func(int) bool, time.Time) {}
+func (nopObserver) Failed(bool)                                 {}
 
 // PathTemplater is implemented by sinks that store objects under paths
 // (files, S3): the runtime splits batches by the rendered template and
@@ -176,6 +191,9 @@ func New(o Options) (*Worker, error) {
 		o.Retry = RetryPolicy{MaxAttempts: r.MaxAttempts, Initial: r.InitialBackoff, Max: r.MaxBackoff}
 	}
 	o.Retry.defaults()
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 30 * time.Second
 	}
@@ -541,9 +559,11 @@ func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 	for attempt := 0; ; attempt++ {
 		err := w.o.Sink.Deliver(ctx, b)
 		if err == nil {
+			now := time.Now()
+			w.o.Observer.Delivered(b, nil, now)
 			w.stats.Delivered.Add(int64(len(b.Records)))
 			w.stats.Batches.Add(1)
-			w.stats.LastDelivery.Store(time.Now().UnixNano())
+			w.stats.LastDelivery.Store(now.UnixNano())
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -560,11 +580,14 @@ func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 			if err := w.deadLetter(ctx, cl, part, "permanent", err); err != nil {
 				return err
 			}
+			now := time.Now()
+			w.o.Observer.Delivered(b, func(i int) bool { return slices.Contains(pe.indexes, i) }, now)
 			w.stats.Delivered.Add(int64(len(b.Records) - len(pe.indexes)))
 			w.stats.Batches.Add(1)
-			w.stats.LastDelivery.Store(time.Now().UnixNano())
+			w.stats.LastDelivery.Store(now.UnixNano())
 			return nil
 		}
+		w.o.Observer.Failed(IsPermanent(err))
 		if IsPermanent(err) {
 			if w.o.Connector.OnPermanentError == "stop" {
 				w.log.Error("batch rejected by destination; stopping the connector", "batch", b.ID, "events", len(b.Records), "err", err)

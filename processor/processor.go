@@ -22,7 +22,10 @@ type Options struct {
 	Config config.Config
 	// Kafka holds the connection options (seeds, TLS, SASL).
 	Kafka []kgo.Opt
-	Log   *slog.Logger
+	// ClientOpts are added to the main (transactional) client only, e.g.
+	// metrics hooks, which must see one client each.
+	ClientOpts []kgo.Opt
+	Log        *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// beforeEnd, if set, runs after a transaction's records are produced
@@ -199,7 +202,7 @@ func (p *Processor) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-	sess, err := kgo.NewGroupTransactSession(opts...)
+	sess, err := kgo.NewGroupTransactSession(append(opts, p.o.ClientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("processor: create client: %w", err)
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/firehose/firehose/internal/app"
@@ -10,7 +12,7 @@ func newRunCmd(g *globals) *cobra.Command {
 	var path string
 	var o app.Options
 	cmd := &cobra.Command{
-		Use:   "run -c FILE [--role processor|connector|api] [--connector NAME]",
+		Use:   "run -c FILE [--role processor|connector|api|all] [--connector NAME]",
 		Short: "Run a production worker against the configured Kafka cluster",
 		Long: `run is the production entry point. Several processes with the same config
 share the work through their consumer groups: to scale, start more. SIGTERM
@@ -26,13 +28,22 @@ and leaves the groups.`,
 			if err != nil {
 				return printConfigErrors(err)
 			}
+			for _, r := range o.Roles {
+				if r == "all" {
+					o.Roles = nil
+					break
+				}
+				if r != app.RoleProcessor && r != app.RoleConnector && r != app.RoleAPI {
+					return fmt.Errorf("--role must be processor, connector, api or all, got %q", r)
+				}
+			}
 			o.Log = log
 			o.OnReady = func(addr string) { log.Info("ready", "http", addr) }
 			return app.Run(cmd.Context(), cfg, o)
 		},
 	}
 	configFlag(cmd, &path)
-	cmd.Flags().StringSliceVar(&o.Roles, "role", nil, "roles to run: processor, connector, api (default all)")
+	cmd.Flags().StringSliceVar(&o.Roles, "role", nil, "roles to run: processor, connector, api or all (default all)")
 	cmd.Flags().StringSliceVar(&o.Connectors, "connector", nil, "run only these connectors (default every enabled one)")
 	cmd.Flags().DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 0, "how long a stop may flush open batches (default 30s)")
 	return cmd

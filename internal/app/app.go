@@ -20,6 +20,7 @@ import (
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/httpserver"
 	"github.com/firehose/firehose/internal/kafkaclient"
+	"github.com/firehose/firehose/internal/metrics"
 	"github.com/firehose/firehose/processor"
 	"github.com/firehose/firehose/pullapi"
 )
@@ -48,6 +49,9 @@ type Options struct {
 	// account, and serve even without configured tokens. Only firehose dev
 	// sets it.
 	DevTokens bool
+	// Metrics is the process's registry; nil makes one. Tests pass one
+	// to read it.
+	Metrics *metrics.Set
 	// PositionKey signs pull API positions when the config has no
 	// api.position_key (firehose dev keeps one in its data dir).
 	PositionKey []byte
@@ -66,13 +70,20 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		return err
 	}
 	var readies []func() bool
+	var groups []string
 	g, gctx := errgroup.WithContext(ctx)
+	m := o.Metrics
+	if m == nil {
+		m = metrics.New()
+	}
 
 	if o.has(RoleProcessor) && cfg.Processor.IsEnabled() {
-		p, err := processor.New(processor.Options{Config: *cfg, Kafka: kopts, Log: o.Log})
+		p, err := processor.New(processor.Options{Config: *cfg, Kafka: kopts, ClientOpts: []kgo.Opt{m.KafkaHooks("processor")}, Log: o.Log})
 		if err != nil {
 			return err
 		}
+		m.Processor(p.Stats())
+		groups = append(groups, cfg.Processor.Group)
 		readies = append(readies, p.Ready)
 		g.Go(func() error { return p.Run(gctx) })
 	}
@@ -85,18 +96,22 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			if err != nil {
 				return err
 			}
+			var obs metricsObserver
 			w, err := connectors.New(connectors.Options{
 				Connector:       c,
 				DLQTopic:        cfg.Topology.DLQ.Name,
 				EventsEncoding:  cfg.Topology.Events.Encoding,
 				Sink:            sink,
-				Kafka:           kopts,
+				Kafka:           append(slices.Clip(kopts), m.KafkaHooks("connector:"+c.Name)),
 				Log:             o.Log,
 				ShutdownTimeout: o.ShutdownTimeout,
+				Observer:        &obs,
 			})
 			if err != nil {
 				return fmt.Errorf("connector %s: %w", c.Name, err)
 			}
+			obs.Observer = m.Connector(c.Name, w.Stats())
+			groups = append(groups, c.Group)
 			readies = append(readies, w.Ready)
 			g.Go(func() error {
 				defer sink.Close(context.WithoutCancel(gctx))
@@ -132,6 +147,15 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 		if pull != nil {
 			pull.Register(srv.Mux)
+		}
+		srv.Mux.Handle("GET /metrics", m.Handler())
+		if len(groups) > 0 {
+			lagClient, err := kgo.NewClient(kopts...)
+			if err != nil {
+				return err
+			}
+			defer lagClient.Close()
+			m.Lag(lagClient, groups, o.Log)
 		}
 		addr = srv.Addr()
 		g.Go(func() error { return srv.Serve(gctx) })
@@ -182,4 +206,20 @@ func newPullAPI(cfg *config.Config, o Options, kopts []kgo.Opt) (*pullapi.Server
 		Tokens:   tokens,
 		Log:      o.Log,
 	})
+}
+
+// metricsObserver lets a worker be built before its metrics, which need its
+// Stats.
+type metricsObserver struct{ connectors.Observer }
+
+func (o *metricsObserver) Delivered(b *connectors.Batch, skip func(int) bool, at time.Time) {
+	if o.Observer != nil {
+		o.Observer.Delivered(b, skip, at)
+	}
+}
+
+func (o *metricsObserver) Failed(permanent bool) {
+	if o.Observer != nil {
+		o.Observer.Failed(permanent)
+	}
 }

@@ -1,0 +1,191 @@
+package app_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/connectors/destinations"
+	"github.com/firehose/firehose/internal/app"
+	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/embedded"
+	"github.com/firehose/firehose/topology"
+)
+
+// scrape returns every sample of /metrics by its full name with labels,
+// e.g. firehose_processor_events_total{result="in"}.
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	out := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// TestMetricsCountTheWorkload sends a known mix through the processor and a
+// file connector and checks that the counters and histogram counts say
+// exactly what happened.
+func TestMetricsCountTheWorkload(t *testing.T) {
+	b, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	out := t.TempDir()
+	doc := fmt.Sprintf(`kafka: {brokers: [%q]}
+api: {listen: "127.0.0.1:0"}
+processor:
+  filter: {exclude_event_types: ["debug.*"]}
+connectors:
+  - name: files
+    type: file
+    batch: {max_events: 100, max_age: 200ms}
+    file: {dir: %q}
+`, b.Addr, out)
+	cfg, err := config.Parse("metrics.yaml", []byte(doc), config.Options{Lookup: func(string) (string, bool) { return "", false }, Destinations: destinations.Registry{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.DefaultProduceTopic(cfg.Topology.Raw.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	plan, err := topology.MakePlan(ctx, cl, topology.Specs(cfg.Topology))
+	if err == nil {
+		err = plan.Apply(ctx, cl)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// 500 good events, 40 of them sent twice, 60 filtered, 7 bad.
+	const good, dups, filtered, bad = 500, 40, 60, 7
+	var recs []*kgo.Record
+	ts := time.Now().UTC().Add(-2 * time.Second).Format(time.RFC3339Nano)
+	event := func(i int, typ string) *kgo.Record {
+		res := fmt.Sprintf("lead_%d", i%50)
+		return &kgo.Record{Key: []byte(res), Value: fmt.Appendf(nil,
+			`{"event_id":"e%d","timestamp":%q,"account_id":"acc_1","resource_id":%q,"sequence":%d,"event_type":%q,"lead_data":{"email":"ann@example.com"}}`,
+			i, ts, res, i, typ)}
+	}
+	for i := range good {
+		recs = append(recs, event(i, "lead.created"))
+		if i < dups {
+			recs = append(recs, event(i, "lead.created"))
+		}
+	}
+	for i := range filtered {
+		recs = append(recs, event(good+i, "debug.ping"))
+	}
+	for i := range bad {
+		recs = append(recs, &kgo.Record{Key: []byte("x"), Value: fmt.Appendf(nil, "not json %d", i)})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, cfg, app.Options{OnReady: func(a string) { addr <- a }})
+	}()
+	var a string
+	select {
+	case a = <-addr:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	delivered := `firehose_connector_events_total{connector="files",result="delivered"}`
+	deadline := time.Now().Add(30 * time.Second)
+	var m map[string]float64
+	for {
+		m = scrape(t, a)
+		if m[delivered] >= good {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delivered %v of %d", m[delivered], good)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // nothing more may come
+	m = scrape(t, a)
+
+	want := map[string]float64{
+		`firehose_processor_events_total{result="in"}`:                         good + dups + filtered + bad,
+		`firehose_processor_events_total{result="out"}`:                        good,
+		`firehose_processor_events_total{result="filtered"}`:                   filtered,
+		`firehose_processor_events_total{result="deduplicated"}`:               dups,
+		`firehose_processor_events_total{result="dlq"}`:                        bad,
+		`firehose_processor_masked_total`:                                      good, // every event has an email, masked by the default rules
+		`firehose_connector_events_total{connector="files",result="consumed"}`: good,
+		delivered: good,
+		`firehose_connector_events_total{connector="files",result="dlq"}`:                         0,
+		`firehose_connector_delivery_latency_seconds_count{connector="files"}`:                    good,
+		`firehose_connector_batch_events_sum{connector="files"}`:                                  good,
+		`firehose_connector_retries_total{connector="files"}`:                                     0,
+		`firehose_connector_delivery_attempts_total{connector="files",outcome="retryable_error"}`: 0,
+	}
+	for k, v := range want {
+		if got, ok := m[k]; !ok || got != v {
+			t.Errorf("%s = %v (present %v), want %v", k, got, ok, v)
+		}
+	}
+	batches := m[`firehose_connector_batches_total{connector="files"}`]
+	if batches < good/100 || m[`firehose_connector_batch_events_count{connector="files"}`] != batches ||
+		m[`firehose_connector_delivery_attempts_total{connector="files",outcome="success"}`] != batches ||
+		m[`firehose_connector_batch_bytes_count{connector="files"}`] != batches {
+		t.Errorf("batches %v, batch_events_count %v, successes %v, batch_bytes_count %v", batches,
+			m[`firehose_connector_batch_events_count{connector="files"}`],
+			m[`firehose_connector_delivery_attempts_total{connector="files",outcome="success"}`],
+			m[`firehose_connector_batch_bytes_count{connector="files"}`])
+	}
+	// Events were 2 s old when produced: none was delivered younger.
+	if n := m[`firehose_connector_delivery_latency_seconds_bucket{connector="files",le="1"}`]; n != 0 {
+		t.Errorf("%v events delivered within 1 s of a timestamp 2 s old", n)
+	}
+	if m[`firehose_connector_last_delivery_timestamp_seconds{connector="files"}`] < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Error("last delivery time not set")
+	}
+	var lag, kafka bool
+	for k := range m {
+		lag = lag || strings.HasPrefix(k, `firehose_consumer_lag{group="firehose-connector-files"`)
+		kafka = kafka || strings.HasPrefix(k, "firehose_kafka_")
+	}
+	if !lag || !kafka {
+		t.Errorf("consumer lag present %v, franz-go client metrics present %v", lag, kafka)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

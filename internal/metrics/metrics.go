@@ -1,0 +1,194 @@
+// Package metrics is a Firehose process's Prometheus registry: the
+// processor's and connectors' counters, delivery histograms, consumer lag
+// read from Kafka at scrape time, and franz-go's client metrics (kprom).
+package metrics
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+
+	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/processor"
+)
+
+// Set is one process's metrics.
+type Set struct {
+	reg *prometheus.Registry
+
+	batchEvents *prometheus.HistogramVec
+	batchBytes  *prometheus.HistogramVec
+	latency     *prometheus.HistogramVec
+	attempts    *prometheus.CounterVec
+}
+
+// DeliveryLatencyBuckets span a second to an hour: event age at
+// acknowledgement, which batching by time puts in minutes.
+var DeliveryLatencyBuckets = []float64{0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}
+
+// New returns a registry with the Go runtime and process collectors.
+func New() *Set {
+	s := &Set{reg: prometheus.NewRegistry()}
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.batchEvents = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "firehose_connector_batch_events", Help: "Events per delivered batch.",
+		Buckets: prometheus.ExponentialBuckets(1, 4, 10),
+	}, []string{"connector"})
+	s.batchBytes = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "firehose_connector_batch_bytes", Help: "Encoded, compressed bytes per delivered batch.",
+		Buckets: prometheus.ExponentialBuckets(1024, 4, 10),
+	}, []string{"connector"})
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "firehose_connector_delivery_latency_seconds", Help: "Age of each delivered event at acknowledgement: from its timestamp to the destination's ack.",
+		Buckets: DeliveryLatencyBuckets,
+	}, []string{"connector"})
+	s.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "firehose_connector_delivery_attempts_total", Help: "Batch delivery attempts by outcome: success, retryable_error, permanent_error.",
+	}, []string{"connector", "outcome"})
+	s.reg.MustRegister(s.batchEvents, s.batchBytes, s.latency, s.attempts)
+	return s
+}
+
+// Registry is where more collectors go.
+func (s *Set) Registry() *prometheus.Registry { return s.reg }
+
+// Handler serves /metrics.
+func (s *Set) Handler() http.Handler {
+	return promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})
+}
+
+// KafkaHooks returns franz-go client metrics for one client, labelled with
+// the component that owns it.
+func (s *Set) KafkaHooks(component string) kgo.Opt {
+	m := kprom.NewMetrics("firehose_kafka", kprom.Registerer(s.reg), kprom.WithStaticLabel(prometheus.Labels{"component": component}))
+	return kgo.WithHooks(m)
+}
+
+func counter(name, help string, labels prometheus.Labels, f func() int64) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 { return float64(f()) })
+}
+
+// Processor exports the processor's running totals.
+func (s *Set) Processor(st *processor.Stats) {
+	const name, help = "firehose_processor_events_total", "Events through the processor by result: in, out, filtered, deduplicated, dlq. Counted when their transaction commits."
+	for result, v := range map[string]func() int64{
+		"in": st.In.Load, "out": st.Emitted.Load, "filtered": st.Filtered.Load,
+		"deduplicated": st.Deduplicated.Load, "dlq": st.DeadLettered.Load,
+	} {
+		s.reg.MustRegister(counter(name, help, prometheus.Labels{"result": result}, v))
+	}
+	s.reg.MustRegister(
+		counter("firehose_processor_masked_total", "Events in which at least one value was masked.", nil, st.Masked.Load),
+		counter("firehose_processor_transactions_total", "Transactions by outcome.", prometheus.Labels{"outcome": "commit"}, st.Transactions.Load),
+		counter("firehose_processor_transactions_total", "Transactions by outcome.", prometheus.Labels{"outcome": "abort"}, st.Aborts.Load),
+	)
+}
+
+// Connector exports one connector's running totals and returns the
+// observer its worker reports deliveries to.
+func (s *Set) Connector(name string, st *connectors.Stats) connectors.Observer {
+	const evName, evHelp = "firehose_connector_events_total", "Events through a connector by result: consumed, filtered, delivered, dlq."
+	for result, v := range map[string]func() int64{
+		"consumed": st.Consumed.Load, "filtered": st.Filtered.Load,
+		"delivered": st.Delivered.Load, "dlq": st.DeadLettered.Load,
+	} {
+		s.reg.MustRegister(counter(evName, evHelp, prometheus.Labels{"connector": name, "result": result}, v))
+	}
+	s.reg.MustRegister(
+		counter("firehose_connector_batches_total", "Batches delivered.", prometheus.Labels{"connector": name}, st.Batches.Load),
+		counter("firehose_connector_retries_total", "Delivery retries.", prometheus.Labels{"connector": name}, st.Retries.Load),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "firehose_connector_last_delivery_timestamp_seconds", Help: "When the connector last had a batch acknowledged (0: not yet).",
+			ConstLabels: prometheus.Labels{"connector": name},
+		}, func() float64 { return float64(st.LastDelivery.Load()) / 1e9 }),
+	)
+	for _, o := range []string{"success", "retryable_error", "permanent_error"} {
+		s.attempts.WithLabelValues(name, o) // present at zero, so ratios exist from the start
+	}
+	s.latency.WithLabelValues(name)
+	return &observer{
+		events:   s.batchEvents.WithLabelValues(name),
+		bytes:    s.batchBytes.WithLabelValues(name),
+		latency:  s.latency.WithLabelValues(name),
+		ok:       s.attempts.WithLabelValues(name, "success"),
+		retry:    s.attempts.WithLabelValues(name, "retryable_error"),
+		rejected: s.attempts.WithLabelValues(name, "permanent_error"),
+	}
+}
+
+type observer struct {
+	events, bytes, latency prometheus.Observer
+	ok, retry, rejected    prometheus.Counter
+}
+
+func (o *observer) Delivered(b *connectors.Batch, skip func(i int) bool, at time.Time) {
+	o.ok.Inc()
+	o.events.Observe(float64(len(b.Records)))
+	o.bytes.Observe(float64(len(b.Body)))
+	for i, e := range b.Events {
+		if e == nil || (skip != nil && skip(i)) {
+			continue
+		}
+		o.latency.Observe(max(0, at.Sub(e.Timestamp).Seconds()))
+	}
+}
+
+func (o *observer) Failed(permanent bool) {
+	if permanent {
+		o.rejected.Inc()
+	} else {
+		o.retry.Inc()
+	}
+}
+
+// Lag exports consumer lag per group and partition, read from Kafka at
+// scrape time (bounded to 3 s).
+func (s *Set) Lag(cl *kgo.Client, groups []string, log *slog.Logger) {
+	s.reg.MustRegister(&lagCollector{adm: kadm.NewClient(cl), groups: groups, log: log,
+		desc: prometheus.NewDesc("firehose_consumer_lag", "Records not yet committed by a consumer group, per partition.", []string{"group", "topic", "partition"}, nil)})
+}
+
+type lagCollector struct {
+	adm    *kadm.Client
+	groups []string
+	log    *slog.Logger
+	desc   *prometheus.Desc
+	mu     sync.Mutex
+}
+
+func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	lags, err := c.adm.Lag(ctx, c.groups...)
+	if err != nil {
+		c.log.Warn("consumer lag unavailable for /metrics", "err", err)
+		return
+	}
+	for g, l := range lags {
+		if l.Error() != nil {
+			continue
+		}
+		for t, ps := range l.Lag {
+			for p, m := range ps {
+				if m.Err != nil || m.Lag < 0 {
+					continue
+				}
+				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(m.Lag), g, t, strconv.Itoa(int(p)))
+			}
+		}
+	}
+}

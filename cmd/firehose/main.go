@@ -62,6 +62,7 @@ Start with:  firehose dev          (everything in one process, on an embedded br
 		newValidateCmd(&g),
 		newBrokerCmd(&g),
 		newTailCmd(&g),
+		newReplayCmd(&g),
 		newTokenCmd(&g),
 	)
 	return root

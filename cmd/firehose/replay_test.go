@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/connectors/destinations"
+	"github.com/firehose/firehose/internal/app"
+	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/embedded"
+	"github.com/firehose/firehose/topology"
+)
+
+// readEvents returns the event ids in every file under dir, per file.
+func readEvents(t *testing.T, dir string) []string {
+	t.Helper()
+	var ids []string
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			l := sc.Text()
+			i := strings.Index(l, `"event_id":"`) + len(`"event_id":"`)
+			ids = append(ids, l[i:i+strings.IndexByte(l[i:], '"')])
+		}
+		return nil
+	})
+	return ids
+}
+
+// TestReplayFromTimestampRedeliversFromThatTime delivers a stream, replays
+// the connector from a time in its middle, and checks that the files
+// written afterwards hold exactly the events from that time on, then new
+// ones.
+func TestReplayFromTimestampRedeliversFromThatTime(t *testing.T) {
+	b, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	out := t.TempDir()
+	path := writeConfig(t, fmt.Sprintf(`kafka: {brokers: [%q]}
+api: {listen: "off"}
+connectors:
+  - name: files
+    type: file
+    batch: {max_events: 40, max_age: 200ms}
+    compression: none
+    file: {dir: %q}
+`, b.Addr, out))
+	cfg, err := config.Load(path, config.Options{Destinations: destinations.Registry{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.DefaultProduceTopic(cfg.Topology.Events.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	plan, err := topology.MakePlan(ctx, cl, topology.Specs(cfg.Topology))
+	if err == nil {
+		err = plan.Apply(ctx, cl)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	produce := func(from, to int, at time.Time) map[string]bool {
+		ids := map[string]bool{}
+		for i := from; i < to; i++ {
+			res := fmt.Sprintf("lead_%d", i%13)
+			id := fmt.Sprintf("e%04d", i)
+			v := fmt.Sprintf(`{"event_id":%q,"timestamp":"2026-11-23T10:00:00Z","account_id":"acc_1","resource_id":%q,"sequence":%d,"event_type":"lead.created"}`, id, res, i)
+			if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(res), Value: []byte(v), Timestamp: at.Add(time.Duration(i) * time.Millisecond)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			ids[id] = true
+		}
+		return ids
+	}
+	produce(0, 200, now.Add(-2*time.Hour))
+	later := produce(200, 400, now.Add(-time.Hour))
+
+	start := func() (stop func()) {
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- app.Run(rctx, cfg, app.Options{Roles: []string{app.RoleConnector}}) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor := func(n int) []string {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ids := readEvents(t, out)
+			if len(ids) >= n {
+				return ids
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d events delivered, want %d", len(ids), n)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	stop := start()
+	waitFor(400)
+
+	// While a worker runs, replay refuses and says what to do.
+	_, err = run(t, "replay", "-c", path, "--connector", "files", "--from", now.Add(-90*time.Minute).UTC().Format(time.RFC3339))
+	if err == nil || !strings.Contains(err.Error(), "running members") || !strings.Contains(err.Error(), "Stop them") {
+		t.Fatalf("replay with a running worker: %v", err)
+	}
+	stop()
+	if err := os.RemoveAll(out); err != nil {
+		t.Fatal(err)
+	}
+
+	from := now.Add(-90 * time.Minute).UTC().Format(time.RFC3339)
+	dry, err := run(t, "replay", "-c", path, "--connector", "files", "--from", from, "--dry-run")
+	if err != nil || !strings.Contains(dry, "200 events will be delivered again") || !strings.Contains(dry, "dry run: nothing changed") {
+		t.Fatalf("dry run: %v\n%s", err, dry)
+	}
+	if o, err := run(t, "replay", "-c", path, "--connector", "files", "--from", from); err != nil || !strings.Contains(o, "committed") {
+		t.Fatalf("replay: %v\n%s", err, o)
+	}
+
+	stop = start()
+	defer stop()
+	waitFor(200)
+	newer := produce(400, 420, time.Now())
+	waitFor(220)
+	time.Sleep(500 * time.Millisecond) // nothing more may come
+	got := readEvents(t, out)
+	want := map[string]bool{}
+	for id := range later {
+		want[id] = true
+	}
+	for id := range newer {
+		want[id] = true
+	}
+	seen := map[string]bool{}
+	for _, id := range got {
+		if !want[id] || seen[id] {
+			t.Fatalf("after the replay, %s arrived (wanted: once, only events from %s on)", id, from)
+		}
+		seen[id] = true
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("after the replay %d events arrived, want %d", len(seen), len(want))
+	}
+}

@@ -283,6 +283,10 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 			for _, r := range f.Records {
 				w.stats.Consumed.Add(1)
 				ps.next, ps.epoch = r.Offset+1, r.LeaderEpoch
+				if len(r.Headers) > 0 && dlq.Has(r, dlq.HeaderConnector) && dlq.Header(r, dlq.HeaderConnector) != w.name {
+					w.stats.Filtered.Add(1) // redriven for another connector
+					continue
+				}
 				e, err := w.codec.Decode(r.Value)
 				if err != nil {
 					dead = append(dead, dlq.Record(w.o.DLQTopic, r, dlq.Reason{Stage: w.stage(), Class: schemas.ClassOf(err), Message: schemas.Detail(err)}, now))

@@ -13,6 +13,7 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -63,6 +64,12 @@ func (d *Deduper) Name() string { return "dedupe" }
 
 // Apply implements Stage. The partition's state must have been loaded.
 func (d *Deduper) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
+	if len(rec.Headers) > 0 && dlq.Has(rec, dlq.HeaderRedrive) {
+		// Re-submitted by an operator from the DLQ: its sequence may be
+		// behind the resource's, and it is wanted anyway. The state is
+		// left as it is.
+		return true, nil
+	}
 	d.mu.Lock()
 	dp := d.parts[rec.Partition]
 	d.mu.Unlock()

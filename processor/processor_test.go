@@ -14,6 +14,7 @@ import (
 
 	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/embedded"
 	"github.com/firehose/firehose/internal/generator"
 	"github.com/firehose/firehose/schemas"
@@ -394,5 +395,34 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting until %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRedrivenEventPassesDedupe(t *testing.T) {
+	e := newEnv(t, "")
+	e.start("p1", nil)
+	mk := func(seq int64) *schemas.Event {
+		return &schemas.Event{EventID: fmt.Sprintf("e%d", seq), Timestamp: time.Now().UTC().Truncate(time.Millisecond), AccountID: "acc_1", ResourceID: "lead_1", Sequence: seq, EventType: "lead.created"}
+	}
+	e.produce(mk(1), mk(2), mk(3))
+	e.events(3)
+	// Sequence 2 again: once as a plain duplicate, once redriven from the
+	// DLQ by an operator.
+	b, _ := schemas.JSON{}.Append(nil, mk(2))
+	cl := e.client(kgo.DefaultProduceTopic(e.cfg.Topology.Raw.Name))
+	if err := cl.ProduceSync(context.Background(),
+		&kgo.Record{Key: []byte("lead_1"), Value: b},
+		&kgo.Record{Key: []byte("lead_1"), Value: b, Headers: []kgo.RecordHeader{{Key: dlq.HeaderRedrive, Value: []byte("0:7")}}},
+		&kgo.Record{Key: []byte("lead_1"), Value: func() []byte { v, _ := schemas.JSON{}.Append(nil, mk(4)); return v }()},
+	).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	got := e.events(5)
+	var seqs []int64
+	for _, ev := range got {
+		seqs = append(seqs, ev.Sequence)
+	}
+	if fmt.Sprint(seqs) != "[1 2 3 2 4]" {
+		t.Fatalf("sequences emitted %v, want [1 2 3 2 4]: the plain duplicate dropped, the redriven one kept, and the state not moved back", seqs)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -536,6 +537,10 @@ func (s *Server) take(account string, p int32, rp *kmsg.FetchResponseTopicPartit
 	}
 	head[p] = h
 	for _, rec := range fp.Records {
+		if len(rec.Headers) > 0 && dlq.Has(rec, dlq.HeaderConnector) {
+			next[p] = rec.Offset + 1 // redriven for one connector, not a new event
+			continue
+		}
 		it, acc, err := s.decode(rec.Value)
 		if err != nil {
 			s.o.Log.Warn("pull API skipped an unreadable record", "topic", s.o.Topic, "partition", p, "offset", rec.Offset, "err", err)

@@ -63,6 +63,7 @@ Start with:  firehose dev          (everything in one process, on an embedded br
 		newBrokerCmd(&g),
 		newTailCmd(&g),
 		newReplayCmd(&g),
+		newDLQCmd(&g),
 		newTokenCmd(&g),
 	)
 	return root

@@ -20,7 +20,44 @@ const (
 	HeaderSourcePartition = "firehose.source.partition" //
 	HeaderSourceOffset    = "firehose.source.offset"    //
 	HeaderResponse        = "firehose.destination.response"
+
+	// HeaderRedrive marks a record re-submitted from the DLQ by
+	// `firehose dlq redrive`; its value is the DLQ partition:offset. The
+	// processor lets it past dedupe: the operator asked for it again.
+	HeaderRedrive = "firehose.redrive"
+	// HeaderConnector on a record of the events topic addresses it to one
+	// connector: the others, and the pull API, skip it.
+	HeaderConnector = "firehose.connector"
 )
+
+// reasonHeaders are the headers Record adds; Original removes them.
+var reasonHeaders = map[string]bool{
+	HeaderStage: true, HeaderClass: true, HeaderMessage: true, HeaderTime: true,
+	HeaderSourceTopic: true, HeaderSourcePartition: true, HeaderSourceOffset: true,
+	HeaderResponse: true, HeaderRedrive: true, HeaderConnector: true,
+}
+
+// Original returns the headers a dead-lettered record came with, without
+// the reason.
+func Original(r *kgo.Record) []kgo.RecordHeader {
+	var out []kgo.RecordHeader
+	for _, h := range r.Headers {
+		if !reasonHeaders[h.Key] {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// Has reports whether r carries a header named key.
+func Has(r *kgo.Record, key string) bool {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return true
+		}
+	}
+	return false
+}
 
 // maxMessage bounds the message header; a destination's error body can be
 // large and the reason must not push the record over the broker's limit.

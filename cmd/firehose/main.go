@@ -64,6 +64,7 @@ Start with:  firehose dev          (everything in one process, on an embedded br
 		newTailCmd(&g),
 		newReplayCmd(&g),
 		newDLQCmd(&g),
+		newStatusCmd(&g),
 		newTokenCmd(&g),
 	)
 	return root

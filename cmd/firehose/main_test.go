@@ -106,7 +106,7 @@ func TestValidateAcceptsTheEmbeddedConfig(t *testing.T) {
 }
 
 func TestEverySubcommandHasHelp(t *testing.T) {
-	for _, args := range [][]string{{"dev"}, {"run"}, {"produce"}, {"topology", "plan"}, {"topology", "apply"}, {"validate"}, {"tail"}, {"token", "new"}} {
+	for _, args := range [][]string{{"dev"}, {"run"}, {"produce"}, {"topology", "plan"}, {"topology", "apply"}, {"validate"}, {"tail"}, {"token", "new"}, {"replay"}, {"status"}, {"dlq", "list"}, {"dlq", "show"}, {"dlq", "redrive"}} {
 		out, err := run(t, append(args, "--help")...)
 		if err != nil || !strings.Contains(out, "Usage:") {
 			t.Errorf("%v --help: %v\n%s", args, err, out)

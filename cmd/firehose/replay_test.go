@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/firehose/firehose/internal/app"
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/embedded"
+	"github.com/firehose/firehose/internal/ops"
 	"github.com/firehose/firehose/topology"
 )
 
@@ -145,6 +147,29 @@ connectors:
 		t.Fatalf("replay: %v\n%s", err, o)
 	}
 
+	// status shows what waits: 200 events, the oldest an hour old.
+	status := func() ops.GroupStatus {
+		t.Helper()
+		o, err := run(t, "status", "-c", path, "--json", "--interval", "100ms")
+		if err != nil {
+			t.Fatalf("status: %v\n%s", err, o)
+		}
+		var st []ops.GroupStatus
+		if err := json.Unmarshal([]byte(o), &st); err != nil {
+			t.Fatalf("%v\n%s", err, o)
+		}
+		for _, g := range st {
+			if g.Name == "files" {
+				return g
+			}
+		}
+		t.Fatalf("no connector files in status:\n%s", o)
+		return ops.GroupStatus{}
+	}
+	if g := status(); g.Lag != 200 || len(g.Members) != 0 || g.OldestWaitingSeconds < 3500 || g.OldestWaitingSeconds > 3700 {
+		t.Fatalf("status after the replay: %+v", g)
+	}
+
 	stop = start()
 	defer stop()
 	waitFor(200)
@@ -152,6 +177,9 @@ connectors:
 	waitFor(220)
 	time.Sleep(500 * time.Millisecond) // nothing more may come
 	got := readEvents(t, out)
+	if g := status(); g.Lag != 0 || len(g.Members) != 1 || g.OldestWaitingSeconds != 0 {
+		t.Fatalf("status after the catch-up: %+v", g)
+	}
 	want := map[string]bool{}
 	for id := range later {
 		want[id] = true

@@ -1,0 +1,195 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Worker names one consumer group to report on.
+type Worker struct {
+	Name  string // "processor" or the connector's name
+	Kind  string // processor or connector
+	Group string
+	Topic string
+	Stage string // its stage in DLQ headers
+}
+
+// PartitionStatus is one partition of a group.
+type PartitionStatus struct {
+	Partition int32 `json:"partition"`
+	Committed int64 `json:"committed"` // -1: nothing committed
+	End       int64 `json:"end"`
+	Lag       int64 `json:"lag"`
+	// OldestWaitingSeconds is the age of the first event not yet
+	// committed (by its Kafka timestamp); 0 when nothing waits.
+	OldestWaitingSeconds float64 `json:"oldest_waiting_seconds"`
+}
+
+// GroupStatus is what status reports for one worker.
+type GroupStatus struct {
+	Name                 string            `json:"name"`
+	Kind                 string            `json:"kind"`
+	Group                string            `json:"group"`
+	Topic                string            `json:"topic"`
+	State                string            `json:"state"`
+	Members              []string          `json:"members"`
+	Lag                  int64             `json:"lag"`
+	EventsPerSecond      float64           `json:"events_per_second"`
+	OldestWaitingSeconds float64           `json:"oldest_waiting_seconds"`
+	DeadLettersLastHour  int               `json:"dead_letters_last_hour"`
+	Partitions           []PartitionStatus `json:"partitions"`
+}
+
+// Status measures each worker's lag twice, interval apart, for its rate of
+// commits; reads the first waiting record of each lagging partition for
+// its age; and counts the last hour's dead letters by stage.
+func Status(ctx context.Context, kopts []kgo.Opt, dlqTopic string, workers []Worker, interval time.Duration) ([]GroupStatus, error) {
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	groups := make([]string, len(workers))
+	for i, w := range workers {
+		groups[i] = w.Group
+	}
+	first, err := adm.Lag(ctx, groups...)
+	if err != nil {
+		return nil, fmt.Errorf("read lag: %w", err)
+	}
+	start := time.Now()
+	select {
+	case <-time.After(interval):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	second, err := adm.Lag(ctx, groups...)
+	if err != nil {
+		return nil, fmt.Errorf("read lag: %w", err)
+	}
+	elapsed := time.Since(start).Seconds()
+
+	dead := map[string]int{}
+	if dls, err := ReadDLQ(ctx, kopts, dlqTopic, DLQFilter{Since: time.Now().Add(-time.Hour)}); err == nil {
+		for _, d := range dls {
+			dead[d.Stage]++
+		}
+	}
+
+	var out []GroupStatus
+	waiting := map[string]map[int32]kgo.Offset{}
+	for _, w := range workers {
+		l := second[w.Group]
+		gs := GroupStatus{Name: w.Name, Kind: w.Kind, Group: w.Group, Topic: w.Topic, State: l.State, DeadLettersLastHour: dead[w.Stage], Members: []string{}}
+		for _, m := range l.Members {
+			gs.Members = append(gs.Members, m.ClientHost)
+		}
+		before := first[w.Group].Lag
+		for p, m := range l.Lag[w.Topic] {
+			ps := PartitionStatus{Partition: p, Committed: m.Commit.At, End: m.End.Offset, Lag: max(m.Lag, 0)}
+			if m.Commit.At < 0 {
+				ps.Lag = max(m.End.Offset-m.Start.Offset, 0)
+			}
+			if b, ok := before[w.Topic][p]; ok && b.Commit.At >= 0 && m.Commit.At > b.Commit.At {
+				gs.EventsPerSecond += float64(m.Commit.At-b.Commit.At) / elapsed
+			}
+			gs.Lag += ps.Lag
+			if ps.Lag > 0 {
+				at := ps.Committed
+				if at < 0 {
+					at = m.Start.Offset
+				}
+				if waiting[w.Topic] == nil {
+					waiting[w.Topic] = map[int32]kgo.Offset{}
+				}
+				waiting[w.Topic][p] = kgo.NewOffset().At(at)
+			}
+			gs.Partitions = append(gs.Partitions, ps)
+		}
+		if gs.State == "" {
+			gs.State = "unknown"
+		}
+		slices.SortFunc(gs.Partitions, func(a, b PartitionStatus) int { return int(a.Partition - b.Partition) })
+		out = append(out, gs)
+	}
+	ages := oldestWaiting(ctx, kopts, waiting)
+	for i := range out {
+		for j := range out[i].Partitions {
+			p := &out[i].Partitions[j]
+			if p.Lag == 0 {
+				continue
+			}
+			if t, ok := ages[out[i].Topic][p.Partition]; ok {
+				p.OldestWaitingSeconds = time.Since(t).Seconds()
+				out[i].OldestWaitingSeconds = max(out[i].OldestWaitingSeconds, p.OldestWaitingSeconds)
+			}
+		}
+	}
+	return out, nil
+}
+
+// oldestWaiting reads one record at each offset, for its timestamp. Two
+// groups at different offsets of one partition share the lower; a
+// second's wait bounds it.
+func oldestWaiting(ctx context.Context, kopts []kgo.Opt, at map[string]map[int32]kgo.Offset) map[string]map[int32]time.Time {
+	out := map[string]map[int32]time.Time{}
+	if len(at) == 0 {
+		return out
+	}
+	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), kopts...), kgo.ConsumePartitions(at), kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
+	if err != nil {
+		return out
+	}
+	defer cl.Close()
+	want := 0
+	for _, ps := range at {
+		want += len(ps)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for got := 0; got < want; {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			if out[p.Topic] == nil {
+				out[p.Topic] = map[int32]time.Time{}
+			}
+			if _, ok := out[p.Topic][p.Partition]; !ok {
+				out[p.Topic][p.Partition] = p.Records[0].Timestamp
+				got++
+				cl.PauseFetchPartitions(map[string][]int32{p.Topic: {p.Partition}})
+			}
+		})
+	}
+	return out
+}
+
+// PrintStatus writes the report for people.
+func PrintStatus(w io.Writer, st []GroupStatus) {
+	for _, g := range st {
+		fmt.Fprintf(w, "%s %s  (group %s, topic %s)  %s, %d worker(s)\n", g.Kind, g.Name, g.Group, g.Topic, g.State, len(g.Members))
+		age := "-"
+		if g.OldestWaitingSeconds > 0 {
+			age = (time.Duration(g.OldestWaitingSeconds) * time.Second).String()
+		}
+		fmt.Fprintf(w, "  lag %d   %.1f events/s   oldest waiting %s   dead letters last hour %d\n", g.Lag, g.EventsPerSecond, age, g.DeadLettersLastHour)
+		var parts []string
+		for _, p := range g.Partitions {
+			parts = append(parts, fmt.Sprintf("%d:%d", p.Partition, p.Lag))
+		}
+		fmt.Fprintf(w, "  lag by partition  %s\n\n", strings.Join(parts, " "))
+	}
+}

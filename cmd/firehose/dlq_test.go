@@ -115,7 +115,10 @@ connectors:
 		return out
 	}
 	waitUntil("the webhook's good events", func() bool { mu.Lock(); defer mu.Unlock(); return hookGot["e1"] == 1 && hookGot["e4"] == 1 })
-	waitUntil("the files", func() bool { fileGot = files(); return fileGot["e1"] == 1 && fileGot["e-bad"] == 1 && fileGot["e4"] == 1 })
+	waitUntil("the files", func() bool {
+		fileGot = files()
+		return fileGot["e1"] == 1 && fileGot["e-bad"] == 1 && fileGot["e4"] == 1
+	})
 
 	var out string
 	waitUntil("two dead letters", func() bool {

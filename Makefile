@@ -17,7 +17,7 @@ SUDO        := $(shell [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null && ech
 FUZZTIME    ?= 8s
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test unit lint fuzz bench tools clean
+.PHONY: help build run test unit lint alerts fuzz bench tools clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,7 +28,7 @@ build: ## build bin/firehose
 run: build ## start firehose dev: embedded broker, processor, file connector, demo events
 	./$(BIN) dev
 
-test: tools lint unit fuzz ## everything CI checks: lint, go test -race ./..., short fuzz runs
+test: tools lint alerts unit fuzz ## everything CI checks: lint, alert rules, go test -race ./..., short fuzz runs
 
 unit: tools
 	$(GO) test -race -count=1 -timeout 20m ./...
@@ -38,6 +38,10 @@ lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+
+alerts: tools ## check the Prometheus alert rules and prove each fires (promtool)
+	promtool check rules deploy/prometheus/alerts.yml
+	cd deploy/prometheus && promtool test rules alerts_test.yml
 
 # Each fuzz target runs for FUZZTIME; go test -fuzz takes one target at a time.
 FUZZ_TARGETS := \
@@ -61,10 +65,14 @@ bench: build ## run the benchmarks: per-stage ones, then 1,000,000 events throug
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	./scripts/bench-kafka.sh
 
-tools: $(VERSITYGW) $(KINESALITE) ## install what the tests need: kcat (Debian), versitygw (Go), kinesalite (npm)
-	@command -v kcat >/dev/null 2>&1 || { \
-	  echo "installing kcat from Debian's packages"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat; }
+tools: $(VERSITYGW) $(KINESALITE) ## install what the tests need: kcat and promtool (Debian), versitygw (Go), kinesalite (npm)
+	@pkgs=""; \
+	  command -v kcat >/dev/null 2>&1 || pkgs="$$pkgs kcat"; \
+	  command -v promtool >/dev/null 2>&1 || pkgs="$$pkgs prometheus"; \
+	  if [ -n "$$pkgs" ]; then \
+	    echo "installing$$pkgs from Debian's packages"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs; \
+	  fi
 
 # The Kinesis server the Kinesis tests run against, from npm.
 $(KINESALITE):

@@ -154,6 +154,9 @@ func (o *observer) Failed(permanent bool) {
 // Lag exports consumer lag per group and partition, read from Kafka at
 // scrape time (bounded to 3 s).
 func (s *Set) Lag(cl *kgo.Client, groups []string, log *slog.Logger) {
+	if log == nil {
+		log = slog.Default()
+	}
 	s.reg.MustRegister(&lagCollector{adm: kadm.NewClient(cl), groups: groups, log: log,
 		desc: prometheus.NewDesc("firehose_consumer_lag", "Records not yet committed by a consumer group, per partition.", []string{"group", "topic", "partition"}, nil)})
 }

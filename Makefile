@@ -52,7 +52,9 @@ FUZZ_TARGETS := \
 	./filter:FuzzMatch \
 	./processor:FuzzMaskFunctions \
 	./processor:FuzzMaskerApply \
-	./pullapi:FuzzDecodePosition
+	./pullapi:FuzzDecodePosition \
+	./internal/config:FuzzParseTokens \
+	./internal/ops:FuzzParseOffsets
 
 fuzz: ## run every fuzz target for FUZZTIME (default 10s)
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -285,6 +285,11 @@ func LoadTokens(path string) ([]APIToken, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read tokens file: %w", err)
 	}
+	return ParseTokens(path, data)
+}
+
+// ParseTokens is LoadTokens for bytes in memory; name is used in errors.
+func ParseTokens(path string, data []byte) ([]APIToken, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, syntaxError(path, err)

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/ops"
 )
 
@@ -51,6 +52,20 @@ func (f *dlqFlags) filter() (ops.DLQFilter, error) {
 	return flt, nil
 }
 
+// read loads the config and the dead letters the flags choose.
+func (f *dlqFlags) read(cmd *cobra.Command, g *globals) (*config.Config, []kgo.Opt, []ops.DeadLetter, error) {
+	flt, err := f.filter()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	_, cfg, kopts, err := g.setup(f.path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	dls, err := ops.ReadDLQ(cmd.Context(), kopts, cfg.Topology.DLQ.Name, flt)
+	return cfg, kopts, dls, err
+}
+
 func newDLQCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dlq",
@@ -62,15 +77,7 @@ func newDLQCmd(g *globals) *cobra.Command {
 		Short: "List dead letters: where, when, which stage, and why",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			flt, err := lf.filter()
-			if err != nil {
-				return err
-			}
-			_, cfg, kopts, err := g.setup(lf.path)
-			if err != nil {
-				return err
-			}
-			dls, err := ops.ReadDLQ(cmd.Context(), kopts, cfg.Topology.DLQ.Name, flt)
+			_, _, dls, err := lf.read(cmd, g)
 			if err != nil {
 				return err
 			}
@@ -134,15 +141,7 @@ It prints how many records go where; --dry-run stops there. Redriven records
 stay in the DLQ; --since keeps the next redrive from repeating them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			flt, err := rf.filter()
-			if err != nil {
-				return err
-			}
-			_, cfg, kopts, err := g.setup(rf.path)
-			if err != nil {
-				return err
-			}
-			dls, err := ops.ReadDLQ(cmd.Context(), kopts, cfg.Topology.DLQ.Name, flt)
+			cfg, kopts, dls, err := rf.read(cmd, g)
 			if err != nil {
 				return err
 			}

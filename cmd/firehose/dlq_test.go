@@ -14,11 +14,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/internal/app"
-	"github.com/firehose/firehose/internal/config"
-	"github.com/firehose/firehose/internal/embedded"
-	"github.com/firehose/firehose/topology"
+	"github.com/firehose/firehose/internal/testenv"
 )
 
 // TestDLQListShowRedrive: a webhook refuses one event (400) the first
@@ -27,11 +24,6 @@ import (
 // sends only the webhook's back, which the webhook then receives once
 // while the file connector does not deliver it a second time.
 func TestDLQListShowRedrive(t *testing.T) {
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
 	var (
 		mu       sync.Mutex
 		hookGot  = map[string]int{}
@@ -57,8 +49,7 @@ func TestDLQListShowRedrive(t *testing.T) {
 		}
 	}))
 	defer hook.Close()
-	path := writeConfig(t, fmt.Sprintf(`kafka: {brokers: [%q]}
-api: {listen: "off"}
+	e := testenv.New(t, fmt.Sprintf(`api: {listen: "off"}
 connectors:
   - name: hooks
     type: http
@@ -70,25 +61,11 @@ connectors:
     batch: {max_events: 100, max_age: 100ms}
     compression: none
     file: {dir: %q}
-`, b.Addr, hook.URL, fileSeen))
-	cfg, err := config.Load(path, config.Options{Destinations: destinations.Registry{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.DefaultProduceTopic(cfg.Topology.Raw.Name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+`, hook.URL, fileSeen), nil)
+	cfg, path := e.Config, e.Path
+	cl := e.Client(kgo.DefaultProduceTopic(cfg.Topology.Raw.Name))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	plan, err := topology.MakePlan(ctx, cl, topology.Specs(cfg.Topology))
-	if err == nil {
-		err = plan.Apply(ctx, cl)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 	ev := func(id string, seq any) *kgo.Record {
 		return &kgo.Record{Key: []byte("lead_1"), Value: fmt.Appendf(nil, `{"event_id":%q,"timestamp":"2026-11-23T10:00:00Z","account_id":"acc_1","resource_id":"lead_1","sequence":%v,"event_type":"lead.created"}`, id, seq)}
 	}
@@ -120,7 +97,10 @@ connectors:
 		return fileGot["e1"] == 1 && fileGot["e-bad"] == 1 && fileGot["e4"] == 1
 	})
 
-	var out string
+	var (
+		out string
+		err error
+	)
 	waitUntil("two dead letters", func() bool {
 		out, err = run(t, "dlq", "list", "-c", path)
 		return err == nil && strings.Contains(out, "2 dead letter(s)")

@@ -13,12 +13,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/internal/app"
-	"github.com/firehose/firehose/internal/config"
-	"github.com/firehose/firehose/internal/embedded"
 	"github.com/firehose/firehose/internal/ops"
-	"github.com/firehose/firehose/topology"
+	"github.com/firehose/firehose/internal/testenv"
 )
 
 // readEvents returns the event ids in every file under dir, per file.
@@ -51,38 +48,18 @@ func readEvents(t *testing.T, dir string) []string {
 // written afterwards hold exactly the events from that time on, then new
 // ones.
 func TestReplayFromTimestampRedeliversFromThatTime(t *testing.T) {
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
 	out := t.TempDir()
-	path := writeConfig(t, fmt.Sprintf(`kafka: {brokers: [%q]}
-api: {listen: "off"}
+	e := testenv.New(t, fmt.Sprintf(`api: {listen: "off"}
 connectors:
   - name: files
     type: file
     batch: {max_events: 40, max_age: 200ms}
     compression: none
     file: {dir: %q}
-`, b.Addr, out))
-	cfg, err := config.Load(path, config.Options{Destinations: destinations.Registry{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.DefaultProduceTopic(cfg.Topology.Events.Name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+`, out), nil)
+	cfg, path := e.Config, e.Path
+	cl := e.Client(kgo.DefaultProduceTopic(cfg.Topology.Events.Name))
 	ctx := context.Background()
-	plan, err := topology.MakePlan(ctx, cl, topology.Specs(cfg.Topology))
-	if err == nil {
-		err = plan.Apply(ctx, cl)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now()
 	produce := func(from, to int, at time.Time) map[string]bool {
 		ids := map[string]bool{}
@@ -129,7 +106,7 @@ connectors:
 	waitFor(400)
 
 	// While a worker runs, replay refuses and says what to do.
-	_, err = run(t, "replay", "-c", path, "--connector", "files", "--from", now.Add(-90*time.Minute).UTC().Format(time.RFC3339))
+	_, err := run(t, "replay", "-c", path, "--connector", "files", "--from", now.Add(-90*time.Minute).UTC().Format(time.RFC3339))
 	if err == nil || !strings.Contains(err.Error(), "running members") || !strings.Contains(err.Error(), "Stop them") {
 		t.Fatalf("replay with a running worker: %v", err)
 	}

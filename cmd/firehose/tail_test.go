@@ -10,52 +10,27 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/internal/app"
 	"github.com/firehose/firehose/internal/config"
-	"github.com/firehose/firehose/internal/embedded"
+	"github.com/firehose/firehose/internal/testenv"
 	"github.com/firehose/firehose/pullapi"
-	"github.com/firehose/firehose/topology"
 )
 
 // TestTailFollowsAndResumesFromPositionFile runs the API role from a config
 // with a hashed token, and the tail command against it three times: from
 // tail to top, again with nothing new, and again after new events.
 func TestTailFollowsAndResumesFromPositionFile(t *testing.T) {
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
 	token, hash := pullapi.NewToken()
-	doc := fmt.Sprintf(`kafka: {brokers: [%q]}
-api:
+	e := testenv.New(t, fmt.Sprintf(`api:
   listen: 127.0.0.1:0
   position_key: ${KEY}
   tokens:
     - {account: acc_1, sha256: %s}
-`, b.Addr, hash)
-	cfg, err := config.Parse("firehose.yaml", []byte(doc), config.Options{
-		Lookup:       func(string) (string, bool) { return strings.Repeat("k", 40), true },
-		Destinations: destinations.Registry{},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.DefaultProduceTopic(cfg.Topology.Events.Name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+`, hash), func(string) (string, bool) { return strings.Repeat("k", 40), true })
+	cfg := e.Config
+	cl := e.Client(kgo.DefaultProduceTopic(cfg.Topology.Events.Name))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	plan, err := topology.MakePlan(ctx, cl, topology.Specs(cfg.Topology))
-	if err == nil {
-		err = plan.Apply(ctx, cl)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 	produce := func(from, to int) {
 		for i := from; i < to; i++ {
 			for _, acc := range []string{"acc_1", "acc_2"} {

@@ -13,11 +13,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/internal/app"
-	"github.com/firehose/firehose/internal/config"
-	"github.com/firehose/firehose/internal/embedded"
-	"github.com/firehose/firehose/topology"
+	"github.com/firehose/firehose/internal/testenv"
 )
 
 // scrape returns every sample of /metrics by its full name with labels,
@@ -52,14 +49,7 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 // file connector and checks that the counters and histogram counts say
 // exactly what happened.
 func TestMetricsCountTheWorkload(t *testing.T) {
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	out := t.TempDir()
-	doc := fmt.Sprintf(`kafka: {brokers: [%q]}
-api: {listen: "127.0.0.1:0"}
+	e := testenv.New(t, fmt.Sprintf(`api: {listen: "127.0.0.1:0"}
 processor:
   filter: {exclude_event_types: ["debug.*"]}
 connectors:
@@ -67,25 +57,11 @@ connectors:
     type: file
     batch: {max_events: 100, max_age: 200ms}
     file: {dir: %q}
-`, b.Addr, out)
-	cfg, err := config.Parse("metrics.yaml", []byte(doc), config.Options{Lookup: func(string) (string, bool) { return "", false }, Destinations: destinations.Registry{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.DefaultProduceTopic(cfg.Topology.Raw.Name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+`, t.TempDir()), nil)
+	cfg := e.Config
+	cl := e.Client(kgo.DefaultProduceTopic(cfg.Topology.Raw.Name))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	plan, err := topology.MakePlan(ctx, cl, topology.Specs(cfg.Topology))
-	if err == nil {
-		err = plan.Apply(ctx, cl)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	// 500 good events, 40 of them sent twice, 60 filtered, 7 bad.
 	const good, dups, filtered, bad = 500, 40, 60, 7

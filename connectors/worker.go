@@ -78,6 +78,10 @@ type Options struct {
 	ShutdownTimeout time.Duration
 }
 
+// CommitMetadataPrefix starts the metadata of every commit a connector
+// makes; the RFC 3339 time of the commit follows.
+const CommitMetadataPrefix = "firehose delivered_at="
+
 // Observer hears how deliveries end. Delivered gets the batch, a func
 // telling which events of it were dead-lettered instead (nil: none) and
 // the acknowledgement time.
@@ -509,7 +513,18 @@ func (w *Worker) deliverAndCommit(ctx context.Context, cl *kgo.Client) error {
 	if len(offsets) == 0 {
 		return err
 	}
-	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+	// Commits follow deliveries, so the commit time is a delivery time:
+	// kept in the commit's metadata, firehose status reports it.
+	stamp := CommitMetadataPrefix + time.Now().UTC().Format(time.RFC3339Nano)
+	cctx := kgo.PreCommitFnContext(ctx, func(req *kmsg.OffsetCommitRequest) error {
+		for i := range req.Topics {
+			for j := range req.Topics[i].Partitions {
+				req.Topics[i].Partitions[j].Metadata = &stamp
+			}
+		}
+		return nil
+	})
+	cl.CommitOffsetsSync(cctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
 			if ctx.Err() == nil {
 				w.log.Warn("commit failed; it will be retried with the next commit", "err", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/internal/app"
+	"github.com/firehose/firehose/internal/ops"
 	"github.com/firehose/firehose/internal/testenv"
 )
 
@@ -159,6 +160,35 @@ connectors:
 		if n != 1 {
 			t.Errorf("files hold %s %d times: the redrive for hooks reached the file connector", id, n)
 		}
+	}
+
+	// status counts the dead letters of the last hour against what each
+	// worker committed in it: the processor 2 against 5 raw records; hooks
+	// 1 against 4 events, where the transaction markers of the events
+	// topic, which take offsets too, lower the rate a little.
+	out, err = run(t, "status", "-c", path, "--json", "--interval", "100ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st []ops.GroupStatus
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	rates := map[string]string{}
+	for _, g := range st {
+		rates[g.Name] = fmt.Sprintf("%d %.3f", g.DeadLettersLastHour, g.ErrorRate)
+		if g.Name == "hooks" && (g.LastDelivery == nil || time.Since(*g.LastDelivery) > time.Minute) {
+			t.Errorf("hooks last delivery %v", g.LastDelivery)
+		}
+	}
+	var hooks ops.GroupStatus
+	for _, g := range st {
+		if g.Name == "hooks" {
+			hooks = g
+		}
+	}
+	if hooks.DeadLettersLastHour != 1 || hooks.ErrorRate < 0.1 || hooks.ErrorRate > 0.2 || rates["processor"] != "2 0.286" || rates["files"] != "0 0.000" {
+		t.Errorf("dead letters and error rates %v", rates)
 	}
 	cancel()
 	if err := <-done; err != nil {

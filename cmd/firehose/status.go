@@ -21,7 +21,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Long: `status reads, from Kafka alone, for the processor and each enabled connector:
 its consumer group's state and workers, lag per partition and in total, events
 committed per second (measured over --interval), the age of the oldest event
-not yet committed, and the dead letters of the last hour. --json prints the
+not yet committed, when a connector last committed a delivery, and the last
+hour's dead letters with their share of what was committed. --json prints the
 same for scripts. While a replayed connector catches up, its lag falls and the
 oldest waiting age shows how far back it still is.`,
 		Args: cobra.NoArgs,

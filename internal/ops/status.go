@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/connectors"
 )
 
 // Worker names one consumer group to report on.
@@ -44,6 +47,14 @@ type GroupStatus struct {
 	EventsPerSecond      float64           `json:"events_per_second"`
 	OldestWaitingSeconds float64           `json:"oldest_waiting_seconds"`
 	DeadLettersLastHour  int               `json:"dead_letters_last_hour"`
+	// ErrorRate is the last hour's dead letters over the events the worker
+	// committed in that hour plus those dead letters. Committed events are
+	// counted by offsets, which on a transactional topic (events) include
+	// transaction markers: the rate there reads a little low.
+	ErrorRate float64 `json:"error_rate"`
+	// LastDelivery is when a connector last committed after a delivery
+	// (zero if never); empty for the processor.
+	LastDelivery *time.Time `json:"last_delivery,omitempty"`
 	Partitions           []PartitionStatus `json:"partitions"`
 }
 
@@ -77,6 +88,15 @@ func Status(ctx context.Context, kopts []kgo.Opt, dlqTopic string, workers []Wor
 	}
 	elapsed := time.Since(start).Seconds()
 
+	topics := map[string]bool{}
+	for _, w := range workers {
+		topics[w.Topic] = true
+	}
+	hourAgo, err := adm.ListOffsetsAfterMilli(ctx, time.Now().Add(-time.Hour).UnixMilli(), slices.Collect(maps.Keys(topics))...)
+	if err != nil {
+		return nil, fmt.Errorf("list offsets an hour ago: %w", err)
+	}
+
 	dead := map[string]int{}
 	if dls, err := ReadDLQ(ctx, kopts, dlqTopic, DLQFilter{Since: time.Now().Add(-time.Hour)}); err == nil {
 		for _, d := range dls {
@@ -93,6 +113,7 @@ func Status(ctx context.Context, kopts []kgo.Opt, dlqTopic string, workers []Wor
 			gs.Members = append(gs.Members, m.ClientHost)
 		}
 		before := first[w.Group].Lag
+		var lastHour int64
 		for p, m := range l.Lag[w.Topic] {
 			ps := PartitionStatus{Partition: p, Committed: m.Commit.At, End: m.End.Offset, Lag: max(m.Lag, 0)}
 			if m.Commit.At < 0 {
@@ -102,6 +123,14 @@ func Status(ctx context.Context, kopts []kgo.Opt, dlqTopic string, workers []Wor
 				gs.EventsPerSecond += float64(m.Commit.At-b.Commit.At) / elapsed
 			}
 			gs.Lag += ps.Lag
+			if h, ok := hourAgo.Lookup(w.Topic, p); ok && h.Err == nil && h.Offset >= 0 && m.Commit.At > h.Offset {
+				lastHour += m.Commit.At - h.Offset
+			}
+			if t, ok := strings.CutPrefix(m.Commit.Metadata, connectors.CommitMetadataPrefix); ok {
+				if at, err := time.Parse(time.RFC3339Nano, t); err == nil && (gs.LastDelivery == nil || at.After(*gs.LastDelivery)) {
+					gs.LastDelivery = &at
+				}
+			}
 			if ps.Lag > 0 {
 				at := ps.Committed
 				if at < 0 {
@@ -113,6 +142,9 @@ func Status(ctx context.Context, kopts []kgo.Opt, dlqTopic string, workers []Wor
 				waiting[w.Topic][p] = kgo.NewOffset().At(at)
 			}
 			gs.Partitions = append(gs.Partitions, ps)
+		}
+		if n := int64(gs.DeadLettersLastHour); n > 0 {
+			gs.ErrorRate = float64(n) / float64(n+lastHour)
 		}
 		if gs.State == "" {
 			gs.State = "unknown"
@@ -185,7 +217,12 @@ func PrintStatus(w io.Writer, st []GroupStatus) {
 		if g.OldestWaitingSeconds > 0 {
 			age = (time.Duration(g.OldestWaitingSeconds) * time.Second).String()
 		}
-		fmt.Fprintf(w, "  lag %d   %.1f events/s   oldest waiting %s   dead letters last hour %d\n", g.Lag, g.EventsPerSecond, age, g.DeadLettersLastHour)
+		last := ""
+		if g.LastDelivery != nil {
+			last = fmt.Sprintf("   last delivery %s ago", time.Since(*g.LastDelivery).Round(time.Second))
+		}
+		fmt.Fprintf(w, "  lag %d   %.1f events/s   oldest waiting %s%s\n", g.Lag, g.EventsPerSecond, age, last)
+		fmt.Fprintf(w, "  dead letters last hour %d (error rate %.2f%%)\n", g.DeadLettersLastHour, 100*g.ErrorRate)
 		var parts []string
 		for _, p := range g.Partitions {
 			parts = append(parts, fmt.Sprintf("%d:%d", p.Partition, p.Lag))

@@ -37,16 +37,16 @@ type PartitionStatus struct {
 
 // GroupStatus is what status reports for one worker.
 type GroupStatus struct {
-	Name                 string            `json:"name"`
-	Kind                 string            `json:"kind"`
-	Group                string            `json:"group"`
-	Topic                string            `json:"topic"`
-	State                string            `json:"state"`
-	Members              []string          `json:"members"`
-	Lag                  int64             `json:"lag"`
-	EventsPerSecond      float64           `json:"events_per_second"`
-	OldestWaitingSeconds float64           `json:"oldest_waiting_seconds"`
-	DeadLettersLastHour  int               `json:"dead_letters_last_hour"`
+	Name                 string   `json:"name"`
+	Kind                 string   `json:"kind"`
+	Group                string   `json:"group"`
+	Topic                string   `json:"topic"`
+	State                string   `json:"state"`
+	Members              []string `json:"members"`
+	Lag                  int64    `json:"lag"`
+	EventsPerSecond      float64  `json:"events_per_second"`
+	OldestWaitingSeconds float64  `json:"oldest_waiting_seconds"`
+	DeadLettersLastHour  int      `json:"dead_letters_last_hour"`
 	// ErrorRate is the last hour's dead letters over the events the worker
 	// committed in that hour plus those dead letters. Committed events are
 	// counted by offsets, which on a transactional topic (events) include
@@ -54,8 +54,8 @@ type GroupStatus struct {
 	ErrorRate float64 `json:"error_rate"`
 	// LastDelivery is when a connector last committed after a delivery
 	// (zero if never); empty for the processor.
-	LastDelivery *time.Time `json:"last_delivery,omitempty"`
-	Partitions           []PartitionStatus `json:"partitions"`
+	LastDelivery *time.Time        `json:"last_delivery,omitempty"`
+	Partitions   []PartitionStatus `json:"partitions"`
 }
 
 // Status measures each worker's lag twice, interval apart, for its rate of

@@ -96,7 +96,6 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			if err != nil {
 				return err
 			}
-			var obs metricsObserver
 			w, err := connectors.New(connectors.Options{
 				Connector:       c,
 				DLQTopic:        cfg.Topology.DLQ.Name,
@@ -105,12 +104,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 				Kafka:           append(slices.Clip(kopts), m.KafkaHooks("connector:"+c.Name)),
 				Log:             o.Log,
 				ShutdownTimeout: o.ShutdownTimeout,
-				Observer:        &obs,
+				Observer:        m.Observer(c.Name),
 			})
 			if err != nil {
 				return fmt.Errorf("connector %s: %w", c.Name, err)
 			}
-			obs.Observer = m.Connector(c.Name, w.Stats())
+			m.Connector(c.Name, w.Stats())
 			groups = append(groups, c.Group)
 			readies = append(readies, w.Ready)
 			g.Go(func() error {
@@ -206,20 +205,4 @@ func newPullAPI(cfg *config.Config, o Options, kopts []kgo.Opt) (*pullapi.Server
 		Tokens:   tokens,
 		Log:      o.Log,
 	})
-}
-
-// metricsObserver lets a worker be built before its metrics, which need its
-// Stats.
-type metricsObserver struct{ connectors.Observer }
-
-func (o *metricsObserver) Delivered(b *connectors.Batch, skip func(int) bool, at time.Time) {
-	if o.Observer != nil {
-		o.Observer.Delivered(b, skip, at)
-	}
-}
-
-func (o *metricsObserver) Failed(permanent bool) {
-	if o.Observer != nil {
-		o.Observer.Failed(permanent)
-	}
 }

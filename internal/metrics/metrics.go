@@ -94,9 +94,8 @@ func (s *Set) Processor(st *processor.Stats) {
 	)
 }
 
-// Connector exports one connector's running totals and returns the
-// observer its worker reports deliveries to.
-func (s *Set) Connector(name string, st *connectors.Stats) connectors.Observer {
+// Connector exports one connector's running totals.
+func (s *Set) Connector(name string, st *connectors.Stats) {
 	const evName, evHelp = "firehose_connector_events_total", "Events through a connector by result: consumed, filtered, delivered, dlq."
 	for result, v := range map[string]func() int64{
 		"consumed": st.Consumed.Load, "filtered": st.Filtered.Load,
@@ -112,10 +111,11 @@ func (s *Set) Connector(name string, st *connectors.Stats) connectors.Observer {
 			ConstLabels: prometheus.Labels{"connector": name},
 		}, func() float64 { return float64(st.LastDelivery.Load()) / 1e9 }),
 	)
-	for _, o := range []string{"success", "retryable_error", "permanent_error"} {
-		s.attempts.WithLabelValues(name, o) // present at zero, so ratios exist from the start
-	}
-	s.latency.WithLabelValues(name)
+}
+
+// Observer returns what one connector's worker reports deliveries to. Its
+// series exist from here on at zero, so ratios are defined from the start.
+func (s *Set) Observer(name string) connectors.Observer {
 	return &observer{
 		events:   s.batchEvents.WithLabelValues(name),
 		bytes:    s.batchBytes.WithLabelValues(name),

@@ -26,6 +26,7 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	s := metrics.New()
 	s.Processor(new(processor.Stats))
 	s.Connector("c", new(connectors.Stats))
+	s.Observer("c")
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), s.KafkaHooks("test"))
 	if err != nil {
 		t.Fatal(err)

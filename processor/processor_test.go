@@ -12,54 +12,26 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
-	"github.com/firehose/firehose/internal/embedded"
 	"github.com/firehose/firehose/internal/generator"
+	"github.com/firehose/firehose/internal/testenv"
 	"github.com/firehose/firehose/schemas"
-	"github.com/firehose/firehose/topology"
 )
 
 type env struct {
-	t      *testing.T
-	broker *embedded.Broker
-	cfg    *config.Config
+	*testenv.Env
+	t   *testing.T
+	cfg *config.Config
 }
 
 func newEnv(t *testing.T, processorYAML string) *env {
 	t.Helper()
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	doc := "kafka: {brokers: [\"" + b.Addr + "\"]}\napi: {listen: \"off\"}\n" + processorYAML
-	cfg, err := config.Parse("test.yaml", []byte(doc), config.Options{Lookup: func(string) (string, bool) { return "", false }, Destinations: destinations.Registry{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, broker: b, cfg: cfg}
-	cl := e.client()
-	plan, err := topology.MakePlan(context.Background(), cl, topology.Specs(cfg.Topology))
-	if err == nil {
-		err = plan.Apply(context.Background(), cl)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
+	te := testenv.New(t, "api: {listen: \"off\"}\n"+processorYAML, nil)
+	return &env{Env: te, t: t, cfg: te.Config}
 }
 
-func (e *env) client(opts ...kgo.Opt) *kgo.Client {
-	e.t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(e.broker.Addr)}, opts...)...)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(cl.Close)
-	return cl
-}
+func (e *env) client(opts ...kgo.Opt) *kgo.Client { return e.Client(opts...) }
 
 // produce writes events to the raw topic, keyed by resource, in order.
 func (e *env) produce(evs ...*schemas.Event) {
@@ -86,7 +58,7 @@ func (e *env) start(txnID string, mod func(*Options)) *running {
 	e.t.Helper()
 	cfg := *e.cfg
 	cfg.Processor.TransactionalID = txnID
-	o := Options{Config: cfg, Kafka: []kgo.Opt{kgo.SeedBrokers(e.broker.Addr)}, maxPoll: 500}
+	o := Options{Config: cfg, Kafka: []kgo.Opt{kgo.SeedBrokers(e.Broker.Addr)}, maxPoll: 500}
 	if mod != nil {
 		mod(&o)
 	}
@@ -286,7 +258,7 @@ processor:
     tags: {env: test}
     topic: firehose.reference
 `)
-	if err := e.broker.CreateTopic("firehose.reference", 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
+	if err := e.Broker.CreateTopic("firehose.reference", 1, map[string]string{"cleanup.policy": "compact"}); err != nil {
 		t.Fatal(err)
 	}
 	ref := e.client(kgo.DefaultProduceTopic("firehose.reference"))

@@ -174,3 +174,34 @@ func Run(t *testing.T, tg Target) {
 func EventsOver(seed uint64, resources, n int) []*schemas.Event {
 	return generator.Unique(seed, resources, n)
 }
+
+// CheckOrder asserts that got holds every event of want and that, per
+// resource, the first copies come in increasing sequence. With once, an
+// event may not come twice and nothing else may come; without, repeats
+// (redeliveries after a lost acknowledgement) are skipped.
+func CheckOrder(t testing.TB, want, got []*schemas.Event, once bool) {
+	t.Helper()
+	seen := map[string]bool{}
+	last := map[string]int64{}
+	for _, e := range got {
+		if seen[e.EventID] {
+			if once {
+				t.Fatalf("%s delivered twice", e.EventID)
+			}
+			continue
+		}
+		seen[e.EventID] = true
+		if prev, ok := last[e.ResourceID]; ok && e.Sequence <= prev {
+			t.Fatalf("%s: sequence %d after %d", e.ResourceID, e.Sequence, prev)
+		}
+		last[e.ResourceID] = e.Sequence
+	}
+	for _, e := range want {
+		if !seen[e.EventID] {
+			t.Fatalf("%s lost", e.EventID)
+		}
+	}
+	if once && len(got) != len(want) {
+		t.Fatalf("%d delivered for %d events", len(got), len(want))
+	}
+}

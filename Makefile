@@ -5,13 +5,28 @@
 
 GO          ?= go
 BIN         := bin/firehose
-GOBIN       := $(shell $(GO) env GOPATH)/bin
-STATICCHECK := $(GOBIN)/staticcheck
-STATICCHECK_VERSION := 2026.2.2
-VERSITYGW   := $(GOBIN)/versitygw
-VERSITYGW_VERSION := v1.8.0
-KINESALITE  := .tools/kinesalite/node_modules/kinesalite/package.json
-KINESALITE_VERSION := 3.3.3
+
+# Tool pins: the one place their versions are written. Go tools are pinned by
+# the module version the Go module proxy serves (`go list -m -versions MOD`),
+# never by a project's release tag (staticcheck's 2026.2.2 is v0.8.2 there).
+STATICCHECK_MOD     := honnef.co/go/tools
+STATICCHECK_VERSION := v0.8.2
+VERSITYGW_MOD       := github.com/versity/versitygw
+VERSITYGW_VERSION   := v1.8.0
+KINESALITE_VERSION  := 3.3.3
+
+# Tools are installed into the checkout (.tools, git-ignored), never into the
+# machine's Go bin directory: a fresh clone, which is what CI runs, installs
+# them from the registries every time, so a pin that no longer resolves fails
+# CI here instead of on the next new machine. The stamp file names the version,
+# so changing a pin reinstalls.
+TOOLS       := $(CURDIR)/.tools
+TOOLBIN     := $(TOOLS)/bin
+STATICCHECK := $(TOOLBIN)/.staticcheck-$(STATICCHECK_VERSION)
+VERSITYGW   := $(TOOLBIN)/.versitygw-$(VERSITYGW_VERSION)
+KINESALITE  := $(TOOLS)/kinesalite/.kinesalite-$(KINESALITE_VERSION)
+GO_TOOL_PINS := $(STATICCHECK_MOD)@$(STATICCHECK_VERSION) $(VERSITYGW_MOD)@$(VERSITYGW_VERSION)
+export PATH := $(TOOLBIN):$(PATH)
 # Run apt-get as root, or through sudo when there is one.
 SUDO        := $(shell [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null && echo sudo)
 # Fuzz budgets are counts, not durations: Go 1.26's fuzz coordinator can
@@ -20,7 +35,7 @@ SUDO        := $(shell [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null && ech
 FUZZTIME    ?= 50000x
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test unit lint alerts fuzz bench tools clean
+.PHONY: help build run test unit lint alerts fuzz bench tools pins clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,7 +46,7 @@ build: ## build bin/firehose
 run: build ## start firehose dev: embedded broker, processor, file connector, demo events
 	./$(BIN) dev
 
-test: tools lint alerts unit fuzz ## everything CI checks: lint, alert rules, go test -race ./..., short fuzz runs
+test: pins tools lint alerts unit fuzz ## everything CI checks: tool pins, lint, alert rules, go test -race ./..., short fuzz runs
 
 unit: tools
 	$(GO) test -race -count=1 -timeout 20m ./...
@@ -40,7 +55,7 @@ lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	$(STATICCHECK) ./...
+	staticcheck ./...
 
 alerts: tools ## check the Prometheus alert rules and prove each fires (promtool)
 	promtool check rules deploy/prometheus/alerts.yml
@@ -70,7 +85,7 @@ bench: build ## run the benchmarks: per-stage ones, then 1,000,000 events throug
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	./scripts/bench-kafka.sh
 
-tools: $(VERSITYGW) $(KINESALITE) ## install what the tests need: kcat and promtool (Debian), versitygw (Go), kinesalite (npm)
+tools: $(STATICCHECK) $(VERSITYGW) $(KINESALITE) ## install what the tests need: kcat and promtool (Debian), staticcheck and versitygw (Go), kinesalite (npm)
 	@pkgs=""; \
 	  command -v kcat >/dev/null 2>&1 || pkgs="$$pkgs kcat"; \
 	  command -v promtool >/dev/null 2>&1 || pkgs="$$pkgs prometheus"; \
@@ -79,19 +94,38 @@ tools: $(VERSITYGW) $(KINESALITE) ## install what the tests need: kcat and promt
 	    $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs; \
 	  fi
 
-# The Kinesis server the Kinesis tests run against, from npm.
-$(KINESALITE):
-	mkdir -p .tools/kinesalite
-	cd .tools/kinesalite && npm install --no-audit --no-fund --loglevel=error kinesalite@$(KINESALITE_VERSION)
-
-# The S3-compatible server the S3 tests run against; about two minutes to
-# build the first time, then kept in the Go bin directory.
-$(VERSITYGW):
-	@echo "installing versitygw $(VERSITYGW_VERSION) (first time only, about two minutes)"
-	$(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+# Every pin must resolve on the registries, asked afresh: the Go pins through
+# an empty, throw-away module cache (a cached copy would hide a version the
+# proxy refuses), the npm pin through the registry.
+pins: ## check that every pinned tool version resolves on the Go module proxy and npm
+	@tmp=$$(mktemp -d); trap 'chmod -R u+w "$$tmp"; rm -rf "$$tmp"' EXIT; \
+	  for pin in $(GO_TOOL_PINS); do \
+	    if ! (cd "$$tmp" && GOFLAGS=-modcacherw GOMODCACHE="$$tmp/mod" $(GO) list -m "$$pin" >/dev/null); then \
+	      echo "pin $$pin does not resolve on the Go module proxy: pin a module version it serves ($(GO) list -m -versions $${pin%@*})"; exit 1; \
+	    fi; \
+	    echo "pin $$pin resolves"; \
+	  done; \
+	  v=$$(npm view "kinesalite@$(KINESALITE_VERSION)" version 2>/dev/null); \
+	  if [ "$$v" != "$(KINESALITE_VERSION)" ]; then echo "pin kinesalite@$(KINESALITE_VERSION) does not resolve on npm"; exit 1; fi; \
+	  echo "pin kinesalite@$(KINESALITE_VERSION) resolves"
 
 $(STATICCHECK):
-	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mkdir -p $(TOOLBIN)
+	GOBIN=$(TOOLBIN) $(GO) install $(STATICCHECK_MOD)/cmd/staticcheck@$(STATICCHECK_VERSION)
+	touch $@
+
+# The S3-compatible server the S3 tests run against; about two minutes to
+# build on a new machine.
+$(VERSITYGW):
+	mkdir -p $(TOOLBIN)
+	GOBIN=$(TOOLBIN) $(GO) install $(VERSITYGW_MOD)/cmd/versitygw@$(VERSITYGW_VERSION)
+	touch $@
+
+# The Kinesis server the Kinesis tests run against, from npm.
+$(KINESALITE):
+	mkdir -p $(TOOLS)/kinesalite
+	cd $(TOOLS)/kinesalite && npm install --no-audit --no-fund --loglevel=error kinesalite@$(KINESALITE_VERSION)
+	touch $@
 
 clean: ## remove build output, test tools installed in the tree and the dev data dir
 	rm -rf bin .firehose .tools

@@ -1,6 +1,6 @@
 // Package versitygw starts a real S3-compatible server, versitygw with its
-// posix backend, on loopback for tests. make test installs the binary
-// (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0).
+// posix backend, on loopback for tests. `make tools` installs the binary, at
+// the version the Makefile pins, into the checkout's .tools/bin.
 package versitygw
 
 import (
@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -26,24 +27,18 @@ type Server struct {
 	Dir            string // the posix backend's root
 }
 
-// Binary finds versitygw on PATH or in the Go bin directory.
+// Binary finds versitygw in the checkout's .tools/bin, where `make tools`
+// installs it, or else on PATH.
 func Binary() (string, error) {
+	_, file, _, _ := runtime.Caller(0)
+	local := filepath.Join(filepath.Dir(file), "..", "..", ".tools", "bin", "versitygw")
+	if _, err := os.Stat(local); err == nil {
+		return local, nil
+	}
 	if p, err := exec.LookPath("versitygw"); err == nil {
 		return p, nil
 	}
-	gobin := os.Getenv("GOBIN")
-	if gobin == "" {
-		out, err := exec.Command("go", "env", "GOPATH").Output()
-		if err != nil {
-			return "", err
-		}
-		gobin = filepath.Join(string(bytes.TrimSpace(out)), "bin")
-	}
-	p := filepath.Join(gobin, "versitygw")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("versitygw is not installed; make test installs it (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)")
-	}
-	return p, nil
+	return "", fmt.Errorf("versitygw is not installed: run `make tools`, which installs the pinned version into .tools/bin")
 }
 
 // Start runs versitygw on a free loopback port until the test ends.

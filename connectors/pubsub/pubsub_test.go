@@ -33,11 +33,14 @@ func (o *outage) React(any) (bool, any, error) {
 	return true, nil, status.Error(codes.Unavailable, "injected outage")
 }
 
-func start(t *testing.T, opts ...pstest.ServerReactorOption) (*pstest.Server, *Sink) {
+// start runs pstest and a sink publishing to it. publishTimeout is short in
+// the outage test, so that refused publishes come back as batch retries
+// within the test; elsewhere it is the default.
+func start(t *testing.T, publishTimeout time.Duration, opts ...pstest.ServerReactorOption) (*pstest.Server, *Sink) {
 	t.Helper()
 	srv := pstest.NewServer(opts...)
 	t.Cleanup(func() { srv.Close() })
-	cfg := Config{Project: "p", Topic: "events", PublishTimeout: time.Second}
+	cfg := Config{Project: "p", Topic: "events", PublishTimeout: publishTimeout}
 	cfg.Defaults()
 	cfg.options = []option.ClientOption{option.WithEndpoint(srv.Addr), option.WithoutAuthentication(),
 		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
@@ -92,21 +95,23 @@ func check(t *testing.T, srv *pstest.Server, evs []*schemas.Event) {
 	connectortest.CheckOrder(t, evs, got, false)
 }
 
+// A slow machine may time a publish out and retry the batch, which is
+// allowed to duplicate (at least once); so the test asserts that every event
+// arrives keyed and in order, and that no event is repeated when no batch was
+// retried, never that there were no retries.
 func TestPublishOrderKeysAndAttributes(t *testing.T) {
-	srv, s := start(t)
+	srv, s := start(t, 0)
 	evs := connectortest.EventsOver(21, 500, 20000)
-	if r := deliverAll(t, s, evs); r != 0 {
-		t.Fatalf("%d retries without an outage", r)
-	}
+	retries := deliverAll(t, s, evs)
 	check(t, srv, evs)
-	if n := len(srv.Messages()); n != len(evs) {
-		t.Fatalf("%d messages for %d events", n, len(evs))
+	if n := len(srv.Messages()); retries == 0 && n != len(evs) {
+		t.Fatalf("%d messages for %d events with no batch retried", n, len(evs))
 	}
 }
 
 func TestOutageLosesNothingAndKeepsOrder(t *testing.T) {
 	o := &outage{until: time.Now().Add(4 * time.Second)}
-	srv, s := start(t, pstest.ServerReactorOption{FuncName: "Publish", Reactor: o})
+	srv, s := start(t, time.Second, pstest.ServerReactorOption{FuncName: "Publish", Reactor: o})
 	evs := connectortest.EventsOver(22, 500, 20000)
 	retries := deliverAll(t, s, evs)
 	if o.refused.Load() == 0 || retries == 0 {

@@ -307,7 +307,11 @@ func TestOtherAccountsFloodStillAnswersAndAdvances(t *testing.T) {
 	e := newEnv(t, 6)
 	e.produce([]string{"acc_B"}, 1000, 100, 1) // 100,000 of B's first
 	want := e.produce([]string{"acc_A"}, 10, 3, 1)
-	const budget = 30 * time.Millisecond // small, so the flood outlasts one budget
+	// A budget shorter than any read: each request makes exactly one
+	// round of reads (at most 256 KiB per partition) and answers, so the
+	// flood of several MiB outlasts many requests on any machine, however
+	// fast.
+	const budget = time.Nanosecond
 	url, _ := e.server(budget)
 	signer, _ := pullapi.NewSigner([]byte(testKey))
 
@@ -319,7 +323,7 @@ func TestOtherAccountsFloodStillAnswersAndAdvances(t *testing.T) {
 		if code != http.StatusOK {
 			t.Fatalf("%d %s", code, body)
 		}
-		if took > 1500*time.Millisecond { // 1 s promised; slack for -race on a busy 2-core machine
+		if took > 10*time.Second { // catches a request that ignores its budget, not a slow machine
 			t.Fatalf("a request took %v with a budget of %v", took, budget)
 		}
 		var p page
@@ -365,6 +369,10 @@ func TestLongPollAnswersWithNewEvent(t *testing.T) {
 	if !top {
 		t.Fatal("no top")
 	}
+	// The long poll waits on a server with a long budget, so that a slow
+	// machine producing the event late still finds the request waiting:
+	// it must answer when the event comes, not when the budget ends.
+	longURL, _ := e.server(time.Minute)
 	type res struct {
 		p   page
 		dur time.Duration
@@ -372,13 +380,16 @@ func TestLongPollAnswersWithNewEvent(t *testing.T) {
 	out := make(chan res, 1)
 	go func() {
 		start := time.Now()
-		p := getPage(t, url, e.secret["acc_A"], pos, 100)
+		p := getPage(t, longURL, e.secret["acc_A"], pos, 100)
 		out <- res{p, time.Since(start)}
 	}()
 	time.Sleep(150 * time.Millisecond) // the request is waiting at the head
 	e.produce([]string{"acc_B"}, 1, 1, 50)
 	want := e.produce([]string{"acc_A"}, 1, 1, 50)
 	r := <-out
+	if r.dur > 30*time.Second {
+		t.Fatalf("the long poll answered after %v: at the end of its budget, not when the event came", r.dur)
+	}
 	if len(r.p.Items) != 1 || r.p.Items[0].Data.ID != want["acc_A"][0].ID || !r.p.Meta.Top {
 		t.Fatalf("long poll answered %+v", r.p)
 	}

@@ -6,13 +6,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
-	"github.com/tidwall/sjson"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/internal/config"
@@ -22,50 +20,68 @@ import (
 // Masker replaces personal data by rule. A value it cannot mask safely (an
 // object where a string was expected, say) is replaced by "***" rather than
 // passed through: an unmasked value must never reach the events topic.
+//
+// Rules match keys ignoring case, as Go's encoding/json does (the rule
+// lead_data.ssn masks "SSN" too), and a path that crosses an array applies
+// to every element of it. Events with keys that are equal ignoring case in
+// one object never get here: the decoder rejects them, so there is no copy
+// of a value that a reader could prefer to the masked one.
 type Masker struct {
-	rules  []maskRule
-	groups []maskGroup
-	key    []byte
+	root  maskNode // children: the containers (lead_data, metadata, unknown top-level fields)
+	rules int
+	key   []byte
 	// Masked counts values masked, for metrics.
 	Masked func(n int)
 }
 
-// maskGroup is the rules of one container: those on its direct fields are
-// applied in one pass over the object; deeper ones one by one.
-type maskGroup struct {
-	container string
-	direct    map[string]string // field -> strategy
-	nested    []maskRule
+// maskNode is one key of a rule path: a leaf masks the value there with
+// its strategy; an inner node masks inside the value.
+type maskNode struct {
+	strategy string
+	children []maskChild
 }
 
-type maskRule struct {
-	container string // metadata, lead_data, or an unknown top-level field
-	sub       string // gjson/sjson path inside it
-	strategy  string
+type maskChild struct {
+	folded string // the key, case-folded
+	node   *maskNode
+}
+
+func (n *maskNode) child(key string) *maskNode {
+	if len(n.children) == 0 {
+		return nil
+	}
+	folded := schemas.FoldKey(key)
+	for _, c := range n.children {
+		if c.folded == folded {
+			return c.node
+		}
+	}
+	return nil
 }
 
 // NewMasker compiles the rules in force (config.Mask.MaskRules).
 func NewMasker(c config.Mask) (*Masker, error) {
 	m := &Masker{key: []byte(c.HashKey)}
 	for _, r := range c.MaskRules() {
-		container, sub, ok := strings.Cut(r.Path, ".")
+		container, _, ok := strings.Cut(r.Path, ".")
 		if !ok {
 			return nil, fmt.Errorf("mask path %q has no field inside %q", r.Path, container)
 		}
 		if r.Strategy == "hash" && len(m.key) == 0 {
 			return nil, fmt.Errorf("mask rule %s: the hash strategy needs processor.mask.hash_key", r.Path)
 		}
-		m.rules = append(m.rules, maskRule{container: container, sub: sub, strategy: r.Strategy})
-		i := slices.IndexFunc(m.groups, func(g maskGroup) bool { return g.container == container })
-		if i < 0 {
-			m.groups = append(m.groups, maskGroup{container: container, direct: map[string]string{}})
-			i = len(m.groups) - 1
+		n := &m.root
+		for _, seg := range strings.Split(r.Path, ".") {
+			next := n.child(seg)
+			if next == nil {
+				next = &maskNode{}
+				n.children = append(n.children, maskChild{folded: schemas.FoldKey(seg), node: next})
+			}
+			n = next
 		}
-		if strings.Contains(sub, ".") {
-			m.groups[i].nested = append(m.groups[i].nested, m.rules[len(m.rules)-1])
-		} else {
-			m.groups[i].direct[sub] = r.Strategy
-		}
+		// A rule on an object wins over rules inside it.
+		n.strategy, n.children = r.Strategy, nil
+		m.rules++
 	}
 	return m, nil
 }
@@ -76,44 +92,30 @@ func (m *Masker) Name() string { return "mask" }
 // Apply implements Stage: it masks e in place.
 func (m *Masker) Apply(_ *kgo.Record, e *schemas.Event) (bool, error) {
 	n := 0
-	for _, g := range m.groups {
-		var raw json.RawMessage
-		switch g.container {
-		case "lead_data":
-			raw = e.LeadData
-		case "metadata":
-			raw = e.Metadata
-		default:
-			raw = e.Extra[g.container]
+	// mask returns the container with the rules applied, or nil when
+	// nothing in it was masked. Containers are objects (the decoder
+	// checks lead_data and metadata) or, for unknown fields, any value.
+	mask := func(name string, raw json.RawMessage) json.RawMessage {
+		node := m.root.child(name)
+		if raw == nil || node == nil {
+			return nil
 		}
-		if raw == nil {
-			continue
+		out, c := m.walk(make([]byte, 0, len(raw)+16), gjson.ParseBytes(raw), node)
+		if c == 0 {
+			return nil
 		}
-		changed := 0
-		if len(g.direct) > 0 {
-			raw, changed = m.rewrite(raw, g.direct)
-		}
-		for _, r := range g.nested {
-			out, ok, err := m.apply(raw, r)
-			if err != nil {
-				return false, fmt.Errorf("mask %s.%s: %w", r.container, r.sub, err)
-			}
-			if ok {
-				raw = out
-				changed++
-			}
-		}
-		if changed == 0 {
-			continue
-		}
-		n += changed
-		switch g.container {
-		case "lead_data":
-			e.LeadData = raw
-		case "metadata":
-			e.Metadata = raw
-		default:
-			e.Extra[g.container] = raw
+		n += c
+		return out
+	}
+	if out := mask("lead_data", e.LeadData); out != nil {
+		e.LeadData = out
+	}
+	if out := mask("metadata", e.Metadata); out != nil {
+		e.Metadata = out
+	}
+	for k, v := range e.Extra {
+		if out := mask(k, v); out != nil {
+			e.Extra[k] = out
 		}
 	}
 	if n > 0 && m.Masked != nil {
@@ -122,61 +124,85 @@ func (m *Masker) Apply(_ *kgo.Record, e *schemas.Event) (bool, error) {
 	return true, nil
 }
 
-// rewrite masks the direct fields of the JSON object raw named in rules,
-// in one pass, and returns the new object and how many values changed. A
-// non-object is replaced by "***" if any rule could apply to it.
-func (m *Masker) rewrite(raw json.RawMessage, rules map[string]string) (json.RawMessage, int) {
-	obj := gjson.ParseBytes(raw)
-	if !obj.IsObject() {
-		return raw, 0
-	}
-	out := make([]byte, 0, len(raw)+16)
-	out = append(out, '{')
+// walk appends v to out with the rules below node applied: in an object,
+// to the keys that match node's children; in an array, to every element.
+// It returns how many values it masked. Depth is bounded by the decoder
+// (schemas.MaxDepth), so the recursion is too.
+func (m *Masker) walk(out []byte, v gjson.Result, node *maskNode) ([]byte, int) {
 	n := 0
-	obj.ForEach(func(k, v gjson.Result) bool {
-		strategy, ok := rules[k.Str]
-		if ok && v.Type != gjson.Null {
-			n++
-			if strategy == "drop" {
+	switch {
+	case v.IsObject():
+		out = append(out, '{')
+		first := true
+		v.ForEach(func(k, val gjson.Result) bool {
+			child := node.child(k.Str)
+			if child != nil && child.strategy == "drop" && val.Type != gjson.Null {
+				n++
 				return true
 			}
-		}
-		if len(out) > 1 {
-			out = append(out, ',')
-		}
-		out = append(out, k.Raw...)
-		out = append(out, ':')
-		if ok && v.Type != gjson.Null {
-			out = schemas.AppendString(out, m.maskValue(v, strategy))
-		} else {
-			out = append(out, v.Raw...)
-		}
-		return true
-	})
-	if n == 0 {
-		return raw, 0
+			if !first {
+				out = append(out, ',')
+			}
+			first = false
+			out = append(out, k.Raw...)
+			out = append(out, ':')
+			var c int
+			switch {
+			case child == nil:
+				out = append(out, val.Raw...)
+			case child.strategy != "":
+				out, c = m.leaf(out, val, child.strategy)
+			default:
+				out, c = m.walk(out, val, child)
+			}
+			n += c
+			return true
+		})
+		out = append(out, '}')
+	case v.IsArray():
+		out = append(out, '[')
+		i := 0
+		v.ForEach(func(_, el gjson.Result) bool {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			i++
+			var c int
+			out, c = m.walk(out, el, node)
+			n += c
+			return true
+		})
+		out = append(out, ']')
+	default:
+		out = append(out, v.Raw...)
 	}
-	return append(out, '}'), n
+	return out, n
 }
 
-// apply masks the value at r.sub of the JSON object raw, returning the new
-// object and whether anything changed. raw is not modified.
-func (m *Masker) apply(raw json.RawMessage, r maskRule) (json.RawMessage, bool, error) {
-	v := gjson.GetBytes(raw, r.sub)
-	if !v.Exists() || v.Type == gjson.Null {
-		return nil, false, nil
+// leaf appends the masked form of a value a rule names: a string or number
+// masked by strategy, each element of an array masked alike, null kept,
+// and anything else (an object, a boolean) "***", or its hash.
+func (m *Masker) leaf(out []byte, v gjson.Result, strategy string) ([]byte, int) {
+	switch {
+	case v.Type == gjson.Null:
+		return append(out, v.Raw...), 0
+	case v.IsArray():
+		n := 0
+		out = append(out, '[')
+		i := 0
+		v.ForEach(func(_, el gjson.Result) bool {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			i++
+			var c int
+			out, c = m.leaf(out, el, strategy)
+			n += c
+			return true
+		})
+		return append(out, ']'), n
 	}
-	var out []byte
-	var err error
-	if r.strategy == "drop" {
-		out, err = sjson.DeleteBytes(raw, r.sub)
-	} else {
-		out, err = sjson.SetBytes(raw, r.sub, m.maskValue(v, r.strategy))
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	return out, true, nil
+	return schemas.AppendString(out, m.maskValue(v, strategy)), 1
 }
 
 func (m *Masker) maskValue(v gjson.Result, strategy string) string {

@@ -104,7 +104,7 @@ func New(o Options) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("processor.mask: %w", err)
 	}
-	if len(m.rules) > 0 {
+	if m.rules > 0 {
 		m.Masked = func(n int) { p.masked.Add(int64(n)) }
 		stages = append(stages, m)
 	}

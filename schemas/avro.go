@@ -128,6 +128,11 @@ func FromAvroNative(native any) (*Event, error) {
 		if !ok {
 			return nil
 		}
+		structure, tooDeep, _ := checkStructure([]byte(s), k)
+		ps = append(ps, structure...)
+		if tooDeep {
+			return nil
+		}
 		if !gjson.Valid(s) || !gjson.Parse(s).IsObject() {
 			ps = append(ps, Problem{k, "must hold JSON object text"})
 			return nil

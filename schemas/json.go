@@ -36,6 +36,13 @@ type JSON struct {
 // Decode parses one JSON object, keeps unknown top-level fields in Extra and
 // validates the result. Every problem is reported, not only the first.
 //
+// Beyond the schema, it rejects as ClassInvalid what JSON readers would
+// read differently, so that what Firehose checks and masks is what every
+// consumer sees: nesting deeper than MaxDepth, two keys of one object
+// (at any depth) that are equal ignoring case, a top-level key that
+// differs from a schema field only in case ("Lead_Data"), and invalid
+// UTF-8.
+//
 // It validates the bytes once and then walks the top-level object with
 // gjson, which copies only the strings it returns: about ten times faster
 // than encoding/json into a map, which this sits on the hot path of every
@@ -44,10 +51,11 @@ func (j JSON) Decode(data []byte) (*Event, error) {
 	if !j.Borrow {
 		data = bytes.Clone(data)
 	}
-	if !utf8.Valid(data) {
-		// Outside strings JSON is ASCII, so this only touches string
-		// contents, as encoding/json does.
-		data = bytes.ToValidUTF8(data, []byte("\uFFFD"))
+	// The structure check comes first: it is iterative, and rejects what
+	// is too deep before the recursive grammar check sees it.
+	structure, tooDeep, spaced := checkStructure(data, "")
+	if tooDeep {
+		return nil, &Error{Class: ClassInvalid, Problems: structure}
 	}
 	if !gjson.ValidBytes(data) {
 		var v any
@@ -64,7 +72,7 @@ func (j JSON) Decode(data []byte) (*Event, error) {
 		return nil, decodeError(fmt.Errorf("not a JSON object: %s", kindOf(root)))
 	}
 	e := new(Event)
-	var ps []Problem
+	ps := structure
 	var haveSeq bool
 	str := func(name string, v gjson.Result, dst *string) {
 		switch v.Type {
@@ -81,7 +89,7 @@ func (j JSON) Decode(data []byte) (*Event, error) {
 		case !v.IsObject():
 			ps = append(ps, Problem{name, "must be an object, got " + kindOf(v)})
 		default:
-			*dst = compact(v.Raw)
+			*dst = compactIf(spaced, v.Raw)
 		}
 	}
 	root.ForEach(func(key, v gjson.Result) bool {
@@ -144,10 +152,14 @@ func (j JSON) Decode(data []byte) (*Event, error) {
 		case "lead_data":
 			obj(k, v, &e.LeadData)
 		default:
+			if _, known := order[foldKey(k)]; known {
+				ps = append(ps, Problem{k, "differs from a schema field only in case: field names are case-sensitive"})
+				break
+			}
 			if e.Extra == nil {
 				e.Extra = make(map[string]json.RawMessage)
 			}
-			e.Extra[k] = compact(v.Raw)
+			e.Extra[k] = compactIf(spaced, v.Raw)
 		}
 		return true
 	})
@@ -163,6 +175,7 @@ func (j JSON) Decode(data []byte) (*Event, error) {
 	}
 	if len(ps) > 0 {
 		slices.SortStableFunc(ps, func(a, b Problem) int { return fieldOrder(a.Field) - fieldOrder(b.Field) })
+		ps = slices.CompactFunc(ps, func(a, b Problem) bool { return a == b })
 		return nil, &Error{Class: ClassInvalid, Problems: ps}
 	}
 	return e, nil
@@ -296,6 +309,15 @@ func integer(v gjson.Result) (int64, error) {
 		return 0, fmt.Errorf("must be a 64-bit integer, got %s", v.Raw)
 	}
 	return n, nil
+}
+
+// compactIf is compact for a document that has white space outside its
+// strings, and shares raw's memory otherwise.
+func compactIf(spaced bool, raw string) json.RawMessage {
+	if spaced {
+		return compact(raw)
+	}
+	return unsafe.Slice(unsafe.StringData(raw), len(raw))[:len(raw):len(raw)]
 }
 
 // compact returns raw (valid JSON) without insignificant white space,

@@ -1,0 +1,92 @@
+package schemas
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const base = `"event_id":"e","timestamp":"2024-01-15T14:30:45Z","account_id":"a","resource_id":"r","sequence":1,"event_type":"t"`
+
+// Events that JSON readers would read differently are rejected as invalid,
+// naming the field, instead of being passed on with one reading chosen.
+func TestDecodeRejectsAmbiguousJSON(t *testing.T) {
+	tests := []struct {
+		name, in, field, msg string
+	}{
+		{"duplicate nested leaf", `{` + base + `,"metadata":{"contact":{"phone":"000-000-0000","phone":"412-087-5956"}}}`,
+			"metadata.contact.phone", "duplicate key"},
+		{"duplicate intermediate object", `{` + base + `,"metadata":{"contact":{"phone":"1"},"contact":{"phone":"2"}}}`,
+			"metadata.contact", "duplicate key"},
+		{"duplicate top-level key", `{` + base + `,"account_id":"b"}`, "account_id", "duplicate key"},
+		{"case variant in lead_data", `{` + base + `,"lead_data":{"ssn":"1","SSN":"123-45-6789"}}`,
+			"lead_data.SSN", `differs from key "ssn" only in case`},
+		{"case variant of a schema field", `{` + base + `,"Lead_Data":{"ssn":"123-45-6789"}}`,
+			"Lead_Data", "differs from a schema field only in case"},
+		{"escaped duplicate", `{` + base + `,"lead_data":{"ssn":"1","s\u0073n":"123-45-6789"}}`,
+			"lead_data.ssn", "duplicate key"},
+		{"Kelvin sign folds to k", `{` + base + `,"metadata":{"kind":"a","` + "\u212a" + `ind":"b"}}`,
+			"metadata.\u212aind", "only in case"},
+		{"duplicate inside an array element", `{` + base + `,"metadata":{"contacts":[{"phone":"1","phone":"2"}]}}`,
+			"metadata.contacts[].phone", "duplicate key"},
+		{"invalid UTF-8", `{` + base + `,"metadata":{"name":"bad` + "\xff" + `"}}`, "", "invalid UTF-8 at byte"},
+		{"too deep", `{` + base + `,"metadata":{"a":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}}`,
+			"metadata.a" + strings.Repeat("[]", MaxDepth-3), "nests deeper than 64 levels"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := JSON{}.Decode([]byte(tt.in))
+			se, ok := err.(*Error)
+			if !ok || se.Class != ClassInvalid {
+				t.Fatalf("got %v, want an invalid event", err)
+			}
+			for _, p := range se.Problems {
+				if p.Field == tt.field && strings.Contains(p.Msg, tt.msg) {
+					return
+				}
+			}
+			t.Fatalf("problems %+v lack %s: %s", se.Problems, tt.field, tt.msg)
+		})
+	}
+}
+
+// Distinct keys, keys that only look alike, and nesting up to the limit
+// stay valid.
+func TestDecodeAcceptsDistinctKeysAndDepthAtTheLimit(t *testing.T) {
+	for _, in := range []string{
+		`{` + base + `,"metadata":{"phone":"1","phone2":"2","contact":{"phone":"3"}},"lead_data":{"phone":"4"}}`,
+		`{` + base + `,"metadata":{"a":[{"phone":"1"},{"phone":"2"}]}}`,
+		`{` + base + `,"metadata":{"s":"{\"x\":1,\"x\":2}"}}`, // a string that looks like JSON is not parsed
+		`{` + base + `,"metadata":{"a":` + strings.Repeat("[", MaxDepth-2) + strings.Repeat("]", MaxDepth-2) + `}}`,
+	} {
+		if _, err := (JSON{}).Decode([]byte(in)); err != nil {
+			t.Errorf("%.80s…: %v", in, err)
+		}
+	}
+}
+
+// A huge object of distinct keys is checked in linear time, and a deep
+// document is refused without recursion: both return.
+func TestStructureCheckScales(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{` + base + `,"metadata":{`)
+	for i := range 50000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"k`)
+		b.WriteString(strings.Repeat("x", i%7))
+		b.WriteString(itoa(i))
+		b.WriteString(`":1`)
+	}
+	b.WriteString(`}}`)
+	if _, err := (JSON{}).Decode([]byte(b.String())); err != nil {
+		t.Fatal(err)
+	}
+	deep := `{` + base + `,"metadata":{"a":` + strings.Repeat("[", 500000) + strings.Repeat("]", 500000) + `}}`
+	if _, err := (JSON{}).Decode([]byte(deep)); ClassOf(err) != ClassInvalid {
+		t.Fatalf("500,000 levels: %v", err)
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

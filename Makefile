@@ -70,6 +70,7 @@ FUZZ_TARGETS := \
 	./filter:FuzzMatch \
 	./processor:FuzzMaskFunctions \
 	./processor:FuzzMaskerApply \
+	./processor:FuzzMaskingHoldsForEveryReader \
 	./pullapi:FuzzDecodePosition \
 	./internal/config:FuzzParseTokens \
 	./internal/ops:FuzzParseOffsets

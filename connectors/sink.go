@@ -8,7 +8,10 @@ package connectors
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -31,7 +34,9 @@ type Sink interface {
 // Batch is a run of consecutive events of one topic partition (and, when
 // the connector has a path template, one rendered path).
 type Batch struct {
-	ID          string // stable across retries: <connector>-<topic>-<partition>-<first offset>
+	// ID names exactly this content: the same ID always means the same
+	// records, in retries and after crashes (see BatchID).
+	ID          string
 	Connector   string
 	Topic       string
 	Partition   int32
@@ -53,6 +58,30 @@ type Batch struct {
 	// SealedAt is when the batch was closed for delivery; it is the
 	// delivered_at of every event in it.
 	SealedAt time.Time
+}
+
+// BatchID returns the id of a batch of records of one topic partition, in
+// offset order: <connector>-<topic>-<partition>-<first offset>-<last
+// offset>-<16 hex digits of an FNV-1a hash of every offset in it>.
+//
+// A receiver may drop a batch whose id it has stored: the id names exactly
+// one set of records. After a crash between a destination's acknowledgement
+// and the commit, the next owner of the partition reads again from the
+// committed offset and may cut different batches; those get other ids
+// (a longer batch from the same first offset ends later, and a batch of
+// the same range that holds other records, as one split by a path rendered
+// from processing time can, hashes differently), so a receiver that
+// de-duplicates by id loses nothing: at worst it stores some events twice,
+// each copy identical.
+func BatchID(connector string, recs []*kgo.Record) string {
+	first, last := recs[0], recs[len(recs)-1]
+	h := fnv.New64a()
+	var buf [8]byte
+	for _, r := range recs {
+		binary.BigEndian.PutUint64(buf[:], uint64(r.Offset))
+		h.Write(buf[:])
+	}
+	return fmt.Sprintf("%s-%s-%d-%d-%d-%016x", connector, first.Topic, first.Partition, first.Offset, last.Offset, h.Sum64())
 }
 
 // Error classes for destination errors. Wrap an error with Permanent or

@@ -402,7 +402,7 @@ func (ps *partState) seal(w *Worker, path string) {
 	first := b.records[0]
 	ext := w.enc.Extension() + w.comp.Extension()
 	ps.sealed = append(ps.sealed, &Batch{
-		ID:          fmt.Sprintf("%s-%s-%d-%d", w.name, first.Topic, first.Partition, first.Offset),
+		ID:          BatchID(w.name, b.records),
 		Connector:   w.name,
 		Topic:       first.Topic,
 		Partition:   first.Partition,

@@ -56,6 +56,17 @@ func (p *Pipeline) Process(rec *kgo.Record) (*kgo.Record, Outcome) {
 	if err != nil {
 		return p.dead(rec, schemas.ClassOf(err), schemas.Detail(err)), DeadLettered
 	}
+	// The raw partition, and so dedupe state and order, follow the key.
+	// A record keyed otherwise than by its resource would put one
+	// resource in two partitions, past dedupe and out of order, once the
+	// output is re-keyed by resource_id.
+	if string(rec.Key) != e.ResourceID {
+		msg := fmt.Sprintf("record key %q differs from resource_id %q: key each record by its resource_id, so that a resource's events stay in one partition, in order and de-duplicated", rec.Key, e.ResourceID)
+		if rec.Key == nil {
+			msg = fmt.Sprintf("record has no key: key each record by its resource_id (%q), so that a resource's events stay in one partition, in order and de-duplicated", e.ResourceID)
+		}
+		return p.dead(rec, schemas.ClassInvalid, msg), DeadLettered
+	}
 	for _, s := range p.Stages {
 		keep, err := s.Apply(rec, e)
 		if err != nil {

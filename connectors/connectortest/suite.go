@@ -57,7 +57,6 @@ func MakeBatch(t testing.TB, partition int32, first int64, events []*schemas.Eve
 		t.Fatal(err)
 	}
 	b := &connectors.Batch{
-		ID:          fmt.Sprintf("suite-events-%d-%d", partition, first),
 		Connector:   "suite",
 		Topic:       "events",
 		Partition:   partition,
@@ -70,6 +69,7 @@ func MakeBatch(t testing.TB, partition int32, first int64, events []*schemas.Eve
 	for i := range events {
 		b.Records = append(b.Records, &kgo.Record{Topic: "events", Partition: partition, Offset: first + int64(i)})
 	}
+	b.ID = connectors.BatchID("suite", b.Records)
 	raw, err := enc.Encode(nil, b)
 	if err != nil {
 		t.Fatal(err)

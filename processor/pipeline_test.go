@@ -1,0 +1,51 @@
+package processor
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/internal/dlq"
+	"github.com/firehose/firehose/schemas"
+)
+
+// The bad records a fault-injection review found delivered: each is now a
+// dead letter of class invalid whose message says what to fix, and a good
+// record after them is still emitted.
+func TestBadRecordsThatGotThroughAreDeadLettered(t *testing.T) {
+	p := &Pipeline{In: schemas.JSON{}, Out: schemas.JSON{}, EventsTopic: "events", DLQTopic: "dlq", MaxEventBytes: 4 << 20, Now: time.Now}
+	ev := func(resource, more string) []byte {
+		return []byte(`{"event_id":"e","timestamp":"2024-01-15T14:30:45Z","account_id":"a","resource_id":"` + resource + `","sequence":1,"event_type":"t"` + more + `}`)
+	}
+	tests := []struct {
+		name  string
+		key   []byte
+		value []byte
+		msg   string
+	}{
+		{"key differs from resource_id", []byte("lead_2"), ev("lead_1", ""), `record key "lead_2" differs from resource_id "lead_1"`},
+		{"no key", nil, ev("lead_1", ""), "record has no key"},
+		{"duplicated top-level key", []byte("lead_1"), ev("lead_1", `,"sequence":2`), "sequence: duplicate key"},
+		{"invalid UTF-8 in a string", []byte("lead_1"), ev("lead_1", `,"metadata":{"n":"a`+"\xc3\x28"+`"}`), "invalid UTF-8"},
+		{"100,000-deep object", []byte("lead_1"), ev("lead_1", `,"metadata":`+strings.Repeat(`{"a":`, 100000)+"1"+strings.Repeat("}", 100000)), "nests deeper than 64 levels"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, outcome := p.Process(&kgo.Record{Key: tt.key, Value: tt.value})
+			if outcome != DeadLettered || out.Topic != "dlq" {
+				t.Fatalf("outcome %v, want a dead letter", outcome)
+			}
+			if c := dlq.Header(out, dlq.HeaderClass); c != schemas.ClassInvalid {
+				t.Fatalf("class %q", c)
+			}
+			if m := dlq.Header(out, dlq.HeaderMessage); !strings.Contains(m, tt.msg) {
+				t.Fatalf("message %q lacks %q", m, tt.msg)
+			}
+		})
+	}
+	if _, outcome := p.Process(&kgo.Record{Key: []byte("lead_1"), Value: ev("lead_1", "")}); outcome != Emitted {
+		t.Fatalf("a good record after them: %v", outcome)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/firehose/firehose/filter"
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
+	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -72,9 +73,10 @@ type Options struct {
 	Retry        RetryPolicy
 	// Observer, if set, hears of every delivery attempt (metrics).
 	Observer Observer
-	// ShutdownTimeout bounds the flush on stop (default 30s). A negative
-	// value stops at once without flushing or committing, as a crash does;
-	// tests use it.
+	// ShutdownTimeout bounds a stop: the flush of open batches, the last
+	// commits and leaving the group (default config.DefaultShutdownTimeout). A
+	// negative value stops at once without flushing or committing, as a
+	// crash does; tests use it.
 	ShutdownTimeout time.Duration
 }
 
@@ -199,7 +201,7 @@ func New(o Options) (*Worker, error) {
 		o.Observer = nopObserver{}
 	}
 	if o.ShutdownTimeout == 0 {
-		o.ShutdownTimeout = 30 * time.Second
+		o.ShutdownTimeout = config.DefaultShutdownTimeout
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -257,7 +259,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if derr := w.deliverAndCommit(sctx, cl); err == nil && !errors.Is(derr, ErrStopped) {
 		err = derr
 	}
-	cl.Close()
+	kafkaclient.CloseWithin(sctx, cl.Close, w.log)
 	w.log.Info("connector stopped", "delivered", w.stats.Delivered.Load())
 	return err
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/firehose/firehose/filter"
 	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -28,6 +29,10 @@ type Options struct {
 	Log        *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// ShutdownTimeout bounds leaving the group on stop (default
+	// config.DefaultShutdownTimeout); the transaction under way gets at
+	// most 10 s of it to commit.
+	ShutdownTimeout time.Duration
 	// beforeEnd, if set, runs after a transaction's records are produced
 	// and before it is committed; tests use it to crash at that point.
 	beforeEnd func(ctx context.Context) error
@@ -74,6 +79,9 @@ func New(o Options) (*Processor, error) {
 	}
 	if o.maxPoll == 0 {
 		o.maxPoll = 10000
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = config.DefaultShutdownTimeout
 	}
 	p := &Processor{o: o, log: o.Log.With("component", "processor")}
 	pc := cfg.Processor
@@ -206,7 +214,11 @@ func (p *Processor) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("processor: create client: %w", err)
 	}
-	defer sess.Close()
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.o.ShutdownTimeout)
+		defer cancel()
+		kafkaclient.CloseWithin(cctx, sess.Close, p.log)
+	}()
 	p.log.Info("processor started", "from", cfg.Topology.Raw.Name, "to", cfg.Topology.Events.Name, "group", cfg.Processor.Group, "transactional_id", cfg.Processor.TransactionalID)
 
 	for {

@@ -45,6 +45,6 @@ and leaves the groups.`,
 	configFlag(cmd, &path)
 	cmd.Flags().StringSliceVar(&o.Roles, "role", nil, "roles to run: processor, connector, api or all (default all)")
 	cmd.Flags().StringSliceVar(&o.Connectors, "connector", nil, "run only these connectors (default every enabled one)")
-	cmd.Flags().DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 0, "how long a stop may flush open batches (default 30s)")
+	cmd.Flags().DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 0, "how long a stop may take to flush, commit and leave the groups (default 30s); the process exits at most 5s after it")
 	return cmd
 }

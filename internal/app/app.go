@@ -43,7 +43,10 @@ type Options struct {
 	// OnReady is called once, when the HTTP listener is bound and every
 	// component has been assigned its partitions.
 	OnReady func(httpAddr string)
-	// ShutdownTimeout bounds the flush of each connector on stop.
+	// ShutdownTimeout bounds a stop (default
+	// config.DefaultShutdownTimeout): each connector's flush and commits,
+	// the processor's last transaction, and leaving the groups. Run
+	// returns at most StopMargin after it, whatever the groups are doing.
 	ShutdownTimeout time.Duration
 	// DevTokens makes the pull API accept dev-<account_id> for any
 	// account, and serve even without configured tokens. Only firehose dev
@@ -78,7 +81,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 
 	if o.has(RoleProcessor) && cfg.Processor.IsEnabled() {
-		p, err := processor.New(processor.Options{Config: *cfg, Kafka: kopts, ClientOpts: []kgo.Opt{m.KafkaHooks("processor")}, Log: o.Log})
+		p, err := processor.New(processor.Options{Config: *cfg, Kafka: kopts, ClientOpts: []kgo.Opt{m.KafkaHooks("processor")}, Log: o.Log, ShutdownTimeout: o.ShutdownTimeout})
 		if err != nil {
 			return err
 		}
@@ -177,11 +180,45 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			}
 		})
 	}
-	err = g.Wait()
+	err = waitBounded(gctx, g.Wait, o.ShutdownTimeout, o.Log)
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	return err
+}
+
+// StopMargin is how long Run may take past the shutdown timeout to return
+// once a stop began: the components bound their own work by the timeout,
+// and this is the last guard.
+const StopMargin = 5 * time.Second
+
+// ErrStopTimeout is returned by Run when components had not stopped within
+// the shutdown timeout plus StopMargin. Nothing was committed past what was
+// delivered, so a restart delivers again from the last commit.
+var ErrStopTimeout = errors.New("stop did not finish within the shutdown timeout")
+
+// waitBounded waits for wait to return, but once stopping (ctx done) no
+// longer than timeout plus StopMargin.
+func waitBounded(stopping context.Context, wait func() error, timeout time.Duration, log *slog.Logger) error {
+	if timeout <= 0 {
+		timeout = config.DefaultShutdownTimeout
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- wait() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-stopping.Done():
+	}
+	t := time.NewTimer(timeout + StopMargin)
+	defer t.Stop()
+	select {
+	case err := <-errc:
+		return err
+	case <-t.C:
+		log.Error("components did not stop within the shutdown timeout; exiting with their work abandoned (a restart delivers again from the last commit)", "timeout", timeout+StopMargin)
+		return ErrStopTimeout
+	}
 }
 
 func newPullAPI(cfg *config.Config, o Options, kopts []kgo.Opt) (*pullapi.Server, error) {

@@ -23,6 +23,11 @@ const (
 	topicMaxMessageBytes = "8388608"
 )
 
+// DefaultShutdownTimeout is how long a stop may take by default, for the
+// processor and every connector: finishing the transaction or flushing open
+// batches, committing, and leaving the group (run --shutdown-timeout).
+const DefaultShutdownTimeout = 30 * time.Second
+
 // SetDefaults fills every field left empty. It is the one place defaults
 // live; Load calls it before Validate.
 func (c *Config) SetDefaults() {

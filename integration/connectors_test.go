@@ -187,7 +187,9 @@ type scripted struct {
 	ahead   atomic.Int64
 }
 
-var batchRe = regexp.MustCompile(`-(\d+)-(\d+)$`)
+// batchRe reads the partition and first offset from a batch id
+// (connectors.BatchID).
+var batchRe = regexp.MustCompile(`-(\d+)-(\d+)-\d+-[0-9a-f]{16}$`)
 
 func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)

@@ -9,7 +9,7 @@ import (
 )
 
 func newRunCmd(g *globals) *cobra.Command {
-	var path string
+	var path, instanceID string
 	var o app.Options
 	cmd := &cobra.Command{
 		Use:   "run -c FILE [--role processor|connector|api|all] [--connector NAME]",
@@ -37,6 +37,12 @@ and leaves the groups.`,
 					return fmt.Errorf("--role must be processor, connector, api or all, got %q", r)
 				}
 			}
+			if instanceID != "" {
+				cfg.Kafka.InstanceID = instanceID
+				if err := cfg.Validate(); err != nil {
+					return printConfigErrors(fmt.Errorf("--instance-id: %w", err))
+				}
+			}
 			o.Log = log
 			o.OnReady = func(addr string) { log.Info("ready", "http", addr) }
 			return app.Run(cmd.Context(), cfg, o)
@@ -44,6 +50,7 @@ and leaves the groups.`,
 	}
 	configFlag(cmd, &path)
 	cmd.Flags().StringSliceVar(&o.Roles, "role", nil, "roles to run: processor, connector, api or all (default all)")
+	cmd.Flags().StringVar(&instanceID, "instance-id", "", "static group membership: this worker's stable id, unique among the workers of its groups (overrides kafka.instance_id)")
 	cmd.Flags().StringSliceVar(&o.Connectors, "connector", nil, "run only these connectors (default every enabled one)")
 	cmd.Flags().DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 0, "how long a stop may take to flush, commit and leave the groups (default 30s); the process exits at most 5s after it")
 	return cmd

@@ -81,7 +81,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 
 	if o.has(RoleProcessor) && cfg.Processor.IsEnabled() {
-		p, err := processor.New(processor.Options{Config: *cfg, Kafka: kopts, ClientOpts: []kgo.Opt{m.KafkaHooks("processor")}, Log: o.Log, ShutdownTimeout: o.ShutdownTimeout})
+		p, err := processor.New(processor.Options{Config: *cfg, Kafka: kopts, ClientOpts: append(kafkaclient.GroupOptions(cfg.Kafka, "processor"), m.KafkaHooks("processor")), Log: o.Log, ShutdownTimeout: o.ShutdownTimeout})
 		if err != nil {
 			return err
 		}
@@ -104,7 +104,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 				DLQTopic:        cfg.Topology.DLQ.Name,
 				EventsEncoding:  cfg.Topology.Events.Encoding,
 				Sink:            sink,
-				Kafka:           append(slices.Clip(kopts), m.KafkaHooks("connector:"+c.Name)),
+				Kafka:           append(append(slices.Clip(kopts), kafkaclient.GroupOptions(cfg.Kafka, c.Name)...), m.KafkaHooks("connector:"+c.Name)),
 				Log:             o.Log,
 				ShutdownTimeout: o.ShutdownTimeout,
 				Observer:        m.Observer(c.Name),

@@ -36,6 +36,25 @@ type Kafka struct {
 	ClientID string   `yaml:"client_id"` // default "firehose"
 	TLS      TLS      `yaml:"tls"`
 	SASL     SASL     `yaml:"sasl"`
+	// InstanceID turns on static group membership: each consumer group
+	// of the process (the processor's, each connector's) gets the member
+	// instance id <InstanceID>-<processor|connector name>. A worker that
+	// restarts with the same id takes its partitions back at once,
+	// without a rebalance, and replaces a crashed incarnation the broker
+	// still counts as a member. Every worker of a group needs its own id,
+	// stable across restarts (a StatefulSet pod name, or a slot number);
+	// two live workers with one id fence each other. A worker stopped
+	// for good keeps its partitions until SessionTimeout. Empty (the
+	// default): dynamic membership. run --instance-id overrides it.
+	InstanceID string `yaml:"instance_id"`
+	// SessionTimeout is how long the broker waits for a worker's
+	// heartbeat before it gives the worker's partitions to others
+	// (default 45s; the broker bounds it, 6s to 30m on Kafka's defaults).
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// RebalanceTimeout is how long a rebalance waits for every member to
+	// rejoin (default 60s). A connector's revoke waits for its
+	// deliveries within it.
+	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
 }
 
 // TLS configures encryption to the brokers. Files are PEM.

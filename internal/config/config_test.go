@@ -211,3 +211,22 @@ func FuzzParseTokens(f *testing.F) {
 		}
 	})
 }
+
+func TestGroupMembershipSettings(t *testing.T) {
+	c, err := Parse("f.yaml", []byte("kafka:\n  brokers: [localhost:9092]\n  instance_id: worker-3\n  session_timeout: 10s\n"), Options{Lookup: env(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Kafka.InstanceID != "worker-3" || c.Kafka.SessionTimeout != 10*time.Second || c.Kafka.RebalanceTimeout != DefaultRebalanceTimeout {
+		t.Fatalf("kafka section %+v", c.Kafka)
+	}
+	_, err = Parse("f.yaml", []byte("kafka:\n  brokers: [localhost:9092]\n  instance_id: \"worker 3/a\"\n  rebalance_timeout: 10ms\n"), Options{Lookup: env(nil)})
+	for _, want := range []string{
+		`f.yaml:3:16: kafka.instance_id: must be letters, digits, '.', '_' and '-' (at most 200), got "worker 3/a"`,
+		`f.yaml:4:22: kafka.rebalance_timeout: must be at least 1s, got 10ms`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in: %v", want, err)
+		}
+	}
+}

@@ -23,6 +23,12 @@ const (
 	topicMaxMessageBytes = "8388608"
 )
 
+// Consumer group timeouts, as Kafka's clients default them.
+const (
+	DefaultSessionTimeout   = 45 * time.Second
+	DefaultRebalanceTimeout = 60 * time.Second
+)
+
 // DefaultShutdownTimeout is how long a stop may take by default, for the
 // processor and every connector: finishing the transaction or flushing open
 // batches, committing, and leaving the group (run --shutdown-timeout).
@@ -33,6 +39,12 @@ const DefaultShutdownTimeout = 30 * time.Second
 func (c *Config) SetDefaults() {
 	if c.Kafka.ClientID == "" {
 		c.Kafka.ClientID = "firehose"
+	}
+	if c.Kafka.SessionTimeout == 0 {
+		c.Kafka.SessionTimeout = DefaultSessionTimeout
+	}
+	if c.Kafka.RebalanceTimeout == 0 {
+		c.Kafka.RebalanceTimeout = DefaultRebalanceTimeout
 	}
 	deleteTopic := map[string]string{
 		"retention.ms":      RetentionMS,
@@ -169,6 +181,15 @@ func (c *Config) Validate() error {
 	default:
 		v.add("kafka.sasl.mechanism", "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", c.Kafka.SASL.Mechanism)
 	}
+	if c.Kafka.SessionTimeout < time.Second {
+		v.add("kafka.session_timeout", "must be at least 1s, got %v", c.Kafka.SessionTimeout)
+	}
+	if c.Kafka.RebalanceTimeout < time.Second {
+		v.add("kafka.rebalance_timeout", "must be at least 1s, got %v", c.Kafka.RebalanceTimeout)
+	}
+	if id := c.Kafka.InstanceID; id != "" && !instanceIDPattern.MatchString(id) {
+		v.add("kafka.instance_id", "must be letters, digits, '.', '_' and '-' (at most 200), got %q", id)
+	}
 	if (c.Kafka.TLS.CertFile == "") != (c.Kafka.TLS.KeyFile == "") {
 		v.add("kafka.tls", "cert_file and key_file go together")
 	}
@@ -276,6 +297,10 @@ func (c *Config) Validate() error {
 	}
 	return v.err()
 }
+
+// instanceIDPattern is what kafka.instance_id may hold: Kafka accepts
+// these characters in a group instance id.
+var instanceIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
 
 // MaskStrategies are the values MaskRule.Strategy accepts.
 var MaskStrategies = []string{"last4", "email", "phone_area", "initial", "hash", "drop"}

@@ -96,3 +96,21 @@ func (s slogLogger) Log(level kgo.LogLevel, msg string, kv ...any) {
 		s.l.Debug(msg, kv...)
 	}
 }
+
+// GroupOptions are the consumer group options of one member of a process:
+// the session and rebalance timeouts, and, with kafka.instance_id set, the
+// static member id <instance_id>-<member> (member is "processor" or the
+// connector's name), unique per group and stable across restarts.
+func GroupOptions(cfg config.Kafka, member string) []kgo.Opt {
+	opts := []kgo.Opt{}
+	if cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
+	}
+	if cfg.RebalanceTimeout > 0 {
+		opts = append(opts, kgo.RebalanceTimeout(cfg.RebalanceTimeout))
+	}
+	if cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID+"-"+member))
+	}
+	return opts
+}

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -29,10 +30,14 @@ type PartitionStatus struct {
 	Partition int32 `json:"partition"`
 	Committed int64 `json:"committed"` // -1: nothing committed
 	End       int64 `json:"end"`
-	Lag       int64 `json:"lag"`
+	// Lag is the events waiting: records between Committed and End,
+	// transaction markers and aborted records not counted, for a span of
+	// up to MaxCountedLag offsets; beyond that, End minus Committed.
+	Lag int64 `json:"lag"`
 	// OldestWaitingSeconds is the age of the first event not yet
 	// committed (by its Kafka timestamp); 0 when nothing waits.
 	OldestWaitingSeconds float64 `json:"oldest_waiting_seconds"`
+	start                int64   // the partition's log start offset
 }
 
 // GroupStatus is what status reports for one worker.
@@ -105,7 +110,7 @@ func Status(ctx context.Context, kopts []kgo.Opt, dlqTopic string, workers []Wor
 	}
 
 	var out []GroupStatus
-	waiting := map[string]map[int32]kgo.Offset{}
+	waiting := map[string]map[int32]*span{}
 	for _, w := range workers {
 		l := second[w.Group]
 		gs := GroupStatus{Name: w.Name, Kind: w.Kind, Group: w.Group, Topic: w.Topic, State: l.State, DeadLettersLastHour: dead[w.Stage], Members: []string{}}
@@ -122,7 +127,6 @@ func Status(ctx context.Context, kopts []kgo.Opt, dlqTopic string, workers []Wor
 			if b, ok := before[w.Topic][p]; ok && b.Commit.At >= 0 && m.Commit.At > b.Commit.At {
 				gs.EventsPerSecond += float64(m.Commit.At-b.Commit.At) / elapsed
 			}
-			gs.Lag += ps.Lag
 			if h, ok := hourAgo.Lookup(w.Topic, p); ok && h.Err == nil && h.Offset >= 0 && m.Commit.At > h.Offset {
 				lastHour += m.Commit.At - h.Offset
 			}
@@ -132,14 +136,16 @@ func Status(ctx context.Context, kopts []kgo.Opt, dlqTopic string, workers []Wor
 				}
 			}
 			if ps.Lag > 0 {
-				at := ps.Committed
-				if at < 0 {
-					at = m.Start.Offset
-				}
 				if waiting[w.Topic] == nil {
-					waiting[w.Topic] = map[int32]kgo.Offset{}
+					waiting[w.Topic] = map[int32]*span{}
 				}
-				waiting[w.Topic][p] = kgo.NewOffset().At(at)
+				sp := waiting[w.Topic][p]
+				if sp == nil {
+					sp = &span{from: ps.waitingFrom(m.Start.Offset), end: m.End.Offset}
+					waiting[w.Topic][p] = sp
+				}
+				sp.from, sp.end = min(sp.from, ps.waitingFrom(m.Start.Offset)), max(sp.end, m.End.Offset)
+				ps.start = m.Start.Offset
 			}
 			gs.Partitions = append(gs.Partitions, ps)
 		}
@@ -152,56 +158,112 @@ func Status(ctx context.Context, kopts []kgo.Opt, dlqTopic string, workers []Wor
 		slices.SortFunc(gs.Partitions, func(a, b PartitionStatus) int { return int(a.Partition - b.Partition) })
 		out = append(out, gs)
 	}
-	ages := oldestWaiting(ctx, kopts, waiting)
+	scans := readWaiting(ctx, kopts, waiting)
 	for i := range out {
 		for j := range out[i].Partitions {
 			p := &out[i].Partitions[j]
-			if p.Lag == 0 {
-				continue
+			if sc := scans[out[i].Topic][p.Partition]; p.Lag > 0 && sc != nil {
+				from := p.waitingFrom(p.start)
+				k, _ := slices.BinarySearchFunc(sc.records, from, func(r waitingRecord, o int64) int { return cmp.Compare(r.offset, o) })
+				if k < len(sc.records) {
+					p.OldestWaitingSeconds = time.Since(sc.records[k].at).Seconds()
+					out[i].OldestWaitingSeconds = max(out[i].OldestWaitingSeconds, p.OldestWaitingSeconds)
+				}
+				if sc.complete {
+					p.Lag = int64(len(sc.records) - k)
+				}
 			}
-			if t, ok := ages[out[i].Topic][p.Partition]; ok {
-				p.OldestWaitingSeconds = time.Since(t).Seconds()
-				out[i].OldestWaitingSeconds = max(out[i].OldestWaitingSeconds, p.OldestWaitingSeconds)
-			}
+			out[i].Lag += p.Lag
 		}
 	}
 	return out, nil
 }
 
-// oldestWaiting reads one record at each offset, for its timestamp. Two
-// groups at different offsets of one partition share the lower; a
-// second's wait bounds it.
-func oldestWaiting(ctx context.Context, kopts []kgo.Opt, at map[string]map[int32]kgo.Offset) map[string]map[int32]time.Time {
-	out := map[string]map[int32]time.Time{}
-	if len(at) == 0 {
+// waitingFrom is the first offset of the partition not yet committed.
+func (p PartitionStatus) waitingFrom(start int64) int64 {
+	if p.Committed < 0 {
+		return start
+	}
+	return p.Committed
+}
+
+// span is the offsets of one partition some group has not committed.
+type span struct{ from, end int64 }
+
+// waitingRecord is one data record waiting in a partition.
+type waitingRecord struct {
+	offset int64
+	at     time.Time
+}
+
+// partitionScan is what readWaiting found in one partition's span: its data
+// records in offset order, and whether that is all of them (else only a
+// prefix was read).
+type partitionScan struct {
+	records  []waitingRecord
+	complete bool
+}
+
+// MaxCountedLag is the largest span of offsets status reads to count a
+// partition's lag in records. Offsets also number transaction markers (one
+// after each transaction on the events topic) and aborted records, so a
+// group that has read everything sits an offset or more behind the end; a
+// short span is read and its records counted, a longer one is reported as
+// the offset difference.
+const MaxCountedLag = 10000
+
+// readWaiting reads each span with read_committed, transaction markers
+// included, until its end or for at most two seconds in all: every data
+// record of spans up to MaxCountedLag offsets, and the first one of longer
+// spans (for its age).
+func readWaiting(ctx context.Context, kopts []kgo.Opt, spans map[string]map[int32]*span) map[string]map[int32]*partitionScan {
+	out := map[string]map[int32]*partitionScan{}
+	at := map[string]map[int32]kgo.Offset{}
+	left := 0
+	for topic, ps := range spans {
+		out[topic] = map[int32]*partitionScan{}
+		at[topic] = map[int32]kgo.Offset{}
+		for p, sp := range ps {
+			out[topic][p] = &partitionScan{}
+			at[topic][p] = kgo.NewOffset().At(sp.from)
+			left++
+		}
+	}
+	if left == 0 {
 		return out
 	}
-	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), kopts...), kgo.ConsumePartitions(at), kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
+	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), kopts...), kgo.ConsumePartitions(at),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
 	if err != nil {
 		return out
 	}
 	defer cl.Close()
-	want := 0
-	for _, ps := range at {
-		want += len(ps)
-	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	for got := 0; got < want; {
+	for left > 0 {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
 			break
 		}
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
-			if len(p.Records) == 0 {
+			sc, sp := out[p.Topic][p.Partition], spans[p.Topic][p.Partition]
+			if sc == nil || sc.complete {
 				return
 			}
-			if out[p.Topic] == nil {
-				out[p.Topic] = map[int32]time.Time{}
+			counting := sp.end-sp.from <= MaxCountedLag
+			for _, r := range p.Records {
+				if r.Offset >= sp.end {
+					break
+				}
+				if !r.Attrs.IsControl() && (counting || len(sc.records) == 0) {
+					sc.records = append(sc.records, waitingRecord{r.Offset, r.Timestamp})
+				}
 			}
-			if _, ok := out[p.Topic][p.Partition]; !ok {
-				out[p.Topic][p.Partition] = p.Records[0].Timestamp
-				got++
+			n := len(p.Records)
+			reachedEnd := n > 0 && p.Records[n-1].Offset >= sp.end-1
+			sc.complete = counting && reachedEnd
+			if sc.complete || !counting && len(sc.records) > 0 {
+				left--
 				cl.PauseFetchPartitions(map[string][]int32{p.Topic: {p.Partition}})
 			}
 		})

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -141,9 +142,22 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 		g.Go(func() error { return pull.Run(gctx) })
 	}
+	// One admin client watches this process's groups: for lag at scrape
+	// time and for groups that make no progress.
+	var health func() error
+	var groupsClient *kgo.Client
+	if len(groups) > 0 {
+		if groupsClient, err = kgo.NewClient(kopts...); err != nil {
+			return err
+		}
+		defer groupsClient.Close()
+		wd := newGroupWatchdog(kadm.NewClient(groupsClient), groups, cfg.Kafka.SessionTimeout+cfg.Kafka.RebalanceTimeout, o.Log)
+		health = wd.Health
+		g.Go(func() error { return wd.Run(gctx) })
+	}
 	var addr string
 	if cfg.API.Listen != "off" {
-		srv, err := httpserver.Listen(cfg.API.Listen, ready, o.Log)
+		srv, err := httpserver.Listen(cfg.API.Listen, ready, health, o.Log)
 		if err != nil {
 			return err
 		}
@@ -151,13 +165,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			pull.Register(srv.Mux)
 		}
 		srv.Mux.Handle("GET /metrics", m.Handler())
-		if len(groups) > 0 {
-			lagClient, err := kgo.NewClient(kopts...)
-			if err != nil {
-				return err
-			}
-			defer lagClient.Close()
-			m.Lag(lagClient, groups, o.Log)
+		if groupsClient != nil {
+			m.Lag(groupsClient, groups, o.Log)
 		}
 		addr = srv.Addr()
 		g.Go(func() error { return srv.Serve(gctx) })

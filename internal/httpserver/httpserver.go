@@ -21,8 +21,9 @@ type Server struct {
 }
 
 // Listen binds addr (host:port) so the caller learns of a busy port before
-// anything else starts. ready reports readiness for /readyz.
-func Listen(addr string, ready func() bool, log *slog.Logger) (*Server, error) {
+// anything else starts. ready reports readiness for /readyz; health, if
+// not nil, reports why the process is unhealthy for /healthz (nil: healthy).
+func Listen(addr string, ready func() bool, health func() error, log *slog.Logger) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s (api.listen): %w", addr, err)
@@ -30,6 +31,13 @@ func Listen(addr string, ready func() bool, log *slog.Logger) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if health != nil {
+			if err := health(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = fmt.Fprintf(w, "unhealthy: %v\n", err)
+				return
+			}
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {

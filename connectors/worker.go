@@ -62,6 +62,9 @@ var encodeBuffers = sync.Pool{New: func() any { return new([]byte) }}
 type Options struct {
 	Connector config.Connector
 	DLQTopic  string
+	// DLQMaxBytes is the largest record the DLQ topic takes (default
+	// config.ProducerMaxBytes); a dead letter over it has its value cut.
+	DLQMaxBytes int
 	// EventsEncoding is the encoding of the topic read (json or avro).
 	EventsEncoding string
 	// PathTemplate, if set, splits batches by the rendered path and
@@ -203,6 +206,9 @@ func New(o Options) (*Worker, error) {
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = config.DefaultShutdownTimeout
 	}
+	if o.DLQMaxBytes == 0 {
+		o.DLQMaxBytes = config.ProducerMaxBytes
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
@@ -233,7 +239,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerLinger(0),
-		kgo.ProducerBatchMaxBytes(8<<20),
+		kgo.ProducerBatchMaxBytes(config.ProducerMaxBytes),
 		kgo.OnPartitionsAssigned(w.assigned),
 		kgo.OnPartitionsRevoked(w.revoked),
 		kgo.OnPartitionsLost(w.lost),
@@ -295,12 +301,12 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 				}
 				e, err := w.codec.Decode(r.Value)
 				if err != nil {
-					dead = append(dead, dlq.Record(w.o.DLQTopic, r, dlq.Reason{Stage: w.stage(), Class: schemas.ClassOf(err), Message: schemas.Detail(err)}, now))
+					dead = append(dead, w.dlqRecord(r, dlq.Reason{Stage: w.stage(), Class: schemas.ClassOf(err), Message: schemas.Detail(err)}, now))
 					continue
 				}
 				keep, err := w.filter.Match(e)
 				if err != nil {
-					dead = append(dead, dlq.Record(w.o.DLQTopic, r, dlq.Reason{Stage: w.stage(), Class: "filter", Message: err.Error()}, now))
+					dead = append(dead, w.dlqRecord(r, dlq.Reason{Stage: w.stage(), Class: "filter", Message: err.Error()}, now))
 					continue
 				}
 				if !keep {
@@ -355,6 +361,11 @@ func (w *Worker) sealOverCap() {
 }
 
 func (w *Worker) stage() string { return "connector:" + w.name }
+
+// dlqRecord is the DLQ record for r, cut to fit the DLQ topic.
+func (w *Worker) dlqRecord(r *kgo.Record, why dlq.Reason, now time.Time) *kgo.Record {
+	return dlq.Fit(dlq.Record(w.o.DLQTopic, r, why, now), w.o.DLQMaxBytes)
+}
 
 // nextDeadline is when the oldest open batch comes of age, at most maxAge
 // from now, so a quiet stream still delivers on time.
@@ -642,7 +653,7 @@ func (w *Worker) deadLetter(ctx context.Context, cl *kgo.Client, b *Batch, class
 	now := time.Now()
 	recs := make([]*kgo.Record, len(b.Records))
 	for i, r := range b.Records {
-		recs[i] = dlq.Record(w.o.DLQTopic, r, dlq.Reason{Stage: w.stage(), Class: class, Message: cause.Error(), Extra: extra}, now)
+		recs[i] = w.dlqRecord(r, dlq.Reason{Stage: w.stage(), Class: class, Message: cause.Error(), Extra: extra}, now)
 	}
 	if err := w.produceDLQ(ctx, cl, recs); err != nil {
 		return err

@@ -28,9 +28,12 @@ type Stage interface {
 // used by one goroutine at a time per partition; stages that keep state key
 // it by partition.
 type Pipeline struct {
-	In, Out       schemas.Codec
-	EventsTopic   string
-	DLQTopic      string
+	In, Out     schemas.Codec
+	EventsTopic string
+	DLQTopic    string
+	// DLQMaxBytes is the largest record the DLQ topic takes; a dead
+	// letter over it has its value cut (dlq.Fit). 0: no limit.
+	DLQMaxBytes   int
 	MaxEventBytes int
 	Stages        []Stage
 	Now           func() time.Time
@@ -93,5 +96,5 @@ func (p *Pipeline) Process(rec *kgo.Record) (*kgo.Record, Outcome) {
 }
 
 func (p *Pipeline) dead(rec *kgo.Record, class, msg string) *kgo.Record {
-	return dlq.Record(p.DLQTopic, rec, dlq.Reason{Stage: "processor", Class: class, Message: msg}, p.Now())
+	return dlq.Fit(dlq.Record(p.DLQTopic, rec, dlq.Reason{Stage: "processor", Class: class, Message: msg}, p.Now()), p.DLQMaxBytes)
 }

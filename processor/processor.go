@@ -120,6 +120,7 @@ func New(o Options) (*Processor, error) {
 		In: in, Out: out,
 		EventsTopic:   cfg.Topology.Events.Name,
 		DLQTopic:      cfg.Topology.DLQ.Name,
+		DLQMaxBytes:   cfg.Topology.DLQ.MaxRecordBytes(),
 		MaxEventBytes: int(pc.MaxEventBytes),
 		Stages:        stages,
 		Now:           o.Now,
@@ -163,7 +164,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerLinger(5*time.Millisecond),
-		kgo.ProducerBatchMaxBytes(8<<20),
+		kgo.ProducerBatchMaxBytes(config.ProducerMaxBytes),
 		kgo.RecordPartitioner(statePartitioner{state: cfg.Topology.State.Name, keyed: kgo.StickyKeyPartitioner(nil)}),
 		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
 			p.log.Info("partitions assigned", "partitions", m)

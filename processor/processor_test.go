@@ -1,10 +1,14 @@
 package processor
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -396,5 +400,45 @@ func TestRedrivenEventPassesDedupe(t *testing.T) {
 	}
 	if fmt.Sprint(seqs) != "[1 2 3 2 4]" {
 		t.Fatalf("sequences emitted %v, want [1 2 3 2 4]: the plain duplicate dropped, the redriven one kept, and the state not moved back", seqs)
+	}
+}
+
+// A raw record just under the topic's size limit becomes a dead letter
+// that still fits the DLQ topic (its value cut, its size and SHA-256 in
+// headers), so its transaction commits and the events after it on the same
+// partition arrive. Before dead letters were cut to fit, the producer
+// refused the dead letter, the transaction aborted, the poll repeated, and
+// the partition stopped for good.
+func TestRecordJustUnderTheSizeLimitDoesNotStopItsPartition(t *testing.T) {
+	e := newEnv(t, "")
+	limit := e.cfg.Topology.DLQ.MaxRecordBytes()
+	huge := bytes.Repeat([]byte("x"), limit-300)
+	cl := e.client(kgo.DefaultProduceTopic(e.cfg.Topology.Raw.Name), kgo.ProducerBatchMaxBytes(int32(limit)))
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Key: []byte("lead_1"), Value: huge}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	after := &schemas.Event{EventID: "after", Timestamp: time.Now().UTC().Truncate(time.Millisecond), AccountID: "acc_1", ResourceID: "lead_1", Sequence: 1, EventType: "lead.created"}
+	e.produce(after)
+	e.start("poison", nil)
+
+	if got := e.events(1); got[0].EventID != "after" {
+		t.Fatalf("events holds %s", got[0].EventID)
+	}
+	dlqCl := e.client(kgo.ConsumeTopics(e.cfg.Topology.DLQ.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fs := dlqCl.PollFetches(ctx)
+	if errs := fs.Errors(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	recs := fs.Records()
+	if len(recs) != 1 {
+		t.Fatalf("%d dead letters", len(recs))
+	}
+	r := recs[0]
+	sum := sha256.Sum256(huge)
+	if dlq.Header(r, dlq.HeaderClass) != schemas.ClassOversize || dlq.Header(r, dlq.HeaderValueSize) != strconv.Itoa(len(huge)) ||
+		dlq.Header(r, dlq.HeaderValueSHA256) != hex.EncodeToString(sum[:]) || !bytes.HasPrefix(huge, r.Value) || len(r.Value) >= len(huge) {
+		t.Fatalf("dead letter: %d bytes of value, headers %v", len(r.Value), r.Headers)
 	}
 }

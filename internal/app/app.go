@@ -103,6 +103,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			w, err := connectors.New(connectors.Options{
 				Connector:       c,
 				DLQTopic:        cfg.Topology.DLQ.Name,
+				DLQMaxBytes:     cfg.Topology.DLQ.MaxRecordBytes(),
 				EventsEncoding:  cfg.Topology.Events.Encoding,
 				Sink:            sink,
 				Kafka:           append(append(slices.Clip(kopts), kafkaclient.GroupOptions(cfg.Kafka, c.Name)...), m.KafkaHooks("connector:"+c.Name)),

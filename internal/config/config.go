@@ -94,6 +94,21 @@ type Topic struct {
 	Configs           map[string]string `yaml:"configs"`
 }
 
+// ProducerMaxBytes is the largest record batch Firehose's producers send
+// (kgo.ProducerBatchMaxBytes), and so the largest record.
+const ProducerMaxBytes = 8 << 20
+
+// MaxRecordBytes is the largest record the topic takes: its
+// max.message.bytes (set by topology apply, 8 MiB by default), and never
+// more than ProducerMaxBytes.
+func (t Topic) MaxRecordBytes() int {
+	n, err := strconv.Atoi(t.Configs["max.message.bytes"])
+	if err != nil || n <= 0 || n > ProducerMaxBytes {
+		return ProducerMaxBytes
+	}
+	return n
+}
+
 // Processor configures the stage from the raw topic to the events topic.
 type Processor struct {
 	Enabled       *bool    `yaml:"enabled"`         // default true

@@ -4,6 +4,9 @@
 package dlq
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
 	"strconv"
 	"time"
 
@@ -20,6 +23,11 @@ const (
 	HeaderSourcePartition = "firehose.source.partition" //
 	HeaderSourceOffset    = "firehose.source.offset"    //
 	HeaderResponse        = "firehose.destination.response"
+	// HeaderValueSize and HeaderValueSHA256 are set when the value was
+	// truncated to fit the dead-letter topic: the original value's length
+	// in bytes and its SHA-256 (hex), so it can be found and checked.
+	HeaderValueSize   = "firehose.value.size"
+	HeaderValueSHA256 = "firehose.value.sha256"
 
 	// HeaderRedrive marks a record re-submitted from the DLQ by
 	// `firehose dlq redrive`; its value is the DLQ partition:offset. The
@@ -35,6 +43,7 @@ var reasonHeaders = map[string]bool{
 	HeaderStage: true, HeaderClass: true, HeaderMessage: true, HeaderTime: true,
 	HeaderSourceTopic: true, HeaderSourcePartition: true, HeaderSourceOffset: true,
 	HeaderResponse: true, HeaderRedrive: true, HeaderConnector: true,
+	HeaderValueSize: true, HeaderValueSHA256: true,
 }
 
 // Original returns the headers a dead-lettered record came with, without
@@ -91,6 +100,43 @@ func Record(topic string, src *kgo.Record, r Reason, now time.Time) *kgo.Record 
 	)
 	h = append(h, r.Extra...)
 	return &kgo.Record{Topic: topic, Key: src.Key, Value: src.Value, Headers: h}
+}
+
+// recordOverhead bounds what a record adds to its key, value and headers
+// in a record batch: the batch header, the record's varints and the header
+// lengths, with room to spare.
+const recordOverhead = 1024
+
+// Fit returns rec, or, when its key, value and headers would not fit in a
+// record of maxBytes (the dead-letter topic's max.message.bytes), a copy
+// whose value is cut to fit, with the original value's size and SHA-256
+// in headers. A dead letter must always be writable: one that is not would
+// abort the transaction that carries it, again and again, and stop its
+// partition for good.
+func Fit(rec *kgo.Record, maxBytes int) *kgo.Record {
+	size := len(rec.Key) + len(rec.Value)
+	for _, h := range rec.Headers {
+		size += len(h.Key) + len(h.Value)
+	}
+	if maxBytes <= 0 || size+recordOverhead <= maxBytes {
+		return rec
+	}
+	sum := sha256.Sum256(rec.Value)
+	out := *rec
+	out.Headers = append(slices.Clip(rec.Headers),
+		kgo.RecordHeader{Key: HeaderValueSize, Value: strconv.AppendInt(nil, int64(len(rec.Value)), 10)},
+		kgo.RecordHeader{Key: HeaderValueSHA256, Value: []byte(hex.EncodeToString(sum[:]))},
+	)
+	size += len(HeaderValueSize) + 20 + len(HeaderValueSHA256) + 64
+	over := size + recordOverhead - maxBytes
+	cut := min(over, len(out.Value))
+	out.Value = rec.Value[:len(rec.Value)-cut]
+	// A key as large as the limit (no producer of events sends one, but
+	// anyone can) is cut too; the value's hash still names the record.
+	if over -= cut; over > 0 {
+		out.Key = rec.Key[:max(len(rec.Key)-over, 0)]
+	}
+	return &out
 }
 
 // Header returns the value of the last header named key, or "".

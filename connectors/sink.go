@@ -153,6 +153,10 @@ func retryAfter(err error) time.Duration {
 	return 0
 }
 
+// ResponseOf returns the destination's response a Permanent error carries
+// (what the dead letter keeps), or "".
+func ResponseOf(err error) string { return response(err) }
+
 func response(err error) string {
 	var c *classified
 	if errors.As(err, &c) {

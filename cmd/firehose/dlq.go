@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -88,8 +91,8 @@ func newDLQCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "AT\tTIME\tSTAGE\tCLASS\tSOURCE\tMESSAGE")
 			for _, d := range dls {
-				fmt.Fprintf(tw, "%d:%d\t%s\t%s\t%s\t%s/%s@%s\t%s\n", d.Partition, d.Offset, d.Time.UTC().Format(time.RFC3339), d.Stage, d.Class,
-					d.SourceTopic, d.SourcePartition, d.SourceOffset, oneLine(d.Message, 100))
+				fmt.Fprintf(tw, "%d:%d\t%s\t%s\t%s\t%s/%s@%s\t%s\n", d.Partition, d.Offset, d.Time.UTC().Format(time.RFC3339), printable(d.Stage), printable(d.Class),
+					printable(d.SourceTopic), printable(d.SourcePartition), printable(d.SourceOffset), oneLine(d.Message, 100))
 			}
 			tw.Flush()
 			fmt.Fprintf(w, "%d dead letter(s); firehose dlq show -c FILE PARTITION:OFFSET prints one whole\n", len(dls))
@@ -183,12 +186,24 @@ stay in the DLQ; --since keeps the next redrive from repeating them.`,
 	return cmd
 }
 
+// oneLine makes s safe for one line of a terminal: white space runs
+// become one space, control characters (an escape sequence a webhook put
+// in its response, say) are shown escaped, and it is cut after n bytes.
 func oneLine(s string, n int) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > n {
 		s = s[:n] + "…"
 	}
-	return s
+	return printable(s)
+}
+
+// printable escapes what a terminal would act on instead of print.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsGraphic(r) && r != ' ' }) && utf8.ValidString(s) {
+		return s
+	}
+	q := strconv.QuoteToGraphic(s)
+	return q[1 : len(q)-1]
 }
 
 func printJSONLines[T any](w io.Writer, vs []T) error {

@@ -195,3 +195,15 @@ connectors:
 		t.Fatal(err)
 	}
 }
+
+// dlq list shows what a webhook put in its response, escape sequences
+// included, escaped: a terminal prints it instead of acting on it.
+func TestOneLineEscapesControlCharacters(t *testing.T) {
+	got := oneLine("HTTP 400: \x1b[2J\x1b]0;pwned\x07 bad\tinput\x00", 100)
+	if strings.ContainsAny(got, "\x1b\x07\x00") || !strings.Contains(got, `\x1b[2J`) || !strings.Contains(got, "bad input") {
+		t.Fatalf("%q", got)
+	}
+	if got := oneLine("plain message", 100); got != "plain message" {
+		t.Fatalf("%q", got)
+	}
+}

@@ -16,7 +16,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/firehose/firehose/connectors"
@@ -90,15 +92,74 @@ func (c *Config) Validate() error {
 type Sink struct {
 	cfg    Config
 	client *http.Client
+	// target is the URL as errors show it, its secrets redacted.
+	target string
+	// redact replaces every secret of the config (URL credentials and
+	// query values, bearer token, signature secret, header values) in
+	// what errors and dead letters keep: a receiver may echo a request.
+	redact *strings.Replacer
 }
 
 // New returns a webhook sink. Redirects are not followed: a webhook that
 // moved is a configuration error to see, not to guess around.
 func New(cfg Config) *Sink {
-	return &Sink{cfg: cfg, client: &http.Client{
+	return &Sink{cfg: cfg, target: RedactURL(cfg.URL), redact: secretReplacer(cfg), client: &http.Client{
 		Timeout:       cfg.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
+}
+
+// Redacted is what stands for a secret in errors and dead letters.
+const Redacted = "REDACTED"
+
+// RedactURL returns raw with its user information and the values of its
+// query replaced by REDACTED, for logs and dead letters:
+// https://REDACTED@hooks.example.com/in?api_key=REDACTED.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return Redacted
+	}
+	if u.User != nil {
+		u.User = url.User(Redacted)
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			q[k] = []string{Redacted}
+		}
+		u.RawQuery = q.Encode()
+	}
+	u.Fragment = ""
+	return u.String()
+}
+
+// secretReplacer replaces the secrets of cfg, longest first. Values
+// shorter than six bytes are left alone: they would redact ordinary words
+// and protect little.
+func secretReplacer(cfg Config) *strings.Replacer {
+	secrets := []string{cfg.URL, cfg.BearerToken, cfg.Signature.Secret}
+	if u, err := url.Parse(cfg.URL); err == nil {
+		secrets = append(secrets, u.User.String(), u.User.Username(), u.RawQuery)
+		if p, ok := u.User.Password(); ok {
+			secrets = append(secrets, p, url.QueryEscape(p))
+		}
+		for _, vs := range u.Query() {
+			for _, v := range vs {
+				secrets = append(secrets, v, url.QueryEscape(v))
+			}
+		}
+	}
+	for _, v := range cfg.Headers {
+		secrets = append(secrets, v)
+	}
+	secrets = slices.DeleteFunc(secrets, func(s string) bool { return len(s) < 6 })
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	var pairs []string
+	for _, s := range slices.Compact(secrets) {
+		pairs = append(pairs, s, Redacted)
+	}
+	return strings.NewReplacer(pairs...)
 }
 
 // maxResponse bounds how much of an error response is kept for the DLQ.
@@ -132,12 +193,13 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return connectors.Retryable(fmt.Errorf("deliver batch %s to %s: %w", b.ID, s.cfg.URL, err), 0)
+		// The client's error quotes the URL: keep only its redacted form.
+		return connectors.Retryable(fmt.Errorf("deliver batch %s to %s: %s", b.ID, s.target, s.redact.Replace(err.Error())), 0)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
-	return Classify(resp.StatusCode, resp.Header.Get("Retry-After"), body, b.ID, s.cfg.URL)
+	return Classify(resp.StatusCode, resp.Header.Get("Retry-After"), []byte(s.redact.Replace(string(body))), b.ID, s.target)
 }
 
 // Classify turns a response into nil (2xx), a retryable error (408, 429,

@@ -5,9 +5,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,5 +130,50 @@ func TestParseRetryAfter(t *testing.T) {
 		if got := ParseRetryAfter(in, now); got != want {
 			t.Errorf("%q: %s, want %s", in, got, want)
 		}
+	}
+}
+
+// A receiver that echoes the request (its URL and headers) in an error,
+// and a connection error that quotes the URL, leave no secret in the error
+// the runtime logs, nor in the response it keeps for the dead letter.
+func TestSecretsStayOutOfErrorsAndDeadLetters(t *testing.T) {
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = fmt.Fprintf(w, "rejected %s %s\n", r.Method, r.URL.String())
+		for k, v := range r.Header {
+			_, _ = fmt.Fprintf(w, "%s: %s\n", k, strings.Join(v, ","))
+		}
+		if u, p, ok := r.BasicAuth(); ok {
+			_, _ = fmt.Fprintf(w, "basic %s:%s\n", u, p)
+		}
+	}))
+	defer echo.Close()
+	secrets := []string{"hunter2-password", "sk_live_querykey", "bearer-token-123", "x-api-key-value", "0123456789abcdef-secret", "webhook-user"}
+	for _, base := range []string{echo.URL, "http://127.0.0.1:1"} {
+		raw := strings.Replace(base, "http://", "http://webhook-user:hunter2-password@", 1) + "/in?api_key=sk_live_querykey&tenant=acme"
+		cfg := Config{URL: raw, BearerToken: "bearer-token-123", Headers: map[string]string{"X-Api-Key": "x-api-key-value"}, Signature: Signature{Secret: "0123456789abcdef-secret"}}
+		cfg.Defaults()
+		s := New(cfg)
+		evs := connectortest.EventsOver(3, 2, 4)
+		err := s.Deliver(context.Background(), connectortest.MakeBatch(t, 0, 0, evs, "ndjson", "none"))
+		if err == nil {
+			t.Fatal("delivered")
+		}
+		kept := err.Error() + "\n" + connectors.ResponseOf(err)
+		for _, secret := range secrets {
+			if strings.Contains(kept, secret) {
+				t.Errorf("%s leaks %q:\n%s", base, secret, kept)
+			}
+		}
+		if !strings.Contains(kept, "REDACTED") {
+			t.Errorf("nothing redacted in:\n%s", kept)
+		}
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	got := RedactURL("https://user:pass@hooks.example.com/in?api_key=abc&x=1#frag")
+	if got != "https://REDACTED@hooks.example.com/in?api_key=REDACTED&x=REDACTED" {
+		t.Fatal(got)
 	}
 }

@@ -71,6 +71,16 @@ func Follow(ctx context.Context, o FollowOptions) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, errPageTooLarge) {
+			// Not temporary: the same request gets the same answer.
+			// Ask for fewer events, down to one.
+			if o.Limit == 1 {
+				return fmt.Errorf("position %s: one event is larger than this client reads (%d bytes)", pos, MaxPageBody)
+			}
+			o.Limit = max(o.Limit/2, 1)
+			o.Log.Warn("page too large; asking for fewer events", "limit", o.Limit)
+			continue
+		}
 		var te *temporaryError
 		if errors.As(err, &te) {
 			wait := backoff/2 + rand.N(backoff)
@@ -123,6 +133,10 @@ type Page struct {
 	} `json:"meta"`
 }
 
+// errPageTooLarge is an answer over MaxPageBody, which no server of this
+// version sends; an older or other server might.
+var errPageTooLarge = errors.New("page larger than the client reads")
+
 type temporaryError struct{ err error }
 
 func (e *temporaryError) Error() string { return e.err.Error() }
@@ -139,9 +153,12 @@ func getPage(ctx context.Context, o FollowOptions, pos string) (*Page, error) {
 		return nil, &temporaryError{err}
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxPageBody+1))
 	if err != nil {
 		return nil, &temporaryError{err}
+	}
+	if len(body) > MaxPageBody {
+		return nil, errPageTooLarge
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,14 @@ import (
 const (
 	DefaultLimit = 100
 	MaxLimit     = 100
+	// MaxPageBytes bounds the events of one page: a page stops before
+	// the event that would take it past 4 MiB, and always holds at least
+	// one event, so a page is at most 4 MiB or one event (up to the
+	// events topic's 8 MiB record limit) plus its metadata.
+	MaxPageBytes = 4 << 20
+	// MaxPageBody is the largest answer a page can be: one event of the
+	// largest record plus the metadata. Clients read up to it.
+	MaxPageBody = 8<<20 + 64<<10
 )
 
 // DefaultBudget is how long a request may start new reads and wait at the
@@ -352,8 +361,8 @@ func (s *Server) scan(ctx context.Context, soft time.Time, account string, offse
 			}
 			break
 		}
-		if len(items) >= limit {
-			break
+		if len(items) >= limit || !slices.Contains(held, false) {
+			break // full, by count or by bytes
 		}
 		if atHead(next, head) {
 			if len(items) > 0 {
@@ -551,7 +560,7 @@ func (s *Server) take(account string, p int32, rp *kmsg.FetchResponseTopicPartit
 			next[p] = rec.Offset + 1
 			continue
 		}
-		if len(*items) >= limit {
+		if len(*items) >= limit || len(*items) > 0 && pageBytes(*items)+len(it.data) > MaxPageBytes {
 			held[p] = true
 			return nil
 		}
@@ -562,6 +571,15 @@ func (s *Server) take(account string, p int32, rp *kmsg.FetchResponseTopicPartit
 	// Past control records and aborted transactions too.
 	next[p] = max(next[p], after)
 	return nil
+}
+
+// pageBytes is the size of the events gathered for a page.
+func pageBytes(items []item) int {
+	n := 0
+	for _, it := range items {
+		n += len(it.data)
+	}
+	return n
 }
 
 // decode reads the account and the item of one record. JSON is read in
@@ -593,7 +611,10 @@ func (s *Server) page(account string, items []item, next []int64, top bool) []by
 	count := 0
 	for _, it := range items {
 		if it.eventType == "" && s.codec == nil {
-			if !gjson.ValidBytes(it.data) {
+			// Events are written by the processor, valid; but anyone
+			// can write to the topic. The depth check is iterative, so
+			// the recursive grammar check after it is bounded.
+			if !schemas.WithinDepth(it.data) || !gjson.ValidBytes(it.data) {
 				s.o.Log.Warn("pull API skipped a record that is not JSON", "topic", s.o.Topic, "partition", it.partition, "offset", it.offset)
 				continue
 			}

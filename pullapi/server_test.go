@@ -1,10 +1,12 @@
 package pullapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -555,5 +557,102 @@ func TestDevTokensOnlyInDev(t *testing.T) {
 	prod, _ := pullapi.NewTokens(nil, "", false, nil)
 	if _, ok := prod.Account("dev-acc_7"); ok {
 		t.Fatal("dev token accepted outside dev")
+	}
+}
+
+// Pages have a byte budget: large events fill a page only up to
+// MaxPageBytes, an event larger than that comes alone, and a walk still
+// gets every event once, in order. Before the budget, 100 events of 1 MB
+// made a 100 MB page.
+func TestPagesStayWithinTheirByteBudget(t *testing.T) {
+	e := newEnv(t, 2)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.broker.Addr), kgo.DefaultProduceTopic(topic), kgo.ProducerBatchMaxBytes(8<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var want []ev
+	for i, size := range []int{1500 << 10, 1500 << 10, 1500 << 10, 1500 << 10, 5 << 20, 1500 << 10, 1500 << 10, 10, 1500 << 10} {
+		res := fmt.Sprintf("acc_A-lead-%d", i%2)
+		seq := int64(i + 1)
+		v := fmt.Appendf(nil, `{"event_id":"acc_A-%s-%d","timestamp":"2026-11-23T10:00:00Z","account_id":"acc_A","resource_id":%q,"sequence":%d,"event_type":"lead.updated","metadata":{"pad":%q}}`,
+			res, seq, res, seq, strings.Repeat("p", size))
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Key: []byte(res), Value: v}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, ev{ID: fmt.Sprintf("acc_A-%s-%d", res, seq), Account: "acc_A", Resource: res, Seq: seq})
+	}
+	url, _ := e.server(0)
+	pos := "tail"
+	var got []ev
+	for range 100 {
+		code, body, _ := get(t, url, e.secret["acc_A"], pos, 100)
+		if code != http.StatusOK {
+			t.Fatalf("%d %.200s", code, body)
+		}
+		var p page
+		if err := json.Unmarshal(body, &p); err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Items) > 1 && len(body) > pullapi.MaxPageBytes+64<<10 {
+			t.Fatalf("a page of %d events is %d bytes, over the budget of %d", len(p.Items), len(body), pullapi.MaxPageBytes)
+		}
+		if len(body) > pullapi.MaxPageBody {
+			t.Fatalf("a page of %d bytes, over what clients read", len(body))
+		}
+		for _, it := range p.Items {
+			got = append(got, it.Data)
+		}
+		pos = p.Meta.Position
+		if p.Meta.Top {
+			break
+		}
+	}
+	checkExactly(t, want, got)
+}
+
+// A client that gets a page larger than it reads asks for fewer events,
+// down to one, instead of retrying the same request for ever.
+func TestFollowShrinksItsPageInsteadOfLooping(t *testing.T) {
+	var limits []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		limits = append(limits, r.URL.Query().Get("limit"))
+		if r.URL.Query().Get("limit") != "3" {
+			_, _ = w.Write(bytes.Repeat([]byte(" "), pullapi.MaxPageBody+1))
+			return
+		}
+		_, _ = w.Write([]byte(`{"items":[{"data":{"event_id":"e1"},"meta":{}}],"meta":{"position":"p2","top":true,"count":1}}`))
+	}))
+	defer srv.Close()
+	var out bytes.Buffer
+	err := pullapi.Follow(context.Background(), pullapi.FollowOptions{URL: srv.URL, Token: "t", Limit: 12, UntilTop: true, Out: &out,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil || strings.TrimSpace(out.String()) != `{"event_id":"e1"}` {
+		t.Fatalf("err %v, printed %q", err, out.String())
+	}
+	if strings.Join(limits, ",") != "12,6,3" {
+		t.Fatalf("limits asked: %v", limits)
+	}
+}
+
+// An event nested 500,000 levels deep, written to the events topic past the
+// processor, is skipped without a recursive parse: the page comes back
+// with the events around it.
+func TestDeeplyNestedEventIsSkipped(t *testing.T) {
+	e := newEnv(t, 1)
+	deep := fmt.Appendf(nil, `{"event_id":"deep","timestamp":"2026-11-23T10:00:00Z","account_id":"acc_A","resource_id":"r","sequence":1,"event_type":"lead.updated","metadata":{"a":%s1%s}}`,
+		strings.Repeat("[", 500000), strings.Repeat("]", 500000))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.broker.Addr), kgo.DefaultProduceTopic(topic), kgo.ProducerBatchMaxBytes(8<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Key: []byte("r"), Value: deep}, &kgo.Record{Key: []byte("r"), Value: eventJSON("acc_A", "r", 2)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	url, _ := e.server(0)
+	got, _, top := walk(t, url, e.secret["acc_A"], "tail", 100, 10)
+	if !top || len(got) != 1 || got[0].Seq != 2 {
+		t.Fatalf("top %v, got %+v", top, got)
 	}
 }

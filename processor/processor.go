@@ -222,6 +222,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	}()
 	p.log.Info("processor started", "from", cfg.Topology.Raw.Name, "to", cfg.Topology.Events.Name, "group", cfg.Processor.Group, "transactional_id", cfg.Processor.TransactionalID)
 
+	var backoff time.Duration
 	for {
 		fetches := sess.PollRecords(ctx, p.o.maxPoll)
 		if ctx.Err() != nil || fetches.IsClientClosed() {
@@ -235,11 +236,34 @@ func (p *Processor) Run(ctx context.Context) error {
 		if fetches.NumRecords() == 0 {
 			continue
 		}
-		if err := p.transact(ctx, sess, fetches); err != nil {
+		err := p.transact(ctx, sess, fetches)
+		var se *stateError
+		if errors.As(err, &se) {
+			// The transaction was aborted and the session rewound to
+			// the committed offsets: the records come again once the
+			// state can be read. A broker restarting or a process out
+			// of file descriptors must not end the processor.
+			backoff = min(max(2*backoff, 200*time.Millisecond), 10*time.Second)
+			p.log.Warn("dedupe state not readable; retrying", "err", se.err, "in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		if err != nil {
 			return err
 		}
+		backoff = 0
 	}
 }
+
+// stateError is a failure to read dedupe state: transient, retried.
+type stateError struct{ err error }
+
+func (e *stateError) Error() string { return e.err.Error() }
+func (e *stateError) Unwrap() error { return e.err }
 
 // transact runs one transaction over one poll's records.
 func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) error {
@@ -348,7 +372,7 @@ func (p *Processor) processParallel(ctx context.Context, fetches kgo.Fetches) ([
 		recs := parts[i].Records
 		if p.dedupe != nil {
 			if err := p.dedupe.Ensure(ctx, parts[i].Partition); err != nil {
-				errs[i] = err
+				errs[i] = &stateError{err}
 				return
 			}
 		}

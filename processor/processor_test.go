@@ -8,9 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -440,5 +443,52 @@ func TestRecordJustUnderTheSizeLimitDoesNotStopItsPartition(t *testing.T) {
 	if dlq.Header(r, dlq.HeaderClass) != schemas.ClassOversize || dlq.Header(r, dlq.HeaderValueSize) != strconv.Itoa(len(huge)) ||
 		dlq.Header(r, dlq.HeaderValueSHA256) != hex.EncodeToString(sum[:]) || !bytes.HasPrefix(huge, r.Value) || len(r.Value) >= len(huge) {
 		t.Fatalf("dead letter: %d bytes of value, headers %v", len(r.Value), r.Headers)
+	}
+}
+
+// A dedupe state that cannot be read for a while (here the broker refuses
+// to list the state topic's offsets 40 times; in the field, a process out
+// of file descriptors failing to dial) is retried with backoff: the
+// processor goes on and emits every event once the state reads. Before,
+// the first failure ended the processor, and with it the whole process.
+func TestStateLoadFailuresAreRetried(t *testing.T) {
+	e := newEnv(t, "")
+	var failed atomic.Int64
+	state := e.cfg.Topology.State.Name
+	e.Broker.ControlKey(int16(kmsg.ListOffsets), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		e.Broker.KeepControl()
+		req := kreq.(*kmsg.ListOffsetsRequest)
+		if len(req.Topics) == 0 || req.Topics[0].Topic != state || failed.Load() >= 40 {
+			return nil, nil, false
+		}
+		failed.Add(1)
+		resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+		for _, rt := range req.Topics {
+			t := kmsg.NewListOffsetsResponseTopic()
+			t.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				p := kmsg.NewListOffsetsResponseTopicPartition()
+				p.Partition, p.ErrorCode = rp.Partition, kerr.UnknownServerError.Code
+				t.Partitions = append(t.Partitions, p)
+			}
+			resp.Topics = append(resp.Topics, t)
+		}
+		return resp, nil, true
+	})
+	var evs []*schemas.Event
+	for i := range 30 {
+		evs = append(evs, &schemas.Event{EventID: fmt.Sprintf("e%d", i), Timestamp: time.Now().UTC().Truncate(time.Millisecond), AccountID: "acc_1",
+			ResourceID: fmt.Sprintf("lead_%d", i%7), Sequence: int64(i), EventType: "lead.created"})
+	}
+	e.produce(evs...)
+	r := e.start("state-retry", nil)
+	assertOnceInOrder(t, evs, e.events(len(evs)))
+	if failed.Load() < 40 {
+		t.Fatalf("only %d state reads failed; the test proved nothing", failed.Load())
+	}
+	select {
+	case err := <-r.done:
+		t.Fatalf("the processor stopped: %v", err)
+	default:
 	}
 }

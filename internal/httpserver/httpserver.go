@@ -10,14 +10,70 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
+
+// Limits bound what one client can hold of the listener. Zero fields take
+// the defaults in DefaultLimits.
+type Limits struct {
+	// ReadHeaderTimeout and ReadTimeout bound reading a request's headers
+	// and the whole request: a client sending a byte every few seconds is
+	// cut off.
+	ReadHeaderTimeout, ReadTimeout time.Duration
+	// WriteTimeout bounds writing an answer (a pull API answer comes
+	// within a second; a metrics scrape within a few).
+	WriteTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle that long.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's headers; larger ones get 431.
+	MaxHeaderBytes int
+	// MaxConnections bounds open connections; past it new ones wait to
+	// be accepted until one closes.
+	MaxConnections int
+}
+
+// DefaultLimits are the listener's limits unless a test sets others.
+var DefaultLimits = Limits{
+	ReadHeaderTimeout: 5 * time.Second,
+	ReadTimeout:       10 * time.Second,
+	WriteTimeout:      15 * time.Second,
+	IdleTimeout:       30 * time.Second,
+	MaxHeaderBytes:    16 << 10,
+	MaxConnections:    1024,
+}
+
+func (l Limits) orDefaults() Limits {
+	d := DefaultLimits
+	if l.ReadHeaderTimeout > 0 {
+		d.ReadHeaderTimeout = l.ReadHeaderTimeout
+	}
+	if l.ReadTimeout > 0 {
+		d.ReadTimeout = l.ReadTimeout
+	}
+	if l.WriteTimeout > 0 {
+		d.WriteTimeout = l.WriteTimeout
+	}
+	if l.IdleTimeout > 0 {
+		d.IdleTimeout = l.IdleTimeout
+	}
+	if l.MaxHeaderBytes > 0 {
+		d.MaxHeaderBytes = l.MaxHeaderBytes
+	}
+	if l.MaxConnections > 0 {
+		d.MaxConnections = l.MaxConnections
+	}
+	return d
+}
 
 // Server serves a mux on one address until its context ends.
 type Server struct {
-	Mux  *http.ServeMux
-	addr string
-	log  *slog.Logger
-	ln   net.Listener
+	Mux *http.ServeMux
+	// Limits apply from Serve on; set them before.
+	Limits Limits
+	addr   string
+	log    *slog.Logger
+	ln     net.Listener
 }
 
 // Listen binds addr (host:port) so the caller learns of a busy port before
@@ -57,9 +113,17 @@ func (s *Server) Addr() string { return s.addr }
 
 // Serve serves until ctx ends, then shuts down within five seconds.
 func (s *Server) Serve(ctx context.Context) error {
-	srv := &http.Server{Handler: s.Mux, ReadHeaderTimeout: 5 * time.Second}
+	l := s.Limits.orDefaults()
+	srv := &http.Server{
+		Handler:           s.Mux,
+		ReadHeaderTimeout: l.ReadHeaderTimeout,
+		ReadTimeout:       l.ReadTimeout,
+		WriteTimeout:      l.WriteTimeout,
+		IdleTimeout:       l.IdleTimeout,
+		MaxHeaderBytes:    l.MaxHeaderBytes,
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(s.ln) }()
+	go func() { errc <- srv.Serve(netutil.LimitListener(s.ln, l.MaxConnections)) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http server: %w", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/schemas"
 )
@@ -59,6 +60,17 @@ type Options struct {
 	// DefaultBudget.
 	Budget time.Duration
 	Log    *slog.Logger
+	// Limits bound requests in flight; zero fields take the config's
+	// defaults.
+	Limits Limits
+}
+
+// Limits bound the requests a Server answers at once. A request over a
+// limit is answered at once with 429 and Retry-After: 1, so a client that
+// opens too many long polls slows only itself.
+type Limits struct {
+	PerToken int // requests of one token in flight; default 8
+	Total    int // all requests in flight; default 256
 }
 
 // Server answers GET /v1/stream. It keeps no state of its own beyond caches:
@@ -76,7 +88,27 @@ type Server struct {
 
 	headMu  sync.Mutex
 	changed chan struct{} // closed and replaced when new events arrive
+
+	flightMu sync.Mutex
+	inFlight map[string]int // by token
+	total    int
+
+	listMu sync.Mutex
+	listed map[string]listedAt // "tail" and "top" offsets, shared briefly
+
+	failLog rateLimitedLog
 }
+
+// listedAt is a ListOffsets answer and when it was taken.
+type listedAt struct {
+	offsets kadm.ListedOffsets
+	at      time.Time
+}
+
+// listedTTL is how long requests share the offsets that tail and top
+// resolve to, instead of a ListOffsets each: a thousand clients starting
+// at once cost the brokers one request.
+const listedTTL = 250 * time.Millisecond
 
 type topicMeta struct {
 	id      [16]byte
@@ -96,7 +128,14 @@ func New(o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	s := &Server{o: o, decomp: kgo.DefaultDecompressor(), changed: make(chan struct{})}
+	if o.Limits.PerToken <= 0 {
+		o.Limits.PerToken = config.DefaultMaxRequestsPerToken
+	}
+	if o.Limits.Total <= 0 {
+		o.Limits.Total = config.DefaultMaxRequests
+	}
+	s := &Server{o: o, decomp: kgo.DefaultDecompressor(), changed: make(chan struct{}),
+		inFlight: map[string]int{}, listed: map[string]listedAt{}, failLog: rateLimitedLog{log: o.Log, every: time.Second}}
 	if o.Encoding == "avro" {
 		c, err := schemas.RecordCodecFor("avro")
 		if err != nil {
@@ -170,11 +209,24 @@ func errorf(status int, code, format string, args ...any) *apiError {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	page, err := s.serve(r, start)
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	token = strings.TrimSpace(token)
+	account, known := s.o.Tokens.Account(token)
+	if !ok || !known {
+		writeError(w, errorf(http.StatusUnauthorized, "unauthorized", "send a valid token as Authorization: Bearer <token>"))
+		return
+	}
+	if ae := s.acquire(token); ae != nil {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, ae)
+		return
+	}
+	defer s.release(token)
+	page, err := s.serve(r, account, start)
 	if err != nil {
 		var ae *apiError
 		if !errors.As(err, &ae) {
-			s.o.Log.Warn("pull API request failed", "err", err)
+			s.failLog.Warn("pull API request failed", "err", err)
 			ae = errorf(http.StatusServiceUnavailable, "unavailable", "the stream cannot be read right now; retry the same position")
 		}
 		writeError(w, ae)
@@ -202,12 +254,80 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	_, _ = w.Write(b)
 }
 
-func (s *Server) serve(r *http.Request, start time.Time) ([]byte, error) {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	account, known := s.o.Tokens.Account(strings.TrimSpace(token))
-	if !ok || !known {
-		return nil, errorf(http.StatusUnauthorized, "unauthorized", "send a valid token as Authorization: Bearer <token>")
+// acquire takes a place for one request of token, or says why there is
+// none.
+func (s *Server) acquire(token string) *apiError {
+	s.flightMu.Lock()
+	defer s.flightMu.Unlock()
+	if s.inFlight[token] >= s.o.Limits.PerToken {
+		return errorf(http.StatusTooManyRequests, "too_many_requests", "this token has %d requests in flight, its limit; wait for an answer before asking again", s.o.Limits.PerToken)
 	}
+	if s.total >= s.o.Limits.Total {
+		return errorf(http.StatusTooManyRequests, "too_many_requests", "the server is answering %d requests, its limit; retry in a second", s.o.Limits.Total)
+	}
+	s.inFlight[token]++
+	s.total++
+	return nil
+}
+
+func (s *Server) release(token string) {
+	s.flightMu.Lock()
+	defer s.flightMu.Unlock()
+	if s.inFlight[token]--; s.inFlight[token] <= 0 {
+		delete(s.inFlight, token)
+	}
+	s.total--
+}
+
+// listOffsets lists the start ("tail") or last stable ("top") offsets of
+// the topic, shared between requests for listedTTL.
+func (s *Server) listOffsets(ctx context.Context, which string) (kadm.ListedOffsets, error) {
+	s.listMu.Lock()
+	defer s.listMu.Unlock()
+	if l, ok := s.listed[which]; ok && time.Since(l.at) < listedTTL {
+		return l.offsets, nil
+	}
+	var listed kadm.ListedOffsets
+	var err error
+	if which == "top" {
+		listed, err = s.adm.ListCommittedOffsets(ctx, s.o.Topic)
+	} else {
+		listed, err = s.adm.ListStartOffsets(ctx, s.o.Topic)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.listed[which] = listedAt{listed, time.Now()}
+	return listed, nil
+}
+
+// rateLimitedLog writes at most one line per interval and counts the ones
+// it left out, so a flood of failures cannot flood the log.
+type rateLimitedLog struct {
+	log        *slog.Logger
+	every      time.Duration
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (l *rateLimitedLog) Warn(msg string, args ...any) {
+	l.mu.Lock()
+	if time.Since(l.last) < l.every {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	n := l.suppressed
+	l.last, l.suppressed = time.Now(), 0
+	l.mu.Unlock()
+	if n > 0 {
+		args = append(args, "similar_lines_suppressed", n)
+	}
+	l.log.Warn(msg, args...)
+}
+
+func (s *Server) serve(r *http.Request, account string, start time.Time) ([]byte, error) {
 	q := r.URL.Query()
 	limit := DefaultLimit
 	if v := q.Get("limit"); v != "" {
@@ -233,7 +353,19 @@ func (s *Server) serve(r *http.Request, start time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.scan(ctx, soft, account, offsets, limit)
+	page, err := s.scan(ctx, soft, account, offsets, limit)
+	if errors.Is(err, errExpired) && pos == "tail" {
+		// The shared start offsets were listed before retention moved
+		// them: tail never expires, so list them afresh.
+		s.listMu.Lock()
+		delete(s.listed, "tail")
+		s.listMu.Unlock()
+		if offsets, err = s.resolve(ctx, account, pos, m); err != nil {
+			return nil, err
+		}
+		page, err = s.scan(ctx, soft, account, offsets, limit)
+	}
+	return page, err
 }
 
 // resolve turns the position parameter into an offset per partition.
@@ -242,10 +374,8 @@ func (s *Server) resolve(ctx context.Context, account, pos string, m *topicMeta)
 	var listed kadm.ListedOffsets
 	var err error
 	switch pos {
-	case "tail":
-		listed, err = s.adm.ListStartOffsets(ctx, s.o.Topic)
-	case "top":
-		listed, err = s.adm.ListCommittedOffsets(ctx, s.o.Topic)
+	case "tail", "top":
+		listed, err = s.listOffsets(ctx, pos)
 	default:
 		p, derr := s.o.Signer.Decode(pos, account)
 		switch {
@@ -263,7 +393,7 @@ func (s *Server) resolve(ctx context.Context, account, pos string, m *topicMeta)
 			return p.Offsets, nil
 		}
 		// The topic gained partitions: read them from their start.
-		listed, err = s.adm.ListStartOffsets(ctx, s.o.Topic)
+		listed, err = s.listOffsets(ctx, "tail")
 		if err != nil {
 			return nil, err
 		}

@@ -62,6 +62,11 @@ func newEnv(t testing.TB, partitions int32) *env {
 
 // server starts an API replica; stop it with the returned func.
 func (e *env) server(budget time.Duration) (url string, stop func()) {
+	return e.serverWith(pullapi.Options{Budget: budget})
+}
+
+// serverWith starts an API replica with o's budget and limits.
+func (e *env) serverWith(o pullapi.Options) (url string, stop func()) {
 	e.t.Helper()
 	signer, err := pullapi.NewSigner([]byte(testKey))
 	if err != nil {
@@ -71,7 +76,7 @@ func (e *env) server(budget time.Duration) (url string, stop func()) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	s, err := pullapi.New(pullapi.Options{Kafka: []kgo.Opt{kgo.SeedBrokers(e.broker.Addr)}, Topic: topic, Encoding: "json", Signer: signer, Tokens: toks, Budget: budget})
+	s, err := pullapi.New(pullapi.Options{Kafka: []kgo.Opt{kgo.SeedBrokers(e.broker.Addr)}, Topic: topic, Encoding: "json", Signer: signer, Tokens: toks, Budget: o.Budget, Limits: o.Limits})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -654,5 +659,72 @@ func TestDeeplyNestedEventIsSkipped(t *testing.T) {
 	got, _, top := walk(t, url, e.secret["acc_A"], "tail", 100, 10)
 	if !top || len(got) != 1 || got[0].Seq != 2 {
 		t.Fatalf("top %v, got %+v", top, got)
+	}
+}
+
+// One token's flood of long polls is held to its limit: the rest get 429
+// with Retry-After at once, and another account's request is answered
+// while the flood waits at the head. Past the total limit every token gets
+// 429.
+func TestOneTokenCannotCrowdOutAnother(t *testing.T) {
+	e := newEnv(t, 2)
+	e.produce([]string{"acc_A", "acc_B"}, 2, 1, 1)
+	url, _ := e.serverWith(pullapi.Options{Budget: 20 * time.Second, Limits: pullapi.Limits{PerToken: 4, Total: 6}})
+	_, top, _ := walk(t, url, e.secret["acc_A"], "tail", 100, 10)
+
+	// 20 long polls of A at the head: each waits out its 20 s budget.
+	codes := make(chan int, 20)
+	for range 20 {
+		go func() {
+			code, body, _ := get(t, url, e.secret["acc_A"], top, 100)
+			if code == http.StatusTooManyRequests && !strings.Contains(string(body), "too_many_requests") {
+				t.Errorf("429 body %s", body)
+			}
+			codes <- code
+		}()
+	}
+	tooMany := 0
+	for range 16 { // those over the limit are answered first, at once
+		if c := <-codes; c == http.StatusTooManyRequests {
+			tooMany++
+		}
+	}
+	if tooMany != 16 {
+		t.Fatalf("%d of the first 16 answers were 429", tooMany)
+	}
+	// B is still served while A's four polls wait.
+	if p := getPage(t, url, e.secret["acc_B"], "tail", 100); len(p.Items) != 2 {
+		t.Fatalf("B got %d items", len(p.Items))
+	}
+	// Two more long polls of C fill the total of 6; then D is refused. A
+	// request with a bad limit probes the count without holding a place:
+	// admitted, it is answered 400 at once; over the total, 429.
+	for range 2 {
+		go func() { code, _, _ := get(t, url, e.secret["acc_C"], "top", 100); codes <- code }()
+	}
+	deadline := time.Now().Add(15 * time.Second) // within the polls' 20 s budget
+	for {
+		req, _ := http.NewRequest(http.MethodGet, url+"/v1/stream?position=top&limit=x", nil)
+		req.Header.Set("Authorization", "Bearer "+e.secret["acc_D"])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			if resp.Header.Get("Retry-After") != "1" {
+				t.Fatalf("Retry-After %q", resp.Header.Get("Retry-After"))
+			}
+			break
+		}
+		if resp.StatusCode != http.StatusBadRequest || time.Now().After(deadline) {
+			t.Fatalf("the total limit did not refuse D: %d", resp.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for range 6 {
+		if c := <-codes; c == http.StatusTooManyRequests {
+			t.Fatal("a request within the limits was refused")
+		}
 	}
 }

@@ -251,5 +251,6 @@ func newPullAPI(cfg *config.Config, o Options, kopts []kgo.Opt) (*pullapi.Server
 		Signer:   signer,
 		Tokens:   tokens,
 		Log:      o.Log,
+		Limits:   pullapi.Limits{PerToken: cfg.API.MaxRequestsPerToken, Total: cfg.API.MaxRequests},
 	})
 }

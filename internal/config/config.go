@@ -296,6 +296,12 @@ type API struct {
 	// list). It is read again when it changes, so tokens rotate without a
 	// restart.
 	TokensFile string `yaml:"tokens_file"`
+	// MaxRequestsPerToken bounds one token's pull requests in flight at
+	// once (default 8); more get 429 with Retry-After, so one client
+	// cannot take the process from the others.
+	MaxRequestsPerToken int `yaml:"max_requests_per_token"`
+	// MaxRequests bounds all pull requests in flight (default 256).
+	MaxRequests int `yaml:"max_requests"`
 }
 
 // PullEnabled reports whether the pull API has any tokens to serve.

@@ -23,6 +23,12 @@ const (
 	topicMaxMessageBytes = "8388608"
 )
 
+// Pull API request limits: in flight per token and in all.
+const (
+	DefaultMaxRequestsPerToken = 8
+	DefaultMaxRequests         = 256
+)
+
 // Consumer group timeouts, as Kafka's clients default them.
 const (
 	DefaultSessionTimeout   = 45 * time.Second
@@ -39,6 +45,12 @@ const DefaultShutdownTimeout = 30 * time.Second
 func (c *Config) SetDefaults() {
 	if c.Kafka.ClientID == "" {
 		c.Kafka.ClientID = "firehose"
+	}
+	if c.API.MaxRequestsPerToken == 0 {
+		c.API.MaxRequestsPerToken = DefaultMaxRequestsPerToken
+	}
+	if c.API.MaxRequests == 0 {
+		c.API.MaxRequests = DefaultMaxRequests
 	}
 	if c.Kafka.SessionTimeout == 0 {
 		c.Kafka.SessionTimeout = DefaultSessionTimeout
@@ -180,6 +192,12 @@ func (c *Config) Validate() error {
 		}
 	default:
 		v.add("kafka.sasl.mechanism", "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", c.Kafka.SASL.Mechanism)
+	}
+	if c.API.MaxRequestsPerToken < 0 {
+		v.add("api.max_requests_per_token", "must be positive, got %d", c.API.MaxRequestsPerToken)
+	}
+	if c.API.MaxRequests < 0 {
+		v.add("api.max_requests", "must be positive, got %d", c.API.MaxRequests)
 	}
 	if c.Kafka.SessionTimeout < time.Second {
 		v.add("kafka.session_timeout", "must be at least 1s, got %v", c.Kafka.SessionTimeout)

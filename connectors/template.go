@@ -1,6 +1,8 @@
 package connectors
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -53,8 +55,8 @@ func ParseTemplate(s string) (*Template, error) {
 
 // Render appends the template for one event to dst. ts is the time that
 // year…minute come from (event or processing time, by config). Values are
-// made safe for a path: "/" and other unsafe bytes become "_", and an empty
-// value becomes "unknown", so an event cannot escape its prefix.
+// made safe for a path one to one (see appendSafe), so an event can neither
+// escape its prefix nor share another value's directory.
 func (t *Template) Render(dst []byte, topic string, partition int32, ts time.Time, e *schemas.Event) []byte {
 	ts = ts.UTC()
 	for _, p := range t.parts {
@@ -90,20 +92,44 @@ func append2(dst []byte, n int) []byte {
 	return strconv.AppendInt(dst, int64(n), 10)
 }
 
+// maxValueBytes bounds one rendered value, so that no event can make a
+// path element longer than file systems allow (255 bytes).
+const maxValueBytes = 100
+
+// appendSafe appends v made safe for one path element, one to one, so two
+// values never share a directory: letters, digits and "-_.=" stay, every
+// other byte becomes %XX (so "acc/B" is acc%2FB and "acc B" acc%20B),
+// "." and ".." are encoded whole, and the empty value becomes "%unknown".
+// A value whose encoding passes maxValueBytes keeps its first bytes and
+// ends in "~" and 16 hex digits of its SHA-256.
 func appendSafe(dst []byte, v string) []byte {
-	if v == "" || v == "." || v == ".." {
-		return append(dst, "unknown"...)
+	switch v {
+	case "":
+		return append(dst, "%unknown"...)
+	case ".":
+		return append(dst, "%2E"...)
+	case "..":
+		return append(dst, "%2E%2E"...)
 	}
+	start := len(dst)
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '=' {
 			dst = append(dst, c)
 		} else {
-			dst = append(dst, '_')
+			dst = append(dst, '%', upperHex[c>>4], upperHex[c&0xf])
+		}
+		if len(dst)-start > maxValueBytes-20 && i < len(v)-1 {
+			// Too long: keep this much, then the hash of the whole.
+			sum := sha256.Sum256([]byte(v))
+			dst = append(dst, '~')
+			return hex.AppendEncode(dst, sum[:8])
 		}
 	}
 	return dst
 }
+
+const upperHex = "0123456789ABCDEF"
 
 // ObjectName is the last element of a batch's Key.
 func ObjectName(topic string, partition int32, firstOffset int64, ext string) string {

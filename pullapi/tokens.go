@@ -6,6 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -27,9 +30,12 @@ type Tokens struct {
 	dev    bool
 	log    *slog.Logger
 
-	set     atomic.Pointer[map[string]string] // hex sha256 → account
-	modTime time.Time
-	size    int64
+	set atomic.Pointer[map[string]string] // hex sha256 → account
+	// seen is the SHA-256 of the tokens file's content last read (good
+	// or bad), so any edit is noticed, whatever its size and time stamp.
+	seen [32]byte
+	// missing counts checks that found the tokens file gone.
+	missing int
 }
 
 // NewTokens loads the inline tokens and the tokens file, if any. dev makes
@@ -65,18 +71,27 @@ func (t *Tokens) Account(token string) (string, bool) {
 func (t *Tokens) Len() int { return len(*t.set.Load()) }
 
 func (t *Tokens) reload() error {
-	all := append([]config.APIToken(nil), t.inline...)
+	var data []byte
 	if t.file != "" {
-		st, err := os.Stat(t.file)
-		if err != nil {
-			return err
+		var err error
+		if data, err = os.ReadFile(t.file); err != nil {
+			return fmt.Errorf("read tokens file: %w", err)
 		}
-		more, err := config.LoadTokens(t.file)
+	}
+	return t.load(data)
+}
+
+// load replaces the set with the inline tokens and those of data, the
+// tokens file's content (nil: none).
+func (t *Tokens) load(data []byte) error {
+	all := append([]config.APIToken(nil), t.inline...)
+	if data != nil {
+		t.seen = sha256.Sum256(data)
+		more, err := config.ParseTokens(t.file, data)
 		if err != nil {
 			return err
 		}
 		all = append(all, more...)
-		t.modTime, t.size = st.ModTime(), st.Size()
 	}
 	m := make(map[string]string, len(all))
 	for _, tok := range all {
@@ -86,9 +101,10 @@ func (t *Tokens) reload() error {
 	return nil
 }
 
-// Watch reads the tokens file again whenever it changes, until ctx ends. A
-// file that fails to load keeps the previous tokens, and the error is
-// logged with its line.
+// Watch reads the tokens file again whenever its content changes, until
+// ctx ends. A file that fails to load keeps the previous tokens, and the
+// error is logged with its line. A file gone for two checks in a row (not
+// the moment of an editor's save) revokes its tokens; the inline ones stay.
 func (t *Tokens) Watch(ctx context.Context, every time.Duration) {
 	if t.file == "" {
 		return
@@ -101,21 +117,34 @@ func (t *Tokens) Watch(ctx context.Context, every time.Duration) {
 			return
 		case <-tick.C:
 		}
-		st, err := os.Stat(t.file)
-		if err != nil {
-			t.log.Error("pull API tokens file unreadable; keeping the tokens loaded before", "file", t.file, "err", err)
-			continue
-		}
-		if st.ModTime().Equal(t.modTime) && st.Size() == t.size {
-			continue
-		}
-		if err := t.reload(); err != nil {
-			t.modTime, t.size = st.ModTime(), st.Size() // report a bad file once, not every tick
-			t.log.Error("pull API tokens file rejected; keeping the tokens loaded before", "err", err)
-			continue
-		}
-		t.log.Info("pull API tokens reloaded", "file", t.file, "tokens", t.Len())
+		t.check()
 	}
+}
+
+// check is one look at the tokens file.
+func (t *Tokens) check() {
+	data, err := os.ReadFile(t.file)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if t.missing++; t.missing == 2 {
+			_ = t.load(nil)
+			t.seen = [32]byte{}
+			t.log.Warn("pull API tokens file removed; its tokens are revoked", "file", t.file, "tokens", t.Len())
+		}
+		return
+	case err != nil:
+		t.log.Error("pull API tokens file unreadable; keeping the tokens loaded before", "file", t.file, "err", err)
+		return
+	}
+	t.missing = 0
+	if sha256.Sum256(data) == t.seen {
+		return
+	}
+	if err := t.load(data); err != nil {
+		t.log.Error("pull API tokens file rejected; keeping the tokens loaded before", "err", err)
+		return
+	}
+	t.log.Info("pull API tokens reloaded", "file", t.file, "tokens", t.Len())
 }
 
 // NewToken returns a fresh random token and the hex SHA-256 to configure.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/internal/config"
@@ -26,7 +27,8 @@ type Config struct {
 	// events/year={{year}}/month={{month}}/day={{day}}/hour={{hour}}/.
 	// Default: {{topic}}/.
 	Path string `yaml:"path"`
-	// Mode is the permission of new files; default 0644.
+	// Mode is the permission of new files; default 0640 (events may hold
+	// personal data: no access for others). Directories get 0750.
 	Mode os.FileMode `yaml:"mode"`
 }
 
@@ -36,7 +38,7 @@ func (c *Config) Defaults() {
 		c.Path = "{{topic}}/"
 	}
 	if c.Mode == 0 {
-		c.Mode = 0o644
+		c.Mode = 0o640
 	}
 }
 
@@ -61,7 +63,7 @@ type Sink struct {
 
 // New returns a file sink; it creates Dir.
 func New(cfg Config) (*Sink, error) {
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("file destination: %w", err)
 	}
 	return &Sink{cfg: cfg}, nil
@@ -74,24 +76,35 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 	}
 	final := filepath.Join(s.cfg.Dir, filepath.FromSlash(b.Key))
 	dir := filepath.Dir(final)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("deliver batch %s: %w", b.ID, err)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return classify(fmt.Errorf("deliver batch %s: %w", b.ID, err))
 	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := filepath.Join(dir, "."+filepath.Base(final)+".tmp-"+hex.EncodeToString(rnd[:]))
 	if err := writeSync(tmp, b.Body, s.cfg.Mode); err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("deliver batch %s to %s: %w", b.ID, final, err)
+		return classify(fmt.Errorf("deliver batch %s to %s: %w", b.ID, final, err))
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("deliver batch %s to %s: %w", b.ID, final, err)
+		return classify(fmt.Errorf("deliver batch %s to %s: %w", b.ID, final, err))
 	}
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("deliver batch %s: sync %s: %w", b.ID, dir, err)
 	}
 	return nil
+}
+
+// classify marks errors that no retry can fix as permanent: a name too
+// long for the file system (a long literal in the path template), a path
+// through a file. Others (a full disk, permissions being fixed) are
+// retried.
+func classify(err error) error {
+	if errors.Is(err, syscall.ENAMETOOLONG) || errors.Is(err, syscall.ENOTDIR) {
+		return connectors.Permanent(err, "")
+	}
+	return err
 }
 
 // Close implements connectors.Sink; the file sink holds nothing open.

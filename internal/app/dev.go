@@ -56,6 +56,14 @@ func Dev(ctx context.Context, o DevOptions) error {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	// The data dir holds raw, unmasked events: only its owner may enter
+	// it, whatever modes the files inside get.
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("dev data dir: %w", err)
+	}
+	if err := os.Chmod(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("dev data dir: %w", err)
+	}
 	broker, err := embedded.Start(embedded.Options{Port: o.BrokerPort, DataDir: o.DataDir})
 	if err != nil {
 		return err
@@ -187,7 +195,7 @@ func devPositionKey(dataDir string) ([]byte, error) {
 	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
 		return b, nil
 	}
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, err
 	}
 	b := make([]byte, 48)

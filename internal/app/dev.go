@@ -28,7 +28,7 @@ import (
 // DevOptions configure Dev.
 type DevOptions struct {
 	DataDir    string // default .firehose
-	BrokerPort int    // default 9092
+	BrokerPort int    // default 9092; -1 picks a free port (tests)
 	Rate       int    // generated events per second; 0 disables the generator
 	// Config replaces the embedded dev config; ConfigName names it in
 	// errors. ${FIREHOSE_BROKER} and ${FIREHOSE_DATA_DIR} expand to the
@@ -64,7 +64,7 @@ func Dev(ctx context.Context, o DevOptions) error {
 	if err := os.Chmod(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("dev data dir: %w", err)
 	}
-	broker, err := embedded.Start(embedded.Options{Port: o.BrokerPort, DataDir: o.DataDir})
+	broker, err := embedded.Start(embedded.Options{Port: max(o.BrokerPort, 0), DataDir: o.DataDir})
 	if err != nil {
 		return err
 	}
@@ -110,7 +110,10 @@ func Dev(ctx context.Context, o DevOptions) error {
 		return Run(gctx, cfg, Options{
 			Log:         o.Log,
 			OnReady:     func(addr string) { banner(o, cfg, broker.Addr, addr) },
-			DevTokens:   true,
+			// dev-<account> tokens only where no real ones are
+			// configured: beside real tokens they would open every
+			// account to anyone who knows the pattern.
+			DevTokens:   !cfg.API.PullEnabled(),
 			PositionKey: key,
 		})
 	})
@@ -135,7 +138,11 @@ func banner(o DevOptions, cfg *config.Config, brokerAddr, httpAddr string) {
 	}
 	if httpAddr != "" {
 		fmt.Fprintf(w, "  Health         http://%s/healthz\n", httpAddr)
-		fmt.Fprintf(w, "  Pull API       http://%s/v1/stream (dev tokens: dev-<account_id>, e.g. dev-acc_1)\n", httpAddr)
+		if cfg.API.PullEnabled() {
+			fmt.Fprintf(w, "  Pull API       http://%s/v1/stream (the configured tokens; dev tokens are off beside them)\n", httpAddr)
+		} else {
+			fmt.Fprintf(w, "  Pull API       http://%s/v1/stream (dev tokens: dev-<account_id>, e.g. dev-acc_1)\n", httpAddr)
+		}
 	}
 	if o.Rate > 0 {
 		fmt.Fprintf(w, "  Generator      %d demo events/s (--rate N, or --no-generator)\n", o.Rate)
@@ -145,7 +152,7 @@ func banner(o DevOptions, cfg *config.Config, brokerAddr, httpAddr string) {
 	fmt.Fprintf(w, "    | kcat -P -b %s -t %s -K '|'\n", brokerAddr, cfg.Topology.Raw.Name)
 	fmt.Fprintf(w, "or generate some:  firehose produce --generate 1000\n")
 	fmt.Fprintf(w, "Read the output:   zcat %s/events/*/*/*/*/*.gz | head\n", filepath.Join(o.DataDir, "out"))
-	if httpAddr != "" {
+	if httpAddr != "" && !cfg.API.PullEnabled() {
 		fmt.Fprintf(w, "Pull a page:       curl -H 'Authorization: Bearer dev-acc_1' 'http://%s/v1/stream?position=tail&limit=5'\n", httpAddr)
 		fmt.Fprintf(w, "Follow account 1:  firehose tail --url http://%s --token dev-acc_1\n", httpAddr)
 	}

@@ -76,7 +76,7 @@ func BenchmarkStageFilter(b *testing.B) {
 func BenchmarkStageDedupe(b *testing.B) {
 	recs := benchRecords(4096)
 	evs := decoded(b, recs)
-	d := NewDeduper("firehose.state", 72*time.Hour, nil, time.Now, nil)
+	d := NewDeduper("firehose.state", "events.dlq", 72*time.Hour, nil, time.Now, nil)
 	for p := range int32(6) {
 		d.parts[p] = &dedupePart{seen: map[string]seqEntry{}, pending: map[string]seqEntry{}, lastSweep: time.Now()}
 	}
@@ -176,7 +176,7 @@ func BenchmarkPipeline(b *testing.B) {
 // fills one partition's state with b.N resources ids like the generator's
 // (lead_000123) and reports bytes per resource.
 func BenchmarkDedupeMemory(b *testing.B) {
-	d := NewDeduper("firehose.state", 72*time.Hour, nil, time.Now, nil)
+	d := NewDeduper("firehose.state", "events.dlq", 72*time.Hour, nil, time.Now, nil)
 	dp := &dedupePart{seen: map[string]seqEntry{}, pending: map[string]seqEntry{}, lastSweep: time.Now()}
 	d.parts[0] = dp
 	ids := make([]string, b.N)

@@ -32,6 +32,12 @@ type Deduper struct {
 	kopts []kgo.Opt
 	now   func() time.Time
 	log   *slog.Logger
+	// dlqTopic is where redriven records must have come from; see
+	// redriven.
+	dlqTopic string
+	// verified holds DLQ coordinates already checked (a transaction that
+	// aborts processes its records again).
+	verified sync.Map // "partition:offset" -> bool
 
 	mu    sync.Mutex
 	parts map[int32]*dedupePart
@@ -55,8 +61,47 @@ type dedupePart struct {
 }
 
 // NewDeduper returns a deduper over the state topic.
-func NewDeduper(topic string, ttl time.Duration, kopts []kgo.Opt, now func() time.Time, log *slog.Logger) *Deduper {
-	return &Deduper{ttl: ttl, topic: topic, kopts: kopts, now: now, log: log, parts: map[int32]*dedupePart{}}
+// Records redriven from dlqTopic, and only those, pass it.
+func NewDeduper(topic, dlqTopic string, ttl time.Duration, kopts []kgo.Opt, now func() time.Time, log *slog.Logger) *Deduper {
+	return &Deduper{ttl: ttl, topic: topic, dlqTopic: dlqTopic, kopts: kopts, now: now, log: log, parts: map[int32]*dedupePart{}}
+}
+
+// redriven reports whether rec was really re-submitted from the DLQ by
+// firehose dlq redrive: its redrive header names a dead letter of the
+// processor whose key and value are rec's. Any producer can set the header;
+// only a record the DLQ holds passes dedupe on it.
+func (d *Deduper) redriven(rec *kgo.Record) bool {
+	at := dlq.Header(rec, dlq.HeaderRedrive)
+	if v, ok := d.verified.Load(at + "\x00" + string(rec.Value)); ok {
+		return v.(bool)
+	}
+	ok := d.checkRedrive(at, rec)
+	if !ok {
+		d.log.Warn("a raw record claims to be redriven from the DLQ but the DLQ holds no such dead letter; dedupe applies", "redrive", at, "partition", rec.Partition, "offset", rec.Offset)
+	}
+	d.verified.Store(at+"\x00"+string(rec.Value), ok)
+	return ok
+}
+
+func (d *Deduper) checkRedrive(at string, rec *kgo.Record) bool {
+	ps, offs, found := strings.Cut(at, ":")
+	p, perr := strconv.ParseInt(ps, 10, 32)
+	o, oerr := strconv.ParseInt(offs, 10, 64)
+	if !found || perr != nil || oerr != nil || o < 0 || d.dlqTopic == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var dead *kgo.Record
+	_, err := readPartition(ctx, d.kopts, d.dlqTopic, int32(p), o, func(r *kgo.Record) {
+		if dead == nil && r.Offset == o {
+			dead = r
+		}
+	}, o+1)
+	if err != nil || dead == nil {
+		return false
+	}
+	return dlq.Header(dead, dlq.HeaderStage) == "processor" && string(dead.Key) == string(rec.Key) && string(dead.Value) == string(rec.Value)
 }
 
 // Name implements Stage.
@@ -64,7 +109,7 @@ func (d *Deduper) Name() string { return "dedupe" }
 
 // Apply implements Stage. The partition's state must have been loaded.
 func (d *Deduper) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
-	if len(rec.Headers) > 0 && dlq.Has(rec, dlq.HeaderRedrive) {
+	if len(rec.Headers) > 0 && dlq.Has(rec, dlq.HeaderRedrive) && d.redriven(rec) {
 		// Re-submitted by an operator from the DLQ: its sequence may be
 		// behind the resource's, and it is wanted anyway. The state is
 		// left as it is.
@@ -124,7 +169,7 @@ func (d *Deduper) read(ctx context.Context, partition int32, dp *dedupePart) err
 			return
 		}
 		dp.seen[key] = e
-	})
+	}, -1)
 	if err != nil {
 		return fmt.Errorf("load dedupe state of partition %d from %s: %w", partition, d.topic, err)
 	}

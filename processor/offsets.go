@@ -57,7 +57,10 @@ func caughtUp(b map[int32]bounds, next map[int32]int64) bool {
 // calls fn for each data record in order, and returns the offset it
 // stopped at. Control records are kept by the client only to know exactly
 // when the end is reached.
-func readPartition(ctx context.Context, kopts []kgo.Opt, topic string, partition int32, from int64, fn func(*kgo.Record)) (int64, error) {
+//
+// until, when not negative, stops the read there instead (one record:
+// from+1).
+func readPartition(ctx context.Context, kopts []kgo.Opt, topic string, partition int32, from int64, fn func(*kgo.Record), until int64) (int64, error) {
 	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, kopts...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -76,7 +79,11 @@ func readPartition(ctx context.Context, kopts []kgo.Opt, topic string, partition
 		return from, fmt.Errorf("topic %s has no partition %d", topic, partition)
 	}
 	next := max(from, b.start)
-	for next < b.end {
+	end := b.end
+	if until >= 0 {
+		end = min(end, until)
+	}
+	for next < end {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
 			return next, err

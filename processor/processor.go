@@ -99,7 +99,7 @@ func New(o Options) (*Processor, error) {
 		stages = append(stages, p.filter)
 	}
 	if pc.Dedupe.IsEnabled() {
-		p.dedupe = NewDeduper(cfg.Topology.State.Name, pc.Dedupe.TTL, o.Kafka, o.Now, p.log)
+		p.dedupe = NewDeduper(cfg.Topology.State.Name, cfg.Topology.DLQ.Name, pc.Dedupe.TTL, o.Kafka, o.Now, p.log)
 		stages = append(stages, p.dedupe)
 	}
 	if p.enrich, err = NewEnricher(pc.Enrich, o.Now); err != nil {

@@ -386,12 +386,23 @@ func TestRedrivenEventPassesDedupe(t *testing.T) {
 	e.produce(mk(1), mk(2), mk(3))
 	e.events(3)
 	// Sequence 2 again: once as a plain duplicate, once redriven from the
-	// DLQ by an operator.
+	// DLQ by an operator (the DLQ holds it, dead-lettered by the
+	// processor), and once with a forged redrive header naming a dead
+	// letter that is not it.
 	b, _ := schemas.JSON{}.Append(nil, mk(2))
 	cl := e.client(kgo.DefaultProduceTopic(e.cfg.Topology.Raw.Name))
+	dead := dlq.Record(e.cfg.Topology.DLQ.Name, &kgo.Record{Key: []byte("lead_1"), Value: b}, dlq.Reason{Stage: "processor", Class: "stage", Message: "m"}, time.Now())
+	res := cl.ProduceSync(context.Background(), dead,
+		dlq.Record(e.cfg.Topology.DLQ.Name, &kgo.Record{Key: []byte("lead_1"), Value: []byte("other")}, dlq.Reason{Stage: "processor", Class: "stage", Message: "m"}, time.Now()))
+	if err := res.FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	at := func(r *kgo.Record) []byte { return fmt.Appendf(nil, "%d:%d", r.Partition, r.Offset) }
 	if err := cl.ProduceSync(context.Background(),
 		&kgo.Record{Key: []byte("lead_1"), Value: b},
-		&kgo.Record{Key: []byte("lead_1"), Value: b, Headers: []kgo.RecordHeader{{Key: dlq.HeaderRedrive, Value: []byte("0:7")}}},
+		&kgo.Record{Key: []byte("lead_1"), Value: b, Headers: []kgo.RecordHeader{{Key: dlq.HeaderRedrive, Value: at(res[0].Record)}}},
+		&kgo.Record{Key: []byte("lead_1"), Value: b, Headers: []kgo.RecordHeader{{Key: dlq.HeaderRedrive, Value: at(res[1].Record)}}},
+		&kgo.Record{Key: []byte("lead_1"), Value: b, Headers: []kgo.RecordHeader{{Key: dlq.HeaderRedrive, Value: []byte("0:999999")}}},
 		&kgo.Record{Key: []byte("lead_1"), Value: func() []byte { v, _ := schemas.JSON{}.Append(nil, mk(4)); return v }()},
 	).FirstErr(); err != nil {
 		t.Fatal(err)
@@ -402,7 +413,7 @@ func TestRedrivenEventPassesDedupe(t *testing.T) {
 		seqs = append(seqs, ev.Sequence)
 	}
 	if fmt.Sprint(seqs) != "[1 2 3 2 4]" {
-		t.Fatalf("sequences emitted %v, want [1 2 3 2 4]: the plain duplicate dropped, the redriven one kept, and the state not moved back", seqs)
+		t.Fatalf("sequences emitted %v, want [1 2 3 2 4]: the plain and the forged duplicates dropped, the redriven one kept, and the state not moved back", seqs)
 	}
 }
 

@@ -108,8 +108,8 @@ func Dev(ctx context.Context, o DevOptions) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return Run(gctx, cfg, Options{
-			Log:         o.Log,
-			OnReady:     func(addr string) { banner(o, cfg, broker.Addr, addr) },
+			Log:     o.Log,
+			OnReady: func(addr string) { banner(o, cfg, broker.Addr, addr) },
 			// dev-<account> tokens only where no real ones are
 			// configured: beside real tokens they would open every
 			// account to anyone who knows the pattern.

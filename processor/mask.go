@@ -160,19 +160,7 @@ func (m *Masker) walk(out []byte, v gjson.Result, node *maskNode) ([]byte, int) 
 		})
 		out = append(out, '}')
 	case v.IsArray():
-		out = append(out, '[')
-		i := 0
-		v.ForEach(func(_, el gjson.Result) bool {
-			if i > 0 {
-				out = append(out, ',')
-			}
-			i++
-			var c int
-			out, c = m.walk(out, el, node)
-			n += c
-			return true
-		})
-		out = append(out, ']')
+		out, n = eachElement(out, v, func(out []byte, el gjson.Result) ([]byte, int) { return m.walk(out, el, node) })
 	default:
 		out = append(out, v.Raw...)
 	}
@@ -187,22 +175,28 @@ func (m *Masker) leaf(out []byte, v gjson.Result, strategy string) ([]byte, int)
 	case v.Type == gjson.Null:
 		return append(out, v.Raw...), 0
 	case v.IsArray():
-		n := 0
-		out = append(out, '[')
-		i := 0
-		v.ForEach(func(_, el gjson.Result) bool {
-			if i > 0 {
-				out = append(out, ',')
-			}
-			i++
-			var c int
-			out, c = m.leaf(out, el, strategy)
-			n += c
-			return true
-		})
-		return append(out, ']'), n
+		return eachElement(out, v, func(out []byte, el gjson.Result) ([]byte, int) { return m.leaf(out, el, strategy) })
 	}
 	return schemas.AppendString(out, m.maskValue(v, strategy)), 1
+}
+
+// eachElement appends the JSON array v to out with each element written by
+// fn, and adds up the values fn masked.
+func eachElement(out []byte, v gjson.Result, fn func(out []byte, el gjson.Result) ([]byte, int)) ([]byte, int) {
+	n := 0
+	out = append(out, '[')
+	first := true
+	v.ForEach(func(_, el gjson.Result) bool {
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		var c int
+		out, c = fn(out, el)
+		n += c
+		return true
+	})
+	return append(out, ']'), n
 }
 
 func (m *Masker) maskValue(v gjson.Result, strategy string) string {

@@ -63,6 +63,9 @@ type Options struct {
 	// Limits bound requests in flight; zero fields take the config's
 	// defaults.
 	Limits Limits
+	// OnRequest, if set, hears of every answered request: its HTTP
+	// status and how long it took (metrics).
+	OnRequest func(status int, took time.Duration)
 }
 
 // Limits bound the requests a Server answers at once. A request over a
@@ -209,16 +212,24 @@ func errorf(status int, code, format string, args ...any) *apiError {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	status := http.StatusOK
+	if s.o.OnRequest != nil {
+		defer func() { s.o.OnRequest(status, time.Since(start)) }()
+	}
+	fail := func(ae *apiError) {
+		status = ae.status
+		writeError(w, ae)
+	}
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	token = strings.TrimSpace(token)
 	account, known := s.o.Tokens.Account(token)
 	if !ok || !known {
-		writeError(w, errorf(http.StatusUnauthorized, "unauthorized", "send a valid token as Authorization: Bearer <token>"))
+		fail(errorf(http.StatusUnauthorized, "unauthorized", "send a valid token as Authorization: Bearer <token>"))
 		return
 	}
 	if ae := s.acquire(token); ae != nil {
 		w.Header().Set("Retry-After", "1")
-		writeError(w, ae)
+		fail(ae)
 		return
 	}
 	defer s.release(token)
@@ -229,7 +240,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.failLog.Warn("pull API request failed", "err", err)
 			ae = errorf(http.StatusServiceUnavailable, "unavailable", "the stream cannot be read right now; retry the same position")
 		}
-		writeError(w, ae)
+		fail(ae)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -138,7 +138,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	var pull *pullapi.Server
 	if o.has(RoleAPI) && cfg.API.Listen != "off" && (cfg.API.PullEnabled() || o.DevTokens) {
-		if pull, err = newPullAPI(cfg, o, kopts); err != nil {
+		if pull, err = newPullAPI(cfg, o, kopts, m.PullRequest); err != nil {
 			return err
 		}
 		g.Go(func() error { return pull.Run(gctx) })
@@ -231,7 +231,7 @@ func waitBounded(stopping context.Context, wait func() error, timeout time.Durat
 	}
 }
 
-func newPullAPI(cfg *config.Config, o Options, kopts []kgo.Opt) (*pullapi.Server, error) {
+func newPullAPI(cfg *config.Config, o Options, kopts []kgo.Opt, onRequest func(int, time.Duration)) (*pullapi.Server, error) {
 	key := []byte(cfg.API.PositionKey)
 	if len(key) == 0 {
 		key = o.PositionKey
@@ -245,12 +245,13 @@ func newPullAPI(cfg *config.Config, o Options, kopts []kgo.Opt) (*pullapi.Server
 		return nil, fmt.Errorf("api.tokens_file: %w", err)
 	}
 	return pullapi.New(pullapi.Options{
-		Kafka:    kopts,
-		Topic:    cfg.Topology.Events.Name,
-		Encoding: cfg.Topology.Events.Encoding,
-		Signer:   signer,
-		Tokens:   tokens,
-		Log:      o.Log,
-		Limits:   pullapi.Limits{PerToken: cfg.API.MaxRequestsPerToken, Total: cfg.API.MaxRequests},
+		Kafka:     kopts,
+		Topic:     cfg.Topology.Events.Name,
+		Encoding:  cfg.Topology.Events.Encoding,
+		Signer:    signer,
+		Tokens:    tokens,
+		Log:       o.Log,
+		Limits:    pullapi.Limits{PerToken: cfg.API.MaxRequestsPerToken, Total: cfg.API.MaxRequests},
+		OnRequest: onRequest,
 	})
 }

@@ -2,10 +2,12 @@ package app_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -159,6 +161,76 @@ connectors:
 	}
 	if !lag || !kafka {
 		t.Errorf("consumer lag present %v, franz-go client metrics present %v", lag, kafka)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A live /metrics passes promtool check metrics (franz-go's buffered-records
+// gauges are served without the counter suffix "_total"), carries
+// firehose_build_info, and counts pull API requests by status.
+func TestLiveMetricsPassPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("promtool is not installed; `make tools` installs it (Debian's prometheus package)")
+	}
+	e := testenv.New(t, fmt.Sprintf(`api:
+  listen: "127.0.0.1:0"
+  position_key: 0123456789abcdef0123456789abcdef
+  tokens:
+    - {account: acc_1, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}
+connectors:
+  - name: files
+    type: file
+    batch: {max_events: 100, max_age: 200ms}
+    file: {dir: %q}
+`, t.TempDir()), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx, e.Config, app.Options{OnReady: func(a string) { addr <- a }}) }()
+	var a string
+	select {
+	case a = <-addr:
+	case err := <-done:
+		t.Fatalf("app stopped: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("not ready after 60s")
+	}
+	for _, token := range []string{"test", "wrong"} { // "test" is the configured token
+		req, _ := http.NewRequest(http.MethodGet, "http://"+a+"/v1/stream?position=tail", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := http.Get("http://" + a + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	check := exec.Command(promtool, "check", "metrics")
+	check.Stdin = bytes.NewReader(body)
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+	m := scrape(t, a)
+	var build, buffered bool
+	for k := range m {
+		build = build || strings.HasPrefix(k, "firehose_build_info{")
+		buffered = buffered || strings.HasPrefix(k, "firehose_kafka_buffered_fetch_records{")
+	}
+	if !build || !buffered {
+		t.Errorf("build info present %v, buffered fetch records gauge present %v", build, buffered)
+	}
+	if m[`firehose_pull_requests_total{code="200"}`] != 1 || m[`firehose_pull_requests_total{code="401"}`] != 1 || m[`firehose_pull_request_duration_seconds_count{code="200"}`] != 1 {
+		t.Errorf("pull requests: 200 %v, 401 %v", m[`firehose_pull_requests_total{code="200"}`], m[`firehose_pull_requests_total{code="401"}`])
 	}
 	cancel()
 	if err := <-done; err != nil {

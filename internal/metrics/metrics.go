@@ -7,13 +7,17 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
@@ -25,11 +29,16 @@ import (
 // Set is one process's metrics.
 type Set struct {
 	reg *prometheus.Registry
+	// kafka holds franz-go's client metrics, served through gaugeNames.
+	kafka *prometheus.Registry
 
 	batchEvents *prometheus.HistogramVec
 	batchBytes  *prometheus.HistogramVec
 	latency     *prometheus.HistogramVec
 	attempts    *prometheus.CounterVec
+
+	pullRequests *prometheus.CounterVec
+	pullDuration *prometheus.HistogramVec
 }
 
 // DeliveryLatencyBuckets span a second to an hour: event age at
@@ -38,8 +47,8 @@ var DeliveryLatencyBuckets = []float64{0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 
 
 // New returns a registry with the Go runtime and process collectors.
 func New() *Set {
-	s := &Set{reg: prometheus.NewRegistry()}
-	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &Set{reg: prometheus.NewRegistry(), kafka: prometheus.NewRegistry()}
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
 	s.batchEvents = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "firehose_connector_batch_events", Help: "Events per delivered batch.",
 		Buckets: prometheus.ExponentialBuckets(1, 4, 10),
@@ -55,23 +64,81 @@ func New() *Set {
 	s.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "firehose_connector_delivery_attempts_total", Help: "Batch delivery attempts by outcome: success, retryable_error, permanent_error.",
 	}, []string{"connector", "outcome"})
-	s.reg.MustRegister(s.batchEvents, s.batchBytes, s.latency, s.attempts)
+	s.pullRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "firehose_pull_requests_total", Help: "Pull API requests answered, by HTTP status code.",
+	}, []string{"code"})
+	s.pullDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "firehose_pull_request_duration_seconds", Help: "Time to answer a pull API request, by HTTP status code (long polls wait up to the budget).",
+		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5},
+	}, []string{"code"})
+	s.reg.MustRegister(s.batchEvents, s.batchBytes, s.latency, s.attempts, s.pullRequests, s.pullDuration)
 	return s
+}
+
+// PullRequest counts one answered pull API request.
+func (s *Set) PullRequest(status int, took time.Duration) {
+	code := strconv.Itoa(status)
+	s.pullRequests.WithLabelValues(code).Inc()
+	s.pullDuration.WithLabelValues(code).Observe(took.Seconds())
+}
+
+// buildInfo is firehose_build_info{version,revision,go_version} 1, from
+// what the Go toolchain stamped into the binary.
+func buildInfo() prometheus.Collector {
+	version, revision := "(devel)", "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		for _, kv := range bi.Settings {
+			if kv.Key == "vcs.revision" {
+				revision = kv.Value
+			}
+		}
+	}
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "firehose_build_info", Help: "The running binary's version, VCS revision and Go version; always 1.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "go_version": runtime.Version()},
+	}, func() float64 { return 1 })
 }
 
 // Registry is where more collectors go.
 func (s *Set) Registry() *prometheus.Registry { return s.reg }
 
+// Gatherer is everything /metrics serves: the registry and franz-go's
+// client metrics.
+func (s *Set) Gatherer() prometheus.Gatherer {
+	return prometheus.Gatherers{s.reg, gaugeNames{s.kafka}}
+}
+
 // Handler serves /metrics.
 func (s *Set) Handler() http.Handler {
-	return promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})
+	return promhttp.HandlerFor(s.Gatherer(), promhttp.HandlerOpts{Registry: s.reg})
 }
 
 // KafkaHooks returns franz-go client metrics for one client, labelled with
 // the component that owns it.
 func (s *Set) KafkaHooks(component string) kgo.Opt {
-	m := kprom.NewMetrics("firehose_kafka", kprom.Registerer(s.reg), kprom.WithStaticLabel(prometheus.Labels{"component": component}))
+	m := kprom.NewMetrics("firehose_kafka", kprom.Registerer(s.kafka), kprom.WithStaticLabel(prometheus.Labels{"component": component}))
 	return kgo.WithHooks(m)
+}
+
+// gaugeNames serves a registry with its gauges named as Prometheus expects:
+// kprom names two gauges (buffered produce and fetch records) "_total",
+// the suffix of counters, which promtool check metrics rejects and which
+// rate() would be wrong on. They are served without it.
+type gaugeNames struct{ g prometheus.Gatherer }
+
+func (g gaugeNames) Gather() ([]*dto.MetricFamily, error) {
+	mfs, err := g.g.Gather()
+	for _, mf := range mfs {
+		if mf.GetType() == dto.MetricType_GAUGE {
+			if name, ok := strings.CutSuffix(mf.GetName(), "_total"); ok {
+				mf.Name = &name
+			}
+		}
+	}
+	return mfs, err
 }
 
 func counter(name, help string, labels prometheus.Labels, f func() int64) prometheus.Collector {

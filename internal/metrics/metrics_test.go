@@ -36,7 +36,7 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	if err := cl.Ping(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	fams, err := s.Registry().Gather()
+	fams, err := s.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,8 +40,13 @@ FUZZTIME    ?= 50000x
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/firehose
-	$(GO) build -o $(BIN) ./cmd/firehose
+# Stamped into the binary (firehose version, firehose_build_info).
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS     := -X github.com/firehose/firehose/internal/buildinfo.Version=$(VERSION) -X github.com/firehose/firehose/internal/buildinfo.Revision=$(REVISION)
+
+build: ## build bin/firehose, stamped with its version and revision
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/firehose
 
 run: build ## start firehose dev: embedded broker, processor, file connector, demo events
 	./$(BIN) dev

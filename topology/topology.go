@@ -214,6 +214,18 @@ func (p *Plan) Apply(ctx context.Context, cl *kgo.Client) error {
 
 // Print writes the plan for a person, one line per change, and says so
 // when nothing differs.
+// PartitionIncreases describes each change that raises a partition count
+// ("events 6 -> 12"): raising one moves keys between partitions.
+func (p *Plan) PartitionIncreases() []string {
+	var out []string
+	for _, c := range p.Changes {
+		if c.Action == AddPartitions {
+			out = append(out, fmt.Sprintf("%s %d -> %d", c.Spec.Name, c.FromPartitions, c.Spec.Partitions))
+		}
+	}
+	return out
+}
+
 func (p *Plan) Print(w io.Writer) {
 	if len(p.Changes) == 0 {
 		fmt.Fprintln(w, "nothing differs: the cluster matches the config")

@@ -14,15 +14,25 @@ import (
 	"github.com/firehose/firehose/internal/kafkaclient"
 )
 
-// configFlag adds -c/--config; empty means the embedded dev config.
+// configFlag adds -c/--config; empty means $FIREHOSE_CONFIG, or else the
+// embedded dev config.
 func configFlag(cmd *cobra.Command, p *string) {
-	cmd.Flags().StringVarP(p, "config", "c", "", "config file (default: the embedded dev config, which talks to 127.0.0.1:9092)")
+	cmd.Flags().StringVarP(p, "config", "c", "", "config file (default: $FIREHOSE_CONFIG, else the embedded dev config, which talks to 127.0.0.1:9092)")
 }
 
-// loadConfig loads path, or the embedded dev config when path is empty.
+// configPath is path, or $FIREHOSE_CONFIG when path is empty.
+func configPath(path string) string {
+	if path == "" {
+		return os.Getenv("FIREHOSE_CONFIG")
+	}
+	return path
+}
+
+// loadConfig loads path (or $FIREHOSE_CONFIG), or the embedded dev config
+// when neither names a file.
 func loadConfig(path string) (*config.Config, error) {
 	opts := config.Options{Lookup: os.LookupEnv, Destinations: destinations.Registry{}}
-	if path == "" {
+	if path = configPath(path); path == "" {
 		return config.Parse("embedded dev config", config.Dev(), opts)
 	}
 	return config.Load(path, opts)

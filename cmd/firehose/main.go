@@ -51,7 +51,9 @@ object stores, queues and webhooks, committing offsets only after delivery.
 Start with:  firehose dev          (everything in one process, on an embedded broker)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionLine(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(
@@ -66,6 +68,7 @@ Start with:  firehose dev          (everything in one process, on an embedded br
 		newDLQCmd(&g),
 		newStatusCmd(&g),
 		newTokenCmd(&g),
+		newVersionCmd(),
 	)
 	return root
 }

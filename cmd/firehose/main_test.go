@@ -113,3 +113,58 @@ func TestEverySubcommandHasHelp(t *testing.T) {
 		}
 	}
 }
+
+// plan --detailed-exitcode tells CI whether the cluster drifted (2) or
+// matches (0); apply raises a partition count only when told to, after
+// saying what that moves.
+func TestTopologyDriftExitCodeAndPartitionIncrease(t *testing.T) {
+	b, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	six := writeConfig(t, "kafka:\n  brokers: [\""+b.Addr+"\"]\n")
+	var ee exitError
+	if _, err := run(t, "topology", "plan", "--detailed-exitcode", "-c", six); !errors.As(err, &ee) || ee.code != 2 {
+		t.Fatalf("plan on a fresh broker: %v, want exit 2", err)
+	}
+	if out, err := run(t, "topology", "apply", "-c", six); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if _, err := run(t, "topology", "plan", "--detailed-exitcode", "-c", six); err != nil {
+		t.Fatalf("plan after apply: %v, want exit 0", err)
+	}
+	eight := writeConfig(t, "kafka:\n  brokers: [\""+b.Addr+"\"]\ntopology:\n  events: {partitions: 8}\n")
+	out, err := run(t, "topology", "apply", "-c", eight)
+	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(out, "not applied: raising partitions moves keys to other partitions (events 6 -> 8)") {
+		t.Fatalf("apply raising partitions without the flag: %v\n%s", err, out)
+	}
+	if out, err := run(t, "topology", "apply", "--allow-partition-increase", "-c", eight); err != nil || !strings.Contains(out, "applied: the cluster now matches the config") {
+		t.Fatalf("apply with --allow-partition-increase: %v\n%s", err, out)
+	}
+}
+
+// run never falls back to the embedded dev config: without -c or
+// FIREHOSE_CONFIG it says how to get one, and FIREHOSE_CONFIG is read.
+func TestRunNeedsAConfig(t *testing.T) {
+	t.Setenv("FIREHOSE_CONFIG", "")
+	if _, err := run(t, "run"); err == nil || !strings.Contains(err.Error(), "run needs a config: pass -c FILE or set FIREHOSE_CONFIG") {
+		t.Fatalf("run without a config: %v", err)
+	}
+	bad := writeConfig(t, "kafka:\n  brokers: []\n")
+	t.Setenv("FIREHOSE_CONFIG", bad)
+	var ee exitError
+	if _, err := run(t, "run"); !errors.As(err, &ee) || ee.code != 2 {
+		t.Fatalf("run with FIREHOSE_CONFIG naming an invalid file: %v, want its problems (exit 2)", err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := run(t, "version")
+	if err != nil || !strings.HasPrefix(out, "firehose ") || !strings.Contains(out, "revision ") || !strings.Contains(out, "go1.") {
+		t.Fatalf("version: %v %q", err, out)
+	}
+	if flag, err := run(t, "--version"); err != nil || flag != out {
+		t.Fatalf("--version: %v %q, want %q", err, flag, out)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -23,6 +24,12 @@ and leaves the groups.`,
 			log, err := g.logger()
 			if err != nil {
 				return err
+			}
+			if configPath(path) == "" {
+				// The embedded dev config talks to a broker on
+				// 127.0.0.1:9092: a production worker must not fall
+				// back to it because a flag was forgotten.
+				return errors.New("run needs a config: pass -c FILE or set FIREHOSE_CONFIG (firehose validate -c FILE checks one; firehose dev runs everything on the embedded dev config)")
 			}
 			cfg, err := loadConfig(path)
 			if err != nil {

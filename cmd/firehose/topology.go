@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -15,6 +16,7 @@ func newTopologyCmd(g *globals) *cobra.Command {
 		Short: "Compare the cluster's topics with the config (plan) and reconcile them (apply)",
 	}
 	var path string
+	var detailed, allowIncrease bool
 	run := func(apply bool) func(*cobra.Command, []string) error {
 		return func(cmd *cobra.Command, _ []string) error {
 			_, cfg, kopts, err := g.setup(path)
@@ -34,8 +36,21 @@ func newTopologyCmd(g *globals) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			plan.Print(out)
-			if !apply || plan.Empty() {
+			if !apply {
+				if detailed && !plan.Empty() {
+					return exitError{code: 2} // changes pending, as terraform plan -detailed-exitcode
+				}
 				return nil
+			}
+			if plan.Empty() {
+				return nil
+			}
+			if raises := plan.PartitionIncreases(); len(raises) > 0 && !allowIncrease {
+				fmt.Fprintf(out, "\nnot applied: raising partitions moves keys to other partitions (%s).\n", strings.Join(raises, ", "))
+				fmt.Fprintln(out, "A moved resource's events in flight may be processed out of order, and its dedupe state stays with its old")
+				fmt.Fprintln(out, "partition, so a duplicate arriving on the new one is let through. Stop the producers, let the processor and")
+				fmt.Fprintln(out, "connectors drain to lag 0, then run apply again with --allow-partition-increase.")
+				return exitError{code: 1}
 			}
 			if err := plan.Apply(ctx, cl); err != nil {
 				return err
@@ -65,12 +80,16 @@ func newTopologyCmd(g *globals) *cobra.Command {
 		Long: `apply creates missing topics and alters partition counts and topic configs
 until the cluster matches the config. It is idempotent: running it again
 changes nothing. It never lowers a partition count (Kafka cannot, and moving
-keys between partitions would break per-resource order); it says so instead.`,
+keys between partitions would break per-resource order); it says so instead.
+It raises one only with --allow-partition-increase, after saying what that
+moves.`,
 		Args: cobra.NoArgs,
 		RunE: run(true),
 	}
 	configFlag(plan, &path)
 	configFlag(apply, &path)
+	plan.Flags().BoolVar(&detailed, "detailed-exitcode", false, "exit 2 when the cluster differs from the config (0: it matches), for CI drift checks")
+	apply.Flags().BoolVar(&allowIncrease, "allow-partition-increase", false, "raise partition counts as the config says, although that moves keys between partitions")
 	cmd.AddCommand(plan, apply)
 	return cmd
 }

@@ -7,8 +7,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 
 	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/internal/buildinfo"
 	"github.com/firehose/firehose/processor"
 )
 
@@ -82,23 +81,12 @@ func (s *Set) PullRequest(status int, took time.Duration) {
 	s.pullDuration.WithLabelValues(code).Observe(took.Seconds())
 }
 
-// buildInfo is firehose_build_info{version,revision,go_version} 1, from
-// what the Go toolchain stamped into the binary.
+// buildInfo is firehose_build_info{version,revision,go_version} 1.
 func buildInfo() prometheus.Collector {
-	version, revision := "(devel)", "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" {
-			version = bi.Main.Version
-		}
-		for _, kv := range bi.Settings {
-			if kv.Key == "vcs.revision" {
-				revision = kv.Value
-			}
-		}
-	}
+	bi := buildinfo.Read()
 	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "firehose_build_info", Help: "The running binary's version, VCS revision and Go version; always 1.",
-		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "go_version": runtime.Version()},
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "go_version": bi.GoVersion},
 	}, func() float64 { return 1 })
 }
 

@@ -36,6 +36,10 @@ type Kafka struct {
 	ClientID string   `yaml:"client_id"` // default "firehose"
 	TLS      TLS      `yaml:"tls"`
 	SASL     SASL     `yaml:"sasl"`
+	// Rack is this worker's rack (client.rack): with brokers configured
+	// for it (replica.selector.class = RackAwareReplicaSelector), fetches
+	// go to the nearest replica, e.g. in the same availability zone.
+	Rack string `yaml:"rack"`
 	// InstanceID turns on static group membership: each consumer group
 	// of the process (the processor's, each connector's) gets the member
 	// instance id <InstanceID>-<processor|connector name>. A worker that
@@ -67,14 +71,27 @@ type TLS struct {
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 }
 
-// SASL configures authentication. Mechanism is PLAIN, SCRAM-SHA-256 or
-// SCRAM-SHA-512; empty disables SASL. Put the password in the environment:
-// password: ${KAFKA_PASSWORD}.
+// SASL configures authentication; Mechanism is one of SASLMechanisms and
+// empty disables SASL.
+//   - PLAIN, SCRAM-SHA-256, SCRAM-SHA-512: Username and Password (put the
+//     password in the environment: password: ${KAFKA_PASSWORD}).
+//   - OAUTHBEARER: Token (a static token, e.g. ${KAFKA_OAUTH_TOKEN}) or
+//     TokenFile, read again at every authentication, so a sidecar that
+//     refreshes the file refreshes the token.
+//   - AWS_MSK_IAM: credentials from the AWS default chain (environment,
+//     shared files, IRSA, instance role), the same loader S3 and Kinesis
+//     use; the region comes from the broker's host name
+//     (…kafka.<region>.amazonaws.com) or AWS_REGION.
 type SASL struct {
 	Mechanism string `yaml:"mechanism"`
 	Username  string `yaml:"username"`
 	Password  string `yaml:"password"`
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
 }
+
+// SASLMechanisms are the values SASL.Mechanism accepts.
+var SASLMechanisms = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "AWS_MSK_IAM"}
 
 // Topology names the four topics and how they are created.
 type Topology struct {

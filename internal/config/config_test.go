@@ -230,3 +230,25 @@ func TestGroupMembershipSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestSASLMechanisms(t *testing.T) {
+	for doc, want := range map[string]string{
+		"kafka:\n  brokers: [k:9092]\n  sasl: {mechanism: OAUTHBEARER}\n":                           `kafka.sasl.token: OAUTHBEARER needs one of token and token_file`,
+		"kafka:\n  brokers: [k:9092]\n  sasl: {mechanism: OAUTHBEARER, token: a, token_file: /t}\n": `kafka.sasl.token: OAUTHBEARER needs one of token and token_file`,
+		"kafka:\n  brokers: [k:9092]\n  sasl: {mechanism: AWS_MSK_IAM, username: u}\n":              `kafka.sasl.mechanism: AWS_MSK_IAM takes its credentials from the AWS default chain`,
+		"kafka:\n  brokers: [k:9092]\n  sasl: {mechanism: GSSAPI}\n":                                `must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER, AWS_MSK_IAM, got "GSSAPI"`,
+	} {
+		_, err := Parse("f.yaml", []byte(doc), Options{Lookup: env(nil)})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", doc, err, want)
+		}
+	}
+	for _, doc := range []string{
+		"kafka:\n  brokers: [k:9092]\n  rack: use1-az1\n  sasl: {mechanism: OAUTHBEARER, token_file: /var/run/token}\n",
+		"kafka:\n  brokers: [k:9092]\n  sasl: {mechanism: AWS_MSK_IAM}\n",
+	} {
+		if _, err := Parse("f.yaml", []byte(doc), Options{Lookup: env(nil)}); err != nil {
+			t.Errorf("%s: %v", doc, err)
+		}
+	}
+}

@@ -184,15 +184,7 @@ func (c *Config) Validate() error {
 			v.add(fmt.Sprintf("kafka.brokers[%d]", i), "must be host:port, got %q", b)
 		}
 	}
-	switch c.Kafka.SASL.Mechanism {
-	case "":
-	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
-		if c.Kafka.SASL.Username == "" {
-			v.add("kafka.sasl.username", "required with mechanism %s", c.Kafka.SASL.Mechanism)
-		}
-	default:
-		v.add("kafka.sasl.mechanism", "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", c.Kafka.SASL.Mechanism)
-	}
+	v.sasl("kafka.sasl", c.Kafka.SASL)
 	if c.API.MaxRequestsPerToken < 0 {
 		v.add("api.max_requests_per_token", "must be positive, got %d", c.API.MaxRequestsPerToken)
 	}
@@ -314,6 +306,27 @@ func (c *Config) Validate() error {
 		v.add("api.position_key", "required when api.tokens or api.tokens_file is set: it signs the positions the pull API hands out (e.g. position_key: ${FIREHOSE_POSITION_KEY}, with 32+ random bytes)")
 	}
 	return v.err()
+}
+
+// sasl checks a sasl section at path.
+func (v *validator) sasl(path string, s SASL) {
+	switch s.Mechanism {
+	case "":
+	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		if s.Username == "" {
+			v.add(path+".username", "required with mechanism %s", s.Mechanism)
+		}
+	case "OAUTHBEARER":
+		if (s.Token == "") == (s.TokenFile == "") {
+			v.add(path+".token", "OAUTHBEARER needs one of token and token_file")
+		}
+	case "AWS_MSK_IAM":
+		if s.Username != "" || s.Password != "" || s.Token != "" || s.TokenFile != "" {
+			v.add(path+".mechanism", "AWS_MSK_IAM takes its credentials from the AWS default chain; remove username, password and token")
+		}
+	default:
+		v.add(path+".mechanism", "must be one of %s, got %q", strings.Join(SASLMechanisms, ", "), s.Mechanism)
+	}
 }
 
 // instanceIDPattern is what kafka.instance_id may hold: Kafka accepts

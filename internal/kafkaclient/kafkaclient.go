@@ -11,12 +11,18 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/twmb/franz-go/pkg/kgo"
+	awssasl "github.com/twmb/franz-go/pkg/sasl/aws"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/firehose/firehose/internal/awsconf"
 	"github.com/firehose/firehose/internal/config"
 )
 
@@ -37,18 +43,58 @@ func Options(cfg config.Kafka, log *slog.Logger) ([]kgo.Opt, error) {
 		}
 		opts = append(opts, kgo.Dialer((&tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: tc}).DialContext))
 	}
-	switch cfg.SASL.Mechanism {
+	if cfg.Rack != "" {
+		opts = append(opts, kgo.Rack(cfg.Rack))
+	}
+	s := cfg.SASL
+	switch s.Mechanism {
 	case "":
 	case "PLAIN":
-		opts = append(opts, kgo.SASL(plain.Auth{User: cfg.SASL.Username, Pass: cfg.SASL.Password}.AsMechanism()))
+		opts = append(opts, kgo.SASL(plain.Auth{User: s.Username, Pass: s.Password}.AsMechanism()))
 	case "SCRAM-SHA-256":
-		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.SASL.Username, Pass: cfg.SASL.Password}.AsSha256Mechanism()))
+		opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password}.AsSha256Mechanism()))
 	case "SCRAM-SHA-512":
-		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.SASL.Username, Pass: cfg.SASL.Password}.AsSha512Mechanism()))
+		opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password}.AsSha512Mechanism()))
+	case "OAUTHBEARER":
+		opts = append(opts, kgo.SASL(oauth.Oauth(func(context.Context) (oauth.Auth, error) {
+			if s.TokenFile == "" {
+				return oauth.Auth{Token: s.Token}, nil
+			}
+			// Read at every authentication: a refreshed file is a
+			// refreshed token for the next connection.
+			b, err := os.ReadFile(s.TokenFile)
+			if err != nil {
+				return oauth.Auth{}, fmt.Errorf("kafka.sasl.token_file: %w", err)
+			}
+			return oauth.Auth{Token: strings.TrimSpace(string(b))}, nil
+		})))
+	case "AWS_MSK_IAM":
+		opts = append(opts, kgo.SASL(awssasl.ManagedStreamingIAM(mskIAM())))
 	default:
-		return nil, fmt.Errorf("kafka.sasl.mechanism %q is not supported", cfg.SASL.Mechanism)
+		return nil, fmt.Errorf("kafka.sasl.mechanism %q is not supported", s.Mechanism)
 	}
 	return opts, nil
+}
+
+// mskIAM returns the credentials of the AWS default chain at each
+// authentication; the chain caches and refreshes them.
+func mskIAM() func(context.Context) (awssasl.Auth, error) {
+	var (
+		once sync.Once
+		cfg  aws.Config
+		err  error
+	)
+	return func(ctx context.Context) (awssasl.Auth, error) {
+		once.Do(func() { cfg, err = awsconf.Load(ctx, "", "", "") })
+		if err != nil {
+			return awssasl.Auth{}, fmt.Errorf("AWS_MSK_IAM: %w", err)
+		}
+		creds, err := cfg.Credentials.Retrieve(ctx)
+		if err != nil {
+			return awssasl.Auth{}, fmt.Errorf("AWS_MSK_IAM: retrieve AWS credentials: %w", err)
+		}
+		return awssasl.Auth{AccessKey: creds.AccessKeyID, SecretKey: creds.SecretAccessKey, SessionToken: creds.SessionToken}, nil
+	}
 }
 
 // TLSConfig builds a client TLS config from PEM files.

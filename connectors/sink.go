@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -58,6 +59,23 @@ type Batch struct {
 	// SealedAt is when the batch was closed for delivery; it is the
 	// delivered_at of every event in it.
 	SealedAt time.Time
+}
+
+// EventHeaders returns the headers event i of b carries from its producer
+// (the processor carries them from the raw record: a trace context such as
+// traceparent, and the producer's own), without Firehose's own
+// (firehose.*). Record destinations add them to what they write.
+func EventHeaders(b *Batch, i int) []kgo.RecordHeader {
+	if i >= len(b.Records) || b.Records[i] == nil {
+		return nil
+	}
+	var out []kgo.RecordHeader
+	for _, h := range b.Records[i].Headers {
+		if !strings.HasPrefix(h.Key, "firehose.") {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // BatchID returns the id of a batch of records of one topic partition, in

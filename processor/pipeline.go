@@ -7,6 +7,8 @@ package processor
 
 import (
 	"fmt"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -37,6 +39,9 @@ type Pipeline struct {
 	MaxEventBytes int
 	Stages        []Stage
 	Now           func() time.Time
+	// Headers are the globs of record headers carried to the event; nil
+	// carries all. Headers named firehose.* never are.
+	Headers []string
 }
 
 // Outcome tells what happened to one raw record.
@@ -91,8 +96,32 @@ func (p *Pipeline) Process(rec *kgo.Record) (*kgo.Record, Outcome) {
 		Topic:     p.EventsTopic,
 		Key:       []byte(e.ResourceID),
 		Value:     val,
+		Headers:   p.carried(rec.Headers),
 		Timestamp: rec.Timestamp,
 	}, Emitted
+}
+
+// carried returns the headers of a raw record that go with its event: a
+// producer's trace context (traceparent) and its own headers, by
+// p.Headers, and never Firehose's (firehose.redrive, the DLQ reason).
+func (p *Pipeline) carried(hs []kgo.RecordHeader) []kgo.RecordHeader {
+	var out []kgo.RecordHeader
+	for _, h := range hs {
+		if strings.HasPrefix(h.Key, "firehose.") {
+			continue
+		}
+		keep := len(p.Headers) == 0
+		for _, g := range p.Headers {
+			if ok, _ := path.Match(g, h.Key); ok {
+				keep = true
+				break
+			}
+		}
+		if keep {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 func (p *Pipeline) dead(rec *kgo.Record, class, msg string) *kgo.Record {

@@ -121,6 +121,7 @@ func New(o Options) (*Processor, error) {
 		EventsTopic:   cfg.Topology.Events.Name,
 		DLQTopic:      cfg.Topology.DLQ.Name,
 		DLQMaxBytes:   cfg.Topology.DLQ.MaxRecordBytes(),
+		Headers:       pc.Headers,
 		MaxEventBytes: int(pc.MaxEventBytes),
 		Stages:        stages,
 		Now:           o.Now,

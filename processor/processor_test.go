@@ -503,3 +503,25 @@ func TestStateLoadFailuresAreRetried(t *testing.T) {
 	default:
 	}
 }
+
+// A producer's headers (its trace context, its own) reach the event in
+// events; Firehose's own headers never do; processor.headers narrows them.
+func TestHeadersAreCarriedToEvents(t *testing.T) {
+	p := &Pipeline{In: schemas.JSON{}, Out: schemas.JSON{}, EventsTopic: "events", DLQTopic: "dlq", MaxEventBytes: 1 << 20, Now: time.Now}
+	v := []byte(`{"event_id":"e","timestamp":"2024-01-15T14:30:45Z","account_id":"a","resource_id":"r","sequence":1,"event_type":"t"}`)
+	in := &kgo.Record{Key: []byte("r"), Value: v, Headers: []kgo.RecordHeader{
+		{Key: "traceparent", Value: []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")},
+		{Key: "x-tenant", Value: []byte("acme")},
+		{Key: "internal-only", Value: []byte("1")},
+		{Key: dlq.HeaderConnector, Value: []byte("hook")},
+	}}
+	out, _ := p.Process(in)
+	if got := fmt.Sprint(out.Headers); !strings.Contains(got, "traceparent") || !strings.Contains(got, "x-tenant") || !strings.Contains(got, "internal-only") || strings.Contains(got, "firehose.") {
+		t.Fatalf("all but Firehose's: %v", out.Headers)
+	}
+	p.Headers = []string{"traceparent", "tracestate", "x-*"}
+	out, _ = p.Process(in)
+	if got := fmt.Sprint(out.Headers); !strings.Contains(got, "traceparent") || !strings.Contains(got, "x-tenant") || strings.Contains(got, "internal-only") {
+		t.Fatalf("allow-list: %v", out.Headers)
+	}
+}

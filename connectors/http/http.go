@@ -21,6 +21,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/internal/config"
 )
@@ -182,6 +184,17 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 	h.Set(s.cfg.IdempotencyHeader, b.ID)
 	h.Set("X-Firehose-Batch-Id", b.ID)
 	h.Set("X-Firehose-Connector", b.Connector)
+	// One request carries many events and can have one parent: the trace
+	// context of the batch's first event that has one.
+	for i := range b.Records {
+		if tp := headerOf(connectors.EventHeaders(b, i), "traceparent"); tp != "" {
+			h.Set("traceparent", tp)
+			if ts := headerOf(connectors.EventHeaders(b, i), "tracestate"); ts != "" {
+				h.Set("tracestate", ts)
+			}
+			break
+		}
+	}
 	h.Set("X-Firehose-Event-Count", strconv.Itoa(len(b.Events)))
 	if s.cfg.BearerToken != "" {
 		h.Set("Authorization", "Bearer "+s.cfg.BearerToken)
@@ -200,6 +213,15 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
 	return Classify(resp.StatusCode, resp.Header.Get("Retry-After"), []byte(s.redact.Replace(string(body))), b.ID, s.target)
+}
+
+func headerOf(hs []kgo.RecordHeader, key string) string {
+	for _, h := range hs {
+		if strings.EqualFold(h.Key, key) {
+			return string(h.Value)
+		}
+	}
+	return ""
 }
 
 // Classify turns a response into nil (2xx), a retryable error (408, 429,

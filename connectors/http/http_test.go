@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
 )
@@ -175,5 +177,27 @@ func TestRedactURL(t *testing.T) {
 	got := RedactURL("https://user:pass@hooks.example.com/in?api_key=abc&x=1#frag")
 	if got != "https://REDACTED@hooks.example.com/in?api_key=REDACTED&x=REDACTED" {
 		t.Fatal(got)
+	}
+}
+
+// A webhook request carries the trace context of its batch's first event
+// that has one, so the receiver's span joins the producer's trace.
+func TestWebhookCarriesTraceparent(t *testing.T) {
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Get("traceparent")
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	cfg := Config{URL: srv.URL}
+	cfg.Defaults()
+	b := connectortest.MakeBatch(t, 0, 0, connectortest.EventsOver(7, 2, 3), "ndjson", "none")
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	b.Records[1].Headers = []kgo.RecordHeader{{Key: "traceparent", Value: []byte(tp)}}
+	if err := New(cfg).Deliver(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if got != tp {
+		t.Fatalf("traceparent %q", got)
 	}
 }

@@ -129,11 +129,11 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 		recs = append(recs, &kgo.Record{
 			Key:   s.key.Render(nil, b.Topic, b.Partition, e.Timestamp, e),
 			Value: connectors.AppendEvent(nil, b, i),
-			Headers: []kgo.RecordHeader{
+			Headers: append([]kgo.RecordHeader{
 				{Key: "event_type", Value: []byte(e.EventType)},
 				{Key: "account_id", Value: []byte(e.AccountID)},
 				{Key: "event_id", Value: []byte(e.EventID)},
-			},
+			}, connectors.EventHeaders(b, i)...),
 		})
 		idx = append(idx, i)
 	}

@@ -136,6 +136,9 @@ func TestEventHubsKeysOrderAndHeaders(t *testing.T) {
 	evs := connectortest.EventsOver(5, 500, 20000)
 	for i := 0; i < len(evs); i += 500 {
 		b := connectortest.MakeBatch(t, int32(i/500%6), int64(i), evs[i:i+500], "ndjson", "none")
+		for j, r := range b.Records { // the producer's trace context, carried by the processor
+			r.Headers = []kgo.RecordHeader{{Key: "traceparent", Value: []byte("tp-" + evs[i+j].EventID)}, {Key: "firehose.connector", Value: []byte("x")}}
+		}
 		if err := sink.Deliver(context.Background(), b); err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +158,7 @@ func TestEventHubsKeysOrderAndHeaders(t *testing.T) {
 		for _, x := range r.Headers {
 			h[x.Key] = string(x.Value)
 		}
-		if h["event_type"] != e.EventType || h["account_id"] != e.AccountID || h["event_id"] != e.EventID {
+		if h["event_type"] != e.EventType || h["account_id"] != e.AccountID || h["event_id"] != e.EventID || h["traceparent"] != "tp-"+e.EventID || h["firehose.connector"] != "" {
 			t.Fatalf("headers %v for %s", h, e.EventID)
 		}
 		if _, ok := e.Extra[connectors.MetadataKey]; !ok {

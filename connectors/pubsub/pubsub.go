@@ -8,8 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"cloud.google.com/go/pubsub/v2"
 	"google.golang.org/api/option"
@@ -110,10 +112,19 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 			continue
 		}
 		key := string(s.key.Render(nil, b.Topic, b.Partition, e.Timestamp, e))
+		attrs := map[string]string{"event_type": e.EventType, "account_id": e.AccountID, "event_id": e.EventID}
+		for _, h := range connectors.EventHeaders(b, i) {
+			// Producer headers that Pub/Sub can hold as attributes:
+			// keys up to 256 bytes not starting with "goog", values
+			// of valid UTF-8 up to 1024 bytes; ours win on a clash.
+			if _, ours := attrs[h.Key]; !ours && len(h.Key) <= 256 && !strings.HasPrefix(strings.ToLower(h.Key), "goog") && len(h.Value) <= 1024 && utf8.Valid(h.Value) {
+				attrs[h.Key] = string(h.Value)
+			}
+		}
 		res := s.pub.Publish(ctx, &pubsub.Message{
 			Data:        connectors.AppendEvent(nil, b, i),
 			OrderingKey: key,
-			Attributes:  map[string]string{"event_type": e.EventType, "account_id": e.AccountID, "event_id": e.EventID},
+			Attributes:  attrs,
 		})
 		ps = append(ps, pending{i, key, res})
 	}

@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
 	"github.com/firehose/firehose/schemas"
@@ -61,6 +63,9 @@ func deliverAll(t *testing.T, s *Sink, evs []*schemas.Event) int {
 	retries := 0
 	for i := 0; i < len(evs); i += 500 {
 		b := connectortest.MakeBatch(t, 0, int64(i), evs[i:i+500], "ndjson", "none")
+		for j, r := range b.Records { // the producer's trace context, carried by the processor
+			r.Headers = []kgo.RecordHeader{{Key: "traceparent", Value: []byte("tp-" + evs[i+j].EventID)}, {Key: "firehose.connector", Value: []byte("x")}}
+		}
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			err := s.Deliver(context.Background(), b)
@@ -87,7 +92,8 @@ func check(t *testing.T, srv *pstest.Server, evs []*schemas.Event) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.OrderingKey != e.ResourceID || m.Attributes["event_type"] != e.EventType || m.Attributes["account_id"] != e.AccountID || m.Attributes["event_id"] != e.EventID {
+		if m.OrderingKey != e.ResourceID || m.Attributes["event_type"] != e.EventType || m.Attributes["account_id"] != e.AccountID || m.Attributes["event_id"] != e.EventID ||
+			m.Attributes["traceparent"] != "tp-"+e.EventID || m.Attributes["firehose.connector"] != "" {
 			t.Fatalf("message for %s: ordering key %q, attributes %v", e.EventID, m.OrderingKey, m.Attributes)
 		}
 		got = append(got, e)

@@ -137,6 +137,12 @@ type Processor struct {
 	// among processes. Default firehose-processor-<hostname>.
 	TransactionalID string `yaml:"transactional_id"`
 
+	// Headers names the record headers carried from a raw record to its
+	// event (globs such as "x-*"; traceparent and tracestate carry a
+	// trace). Empty carries every header. Firehose's own (firehose.*)
+	// are never carried: they describe the raw record, not the event.
+	Headers []string `yaml:"headers"`
+
 	Filter filter.Config `yaml:"filter"` // which events continue; empty keeps all
 	Dedupe Dedupe        `yaml:"dedupe"`
 	Enrich Enrich        `yaml:"enrich"`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -224,6 +225,11 @@ func (c *Config) Validate() error {
 		}
 		if t.t.Encoding != "" && t.t.Encoding != "json" && t.t.Encoding != "avro" {
 			v.add(p+".encoding", `must be "json" or "avro", got %q`, t.t.Encoding)
+		}
+	}
+	for i, h := range c.Processor.Headers {
+		if _, err := path.Match(h, ""); err != nil || h == "" {
+			v.add(fmt.Sprintf("processor.headers[%d]", i), "must be a header name or glob such as x-*, got %q", h)
 		}
 	}
 	if c.Processor.MaxEventBytes < 1024 {

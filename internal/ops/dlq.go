@@ -27,6 +27,10 @@ type DeadLetter struct {
 	Response        string    `json:"response,omitempty"`
 	Key             string    `json:"key"`
 	Value           string    `json:"value"`
+	// ValueSize and ValueSHA256 are set when the value was cut to fit
+	// the DLQ topic: the original's length and SHA-256.
+	ValueSize   string `json:"value_size,omitempty"`
+	ValueSHA256 string `json:"value_sha256,omitempty"`
 
 	rec *kgo.Record
 }
@@ -158,6 +162,7 @@ func toDeadLetter(r *kgo.Record) DeadLetter {
 		Message: dlq.Header(r, dlq.HeaderMessage), SourceTopic: dlq.Header(r, dlq.HeaderSourceTopic),
 		SourcePartition: dlq.Header(r, dlq.HeaderSourcePartition), SourceOffset: dlq.Header(r, dlq.HeaderSourceOffset),
 		Response: dlq.Header(r, dlq.HeaderResponse), Key: string(r.Key), Value: string(r.Value), rec: r,
+		ValueSize: dlq.Header(r, dlq.HeaderValueSize), ValueSHA256: dlq.Header(r, dlq.HeaderValueSHA256),
 	}
 	if t, err := time.Parse(time.RFC3339Nano, dlq.Header(r, dlq.HeaderTime)); err == nil {
 		d.Time = t

@@ -78,7 +78,8 @@ FUZZ_TARGETS := \
 	./processor:FuzzMaskingHoldsForEveryReader \
 	./pullapi:FuzzDecodePosition \
 	./internal/config:FuzzParseTokens \
-	./internal/ops:FuzzParseOffsets
+	./internal/ops:FuzzParseOffsets \
+	./connectors:FuzzRenderIsSafe
 
 fuzz: ## run every fuzz target for FUZZTIME (default 50000x executions; e.g. FUZZTIME=1m)
 	@set -e; for t in $(FUZZ_TARGETS); do \

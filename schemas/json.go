@@ -57,6 +57,13 @@ func (j JSON) Decode(data []byte) (*Event, error) {
 	if tooDeep {
 		return nil, &Error{Class: ClassInvalid, Problems: structure}
 	}
+	if len(data) >= 5 && data[0] == 0 {
+		// Confluent's serializers frame a payload: magic byte 0, then a
+		// 4-byte big-endian schema id. Say so: "invalid character
+		// '\x00'" would send the producer looking in the wrong place.
+		id := uint32(data[1])<<24 | uint32(data[2])<<16 | uint32(data[3])<<8 | uint32(data[4])
+		return nil, decodeError(fmt.Errorf("the value has Confluent Schema Registry framing (magic byte 0, schema id %d), but this topic's encoding is plain JSON: produce plain JSON, without a Schema Registry serializer", id))
+	}
 	if !gjson.ValidBytes(data) {
 		var v any
 		err := json.Unmarshal(data, &v) // only for its precise message

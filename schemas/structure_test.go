@@ -90,3 +90,13 @@ func TestStructureCheckScales(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// A value written by a Confluent Schema Registry serializer is refused with
+// a message that names the framing and the schema id.
+func TestSchemaRegistryFramingIsNamed(t *testing.T) {
+	framed := append([]byte{0, 0, 0, 0x01, 0x2c}, `{`+base+`}`...)
+	_, err := JSON{}.Decode(framed)
+	if ClassOf(err) != ClassDecode || !strings.Contains(Detail(err), "Confluent Schema Registry framing (magic byte 0, schema id 300)") {
+		t.Fatalf("%v", err)
+	}
+}

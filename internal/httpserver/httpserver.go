@@ -3,6 +3,7 @@
 package httpserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -45,25 +46,14 @@ var DefaultLimits = Limits{
 
 func (l Limits) orDefaults() Limits {
 	d := DefaultLimits
-	if l.ReadHeaderTimeout > 0 {
-		d.ReadHeaderTimeout = l.ReadHeaderTimeout
+	return Limits{
+		ReadHeaderTimeout: cmp.Or(l.ReadHeaderTimeout, d.ReadHeaderTimeout),
+		ReadTimeout:       cmp.Or(l.ReadTimeout, d.ReadTimeout),
+		WriteTimeout:      cmp.Or(l.WriteTimeout, d.WriteTimeout),
+		IdleTimeout:       cmp.Or(l.IdleTimeout, d.IdleTimeout),
+		MaxHeaderBytes:    cmp.Or(max(l.MaxHeaderBytes, 0), d.MaxHeaderBytes),
+		MaxConnections:    cmp.Or(max(l.MaxConnections, 0), d.MaxConnections),
 	}
-	if l.ReadTimeout > 0 {
-		d.ReadTimeout = l.ReadTimeout
-	}
-	if l.WriteTimeout > 0 {
-		d.WriteTimeout = l.WriteTimeout
-	}
-	if l.IdleTimeout > 0 {
-		d.IdleTimeout = l.IdleTimeout
-	}
-	if l.MaxHeaderBytes > 0 {
-		d.MaxHeaderBytes = l.MaxHeaderBytes
-	}
-	if l.MaxConnections > 0 {
-		d.MaxConnections = l.MaxConnections
-	}
-	return d
 }
 
 // Server serves a mux on one address until its context ends.

@@ -13,11 +13,14 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/firehose/firehose/filter"
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/kafkaclient"
+	"github.com/firehose/firehose/internal/tracing"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -362,6 +365,30 @@ func (w *Worker) sealOverCap() {
 
 func (w *Worker) stage() string { return "connector:" + w.name }
 
+// maxSpanLinks bounds the links of a delivery span (OpenTelemetry keeps
+// 128 by default).
+const maxSpanLinks = 128
+
+// deliverSpan starts the span of one batch's delivery: a child of the
+// first event's trace context (the processor's span of it), linked to the
+// others' (a batch has many parents, a span one).
+func (w *Worker) deliverSpan(ctx context.Context, b *Batch) (context.Context, trace.Span) {
+	parent := ctx
+	var links []trace.Link
+	for _, r := range b.Records {
+		sc := trace.SpanContextFromContext(tracing.Extract(ctx, r.Headers))
+		switch {
+		case !sc.IsValid():
+		case !trace.SpanContextFromContext(parent).IsValid():
+			parent = trace.ContextWithRemoteSpanContext(ctx, sc)
+		case len(links) < maxSpanLinks:
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	return tracing.Tracer().Start(parent, "firehose.deliver", trace.WithSpanKind(trace.SpanKindProducer), trace.WithLinks(links...),
+		trace.WithAttributes(attribute.String("firehose.connector", w.name), attribute.String("firehose.batch_id", b.ID), attribute.Int("firehose.events", len(b.Records))))
+}
+
 // dlqRecord is the DLQ record for r, cut to fit the DLQ topic.
 func (w *Worker) dlqRecord(r *kgo.Record, why dlq.Reason, now time.Time) *kgo.Record {
 	return dlq.Fit(dlq.Record(w.o.DLQTopic, r, why, now), w.o.DLQMaxBytes)
@@ -587,6 +614,11 @@ func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 		}
 		b.ContentType = w.enc.ContentType()
 		b.ContentEncoding = w.comp.ContentEncoding()
+	}
+	if tracing.Enabled() {
+		var span trace.Span
+		ctx, span = w.deliverSpan(ctx, b)
+		defer span.End()
 	}
 	for attempt := 0; ; attempt++ {
 		err := w.o.Sink.Deliver(ctx, b)

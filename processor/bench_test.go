@@ -7,10 +7,13 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/firehose/firehose/filter"
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/generator"
+	"github.com/firehose/firehose/internal/tracing"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -145,8 +148,23 @@ func BenchmarkStageEncode(b *testing.B) {
 
 // BenchmarkPipeline is the whole processor minus Kafka: decode, filter,
 // dedupe, enrich, mask (the default rules) and encode.
-func BenchmarkPipeline(b *testing.B) {
+func BenchmarkPipeline(b *testing.B) { benchPipeline(b, benchRecords(8192)) }
+
+// BenchmarkPipelineTracing is BenchmarkPipeline with tracing on: every
+// record carries a sampled traceparent, and spans go to an exporter that
+// drops them. Compare with BenchmarkPipeline for what tracing costs; off,
+// it costs nothing (no span is made, no header parsed).
+func BenchmarkPipelineTracing(b *testing.B) {
 	recs := benchRecords(8192)
+	for _, r := range recs {
+		r.Headers = []kgo.RecordHeader{{Key: "traceparent", Value: []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")}}
+	}
+	tracing.Use(sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter())))
+	defer tracing.Use(nil)
+	benchPipeline(b, recs)
+}
+
+func benchPipeline(b *testing.B, recs []*kgo.Record) {
 	cfg := config.Config{Kafka: config.Kafka{Brokers: []string{"x:1"}}}
 	cfg.Processor.Filter = filter.Config{EventTypes: []string{"recipient.*", "lead.*", "deal.*", "filter.*", "feedback.*"}, Where: []filter.Rule{{Expr: `outcome != "error"`}}}
 	cfg.Processor.Enrich = config.Enrich{Tags: map[string]string{"env": "prod"}, Flows: map[string]map[string]any{"flow_1_1": {"name": "Auto"}}}

@@ -6,14 +6,19 @@
 package processor
 
 import (
+	"context"
 	"fmt"
 	"path"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/firehose/firehose/internal/dlq"
+	"github.com/firehose/firehose/internal/tracing"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -57,6 +62,29 @@ const (
 // Process returns the record to produce for rec, and what became of it.
 // Dropped records return nil.
 func (p *Pipeline) Process(rec *kgo.Record) (*kgo.Record, Outcome) {
+	if !tracing.Enabled() {
+		return p.process(rec)
+	}
+	// A child of the producer's trace context; the event carries this
+	// span's context on to the connectors.
+	ctx, span := tracing.Tracer().Start(tracing.Extract(context.Background(), rec.Headers), "firehose.process",
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.source", rec.Topic), attribute.Int("messaging.kafka.partition", int(rec.Partition)),
+			attribute.Int64("messaging.kafka.offset", rec.Offset), attribute.String("firehose.resource_id", string(rec.Key))))
+	defer span.End()
+	out, outcome := p.process(rec)
+	switch outcome {
+	case Emitted:
+		tracing.Inject(ctx, &out.Headers)
+	case Dropped:
+		span.SetAttributes(attribute.String("firehose.outcome", "dropped"))
+	case DeadLettered:
+		span.SetStatus(codes.Error, dlq.Header(out, dlq.HeaderClass)+": "+dlq.Header(out, dlq.HeaderMessage))
+	}
+	return out, outcome
+}
+
+func (p *Pipeline) process(rec *kgo.Record) (*kgo.Record, Outcome) {
 	if len(rec.Value) > p.MaxEventBytes {
 		return p.dead(rec, schemas.ClassOversize, fmt.Sprintf("event is %d bytes, over the limit of %d (processor.max_event_bytes)", len(rec.Value), p.MaxEventBytes)), DeadLettered
 	}

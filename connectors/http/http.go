@@ -22,9 +22,11 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/tracing"
 )
 
 // Config is the http section of a connector. Header values and secrets
@@ -184,17 +186,6 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 	h.Set(s.cfg.IdempotencyHeader, b.ID)
 	h.Set("X-Firehose-Batch-Id", b.ID)
 	h.Set("X-Firehose-Connector", b.Connector)
-	// One request carries many events and can have one parent: the trace
-	// context of the batch's first event that has one.
-	for i := range b.Records {
-		if tp := headerOf(connectors.EventHeaders(b, i), "traceparent"); tp != "" {
-			h.Set("traceparent", tp)
-			if ts := headerOf(connectors.EventHeaders(b, i), "tracestate"); ts != "" {
-				h.Set("tracestate", ts)
-			}
-			break
-		}
-	}
 	h.Set("X-Firehose-Event-Count", strconv.Itoa(len(b.Events)))
 	if s.cfg.BearerToken != "" {
 		h.Set("Authorization", "Bearer "+s.cfg.BearerToken)
@@ -203,6 +194,14 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 		mac := hmac.New(sha256.New, []byte(s.cfg.Signature.Secret))
 		mac.Write(b.Body)
 		h.Set(s.cfg.Signature.Header, "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	}
+	// One request carries many events and can have one parent: the
+	// delivery's span when tracing is on, else the trace context of the
+	// batch's first event that has one.
+	if tracing.Enabled() {
+		tracing.Propagator().Inject(ctx, propagation.HeaderCarrier(h))
+	} else {
+		s.firstTraceContext(b, h)
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
@@ -213,6 +212,20 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
 	return Classify(resp.StatusCode, resp.Header.Get("Retry-After"), []byte(s.redact.Replace(string(body))), b.ID, s.target)
+}
+
+// firstTraceContext sets traceparent (and tracestate) from the first event
+// of b that has one.
+func (*Sink) firstTraceContext(b *connectors.Batch, h http.Header) {
+	for i := range b.Records {
+		if tp := headerOf(connectors.EventHeaders(b, i), "traceparent"); tp != "" {
+			h.Set("traceparent", tp)
+			if ts := headerOf(connectors.EventHeaders(b, i), "tracestate"); ts != "" {
+				h.Set("tracestate", ts)
+			}
+			break
+		}
+	}
 }
 
 func headerOf(hs []kgo.RecordHeader, key string) string {

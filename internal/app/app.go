@@ -22,6 +22,7 @@ import (
 	"github.com/firehose/firehose/internal/httpserver"
 	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/internal/metrics"
+	"github.com/firehose/firehose/internal/tracing"
 	"github.com/firehose/firehose/processor"
 	"github.com/firehose/firehose/pullapi"
 )
@@ -73,6 +74,19 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	stopTracing, err := tracing.Setup(ctx, cfg.Tracing)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Flush the last spans, briefly: a collector that is down must
+		// not hold the stop.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			o.Log.Warn("tracing: last spans not exported", "err", err)
+		}
+	}()
 	var readies []func() bool
 	var groups []string
 	g, gctx := errgroup.WithContext(ctx)

@@ -28,6 +28,20 @@ type Config struct {
 	Processor  Processor   `yaml:"processor"`
 	Connectors []Connector `yaml:"connectors"`
 	API        API         `yaml:"api"`
+	Tracing    Tracing     `yaml:"tracing"`
+}
+
+// Tracing exports OpenTelemetry spans of processing and delivery, each a
+// child of the producer's trace context (a traceparent header on the raw
+// record). Off (the default) when Endpoint is empty: then no span is made.
+type Tracing struct {
+	// Endpoint is an OTLP/HTTP collector, e.g. http://otel-collector:4318.
+	Endpoint string `yaml:"endpoint"`
+	// SampleRatio is the share of traces sampled that no producer decided
+	// for (default 1); a producer's sampled flag is always followed.
+	SampleRatio *float64 `yaml:"sample_ratio"`
+	// ServiceName names the process in traces; default firehose.
+	ServiceName string `yaml:"service_name"`
 }
 
 // Kafka says how to reach the cluster.

@@ -252,3 +252,16 @@ func TestSASLMechanisms(t *testing.T) {
 		}
 	}
 }
+
+func TestTracingSection(t *testing.T) {
+	c, err := Parse("f.yaml", []byte("kafka: {brokers: [k:9092]}\ntracing: {endpoint: \"http://otel:4318\"}\n"), Options{Lookup: env(nil)})
+	if err != nil || c.Tracing.ServiceName != "firehose" || *c.Tracing.SampleRatio != 1 {
+		t.Fatalf("%v %+v", err, c)
+	}
+	_, err = Parse("f.yaml", []byte("kafka: {brokers: [k:9092]}\ntracing: {endpoint: \"otel:4318\", sample_ratio: 2}\n"), Options{Lookup: env(nil)})
+	for _, want := range []string{`tracing.endpoint: must be an OTLP/HTTP URL such as http://otel-collector:4318, got "otel:4318"`, `tracing.sample_ratio: must be from 0 to 1, got 2`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in %v", want, err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"path"
 	"regexp"
@@ -52,6 +53,13 @@ func (c *Config) SetDefaults() {
 	}
 	if c.API.MaxRequests == 0 {
 		c.API.MaxRequests = DefaultMaxRequests
+	}
+	if c.Tracing.ServiceName == "" {
+		c.Tracing.ServiceName = "firehose"
+	}
+	if c.Tracing.SampleRatio == nil {
+		one := 1.0
+		c.Tracing.SampleRatio = &one
 	}
 	if c.Kafka.SessionTimeout == 0 {
 		c.Kafka.SessionTimeout = DefaultSessionTimeout
@@ -191,6 +199,14 @@ func (c *Config) Validate() error {
 	}
 	if c.API.MaxRequests < 0 {
 		v.add("api.max_requests", "must be positive, got %d", c.API.MaxRequests)
+	}
+	if e := c.Tracing.Endpoint; e != "" {
+		if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.add("tracing.endpoint", "must be an OTLP/HTTP URL such as http://otel-collector:4318, got %q", e)
+		}
+	}
+	if r := c.Tracing.SampleRatio; r != nil && (*r < 0 || *r > 1) {
+		v.add("tracing.sample_ratio", "must be from 0 to 1, got %v", *r)
 	}
 	if c.Kafka.SessionTimeout < time.Second {
 		v.add("kafka.session_timeout", "must be at least 1s, got %v", c.Kafka.SessionTimeout)

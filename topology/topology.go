@@ -212,8 +212,6 @@ func (p *Plan) Apply(ctx context.Context, cl *kgo.Client) error {
 	return errors.Join(errs...)
 }
 
-// Print writes the plan for a person, one line per change, and says so
-// when nothing differs.
 // PartitionIncreases describes each change that raises a partition count
 // ("events 6 -> 12"): raising one moves keys between partitions.
 func (p *Plan) PartitionIncreases() []string {
@@ -226,6 +224,8 @@ func (p *Plan) PartitionIncreases() []string {
 	return out
 }
 
+// Print writes the plan for a person, one line per change, and says so
+// when nothing differs.
 func (p *Plan) Print(w io.Writer) {
 	if len(p.Changes) == 0 {
 		fmt.Fprintln(w, "nothing differs: the cluster matches the config")

@@ -36,6 +36,10 @@ type Tokens struct {
 	seen [32]byte
 	// missing counts checks that found the tokens file gone.
 	missing int
+	// pending is the SHA-256 of new content seen once: content is applied
+	// when two checks in a row find it, so a file caught half written (a
+	// truncating editor, a copy in progress) is never loaded.
+	pending [32]byte
 }
 
 // NewTokens loads the inline tokens and the tokens file, if any. dev makes
@@ -101,8 +105,9 @@ func (t *Tokens) load(data []byte) error {
 	return nil
 }
 
-// Watch reads the tokens file again whenever its content changes, until
-// ctx ends. A file that fails to load keeps the previous tokens, and the
+// Watch reads the tokens file again whenever its content changes (and has
+// stayed the same for two checks, so a half-written file is not loaded),
+// until ctx ends. A file that fails to load keeps the previous tokens, and the
 // error is logged with its line. A file gone for two checks in a row (not
 // the moment of an editor's save) revokes its tokens; the inline ones stay.
 func (t *Tokens) Watch(ctx context.Context, every time.Duration) {
@@ -137,7 +142,12 @@ func (t *Tokens) check() {
 		return
 	}
 	t.missing = 0
-	if sha256.Sum256(data) == t.seen {
+	sum := sha256.Sum256(data)
+	if sum == t.seen {
+		return
+	}
+	if sum != t.pending {
+		t.pending = sum // wait for the next check to find the same content
 		return
 	}
 	if err := t.load(data); err != nil {

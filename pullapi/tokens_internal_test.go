@@ -35,11 +35,25 @@ func TestTokensFileEditsAndRemovalAreSeen(t *testing.T) {
 	}
 	write(hashB, stamp) // same size, same time stamp
 	toks.check()
+	if _, ok := toks.Account(tokA); !ok {
+		t.Fatal("content seen once (maybe half written) was applied")
+	}
+	toks.check()
 	if _, ok := toks.Account(tokB); !ok {
 		t.Fatal("a same-size edit with the old time stamp was not read")
 	}
 	if _, ok := toks.Account(tokA); ok {
 		t.Fatal("the replaced token still works")
+	}
+	// A check that catches the file truncated mid-write loads nothing.
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	toks.check()
+	write(hashB, stamp)
+	toks.check()
+	if _, ok := toks.Account(tokB); !ok {
+		t.Fatal("a file caught half written revoked the tokens")
 	}
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -35,9 +36,11 @@ type Deduper struct {
 	// dlqTopic is where redriven records must have come from; see
 	// redriven.
 	dlqTopic string
-	// verified holds DLQ coordinates already checked (a transaction that
-	// aborts processes its records again).
-	verified sync.Map // "partition:offset" -> bool
+	// verified holds redrive claims already checked (a transaction that
+	// aborts processes its records again), by header and value hash; it
+	// is cleared when it reaches maxVerified, so it stays small.
+	verifiedMu sync.Mutex
+	verified   map[redriveClaim]bool
 
 	mu    sync.Mutex
 	parts map[int32]*dedupePart
@@ -71,17 +74,34 @@ func NewDeduper(topic, dlqTopic string, ttl time.Duration, kopts []kgo.Opt, now 
 // processor whose key and value are rec's. Any producer can set the header;
 // only a record the DLQ holds passes dedupe on it.
 func (d *Deduper) redriven(rec *kgo.Record) bool {
-	at := dlq.Header(rec, dlq.HeaderRedrive)
-	if v, ok := d.verified.Load(at + "\x00" + string(rec.Value)); ok {
-		return v.(bool)
+	claim := redriveClaim{at: dlq.Header(rec, dlq.HeaderRedrive), value: sha256.Sum256(rec.Value)}
+	d.verifiedMu.Lock()
+	ok, seen := d.verified[claim]
+	d.verifiedMu.Unlock()
+	if seen {
+		return ok
 	}
-	ok := d.checkRedrive(at, rec)
+	ok = d.checkRedrive(claim.at, rec)
 	if !ok {
-		d.log.Warn("a raw record claims to be redriven from the DLQ but the DLQ holds no such dead letter; dedupe applies", "redrive", at, "partition", rec.Partition, "offset", rec.Offset)
+		d.log.Warn("a raw record claims to be redriven from the DLQ but the DLQ holds no such dead letter; dedupe applies", "redrive", claim.at, "partition", rec.Partition, "offset", rec.Offset)
 	}
-	d.verified.Store(at+"\x00"+string(rec.Value), ok)
+	d.verifiedMu.Lock()
+	if d.verified == nil || len(d.verified) >= maxVerified {
+		d.verified = make(map[redriveClaim]bool)
+	}
+	d.verified[claim] = ok
+	d.verifiedMu.Unlock()
 	return ok
 }
+
+// redriveClaim is a redrive header and the hash of the value it came with.
+type redriveClaim struct {
+	at    string
+	value [32]byte
+}
+
+// maxVerified bounds the redrive claims remembered.
+const maxVerified = 4096
 
 func (d *Deduper) checkRedrive(at string, rec *kgo.Record) bool {
 	ps, offs, found := strings.Cut(at, ":")

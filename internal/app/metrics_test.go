@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/internal/app"
+	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/testenv"
 )
 
@@ -45,6 +46,24 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 		out[line[:i]] = v
 	}
 	return out
+}
+
+// startApp runs app.Run until ctx ends and returns its HTTP address once
+// it is ready, and the channel its result comes on.
+func startApp(t *testing.T, ctx context.Context, cfg *config.Config) (string, chan error) {
+	t.Helper()
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx, cfg, app.Options{OnReady: func(a string) { addr <- a }}) }()
+	select {
+	case a := <-addr:
+		return a, done
+	case err := <-done:
+		t.Fatalf("app stopped: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("not ready after 60s")
+	}
+	return "", done
 }
 
 // TestMetricsCountTheWorkload sends a known mix through the processor and a
@@ -91,17 +110,7 @@ connectors:
 		t.Fatal(err)
 	}
 
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, cfg, app.Options{OnReady: func(a string) { addr <- a }})
-	}()
-	var a string
-	select {
-	case a = <-addr:
-	case err := <-done:
-		t.Fatal(err)
-	}
+	a, done := startApp(t, ctx, cfg)
 	delivered := `firehose_connector_events_total{connector="files",result="delivered"}`
 	deadline := time.Now().Add(30 * time.Second)
 	var m map[string]float64
@@ -189,17 +198,7 @@ connectors:
 `, t.TempDir()), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, e.Config, app.Options{OnReady: func(a string) { addr <- a }}) }()
-	var a string
-	select {
-	case a = <-addr:
-	case err := <-done:
-		t.Fatalf("app stopped: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("not ready after 60s")
-	}
+	a, done := startApp(t, ctx, e.Config)
 	for _, token := range []string{"test", "wrong"} { // "test" is the configured token
 		req, _ := http.NewRequest(http.MethodGet, "http://"+a+"/v1/stream?position=tail", nil)
 		req.Header.Set("Authorization", "Bearer "+token)

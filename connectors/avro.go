@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
-	"github.com/linkedin/goavro/v2"
+	"github.com/hamba/avro/v2"
+	"github.com/hamba/avro/v2/ocf"
 
 	"github.com/firehose/firehose/schemas"
 )
@@ -39,45 +41,64 @@ var DeliverySchema = sync.OnceValues(func() (string, error) {
 // (deflate, snappy or null), so the connector's compression is usually
 // none.
 type AvroOCF struct {
-	codec       *goavro.Codec
-	compression string
+	schema avro.Schema
+	codec  ocf.CodecName
+}
+
+// deliveredRecord is one event of DeliverySchema.
+type deliveredRecord struct {
+	schemas.AvroRecord
+	Meta deliveryMeta `avro:"firehose_metadata"`
+}
+
+type deliveryMeta struct {
+	BatchID     string    `avro:"batch_id"`
+	Sequence    int64     `avro:"sequence"`
+	DeliveredAt time.Time `avro:"delivered_at"`
 }
 
 // NewAvroOCF returns the encoder for a block codec name.
 func NewAvroOCF(blockCodec string) (*AvroOCF, error) {
-	schema, err := DeliverySchema()
+	text, err := DeliverySchema()
 	if err != nil {
 		return nil, err
 	}
-	c, err := goavro.NewCodec(schema)
+	schema, err := avro.Parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("avro delivery schema: %w", err)
 	}
+	a := &AvroOCF{schema: schema}
 	switch blockCodec {
-	case "deflate", "snappy", "null":
+	case "deflate":
+		a.codec = ocf.Deflate
+	case "snappy":
+		a.codec = ocf.Snappy
+	case "null":
+		a.codec = ocf.Null
 	default:
 		return nil, fmt.Errorf("unknown avro codec %q", blockCodec)
 	}
-	return &AvroOCF{codec: c, compression: blockCodec}, nil
+	return a, nil
 }
 
 // Encode implements Encoder.
 func (a *AvroOCF) Encode(dst []byte, b *Batch) ([]byte, error) {
 	buf := bytes.NewBuffer(dst)
-	w, err := goavro.NewOCFWriter(goavro.OCFConfig{W: buf, Codec: a.codec, CompressionName: a.compression})
+	// One block for the whole batch, as a batch is one object.
+	w, err := ocf.NewEncoderWithSchema(a.schema, buf, ocf.WithCodec(a.codec), ocf.WithBlockLength(max(len(b.Events), 1)))
 	if err != nil {
 		return nil, err
 	}
-	records := make([]any, len(b.Events))
 	for i, e := range b.Events {
-		m, err := schemas.AvroNative(e)
+		r, err := schemas.ToAvro(e)
 		if err != nil {
 			return nil, err
 		}
-		m[MetadataKey] = map[string]any{"batch_id": b.ID, "sequence": int64(i), "delivered_at": b.SealedAt.UTC()}
-		records[i] = m
+		if err := w.Encode(&deliveredRecord{AvroRecord: r, Meta: deliveryMeta{BatchID: b.ID, Sequence: int64(i), DeliveredAt: b.SealedAt.UTC()}}); err != nil {
+			return nil, fmt.Errorf("avro: %w", err)
+		}
 	}
-	if err := w.Append(records); err != nil {
+	if err := w.Close(); err != nil {
 		return nil, fmt.Errorf("avro: %w", err)
 	}
 	return buf.Bytes(), nil

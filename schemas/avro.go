@@ -1,40 +1,150 @@
 package schemas
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	"github.com/linkedin/goavro/v2"
+	"github.com/hamba/avro/v2"
 	"github.com/tidwall/gjson"
 )
 
 // Avro is the Avro single-object codec (a 0xC3 0x01 marker, the schema's
 // CRC-64-AVRO fingerprint, then the binary record) over schemas/event.avsc.
 // metadata, lead_data and extra travel as JSON object text.
+//
+// It is backed by hamba/avro, which writes the same bytes as goavro and
+// reads and writes them about seven times faster (schemas/avrolib_bench_test.go).
 type Avro struct{}
 
-var avroCodec = sync.OnceValues(func() (*goavro.Codec, error) {
-	return goavro.NewCodec(AvroSchema)
+// AvroRecord is event.avsc as hamba/avro binds it: nullable unions are
+// pointers, timestamp-millis a time.Time. Encoders that write Avro object
+// container files embed it.
+type AvroRecord struct {
+	EventID      string    `avro:"event_id"`
+	Timestamp    time.Time `avro:"timestamp"`
+	AccountID    string    `avro:"account_id"`
+	ResourceID   string    `avro:"resource_id"`
+	Sequence     int64     `avro:"sequence"`
+	EventType    string    `avro:"event_type"`
+	ResourceType *string   `avro:"resource_type"`
+	FlowID       *string   `avro:"flow_id"`
+	LeadID       *string   `avro:"lead_id"`
+	EntityType   *string   `avro:"entity_type"`
+	EntityID     *string   `avro:"entity_id"`
+	Outcome      *string   `avro:"outcome"`
+	DurationMS   *int64    `avro:"duration_ms"`
+	Metadata     *string   `avro:"metadata"`
+	LeadData     *string   `avro:"lead_data"`
+	Extra        *string   `avro:"extra"`
+}
+
+// avroAPI reads strings up to the largest Kafka record Firehose produces
+// (hamba's default stops at 1 MiB, below max_event_bytes' ceiling).
+var avroAPI = avro.Config{MaxByteSliceSize: 8 << 20}.Freeze()
+
+type avroParsed struct {
+	schema avro.Schema
+	header [10]byte // single-object marker and fingerprint
+	legacy [10]byte // the header Firehose wrote before v0.9, with goavro
+}
+
+// legacyFingerprint is the fingerprint goavro computed for event.avsc.
+// goavro keeps {"type":"long"} for the timestamp in the canonical form
+// where the specification (and Java's Avro) writes "long", so its
+// fingerprint differs from everyone else's. Decode still accepts it for
+// events written before the switch to hamba/avro.
+const legacyFingerprint = 0x52b73874de640b20
+
+var eventAvro = sync.OnceValues(func() (*avroParsed, error) {
+	s, err := avro.Parse(AvroSchema)
+	if err != nil {
+		return nil, fmt.Errorf("event.avsc: %w", err)
+	}
+	fp, err := canonicalFingerprint(AvroSchema)
+	if err != nil {
+		return nil, err
+	}
+	p := &avroParsed{schema: s}
+	p.header[0], p.header[1] = 0xC3, 0x01
+	// The specification writes the fingerprint little-endian; hamba
+	// returns it big-endian.
+	binary.LittleEndian.PutUint64(p.header[2:], binary.BigEndian.Uint64(fp))
+	p.legacy[0], p.legacy[1] = 0xC3, 0x01
+	binary.LittleEndian.PutUint64(p.legacy[2:], legacyFingerprint)
+	return p, nil
 })
 
-// AvroCodec returns the goavro codec of the event schema, for encoders that
-// write Avro object container files.
-func AvroCodec() (*goavro.Codec, error) { return avroCodec() }
+// canonicalFingerprint is the CRC-64-AVRO fingerprint of a schema's
+// Parsing Canonical Form, which keeps only the attributes that matter to
+// parsing: hamba/avro keeps logicalType in it, which the specification
+// and Java's Avro strip, so it is stripped here before hamba
+// fingerprints.
+func canonicalFingerprint(schema string) ([]byte, error) {
+	var v any
+	if err := json.Unmarshal([]byte(schema), &v); err != nil {
+		return nil, err
+	}
+	var strip func(any)
+	strip = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			delete(x, "logicalType")
+			for _, y := range x {
+				strip(y)
+			}
+		case []any:
+			for _, y := range x {
+				strip(y)
+			}
+		}
+	}
+	strip(v)
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	s, err := avro.ParseBytes(b)
+	if err != nil {
+		return nil, err
+	}
+	return s.FingerprintUsing(avro.CRC64Avro)
+}
+
+// EventAvroSchema returns event.avsc parsed.
+func EventAvroSchema() (avro.Schema, error) {
+	p, err := eventAvro()
+	if err != nil {
+		return nil, err
+	}
+	return p.schema, nil
+}
 
 // Decode parses one single-object encoded event and validates it.
 func (Avro) Decode(data []byte) (*Event, error) {
-	c, err := avroCodec()
+	p, err := eventAvro()
 	if err != nil {
 		return nil, decodeError(err)
 	}
-	native, _, err := c.NativeFromSingle(data)
-	if err != nil {
-		return nil, decodeError(fmt.Errorf("not an Avro single-object event: %w", err))
+	if len(data) < len(p.header) || data[0] != 0xC3 || data[1] != 0x01 {
+		return nil, decodeError(errors.New("not an Avro single-object event: no 0xC3 0x01 marker"))
 	}
-	e, err := FromAvroNative(native)
+	if h := string(data[:len(p.header)]); h != string(p.header[:]) && h != string(p.legacy[:]) {
+		return nil, decodeError(fmt.Errorf("not an Avro single-object event of event.avsc: schema fingerprint %x", data[2:10]))
+	}
+	return decodeAvroBody(p.schema, data[len(p.header):])
+}
+
+// decodeAvroBody reads one binary event.avsc record and validates it.
+func decodeAvroBody(s avro.Schema, body []byte) (*Event, error) {
+	var r AvroRecord
+	if err := avroAPI.Unmarshal(s, body, &r); err != nil {
+		return nil, decodeError(fmt.Errorf("not an Avro event: %w", err))
+	}
+	e, err := FromAvro(&r)
 	if err != nil {
 		return nil, err
 	}
@@ -46,118 +156,93 @@ func (Avro) Decode(data []byte) (*Event, error) {
 
 // Append appends e in Avro single-object encoding.
 func (Avro) Append(dst []byte, e *Event) ([]byte, error) {
-	c, err := avroCodec()
+	p, err := eventAvro()
 	if err != nil {
 		return dst, err
 	}
-	native, err := AvroNative(e)
-	if err != nil {
-		return dst, err
-	}
-	return c.SingleFromNative(dst, native)
+	return appendAvroBody(append(dst, p.header[:]...), p.schema, e)
 }
 
-// AvroNative returns e in goavro's native form for the event schema.
-func AvroNative(e *Event) (map[string]any, error) {
-	optStr := func(s string) any {
+func appendAvroBody(dst []byte, s avro.Schema, e *Event) ([]byte, error) {
+	r, err := ToAvro(e)
+	if err != nil {
+		return dst, err
+	}
+	b, err := avroAPI.Marshal(s, &r)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, b...), nil
+}
+
+// ToAvro returns e as an event.avsc record.
+func ToAvro(e *Event) (AvroRecord, error) {
+	optStr := func(s string) *string {
 		if s == "" {
 			return nil
 		}
-		return goavro.Union("string", s)
+		return &s
 	}
-	optJSON := func(raw json.RawMessage) any {
+	optJSON := func(raw json.RawMessage) *string {
 		if raw == nil {
 			return nil
 		}
-		return goavro.Union("string", string(raw))
+		s := string(raw)
+		return &s
 	}
-	m := map[string]any{
-		"event_id":      e.EventID,
-		"timestamp":     e.Timestamp.UTC(),
-		"account_id":    e.AccountID,
-		"resource_id":   e.ResourceID,
-		"sequence":      e.Sequence,
-		"event_type":    e.EventType,
-		"resource_type": optStr(e.ResourceType),
-		"flow_id":       optStr(e.FlowID),
-		"lead_id":       optStr(e.LeadID),
-		"entity_type":   optStr(e.EntityType),
-		"entity_id":     optStr(e.EntityID),
-		"outcome":       optStr(e.Outcome),
-		"duration_ms":   nil,
-		"metadata":      optJSON(e.Metadata),
-		"lead_data":     optJSON(e.LeadData),
-		"extra":         nil,
-	}
-	if e.DurationMS != nil {
-		m["duration_ms"] = goavro.Union("long", *e.DurationMS)
+	r := AvroRecord{
+		EventID: e.EventID, Timestamp: e.Timestamp.UTC(), AccountID: e.AccountID, ResourceID: e.ResourceID,
+		Sequence: e.Sequence, EventType: e.EventType,
+		ResourceType: optStr(e.ResourceType), FlowID: optStr(e.FlowID), LeadID: optStr(e.LeadID),
+		EntityType: optStr(e.EntityType), EntityID: optStr(e.EntityID), Outcome: optStr(e.Outcome),
+		DurationMS: e.DurationMS, Metadata: optJSON(e.Metadata), LeadData: optJSON(e.LeadData),
 	}
 	if len(e.Extra) > 0 {
 		b, err := json.Marshal(e.Extra)
 		if err != nil {
-			return nil, fmt.Errorf("encode extra fields: %w", err)
+			return r, fmt.Errorf("encode extra fields: %w", err)
 		}
-		m["extra"] = goavro.Union("string", string(b))
+		r.Extra = optJSON(b)
 	}
-	return m, nil
+	return r, nil
 }
 
-// FromAvroNative converts goavro's native form of the event schema back
-// into an Event. It does not validate.
-func FromAvroNative(native any) (*Event, error) {
-	m, ok := native.(map[string]any)
-	if !ok {
-		return nil, decodeError(fmt.Errorf("avro datum is %T, not a record", native))
-	}
-	e := new(Event)
+// FromAvro converts an event.avsc record into an Event, checking the JSON
+// object text of metadata, lead_data and extra as the JSON codec checks
+// objects. It does not validate the event.
+func FromAvro(r *AvroRecord) (*Event, error) {
 	var ps []Problem
-	str := func(k string) string { s, _ := m[k].(string); return s }
-	opt := func(k string) any {
-		u, ok := m[k].(map[string]any)
-		if !ok {
-			return nil
+	deref := func(s *string) string {
+		if s == nil {
+			return ""
 		}
-		for _, v := range u {
-			return v
-		}
-		return nil
+		return *s
 	}
-	optStr := func(k string) string { s, _ := opt(k).(string); return s }
-	optJSON := func(k string) json.RawMessage {
-		s, ok := opt(k).(string)
-		if !ok {
+	optJSON := func(k string, s *string) json.RawMessage {
+		if s == nil {
 			return nil
 		}
-		structure, tooDeep, _ := checkStructure([]byte(s), k)
+		structure, tooDeep, _ := checkStructure([]byte(*s), k)
 		ps = append(ps, structure...)
 		if tooDeep {
 			return nil
 		}
-		if !gjson.Valid(s) || !gjson.Parse(s).IsObject() {
+		if !gjson.Valid(*s) || !gjson.Parse(*s).IsObject() {
 			ps = append(ps, Problem{k, "must hold JSON object text"})
 			return nil
 		}
-		return compact(s)
+		return compact(*s)
 	}
-	e.EventID = str("event_id")
-	e.Timestamp, _ = m["timestamp"].(time.Time)
-	e.Timestamp = e.Timestamp.UTC()
-	e.AccountID = str("account_id")
-	e.ResourceID = str("resource_id")
-	e.Sequence, _ = m["sequence"].(int64)
-	e.EventType = str("event_type")
-	e.ResourceType = optStr("resource_type")
-	e.FlowID = optStr("flow_id")
-	e.LeadID = optStr("lead_id")
-	e.EntityType = optStr("entity_type")
-	e.EntityID = optStr("entity_id")
-	e.Outcome = optStr("outcome")
-	if n, ok := opt("duration_ms").(int64); ok {
-		e.DurationMS = &n
+	e := &Event{
+		EventID: r.EventID, Timestamp: r.Timestamp.UTC(), AccountID: r.AccountID, ResourceID: r.ResourceID,
+		Sequence: r.Sequence, EventType: r.EventType,
+		ResourceType: deref(r.ResourceType), FlowID: deref(r.FlowID), LeadID: deref(r.LeadID),
+		EntityType: deref(r.EntityType), EntityID: deref(r.EntityID), Outcome: deref(r.Outcome),
+		DurationMS: r.DurationMS,
 	}
-	e.Metadata = optJSON("metadata")
-	e.LeadData = optJSON("lead_data")
-	if extra := optJSON("extra"); extra != nil {
+	e.Metadata = optJSON("metadata", r.Metadata)
+	e.LeadData = optJSON("lead_data", r.LeadData)
+	if extra := optJSON("extra", r.Extra); extra != nil {
 		if err := json.Unmarshal(extra, &e.Extra); err != nil {
 			ps = append(ps, Problem{"extra", err.Error()})
 		}
@@ -181,7 +266,7 @@ func CodecFor(encoding string) (Codec, error) {
 	case "", "json":
 		return JSON{}, nil
 	case "avro":
-		if _, err := avroCodec(); err != nil {
+		if _, err := eventAvro(); err != nil {
 			return nil, err
 		}
 		return Avro{}, nil

@@ -2,152 +2,187 @@ package schemas_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
-	"time"
 
-	"github.com/hamba/avro/v2"
+	"github.com/linkedin/goavro/v2"
 
 	"github.com/firehose/firehose/schemas"
 )
 
-// avroEvent is event.avsc as hamba/avro binds it: nullable unions are
-// pointers, timestamp-millis a time.Time.
-type avroEvent struct {
-	EventID      string    `avro:"event_id"`
-	Timestamp    time.Time `avro:"timestamp"`
-	AccountID    string    `avro:"account_id"`
-	ResourceID   string    `avro:"resource_id"`
-	Sequence     int64     `avro:"sequence"`
-	EventType    string    `avro:"event_type"`
-	ResourceType *string   `avro:"resource_type"`
-	FlowID       *string   `avro:"flow_id"`
-	LeadID       *string   `avro:"lead_id"`
-	EntityType   *string   `avro:"entity_type"`
-	EntityID     *string   `avro:"entity_id"`
-	Outcome      *string   `avro:"outcome"`
-	DurationMS   *int64    `avro:"duration_ms"`
-	Metadata     *string   `avro:"metadata"`
-	LeadData     *string   `avro:"lead_data"`
-	Extra        *string   `avro:"extra"`
-}
+// The Avro codec moved from goavro to hamba/avro. goavro stays as a test
+// dependency: an independent implementation that checks hamba's bytes.
 
-func opt(s string) *string {
-	if s == "" {
-		return nil
+func goavroCodec(t testing.TB) *goavro.Codec {
+	c, err := goavro.NewCodec(schemas.AvroSchema)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return &s
+	return c
 }
 
-func toHamba(e *schemas.Event) avroEvent {
-	a := avroEvent{EventID: e.EventID, Timestamp: e.Timestamp, AccountID: e.AccountID, ResourceID: e.ResourceID, Sequence: e.Sequence, EventType: e.EventType,
-		ResourceType: opt(e.ResourceType), FlowID: opt(e.FlowID), LeadID: opt(e.LeadID), EntityType: opt(e.EntityType), EntityID: opt(e.EntityID),
-		Outcome: opt(e.Outcome), DurationMS: e.DurationMS, Metadata: opt(string(e.Metadata)), LeadData: opt(string(e.LeadData))}
-	return a
-}
-
-// avroBodies returns the corpus as Avro binary record bodies (the single
-// object encoding without its 10-byte header), written by goavro.
-func avroBodies(t testing.TB) ([][]byte, []avroEvent) {
-	evs := corpus(1024)
-	var bodies [][]byte
-	var structs []avroEvent
-	for _, raw := range evs {
+func corpusEvents(t testing.TB, n int) []*schemas.Event {
+	var evs []*schemas.Event
+	for _, raw := range corpus(n) {
 		e, err := schemas.JSON{}.Decode(raw)
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.Extra = nil
-		single, err := schemas.Avro{}.Append(nil, e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		bodies = append(bodies, single[10:])
-		structs = append(structs, toHamba(e))
+		evs = append(evs, e)
 	}
-	return bodies, structs
+	return evs
 }
 
-// hamba/avro and goavro write the same bytes for the same events and read
-// each other's, so either can back the Avro codec.
-func TestHambaAndGoavroAgree(t *testing.T) {
-	schema := avro.MustParse(schemas.AvroSchema)
-	bodies, structs := avroBodies(t)
-	for i, body := range bodies {
-		got, err := avro.Marshal(schema, structs[i])
+// goavroNative is an event in goavro's native form of event.avsc.
+func goavroNative(e *schemas.Event) map[string]any {
+	opt := func(s string) any {
+		if s == "" {
+			return nil
+		}
+		return goavro.Union("string", s)
+	}
+	m := map[string]any{
+		"event_id": e.EventID, "timestamp": e.Timestamp.UTC(), "account_id": e.AccountID, "resource_id": e.ResourceID,
+		"sequence": e.Sequence, "event_type": e.EventType, "resource_type": opt(e.ResourceType), "flow_id": opt(e.FlowID),
+		"lead_id": opt(e.LeadID), "entity_type": opt(e.EntityType), "entity_id": opt(e.EntityID), "outcome": opt(e.Outcome),
+		"duration_ms": nil, "metadata": opt(string(e.Metadata)), "lead_data": opt(string(e.LeadData)), "extra": nil,
+	}
+	if e.DurationMS != nil {
+		m["duration_ms"] = goavro.Union("long", *e.DurationMS)
+	}
+	return m
+}
+
+// The codec writes, byte for byte, what goavro writes for the same events
+// (single-object header included), and reads what goavro writes.
+func TestAvroCodecAgreesWithGoavro(t *testing.T) {
+	c := goavroCodec(t)
+	for i, e := range corpusEvents(t, 1024) {
+		e.Extra = nil
+		ours, err := schemas.Avro{}.Append(nil, e)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(got, body) {
-			t.Fatalf("event %d: hamba wrote %x, goavro %x", i, got, body)
+		theirs, err := c.SingleFromNative(nil, goavroNative(e))
+		if err != nil {
+			t.Fatal(err)
 		}
-		var back avroEvent
-		if err := avro.Unmarshal(schema, body, &back); err != nil || back.EventID != structs[i].EventID || !back.Timestamp.Equal(structs[i].Timestamp) {
-			t.Fatalf("event %d: hamba read %+v (%v)", i, back, err)
+		// The bodies agree; the headers differ only in the fingerprint
+		// (see TestAvroFingerprintIsCanonical).
+		if !bytes.Equal(ours[10:], theirs[10:]) || !bytes.Equal(ours[:2], theirs[:2]) {
+			t.Fatalf("event %d: hamba wrote %x, goavro %x", i, ours, theirs)
+		}
+		back, err := schemas.Avro{}.Decode(theirs)
+		if err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+		again, _ := schemas.Avro{}.Append(nil, back)
+		if !bytes.Equal(again, ours) {
+			t.Fatalf("event %d: read back differs", i)
 		}
 	}
 }
 
 func BenchmarkAvroDecodeGoavro(b *testing.B) {
-	codec, err := schemas.AvroCodec()
-	if err != nil {
-		b.Fatal(err)
+	c := goavroCodec(b)
+	var vals [][]byte
+	for _, e := range corpusEvents(b, 1024) {
+		v, _ := schemas.Avro{}.Append(nil, e)
+		vals = append(vals, v)
 	}
-	bodies, _ := avroBodies(b)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		native, _, err := codec.NativeFromBinary(bodies[i%len(bodies)])
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := schemas.FromAvroNative(native); err != nil {
+		if _, _, err := c.NativeFromSingle(vals[i%len(vals)]); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-func BenchmarkAvroDecodeHamba(b *testing.B) {
-	schema := avro.MustParse(schemas.AvroSchema)
-	bodies, _ := avroBodies(b)
+func BenchmarkAvroDecode(b *testing.B) {
+	var vals [][]byte
+	for _, e := range corpusEvents(b, 1024) {
+		v, _ := schemas.Avro{}.Append(nil, e)
+		vals = append(vals, v)
+	}
 	b.ReportAllocs()
-	var e avroEvent
 	for i := 0; b.Loop(); i++ {
-		if err := avro.Unmarshal(schema, bodies[i%len(bodies)], &e); err != nil {
+		if _, err := (schemas.Avro{}).Decode(vals[i%len(vals)]); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 func BenchmarkAvroEncodeGoavro(b *testing.B) {
-	codec, err := schemas.AvroCodec()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var evs []*schemas.Event
-	for _, raw := range corpus(1024) {
-		e, _ := schemas.JSON{}.Decode(raw)
-		e.Extra = nil
-		evs = append(evs, e)
-	}
+	c := goavroCodec(b)
+	evs := corpusEvents(b, 1024)
 	b.ReportAllocs()
 	buf := make([]byte, 0, 4096)
 	for i := 0; b.Loop(); i++ {
-		native, err := schemas.AvroNative(evs[i%len(evs)])
-		if err != nil {
-			b.Fatal(err)
-		}
-		if buf, err = codec.BinaryFromNative(buf[:0], native); err != nil {
+		var err error
+		if buf, err = c.SingleFromNative(buf[:0], goavroNative(evs[i%len(evs)])); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-func BenchmarkAvroEncodeHamba(b *testing.B) {
-	schema := avro.MustParse(schemas.AvroSchema)
-	_, structs := avroBodies(b)
+func BenchmarkAvroEncode(b *testing.B) {
+	evs := corpusEvents(b, 1024)
 	b.ReportAllocs()
+	buf := make([]byte, 0, 4096)
 	for i := 0; b.Loop(); i++ {
-		if _, err := avro.Marshal(schema, structs[i%len(structs)]); err != nil {
+		var err error
+		if buf, err = (schemas.Avro{}).Append(buf[:0], evs[i%len(evs)]); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// crc64Avro is the fingerprint algorithm of the Avro specification,
+// written from its text, independent of both libraries.
+func crc64Avro(b []byte) uint64 {
+	const empty = 0xc15d213aa4d7a795
+	var table [256]uint64
+	for i := range table {
+		fp := uint64(i)
+		for range 8 {
+			fp = (fp >> 1) ^ (empty & -(fp & 1))
+		}
+		table[i] = fp
+	}
+	fp := uint64(empty)
+	for _, c := range b {
+		fp = (fp >> 8) ^ table[byte(fp)^c]
+	}
+	return fp
+}
+
+// The single-object header carries the fingerprint of event.avsc's
+// Parsing Canonical Form as the specification defines it (logicalType
+// stripped, "long" in its simple form), little-endian, so Java's and
+// Python's single-object readers find the schema; and Decode still reads
+// what goavro wrote, whose canonical form kept {"type":"long"}.
+func TestAvroFingerprintIsCanonical(t *testing.T) {
+	const pcf = `{"name":"io.firehose.Event","type":"record","fields":[{"name":"event_id","type":"string"},{"name":"timestamp","type":"long"},{"name":"account_id","type":"string"},{"name":"resource_id","type":"string"},{"name":"sequence","type":"long"},{"name":"event_type","type":"string"},{"name":"resource_type","type":["null","string"]},{"name":"flow_id","type":["null","string"]},{"name":"lead_id","type":["null","string"]},{"name":"entity_type","type":["null","string"]},{"name":"entity_id","type":["null","string"]},{"name":"outcome","type":["null","string"]},{"name":"duration_ms","type":["null","long"]},{"name":"metadata","type":["null","string"]},{"name":"lead_data","type":["null","string"]},{"name":"extra","type":["null","string"]}]}`
+	e := corpusEvents(t, 1)[0]
+	v, err := schemas.Avro{}.Append(nil, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := binary.LittleEndian.Uint64(v[2:10]), crc64Avro([]byte(pcf)); got != want {
+		t.Fatalf("fingerprint %x, want %x", got, want)
+	}
+	c := goavroCodec(t)
+	if got, want := binary.LittleEndian.Uint64(must(c.SingleFromNative(nil, goavroNative(e)))[2:10]), crc64Avro([]byte(c.CanonicalSchema())); got != want {
+		t.Fatalf("goavro's fingerprint %x is not the CRC of its canonical form (%x)", got, want)
+	}
+	if _, err := (schemas.Avro{}).Decode(append([]byte{0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8}, v[10:]...)); err == nil {
+		t.Fatal("a foreign fingerprint was read as event.avsc")
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

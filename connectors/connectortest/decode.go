@@ -105,7 +105,7 @@ func Decode(body []byte, encoding, compression string) ([]Delivered, error) {
 			}
 			m := native.(map[string]any)
 			meta, _ := m[connectors.MetadataKey].(map[string]any)
-			e, err := schemas.FromAvroNative(m)
+			e, err := fromGoavro(m)
 			if err != nil {
 				return nil, err
 			}
@@ -142,4 +142,42 @@ func decodeJSON(line []byte) (Delivered, error) {
 		e.Extra = nil
 	}
 	return Delivered{Event: e, BatchID: meta.BatchID, Sequence: meta.Sequence, DeliveredAt: meta.DeliveredAt}, nil
+}
+
+// fromGoavro reads an event from goavro's native form of DeliverySchema,
+// through its JSON form, so that the reader shares no code with the
+// hamba/avro writer.
+func fromGoavro(m map[string]any) (*schemas.Event, error) {
+	obj := map[string]any{}
+	for k, v := range m {
+		if k == connectors.MetadataKey || v == nil {
+			continue
+		}
+		if u, ok := v.(map[string]any); ok { // a union: {"string": "..."}
+			for _, x := range u {
+				v = x
+			}
+		}
+		switch k {
+		case "timestamp":
+			v = v.(time.Time).UTC().Format(schemas.TimestampLayout)
+		case "metadata", "lead_data":
+			v = json.RawMessage(v.(string))
+		case "extra":
+			var extra map[string]json.RawMessage
+			if err := json.Unmarshal([]byte(v.(string)), &extra); err != nil {
+				return nil, fmt.Errorf("extra: %w", err)
+			}
+			for ek, ev := range extra {
+				obj[ek] = ev
+			}
+			continue
+		}
+		obj[k] = v
+	}
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	return schemas.JSON{}.Decode(b)
 }

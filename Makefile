@@ -70,6 +70,7 @@ alerts: tools ## check the Prometheus alert rules and prove each fires (promtool
 FUZZ_TARGETS := \
 	./schemas:FuzzJSONDecode \
 	./schemas:FuzzAvroDecode \
+	./schemas:FuzzConfluentAvroDecode \
 	./internal/config:FuzzParse \
 	./internal/config:FuzzExpand \
 	./filter:FuzzMatch \

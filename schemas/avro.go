@@ -43,8 +43,11 @@ type AvroRecord struct {
 }
 
 // avroAPI reads strings up to the largest Kafka record Firehose produces
-// (hamba's default stops at 1 MiB, below max_event_bytes' ceiling).
-var avroAPI = avro.Config{MaxByteSliceSize: 8 << 20}.Freeze()
+// (hamba's default stops at 1 MiB, below max_event_bytes' ceiling), and
+// arrays of at most 1 Mi items: a producer's schema may have arrays, and
+// their lengths come from the bytes, so a few bytes must not make the
+// decoder allocate gigabytes.
+var avroAPI = avro.Config{MaxByteSliceSize: 8 << 20, MaxSliceAllocSize: 1 << 20}.Freeze()
 
 type avroParsed struct {
 	schema avro.Schema
@@ -260,7 +263,7 @@ func FromAvro(r *AvroRecord) (*Event, error) {
 }
 
 // CodecFor returns the codec for an encoding name from config: "json" or
-// "avro".
+// "avro". The Schema Registry encodings need a registry: see Open.
 func CodecFor(encoding string) (Codec, error) {
 	switch encoding {
 	case "", "json":
@@ -270,8 +273,10 @@ func CodecFor(encoding string) (Codec, error) {
 			return nil, err
 		}
 		return Avro{}, nil
+	case EncodingAvroConfluent, EncodingJSONConfluent:
+		return nil, errors.New("encoding " + encoding + " needs a schema registry (schema_registry.url)")
 	}
-	return nil, errors.New(`unknown encoding ` + encoding + ` (want "json" or "avro")`)
+	return nil, errors.New(`unknown encoding ` + encoding + ` (want "json", "avro", "` + EncodingAvroConfluent + `" or "` + EncodingJSONConfluent + `")`)
 }
 
 // RecordCodecFor is CodecFor for decoding Kafka record values, which are

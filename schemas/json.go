@@ -2,9 +2,11 @@ package schemas
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strconv"
 	"time"
@@ -403,4 +405,21 @@ func appendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// Resolver is a Codec that must look something up (a schema in a
+// registry) before it can decode some values. Stages that decode records
+// call Resolve with a poll's values first; Resolve retries a lookup that
+// fails for a transient reason until ctx ends, so that an outage delays
+// events instead of rejecting them.
+type Resolver interface {
+	Resolve(ctx context.Context, values iter.Seq[[]byte]) error
+}
+
+// Resolve calls c.Resolve when c is a Resolver, and otherwise does nothing.
+func Resolve(ctx context.Context, c Codec, values iter.Seq[[]byte]) error {
+	if r, ok := c.(Resolver); ok {
+		return r.Resolve(ctx, values)
+	}
+	return nil
 }

@@ -70,6 +70,9 @@ type Options struct {
 	DLQMaxBytes int
 	// EventsEncoding is the encoding of the topic read (json or avro).
 	EventsEncoding string
+	// Codec reads the topic instead, when set (a Schema Registry
+	// encoding: see internal/registry).
+	Codec schemas.Codec
 	// PathTemplate, if set, splits batches by the rendered path and
 	// prefixes each batch's Key with it.
 	PathTemplate string
@@ -173,9 +176,12 @@ func New(o Options) (*Worker, error) {
 	if o.Sink == nil {
 		return nil, errors.New("connector " + o.Connector.Name + ": no sink")
 	}
-	codec, err := schemas.RecordCodecFor(o.EventsEncoding)
-	if err != nil {
-		return nil, err
+	codec := o.Codec
+	if codec == nil {
+		var err error
+		if codec, err = schemas.RecordCodecFor(o.EventsEncoding); err != nil {
+			return nil, err
+		}
 	}
 	enc, err := NewEncoder(o.Connector.Encoding, o.Connector.AvroCodec)
 	if err != nil {
@@ -287,6 +293,11 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 				w.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 			}
 		})
+		// Schemas the registry has to tell first: an outage waits
+		// here instead of dead-lettering.
+		if err := schemas.Resolve(ctx, w.codec, kafkaclient.Values(fetches)); err != nil {
+			return nil
+		}
 		var dead []*kgo.Record
 		now := time.Now()
 		w.mu.Lock()

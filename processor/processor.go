@@ -27,6 +27,10 @@ type Options struct {
 	// metrics hooks, which must see one client each.
 	ClientOpts []kgo.Opt
 	Log        *slog.Logger
+	// In and Out are the codecs of the raw and events topics (see
+	// internal/registry); nil builds them from the topology's encodings,
+	// which cannot be Schema Registry ones.
+	In, Out schemas.Codec
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// ShutdownTimeout bounds leaving the group on stop (default
@@ -63,13 +67,17 @@ type Processor struct {
 // New checks the options and builds the pipeline; it does no I/O.
 func New(o Options) (*Processor, error) {
 	cfg := o.Config
-	in, err := schemas.RecordCodecFor(cfg.Topology.Raw.Encoding)
-	if err != nil {
-		return nil, fmt.Errorf("topology.raw.encoding: %w", err)
+	in, out := o.In, o.Out
+	var err error
+	if in == nil {
+		if in, err = schemas.RecordCodecFor(cfg.Topology.Raw.Encoding); err != nil {
+			return nil, fmt.Errorf("topology.raw.encoding: %w", err)
+		}
 	}
-	out, err := schemas.CodecFor(cfg.Topology.Events.Encoding)
-	if err != nil {
-		return nil, fmt.Errorf("topology.events.encoding: %w", err)
+	if out == nil {
+		if out, err = schemas.CodecFor(cfg.Topology.Events.Encoding); err != nil {
+			return nil, fmt.Errorf("topology.events.encoding: %w", err)
+		}
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -236,6 +244,11 @@ func (p *Processor) Run(ctx context.Context) error {
 		})
 		if fetches.NumRecords() == 0 {
 			continue
+		}
+		// Schemas the registry has to tell first; an outage waits here,
+		// before the transaction, rather than dead-letter.
+		if err := schemas.Resolve(ctx, p.pipe.In, kafkaclient.Values(fetches)); err != nil {
+			return nil // ctx ended; the records come again after a restart
 		}
 		err := p.transact(ctx, sess, fetches)
 		var se *stateError

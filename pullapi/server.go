@@ -54,8 +54,11 @@ type Options struct {
 	Kafka    []kgo.Opt // brokers, TLS, SASL
 	Topic    string    // the processed events topic
 	Encoding string    // its encoding: json or avro
-	Signer   *Signer
-	Tokens   *Tokens
+	// Codec reads the topic when its encoding is a Schema Registry one
+	// (see internal/registry); nil for json and avro.
+	Codec  schemas.Codec
+	Signer *Signer
+	Tokens *Tokens
 	// Budget bounds the scan and the long poll of one request; default
 	// DefaultBudget.
 	Budget time.Duration
@@ -139,7 +142,10 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{o: o, decomp: kgo.DefaultDecompressor(), changed: make(chan struct{}),
 		inFlight: map[string]int{}, listed: map[string]listedAt{}, failLog: rateLimitedLog{log: o.Log, every: time.Second}}
-	if o.Encoding == "avro" {
+	switch {
+	case o.Codec != nil:
+		s.codec = o.Codec
+	case o.Encoding == "avro":
 		c, err := schemas.RecordCodecFor("avro")
 		if err != nil {
 			return nil, err
@@ -644,7 +650,7 @@ func (s *Server) fetch(ctx context.Context, account string, next, head []int64, 
 			// Out of time: the partitions not taken keep their offsets.
 			break
 		}
-		if err := s.take(account, int32(p), rp, next, head, held, limit, items); err != nil {
+		if err := s.take(ctx, account, int32(p), rp, next, head, held, limit, items); err != nil {
 			if errors.Is(err, errExpired) {
 				return err
 			}
@@ -668,7 +674,7 @@ func cmpErr(a, b error) error {
 }
 
 // take processes one partition of a fetch response.
-func (s *Server) take(account string, p int32, rp *kmsg.FetchResponseTopicPartition, next, head []int64, held []bool, limit int, items *[]item) error {
+func (s *Server) take(ctx context.Context, account string, p int32, rp *kmsg.FetchResponseTopicPartition, next, head []int64, held []bool, limit int, items *[]item) error {
 	if rp.ErrorCode == kerr.OffsetOutOfRange.Code {
 		return errExpired
 	}
@@ -686,6 +692,20 @@ func (s *Server) take(account string, p int32, rp *kmsg.FetchResponseTopicPartit
 		h = rp.HighWatermark
 	}
 	head[p] = h
+	if s.codec != nil {
+		// Schemas the registry has to tell first. Out of time, the
+		// partition keeps its offset and the page goes without it.
+		err := schemas.Resolve(ctx, s.codec, func(yield func([]byte) bool) {
+			for _, rec := range fp.Records {
+				if !yield(rec.Value) {
+					return
+				}
+			}
+		})
+		if err != nil {
+			return nil
+		}
+	}
 	for _, rec := range fp.Records {
 		if len(rec.Headers) > 0 && dlq.Has(rec, dlq.HeaderConnector) {
 			next[p] = rec.Offset + 1 // redriven for one connector, not a new event

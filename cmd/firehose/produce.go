@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/firehose/firehose/internal/ingest"
-	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/internal/registry"
 )
 
 func newProduceCmd(g *globals) *cobra.Command {
@@ -36,10 +37,11 @@ At the end it prints how many were sent and rejected, and the rate.`,
 			if topic == "" {
 				topic = cfg.Topology.Raw.Name
 			}
-			codec, err := schemas.CodecFor(cfg.Topology.Raw.Encoding)
+			codecs, err := registry.Open(cmd.Context(), cfg, slog.Default(), registry.WriteRaw)
 			if err != nil {
 				return err
 			}
+			codec := codecs.RawWriter
 			cl, err := kgo.NewClient(append(kopts, kgo.ProducerLinger(10*time.Millisecond), kgo.ProducerBatchMaxBytes(8<<20))...)
 			if err != nil {
 				return err

@@ -22,9 +22,11 @@ import (
 	"github.com/firehose/firehose/internal/httpserver"
 	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/internal/metrics"
+	"github.com/firehose/firehose/internal/registry"
 	"github.com/firehose/firehose/internal/tracing"
 	"github.com/firehose/firehose/processor"
 	"github.com/firehose/firehose/pullapi"
+	"github.com/firehose/firehose/schemas"
 )
 
 // Roles a process can take.
@@ -87,6 +89,14 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			o.Log.Warn("tracing: last spans not exported", "err", err)
 		}
 	}()
+	var writes []string
+	if o.has(RoleProcessor) && cfg.Processor.IsEnabled() {
+		writes = append(writes, registry.WriteEvents)
+	}
+	codecs, err := registry.Open(ctx, cfg, o.Log, writes...)
+	if err != nil {
+		return err
+	}
 	var readies []func() bool
 	var groups []string
 	g, gctx := errgroup.WithContext(ctx)
@@ -96,7 +106,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 
 	if o.has(RoleProcessor) && cfg.Processor.IsEnabled() {
-		p, err := processor.New(processor.Options{Config: *cfg, Kafka: kopts, ClientOpts: append(kafkaclient.GroupOptions(cfg.Kafka, "processor"), m.KafkaHooks("processor")), Log: o.Log, ShutdownTimeout: o.ShutdownTimeout})
+		p, err := processor.New(processor.Options{Config: *cfg, Kafka: kopts, In: codecs.RawReader, Out: codecs.EventsWriter, ClientOpts: append(kafkaclient.GroupOptions(cfg.Kafka, "processor"), m.KafkaHooks("processor")), Log: o.Log, ShutdownTimeout: o.ShutdownTimeout})
 		if err != nil {
 			return err
 		}
@@ -119,6 +129,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 				DLQTopic:        cfg.Topology.DLQ.Name,
 				DLQMaxBytes:     cfg.Topology.DLQ.MaxRecordBytes(),
 				EventsEncoding:  cfg.Topology.Events.Encoding,
+				Codec:           codecs.EventsReader,
 				Sink:            sink,
 				Kafka:           append(append(slices.Clip(kopts), kafkaclient.GroupOptions(cfg.Kafka, c.Name)...), m.KafkaHooks("connector:"+c.Name)),
 				Log:             o.Log,
@@ -152,7 +163,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	var pull *pullapi.Server
 	if o.has(RoleAPI) && cfg.API.Listen != "off" && (cfg.API.PullEnabled() || o.DevTokens) {
-		if pull, err = newPullAPI(cfg, o, kopts, m.PullRequest); err != nil {
+		var codec schemas.Codec // json and avro: the server's own reading
+		if schemas.IsConfluent(cfg.Topology.Events.Encoding) {
+			codec = codecs.EventsReader
+		}
+		if pull, err = newPullAPI(cfg, o, kopts, codec, m.PullRequest); err != nil {
 			return err
 		}
 		g.Go(func() error { return pull.Run(gctx) })
@@ -245,7 +260,7 @@ func waitBounded(stopping context.Context, wait func() error, timeout time.Durat
 	}
 }
 
-func newPullAPI(cfg *config.Config, o Options, kopts []kgo.Opt, onRequest func(int, time.Duration)) (*pullapi.Server, error) {
+func newPullAPI(cfg *config.Config, o Options, kopts []kgo.Opt, codec schemas.Codec, onRequest func(int, time.Duration)) (*pullapi.Server, error) {
 	key := []byte(cfg.API.PositionKey)
 	if len(key) == 0 {
 		key = o.PositionKey
@@ -262,6 +277,7 @@ func newPullAPI(cfg *config.Config, o Options, kopts []kgo.Opt, onRequest func(i
 		Kafka:     kopts,
 		Topic:     cfg.Topology.Events.Name,
 		Encoding:  cfg.Topology.Events.Encoding,
+		Codec:     codec,
 		Signer:    signer,
 		Tokens:    tokens,
 		Log:       o.Log,

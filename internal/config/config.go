@@ -29,7 +29,35 @@ type Config struct {
 	Connectors []Connector `yaml:"connectors"`
 	API        API         `yaml:"api"`
 	Tracing    Tracing     `yaml:"tracing"`
+	// SchemaRegistry is needed by topics whose encoding is avro-confluent
+	// or json-confluent.
+	SchemaRegistry SchemaRegistry `yaml:"schema_registry"`
 }
+
+// SchemaRegistry is a Confluent-compatible Schema Registry (Confluent's,
+// Redpanda's, Karapace, Apicurio's ccompat API).
+type SchemaRegistry struct {
+	// URL is the registry, e.g. https://registry:8081. Credentials go in
+	// Username and Password or Token, never in the URL, which is logged.
+	URL string `yaml:"url"`
+	// Username and Password are basic auth (Confluent Cloud: the API key
+	// and secret); put the password in the environment.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// Token is a bearer token, instead of Username and Password.
+	Token string `yaml:"token"`
+	// TLS adds a CA or a client certificate for an https URL.
+	TLS TLS `yaml:"tls"`
+	// Register registers the event schema under the subjects Firehose
+	// writes (default true); false only looks it up, and start fails if
+	// an administrator has not registered it.
+	Register *bool `yaml:"register"`
+	// Timeout bounds one registry request (default 10s).
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// IsRegister reports whether Firehose registers its schemas.
+func (s SchemaRegistry) IsRegister() bool { return s.Register == nil || *s.Register }
 
 // Tracing exports OpenTelemetry spans of processing and delivery, each a
 // child of the producer's trace context (a traceparent header on the raw
@@ -118,11 +146,18 @@ type Topology struct {
 // Topic is one topic's spec. Configs are Kafka topic configs; the defaults
 // (retention.ms=259200000 and cleanup.policy) are merged under them.
 type Topic struct {
-	Name              string            `yaml:"name"`
-	Partitions        int32             `yaml:"partitions"`         // default 6
-	ReplicationFactor int16             `yaml:"replication_factor"` // default -1: the broker's default
-	Encoding          string            `yaml:"encoding"`           // json (default) or avro; raw and events only
-	Configs           map[string]string `yaml:"configs"`
+	Name              string `yaml:"name"`
+	Partitions        int32  `yaml:"partitions"`         // default 6
+	ReplicationFactor int16  `yaml:"replication_factor"` // default -1: the broker's default
+	// Encoding is json (default), avro (single-object), or with a
+	// schema registry avro-confluent or json-confluent; raw and events
+	// only.
+	Encoding string `yaml:"encoding"`
+	// Subject is the Schema Registry subject Firehose writes this topic's
+	// values under, with a confluent encoding; default <name>-value
+	// (TopicNameStrategy). Values are read by the schema id they carry.
+	Subject string            `yaml:"subject"`
+	Configs map[string]string `yaml:"configs"`
 }
 
 // ProducerMaxBytes is the largest record batch Firehose's producers send

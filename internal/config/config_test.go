@@ -265,3 +265,31 @@ func TestTracingSection(t *testing.T) {
 		}
 	}
 }
+
+func TestSchemaRegistrySection(t *testing.T) {
+	const base = "kafka: {brokers: [k:9092]}\n"
+	c, err := Parse("f.yaml", []byte(base+"schema_registry: {url: \"https://sr:8081\", username: u, password: p}\ntopology:\n  raw: {encoding: avro-confluent}\n  events: {name: out, encoding: json-confluent}\n"), Options{Lookup: env(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Topology.Raw.Subject != "events.raw-value" || c.Topology.Events.Subject != "out-value" || !c.SchemaRegistry.IsRegister() || c.SchemaRegistry.Timeout != 10*time.Second {
+		t.Fatalf("defaults: %+v %+v %+v", c.Topology.Raw, c.Topology.Events, c.SchemaRegistry)
+	}
+	for doc, want := range map[string]string{
+		"topology:\n  raw: {encoding: avro-confluent}\n":                                   `f.yaml:3:19: topology.raw.encoding: avro-confluent needs schema_registry.url`,
+		"topology:\n  dlq: {encoding: avro}\n":                                             `topology.dlq.encoding: is not configurable`,
+		"topology:\n  events: {encoding: protobuf}\n":                                      `must be one of json, avro, avro-confluent, json-confluent, got "protobuf"`,
+		"schema_registry: {url: \"https://u:hunter2@sr:8081\"}\n":                          `schema_registry.url: must not hold credentials (https://u:xxxxx@sr:8081)`,
+		"schema_registry: {url: \"sr:8081\"}\n":                                            `schema_registry.url: must be an http:// or https:// URL with a host`,
+		"schema_registry: {url: \"http://sr:8081\", username: u}\n":                        `schema_registry.password: username and password go together`,
+		"schema_registry: {url: \"http://sr:8081\", username: u, password: p, token: t}\n": `schema_registry.token: use either a token or a username and password`,
+	} {
+		_, err := Parse("f.yaml", []byte(base+doc), Options{Lookup: env(nil)})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", doc, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("the error shows the password: %v", err)
+		}
+	}
+}

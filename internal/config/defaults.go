@@ -83,6 +83,12 @@ func (c *Config) SetDefaults() {
 		if t.Encoding == "" {
 			t.Encoding = "json"
 		}
+		if t.Subject == "" && slices.Contains(ConfluentEncodings, t.Encoding) {
+			t.Subject = t.Name + "-value"
+		}
+	}
+	if c.SchemaRegistry.Timeout == 0 {
+		c.SchemaRegistry.Timeout = 10 * time.Second
 	}
 	if c.Processor.Group == "" {
 		c.Processor.Group = "firehose-processor"
@@ -175,9 +181,13 @@ var (
 
 // Encodings and Compressions are the values connectors accept.
 var (
-	Encodings    = []string{"ndjson", "json", "avro"}
-	Compressions = []string{"gzip", "snappy", "lz4", "zstd", "none"}
-	AvroCodecs   = []string{"deflate", "snappy", "null"}
+	Encodings = []string{"ndjson", "json", "avro"}
+	// TopicEncodings are the encodings of the raw and events topics;
+	// ConfluentEncodings those of them that need a schema registry.
+	TopicEncodings     = []string{"json", "avro", "avro-confluent", "json-confluent"}
+	ConfluentEncodings = []string{"avro-confluent", "json-confluent"}
+	Compressions       = []string{"gzip", "snappy", "lz4", "zstd", "none"}
+	AvroCodecs         = []string{"deflate", "snappy", "null"}
 )
 
 // Validate checks the whole config and returns every problem, each a
@@ -239,9 +249,18 @@ func (c *Config) Validate() error {
 		if t.t.ReplicationFactor < -1 || t.t.ReplicationFactor == 0 {
 			v.add(p+".replication_factor", "must be -1 (broker default) or at least 1")
 		}
-		if t.t.Encoding != "" && t.t.Encoding != "json" && t.t.Encoding != "avro" {
-			v.add(p+".encoding", `must be "json" or "avro", got %q`, t.t.Encoding)
+		switch {
+		case t.t.Encoding == "":
+		case (t.key == "dlq" || t.key == "state") && t.t.Encoding != "json":
+			v.add(p+".encoding", "is not configurable: Firehose writes this topic itself")
+		case !slices.Contains(TopicEncodings, t.t.Encoding):
+			v.add(p+".encoding", "must be one of %s, got %q", strings.Join(TopicEncodings, ", "), t.t.Encoding)
+		case slices.Contains(ConfluentEncodings, t.t.Encoding) && c.SchemaRegistry.URL == "":
+			v.add(p+".encoding", "%s needs schema_registry.url", t.t.Encoding)
 		}
+	}
+	if sr := c.SchemaRegistry; sr.URL != "" {
+		v.schemaRegistry(sr)
 	}
 	for i, h := range c.Processor.Headers {
 		if _, err := path.Match(h, ""); err != nil || h == "" {
@@ -407,4 +426,25 @@ func (v *validator) err() error {
 		return nil
 	}
 	return errors.Join(v.errs...)
+}
+
+func (v *validator) schemaRegistry(sr SchemaRegistry) {
+	u, err := url.Parse(sr.URL)
+	switch {
+	case err != nil:
+		v.add("schema_registry.url", "is not a URL")
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		v.add("schema_registry.url", "must be an http:// or https:// URL with a host, got %q", u.Redacted())
+	case u.User != nil:
+		v.add("schema_registry.url", "must not hold credentials (%s): the URL is logged; use schema_registry.username and password, or token", u.Redacted())
+	}
+	if (sr.Username == "") != (sr.Password == "") {
+		v.add("schema_registry.password", "username and password go together")
+	}
+	if sr.Token != "" && sr.Username != "" {
+		v.add("schema_registry.token", "use either a token or a username and password, not both")
+	}
+	if sr.Timeout < 0 {
+		v.add("schema_registry.timeout", "must be positive, got %s", sr.Timeout)
+	}
 }

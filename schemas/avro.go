@@ -52,10 +52,11 @@ var avroAPI = avro.Config{MaxByteSliceSize: 8 << 20, MaxSliceAllocSize: 1 << 20}
 type avroParsed struct {
 	schema avro.Schema
 	header [10]byte // single-object marker and fingerprint
-	legacy [10]byte // the header Firehose wrote before v0.9, with goavro
+	legacy [10]byte // the header earlier releases wrote, with goavro
 }
 
-// legacyFingerprint is the fingerprint goavro computed for event.avsc.
+// legacyFingerprint is the fingerprint goavro computed for event.avsc,
+// which earlier releases wrote.
 // goavro keeps {"type":"long"} for the timestamp in the canonical form
 // where the specification (and Java's Avro) writes "long", so its
 // fingerprint differs from everyone else's. Decode still accepts it for

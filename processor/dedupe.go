@@ -178,6 +178,9 @@ func (d *Deduper) read(ctx context.Context, partition int32, dp *dedupePart) err
 	now := d.now().UnixMilli()
 	next, err := readPartition(ctx, d.kopts, d.topic, partition, dp.loadedTo, func(r *kgo.Record) {
 		key := string(r.Key)
+		if strings.HasPrefix(key, profileKeyPrefix) {
+			return // the profiles stage's
+		}
 		if r.Value == nil {
 			delete(dp.seen, key)
 			return

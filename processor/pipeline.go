@@ -43,6 +43,9 @@ type Pipeline struct {
 	DLQMaxBytes   int
 	MaxEventBytes int
 	Stages        []Stage
+	// EmitStages are the stages that events the processor makes itself
+	// go through (see Emit): filter, enrich and mask, not dedupe.
+	EmitStages []Stage
 	Now           func() time.Time
 	// Headers are the globs of record headers carried to the event; nil
 	// carries all. Headers named firehose.* never are.
@@ -103,7 +106,24 @@ func (p *Pipeline) process(rec *kgo.Record) (*kgo.Record, Outcome) {
 		}
 		return p.dead(rec, schemas.ClassInvalid, msg), DeadLettered
 	}
-	for _, s := range p.Stages {
+	return p.run(rec, e, p.Stages)
+}
+
+// Emit runs an event the processor made itself (a profile.updated, say)
+// for a raw partition through EmitStages and encodes it. With no raw
+// record behind the event, a dead letter (a filter rule with on_error:
+// dlq) holds the event's JSON.
+func (p *Pipeline) Emit(partition int32, e *schemas.Event) (*kgo.Record, Outcome) {
+	val, err := schemas.JSON{}.Append(nil, e)
+	if err != nil {
+		return nil, Dropped
+	}
+	rec := &kgo.Record{Topic: p.EventsTopic, Partition: partition, Key: []byte(e.ResourceID), Value: val, Timestamp: p.Now()}
+	return p.run(rec, e, p.EmitStages)
+}
+
+func (p *Pipeline) run(rec *kgo.Record, e *schemas.Event, stages []Stage) (*kgo.Record, Outcome) {
+	for _, s := range stages {
 		keep, err := s.Apply(rec, e)
 		if err != nil {
 			class := schemas.ClassOf(err)

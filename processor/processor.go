@@ -62,6 +62,10 @@ type Processor struct {
 	dedupe *Deduper
 	enrich *Enricher
 	masked atomic.Int64
+	// profiles, when set, emits on ticks: nextCoalesce and nextRest are
+	// the next ones, on multiples of their intervals.
+	profiles               *Profiles
+	nextCoalesce, nextRest time.Time
 }
 
 // New checks the options and builds the pipeline; it does no I/O.
@@ -97,7 +101,17 @@ func New(o Options) (*Processor, error) {
 	// Filter first (cheapest, and dropped events need no dedupe state),
 	// then dedupe, enrich, and mask last so nothing before it needs to
 	// see through masks and nothing after it can see past them.
-	var stages []Stage
+	//
+	// Profiles comes before them all: it takes profile changes out of
+	// the stream, and the events it emits go through filter, enrich and
+	// mask (emitStages) like any other.
+	var stages, emitStages []Stage
+	if pc.Profiles.Enabled() {
+		if p.profiles, err = NewProfiles(pc.Profiles, cfg.Topology.State.Name, o.Kafka, o.Now, p.log); err != nil {
+			return nil, err
+		}
+		stages = append(stages, p.profiles)
+	}
 	f, err := filter.Compile(pc.Filter)
 	if err != nil {
 		return nil, fmt.Errorf("processor.filter: %w", err)
@@ -105,6 +119,7 @@ func New(o Options) (*Processor, error) {
 	if !f.Empty() {
 		p.filter = &FilterStage{F: f}
 		stages = append(stages, p.filter)
+		emitStages = append(emitStages, p.filter)
 	}
 	if pc.Dedupe.IsEnabled() {
 		p.dedupe = NewDeduper(cfg.Topology.State.Name, cfg.Topology.DLQ.Name, pc.Dedupe.TTL, o.Kafka, o.Now, p.log)
@@ -115,6 +130,7 @@ func New(o Options) (*Processor, error) {
 	}
 	if !p.enrich.Empty() || pc.Enrich.Topic != "" {
 		stages = append(stages, p.enrich)
+		emitStages = append(emitStages, p.enrich)
 	}
 	m, err := NewMasker(pc.Mask)
 	if err != nil {
@@ -123,6 +139,7 @@ func New(o Options) (*Processor, error) {
 	if m.rules > 0 {
 		m.Masked = func(n int) { p.masked.Add(int64(n)) }
 		stages = append(stages, m)
+		emitStages = append(emitStages, m)
 	}
 	p.pipe = &Pipeline{
 		In: in, Out: out,
@@ -132,6 +149,7 @@ func New(o Options) (*Processor, error) {
 		Headers:       pc.Headers,
 		MaxEventBytes: int(pc.MaxEventBytes),
 		Stages:        stages,
+		EmitStages:    emitStages,
 		Now:           o.Now,
 	}
 	return p, nil
@@ -185,6 +203,13 @@ func (p *Processor) Run(ctx context.Context) error {
 					}
 				}
 			}
+			if p.profiles != nil {
+				for _, part := range m[cfg.Topology.Raw.Name] {
+					if err := p.profiles.Load(ctx, part); err != nil {
+						p.log.Warn("profile state not loaded at assignment", "partition", part, "err", err)
+					}
+				}
+			}
 			p.ready.Store(true)
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
@@ -192,11 +217,17 @@ func (p *Processor) Run(ctx context.Context) error {
 			if p.dedupe != nil {
 				p.dedupe.Drop(m[cfg.Topology.Raw.Name])
 			}
+			if p.profiles != nil {
+				p.profiles.Drop(m[cfg.Topology.Raw.Name])
+			}
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			p.log.Warn("partitions lost", "partitions", m)
 			if p.dedupe != nil {
 				p.dedupe.Drop(m[cfg.Topology.Raw.Name])
+			}
+			if p.profiles != nil {
+				p.profiles.Drop(m[cfg.Topology.Raw.Name])
 			}
 		}),
 	)
@@ -232,17 +263,32 @@ func (p *Processor) Run(ctx context.Context) error {
 	p.log.Info("processor started", "from", cfg.Topology.Raw.Name, "to", cfg.Topology.Events.Name, "group", cfg.Processor.Group, "transactional_id", cfg.Processor.TransactionalID)
 
 	var backoff time.Duration
+	if p.profiles != nil {
+		now := p.o.Now()
+		p.nextCoalesce = nextTick(now, cfg.Processor.Profiles.CoalesceInterval)
+		p.nextRest = nextTick(now, cfg.Processor.Profiles.RestInterval)
+	}
 	for {
-		fetches := sess.PollRecords(ctx, p.o.maxPoll)
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if p.profiles != nil {
+			// Wake for the next tick even when no records come, and at
+			// least every 250 ms, so that a clock other than the wall
+			// clock (Options.Now) is followed too.
+			wait := min(max(p.nextTickTime().Sub(p.o.Now()), 0), 250*time.Millisecond)
+			pollCtx, cancel = context.WithTimeout(ctx, wait)
+		}
+		fetches := sess.PollRecords(pollCtx, p.o.maxPoll)
+		cancel()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
 		fetches.EachError(func(t string, part int32, err error) {
-			if !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
 			}
 		})
-		if fetches.NumRecords() == 0 {
+		tick := p.tickDue()
+		if fetches.NumRecords() == 0 && !tick {
 			continue
 		}
 		// Schemas the registry has to tell first; an outage waits here,
@@ -250,7 +296,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		if err := schemas.Resolve(ctx, p.pipe.In, kafkaclient.Values(fetches)); err != nil {
 			return nil // ctx ended; the records come again after a restart
 		}
-		err := p.transact(ctx, sess, fetches)
+		err := p.transact(ctx, sess, fetches, tick)
 		var se *stateError
 		if errors.As(err, &se) {
 			// The transaction was aborted and the session rewound to
@@ -279,18 +325,23 @@ type stateError struct{ err error }
 func (e *stateError) Error() string { return e.err.Error() }
 func (e *stateError) Unwrap() error { return e.err }
 
-// transact runs one transaction over one poll's records.
-func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) error {
+// transact runs one transaction over one poll's records, and the
+// profiles stage's emissions when a tick is due.
+func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches, tick bool) error {
 	if err := sess.Begin(); err != nil {
 		return fmt.Errorf("processor: begin transaction: %w", err)
 	}
 	masked0, filtered0, dup0 := p.masked.Load(), p.filterDropped(), p.dedupeDropped()
+	tickAt := p.o.Now()
 	outs, err := p.processParallel(ctx, fetches)
+	if err == nil && tick {
+		var emitted []*kgo.Record
+		emitted, err = p.tick(ctx, tickAt)
+		outs = append(outs, emitted)
+	}
 	if err != nil {
 		_, _ = sess.End(context.WithoutCancel(ctx), kgo.TryAbort)
-		if p.dedupe != nil {
-			p.dedupe.End(false)
-		}
+		p.endStages(false)
 		return err
 	}
 
@@ -325,8 +376,9 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	}
 	committed, err := sess.End(endCtx, try)
 	p.stats.Transactions.Add(1)
-	if p.dedupe != nil {
-		p.dedupe.End(committed && err == nil)
+	p.endStages(committed && err == nil)
+	if committed && err == nil && tick {
+		p.advanceTicks(tickAt)
 	}
 	if err != nil {
 		return fmt.Errorf("processor: end transaction: %w", err)
@@ -390,6 +442,12 @@ func (p *Processor) processParallel(ctx context.Context, fetches kgo.Fetches) ([
 				return
 			}
 		}
+		if p.profiles != nil {
+			if err := p.profiles.Ensure(ctx, parts[i].Partition); err != nil {
+				errs[i] = &stateError{err}
+				return
+			}
+		}
 		out := make([]*kgo.Record, 0, len(recs)+len(recs)/2)
 		for _, r := range recs {
 			if o, _ := p.pipe.Process(r); o != nil {
@@ -398,6 +456,9 @@ func (p *Processor) processParallel(ctx context.Context, fetches kgo.Fetches) ([
 		}
 		if p.dedupe != nil {
 			out = p.dedupe.Records(parts[i].Partition, out)
+		}
+		if p.profiles != nil {
+			out = p.profiles.Records(parts[i].Partition, out)
 		}
 		outs[i] = out
 	}
@@ -417,4 +478,62 @@ func (p *Processor) processParallel(ctx context.Context, fetches kgo.Fetches) ([
 	}
 	wg.Wait()
 	return outs, errors.Join(errs...)
+}
+
+// endStages ends the transaction for the stages that keep state.
+func (p *Processor) endStages(committed bool) {
+	if p.dedupe != nil {
+		p.dedupe.End(committed)
+	}
+	if p.profiles != nil {
+		p.profiles.End(committed)
+	}
+}
+
+// nextTick is the first multiple of d after now.
+func nextTick(now time.Time, d time.Duration) time.Time {
+	return now.Truncate(d).Add(d)
+}
+
+func (p *Processor) nextTickTime() time.Time {
+	if p.nextRest.Before(p.nextCoalesce) {
+		return p.nextRest
+	}
+	return p.nextCoalesce
+}
+
+func (p *Processor) tickDue() bool {
+	return p.profiles != nil && !p.o.Now().Before(p.nextTickTime())
+}
+
+// advanceTicks moves the ticks that were due at now past it, once their
+// transaction committed; an aborted one is due again.
+func (p *Processor) advanceTicks(now time.Time) {
+	pc := p.o.Config.Processor.Profiles
+	if !now.Before(p.nextCoalesce) {
+		p.nextCoalesce = nextTick(now, pc.CoalesceInterval)
+	}
+	if !now.Before(p.nextRest) {
+		p.nextRest = nextTick(now, pc.RestInterval)
+	}
+}
+
+// tick runs the profiles stage's emissions due at now over every
+// partition it holds, each event through the emit stages, and returns
+// the records to produce: the events, then the profiles' state.
+func (p *Processor) tick(ctx context.Context, now time.Time) ([]*kgo.Record, error) {
+	coalesce, rest := !now.Before(p.nextCoalesce), !now.Before(p.nextRest)
+	var out []*kgo.Record
+	for _, part := range p.profiles.Partitions() {
+		if err := p.profiles.Ensure(ctx, part); err != nil {
+			return nil, &stateError{err}
+		}
+		for _, e := range p.profiles.Tick(part, now, coalesce, rest) {
+			if r, _ := p.pipe.Emit(part, e); r != nil {
+				out = append(out, r)
+			}
+		}
+		out = p.profiles.Records(part, out)
+	}
+	return out, nil
 }

@@ -77,3 +77,9 @@ func (e *Event) StringField(name string) (string, bool) {
 	}
 	return "", false
 }
+
+// IsField reports whether name is a top-level field of the event schema.
+func IsField(name string) bool {
+	_, ok := order[name]
+	return ok
+}

@@ -196,6 +196,41 @@ type Processor struct {
 	Dedupe Dedupe        `yaml:"dedupe"`
 	Enrich Enrich        `yaml:"enrich"`
 	Mask   Mask          `yaml:"mask"`
+	// Profiles coalesces profile property changes and evaluates segments;
+	// off unless event_types or resource_types is set.
+	Profiles Profiles `yaml:"profiles"`
+}
+
+// Profiles turns a stream of profile property changes into one
+// profile.updated event per changed profile per CoalesceInterval, and
+// evaluates Segments on profiles at rest (no change for RestInterval),
+// emitting profile.segments_changed when membership changed.
+type Profiles struct {
+	// EventTypes and ResourceTypes (globs) say which raw events are
+	// profile changes; an event matching either is one.
+	EventTypes    []string `yaml:"event_types"`
+	ResourceTypes []string `yaml:"resource_types"`
+	// PropertiesField is the top-level object holding the changed
+	// properties (default properties).
+	PropertiesField string `yaml:"properties_field"`
+	// CoalesceInterval is how often changes are emitted (default 2m).
+	CoalesceInterval time.Duration `yaml:"coalesce_interval"`
+	// RestInterval is how long a profile must go without a change to be
+	// at rest, and how often segments are evaluated (default 2m).
+	RestInterval time.Duration `yaml:"rest_interval"`
+	// TTL is how long a profile is remembered after its last change
+	// (default 720h, 30 days); then its state is deleted.
+	TTL      time.Duration `yaml:"ttl"`
+	Segments []Segment     `yaml:"segments"`
+}
+
+// Enabled reports whether the profiles stage runs.
+func (p Profiles) Enabled() bool { return len(p.EventTypes) > 0 || len(p.ResourceTypes) > 0 }
+
+// Segment is one named segment: a boolean expression over a profile.
+type Segment struct {
+	Name string `yaml:"name"`
+	Expr string `yaml:"expr"`
 }
 
 // Dedupe drops an event whose sequence is not above the highest already

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/firehose/firehose/filter"
+	"github.com/firehose/firehose/schemas"
 )
 
 // Defaults every event topic gets unless the config overrides them: 72 h of
@@ -85,6 +86,20 @@ func (c *Config) SetDefaults() {
 		}
 		if t.Subject == "" && slices.Contains(ConfluentEncodings, t.Encoding) {
 			t.Subject = t.Name + "-value"
+		}
+	}
+	if pr := &c.Processor.Profiles; pr.Enabled() {
+		if pr.PropertiesField == "" {
+			pr.PropertiesField = "properties"
+		}
+		if pr.CoalesceInterval == 0 {
+			pr.CoalesceInterval = 2 * time.Minute
+		}
+		if pr.RestInterval == 0 {
+			pr.RestInterval = 2 * time.Minute
+		}
+		if pr.TTL == 0 {
+			pr.TTL = 720 * time.Hour
 		}
 	}
 	if c.SchemaRegistry.Timeout == 0 {
@@ -271,6 +286,7 @@ func (c *Config) Validate() error {
 		v.add("processor.max_event_bytes", "must be at least 1KiB, got %d", c.Processor.MaxEventBytes)
 	}
 	v.filter("processor.filter", c.Processor.Filter)
+	v.profiles(c.Processor.Profiles, c.Processor.Dedupe.IsEnabled(), c.Topology.Raw.Partitions, c.Topology.State.Partitions)
 	if c.Processor.Dedupe.IsEnabled() {
 		if c.Processor.Dedupe.TTL < time.Minute {
 			v.add("processor.dedupe.ttl", "must be at least 1m, got %s", c.Processor.Dedupe.TTL)
@@ -446,5 +462,52 @@ func (v *validator) schemaRegistry(sr SchemaRegistry) {
 	}
 	if sr.Timeout < 0 {
 		v.add("schema_registry.timeout", "must be positive, got %s", sr.Timeout)
+	}
+}
+
+var segmentNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+func (v *validator) profiles(pr Profiles, dedupe bool, rawPartitions, statePartitions int32) {
+	const p = "processor.profiles"
+	if !pr.Enabled() {
+		if len(pr.Segments) > 0 {
+			v.add(p+".event_types", "segments need profile changes: set event_types or resource_types")
+		}
+		return
+	}
+	for key, globs := range map[string][]string{"event_types": pr.EventTypes, "resource_types": pr.ResourceTypes} {
+		for i, g := range globs {
+			if _, err := path.Match(g, ""); err != nil || g == "" {
+				v.add(fmt.Sprintf("%s.%s[%d]", p, key, i), "must be a name or glob such as profile.*, got %q", g)
+			}
+		}
+	}
+	if schemas.IsField(pr.PropertiesField) {
+		v.add(p+".properties_field", "%q is a field of the event schema; name an unknown top-level field", pr.PropertiesField)
+	}
+	for key, d := range map[string]time.Duration{"coalesce_interval": pr.CoalesceInterval, "rest_interval": pr.RestInterval} {
+		if d < 100*time.Millisecond {
+			v.add(p+"."+key, "must be at least 100ms, got %s", d)
+		}
+	}
+	if pr.TTL < pr.RestInterval {
+		v.add(p+".ttl", "must be at least rest_interval (%s), got %s", pr.RestInterval, pr.TTL)
+	}
+	if statePartitions != rawPartitions && !dedupe { // else dedupe's check says it
+		v.add("topology.state.partitions", "must equal topology.raw.partitions (%d): the state of profiles in raw partition N is kept in state partition N", rawPartitions)
+	}
+	seen := map[string]bool{}
+	for i, s := range pr.Segments {
+		sp := fmt.Sprintf("%s.segments[%d]", p, i)
+		if !segmentNameRe.MatchString(s.Name) {
+			v.add(sp+".name", "must be lower-case letters, digits, _ and - (at most 64), got %q", s.Name)
+		}
+		if seen[s.Name] {
+			v.add(sp+".name", "segment %q is defined twice", s.Name)
+		}
+		seen[s.Name] = true
+		if _, err := filter.CompileSegment(s.Expr); err != nil {
+			v.add(sp+".expr", "%v", err)
+		}
 	}
 }

@@ -1,0 +1,445 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/filter"
+	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/schemas"
+)
+
+// The event types the profiles stage emits.
+const (
+	ProfileUpdated         = "profile.updated"
+	ProfileSegmentsChanged = "profile.segments_changed"
+)
+
+// profileKeyPrefix starts the state-topic key of a profile. 0xFF never
+// occurs in UTF-8, and the decoder rejects resource ids that are not
+// UTF-8, so a profile's key can never be a resource's dedupe key.
+const profileKeyPrefix = "\xffprofile:"
+
+// Profiles is the profiles stage. It takes the profile changes out of the
+// stream (they are coalesced, not emitted one by one), keeps each
+// profile's property snapshot and pending changes per raw partition, and
+// on Tick emits one profile.updated per changed profile and one
+// profile.segments_changed per profile at rest whose membership changed.
+//
+// Its state lives in memory and in the compacted state topic (key
+// profileKeyPrefix + profile id, written to the raw partition's number),
+// inside the processor's transactions, like dedupe's: a crash or a
+// rebalance neither loses a pending change nor emits one twice. Within a
+// transaction, changes are undoable; End(false) undoes them.
+type Profiles struct {
+	cfg      config.Profiles
+	segments []namedSegment
+	topic    string
+	kopts    []kgo.Opt
+	now      func() time.Time
+	log      *slog.Logger
+
+	mu    sync.Mutex
+	parts map[int32]*profilePart
+
+	// Coalesced counts changes taken in; Stale those dropped as stale or
+	// duplicate; Expired profiles forgotten after the TTL.
+	Coalesced, Stale, Expired atomic.Int64
+}
+
+type namedSegment struct {
+	name string
+	seg  *filter.Segment
+}
+
+type profilePart struct {
+	profiles map[string]*profile
+	// undo holds the state before this transaction of each profile it
+	// changed (nil: the profile did not exist).
+	undo map[string]*profile
+	// dirty are the profiles whose state record this transaction writes;
+	// gone those deleted (tombstones).
+	dirty    map[string]struct{}
+	gone     map[string]struct{}
+	loadedTo int64
+	caughtUp bool
+}
+
+// profile is one profile's state, as kept in the state topic.
+type profile struct {
+	Account string                     `json:"a"`
+	Props   map[string]json.RawMessage `json:"p"`           // the snapshot: every property's latest value
+	Pending map[string]json.RawMessage `json:"c,omitempty"` // changed since the last profile.updated
+	Changes int                        `json:"n,omitempty"` // changes merged into Pending
+	First   int64                      `json:"f,omitempty"` // first and last change timestamps (event time, unix ms)
+	Last    int64                      `json:"l,omitempty"`
+	Seq     int64                      `json:"s"` // highest sequence applied
+	// ChangedAt is when the last change was processed (unix ms): rest and
+	// TTL count from it.
+	ChangedAt int64 `json:"t"`
+	// Unevaluated: changed since segments were last evaluated.
+	Unevaluated bool     `json:"u,omitempty"`
+	Segments    []string `json:"g,omitempty"` // membership, sorted
+}
+
+func (p *profile) clone() *profile {
+	c := *p
+	c.Props = maps.Clone(p.Props)
+	c.Pending = maps.Clone(p.Pending)
+	c.Segments = slices.Clone(p.Segments)
+	return &c
+}
+
+// NewProfiles compiles the stage's segments.
+func NewProfiles(cfg config.Profiles, stateTopic string, kopts []kgo.Opt, now func() time.Time, log *slog.Logger) (*Profiles, error) {
+	p := &Profiles{cfg: cfg, topic: stateTopic, kopts: kopts, now: now, log: log, parts: map[int32]*profilePart{}}
+	for i, s := range cfg.Segments {
+		seg, err := filter.CompileSegment(s.Expr)
+		if err != nil {
+			return nil, fmt.Errorf("processor.profiles.segments[%d].expr: %w", i, err)
+		}
+		p.segments = append(p.segments, namedSegment{s.Name, seg})
+	}
+	return p, nil
+}
+
+// Name implements Stage.
+func (p *Profiles) Name() string { return "profiles" }
+
+func (p *Profiles) isChange(e *schemas.Event) bool {
+	match := func(globs []string, v string) bool {
+		for _, g := range globs {
+			if ok, _ := path.Match(g, v); ok {
+				return true
+			}
+		}
+		return false
+	}
+	return match(p.cfg.EventTypes, e.EventType) || (e.ResourceType != "" && match(p.cfg.ResourceTypes, e.ResourceType))
+}
+
+// Apply implements Stage: a profile change is merged into its profile's
+// state and goes no further; any other event passes.
+func (p *Profiles) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
+	if !p.isChange(e) {
+		return true, nil
+	}
+	raw, ok := e.Extra[p.cfg.PropertiesField]
+	props := gjson.ParseBytes(raw)
+	if !ok || !props.IsObject() {
+		return false, &schemas.Error{Class: schemas.ClassInvalid, Problems: []schemas.Problem{{Field: p.cfg.PropertiesField, Msg: "a profile change must hold its changed properties in an object"}}}
+	}
+	pp := p.part(rec.Partition)
+	if pp == nil {
+		return false, fmt.Errorf("profile state of partition %d is not loaded", rec.Partition)
+	}
+	prof := pp.profiles[e.ResourceID]
+	if prof != nil && e.Sequence <= prof.Seq {
+		p.Stale.Add(1)
+		return false, nil
+	}
+	// The decoded id and values share the record's fetch buffer; state
+	// kept for days must not pin it.
+	id := strings.Clone(e.ResourceID)
+	pp.touch(id, prof)
+	if prof == nil {
+		prof = &profile{Props: map[string]json.RawMessage{}}
+		pp.profiles[id] = prof
+	}
+	if prof.Pending == nil {
+		prof.Pending = map[string]json.RawMessage{}
+	}
+	props.ForEach(func(k, v gjson.Result) bool {
+		key, val := k.String(), json.RawMessage(strings.Clone(v.Raw))
+		prof.Props[key] = val
+		prof.Pending[key] = val
+		return true
+	})
+	ts := e.Timestamp.UnixMilli()
+	if prof.Changes == 0 || ts < prof.First {
+		prof.First = ts
+	}
+	prof.Last = max(prof.Last, ts)
+	prof.Changes++
+	prof.Account = strings.Clone(e.AccountID)
+	prof.Seq = e.Sequence
+	prof.ChangedAt = p.now().UnixMilli()
+	prof.Unevaluated = true
+	p.Coalesced.Add(1)
+	return false, nil
+}
+
+func (p *Profiles) part(partition int32) *profilePart {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.parts[partition]
+}
+
+// touch records a profile's state before this transaction changes it.
+func (pp *profilePart) touch(id string, prev *profile) {
+	if _, ok := pp.undo[id]; !ok {
+		if prev != nil {
+			prev = prev.clone()
+		}
+		pp.undo[id] = prev
+	}
+	pp.dirty[id] = struct{}{}
+}
+
+// Tick emits what is due at now for one partition: with coalesce, a
+// profile.updated for every profile with pending changes; with rest, a
+// profile.segments_changed for every profile at rest, not evaluated since
+// its last change, whose membership changed. Profiles past the TTL are
+// forgotten. The events come sorted by profile id.
+func (p *Profiles) Tick(partition int32, now time.Time, coalesce, rest bool) []*schemas.Event {
+	pp := p.part(partition)
+	if pp == nil {
+		return nil
+	}
+	nowMS := now.UnixMilli()
+	var out []*schemas.Event
+	for _, id := range slices.Sorted(maps.Keys(pp.profiles)) {
+		prof := pp.profiles[id]
+		if nowMS-prof.ChangedAt >= p.cfg.TTL.Milliseconds() {
+			pp.touch(id, prof)
+			delete(pp.profiles, id)
+			delete(pp.dirty, id)
+			pp.gone[id] = struct{}{}
+			p.Expired.Add(1)
+			continue
+		}
+		if coalesce && prof.Changes > 0 {
+			pp.touch(id, prof)
+			out = append(out, p.updated(id, prof))
+			prof.Pending, prof.Changes, prof.First, prof.Last = nil, 0, 0, 0
+		}
+		if rest && prof.Unevaluated && nowMS-prof.ChangedAt >= p.cfg.RestInterval.Milliseconds() {
+			pp.touch(id, prof)
+			prof.Unevaluated = false
+			if e := p.evaluate(id, prof, now); e != nil {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+func (p *Profiles) updated(id string, prof *profile) *schemas.Event {
+	props, _ := json.Marshal(prof.Pending)
+	ts := func(ms int64) json.RawMessage {
+		return json.RawMessage(strconv.Quote(time.UnixMilli(ms).UTC().Format(schemas.TimestampLayout)))
+	}
+	return &schemas.Event{
+		// Deterministic: the same emission after a crash has the same id.
+		EventID:    ProfileUpdated + ":" + id + ":" + strconv.FormatInt(prof.Seq, 10),
+		Timestamp:  time.UnixMilli(prof.Last).UTC(),
+		AccountID:  prof.Account,
+		ResourceID: id,
+		Sequence:   prof.Seq,
+		EventType:  ProfileUpdated,
+		Extra: map[string]json.RawMessage{
+			p.cfg.PropertiesField: props,
+			"changes":             json.RawMessage(strconv.Itoa(prof.Changes)),
+			"first_change_at":     ts(prof.First),
+			"last_change_at":      ts(prof.Last),
+		},
+	}
+}
+
+// evaluate sets the profile's membership and returns the event that
+// tells of a change, or nil.
+func (p *Profiles) evaluate(id string, prof *profile, now time.Time) *schemas.Event {
+	env := &filter.SegmentEnv{Properties: make(map[string]any, len(prof.Props)), AccountID: prof.Account, ResourceID: id}
+	for k, v := range prof.Props {
+		var x any
+		if json.Unmarshal(v, &x) == nil {
+			env.Properties[k] = x
+		}
+	}
+	var members []string
+	for _, s := range p.segments {
+		ok, err := s.seg.Match(env)
+		if err != nil {
+			p.log.Debug("segment expression failed on a profile; not a member", "segment", s.name, "profile", id, "err", err)
+		}
+		if ok {
+			members = append(members, s.name)
+		}
+	}
+	slices.Sort(members)
+	if slices.Equal(members, prof.Segments) {
+		return nil
+	}
+	var joined, left []string
+	for _, m := range members {
+		if !slices.Contains(prof.Segments, m) {
+			joined = append(joined, m)
+		}
+	}
+	for _, m := range prof.Segments {
+		if !slices.Contains(members, m) {
+			left = append(left, m)
+		}
+	}
+	prof.Segments = members
+	list := func(l []string) json.RawMessage {
+		b, _ := json.Marshal(append([]string{}, l...))
+		return b
+	}
+	return &schemas.Event{
+		EventID:    ProfileSegmentsChanged + ":" + id + ":" + strconv.FormatInt(prof.Seq, 10),
+		Timestamp:  now.UTC(),
+		AccountID:  prof.Account,
+		ResourceID: id,
+		Sequence:   prof.Seq,
+		EventType:  ProfileSegmentsChanged,
+		Extra:      map[string]json.RawMessage{"segments": list(members), "joined": list(joined), "left": list(left)},
+	}
+}
+
+// Records appends the state records of what this transaction changed in
+// a partition so far, and starts over: a later call appends only what
+// changed since.
+func (p *Profiles) Records(partition int32, out []*kgo.Record) []*kgo.Record {
+	pp := p.part(partition)
+	if pp == nil {
+		return out
+	}
+	for _, id := range slices.Sorted(maps.Keys(pp.dirty)) {
+		v, err := json.Marshal(pp.profiles[id])
+		if err != nil {
+			continue // json.RawMessage values were valid when read
+		}
+		out = append(out, &kgo.Record{Topic: p.topic, Partition: partition, Key: []byte(profileKeyPrefix + id), Value: v})
+	}
+	for _, id := range slices.Sorted(maps.Keys(pp.gone)) {
+		out = append(out, &kgo.Record{Topic: p.topic, Partition: partition, Key: []byte(profileKeyPrefix + id)})
+	}
+	clear(pp.dirty)
+	clear(pp.gone)
+	return out
+}
+
+// End finishes the transaction: on abort, every profile it changed goes
+// back to its state before.
+func (p *Profiles) End(committed bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pp := range p.parts {
+		if !committed {
+			for id, prev := range pp.undo {
+				if prev == nil {
+					delete(pp.profiles, id)
+				} else {
+					pp.profiles[id] = prev
+				}
+			}
+		}
+		clear(pp.undo)
+		clear(pp.dirty)
+		clear(pp.gone)
+	}
+}
+
+// Load reads a partition's profiles from the state topic, replacing what
+// was held; it is called when the partition is assigned.
+func (p *Profiles) Load(ctx context.Context, partition int32) error {
+	pp := &profilePart{profiles: map[string]*profile{}, undo: map[string]*profile{}, dirty: map[string]struct{}{}, gone: map[string]struct{}{}}
+	if err := p.read(ctx, partition, pp); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.parts[partition] = pp
+	p.mu.Unlock()
+	p.log.Info("profile state loaded", "partition", partition, "profiles", len(pp.profiles), "to_offset", pp.loadedTo)
+	return nil
+}
+
+func (p *Profiles) read(ctx context.Context, partition int32, pp *profilePart) error {
+	next, err := readPartition(ctx, p.kopts, p.topic, partition, pp.loadedTo, func(r *kgo.Record) {
+		id, ok := strings.CutPrefix(string(r.Key), profileKeyPrefix)
+		if !ok {
+			return // dedupe's
+		}
+		if r.Value == nil {
+			delete(pp.profiles, id)
+			return
+		}
+		var prof profile
+		if err := json.Unmarshal(r.Value, &prof); err != nil {
+			p.log.Error("unreadable profile state; the profile starts over", "partition", partition, "offset", r.Offset, "err", err)
+			delete(pp.profiles, id)
+			return
+		}
+		if prof.Props == nil {
+			prof.Props = map[string]json.RawMessage{}
+		}
+		pp.profiles[id] = &prof
+	}, -1)
+	if err != nil {
+		return fmt.Errorf("load profile state of partition %d from %s: %w", partition, p.topic, err)
+	}
+	pp.loadedTo = next
+	return nil
+}
+
+// Ensure makes a partition's state current before it is used: loaded if
+// absent, and read once more after assignment for what the partition's
+// previous owner committed after Load ran.
+func (p *Profiles) Ensure(ctx context.Context, partition int32) error {
+	pp := p.part(partition)
+	if pp == nil {
+		if err := p.Load(ctx, partition); err != nil {
+			return err
+		}
+		pp = p.part(partition)
+	}
+	if pp.caughtUp {
+		return nil
+	}
+	if err := p.read(ctx, partition, pp); err != nil {
+		return err
+	}
+	pp.caughtUp = true
+	return nil
+}
+
+// Drop forgets partitions that were revoked or lost.
+func (p *Profiles) Drop(partitions []int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, part := range partitions {
+		delete(p.parts, part)
+	}
+}
+
+// Partitions returns the partitions whose state is held.
+func (p *Profiles) Partitions() []int32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Sorted(maps.Keys(p.parts))
+}
+
+// Count returns how many profiles are held, for metrics.
+func (p *Profiles) Count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, pp := range p.parts {
+		n += len(pp.profiles)
+	}
+	return n
+}

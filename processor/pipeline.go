@@ -46,7 +46,7 @@ type Pipeline struct {
 	// EmitStages are the stages that events the processor makes itself
 	// go through (see Emit): filter, enrich and mask, not dedupe.
 	EmitStages []Stage
-	Now           func() time.Time
+	Now        func() time.Time
 	// Headers are the globs of record headers carried to the event; nil
 	// carries all. Headers named firehose.* never are.
 	Headers []string

@@ -48,6 +48,10 @@ type Options struct {
 // commits. All fields are safe to read concurrently.
 type Stats struct {
 	In, Emitted, Filtered, Deduplicated, DeadLettered, Masked, Transactions, Aborts atomic.Int64
+	// Coalesced counts profile changes taken into profiles (stale ones
+	// count as Deduplicated); Profiles is how many profiles this process
+	// holds, after its last commit.
+	Coalesced, Profiles atomic.Int64
 }
 
 // Processor consumes the raw topic in a consumer group and produces to the
@@ -332,6 +336,7 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 		return fmt.Errorf("processor: begin transaction: %w", err)
 	}
 	masked0, filtered0, dup0 := p.masked.Load(), p.filterDropped(), p.dedupeDropped()
+	coalesced0, stale0 := p.profileCounts()
 	tickAt := p.o.Now()
 	outs, err := p.processParallel(ctx, fetches)
 	if err == nil && tick {
@@ -404,6 +409,12 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	p.stats.Masked.Add(p.masked.Load() - masked0)
 	p.stats.Filtered.Add(p.filterDropped() - filtered0)
 	p.stats.Deduplicated.Add(p.dedupeDropped() - dup0)
+	if p.profiles != nil {
+		coalesced, stale := p.profileCounts()
+		p.stats.Coalesced.Add(coalesced - coalesced0)
+		p.stats.Deduplicated.Add(stale - stale0)
+		p.stats.Profiles.Store(int64(p.profiles.Count()))
+	}
 	return nil
 }
 
@@ -536,4 +547,11 @@ func (p *Processor) tick(ctx context.Context, now time.Time) ([]*kgo.Record, err
 		out = p.profiles.Records(part, out)
 	}
 	return out, nil
+}
+
+func (p *Processor) profileCounts() (coalesced, stale int64) {
+	if p.profiles == nil {
+		return 0, 0
+	}
+	return p.profiles.Coalesced.Load(), p.profiles.Stale.Load()
 }

@@ -128,8 +128,11 @@ func TestProfileChangesAreCoalescedPerInterval(t *testing.T) {
 	if first != "2026-01-01T00:00:00.001Z" || last != "2026-01-01T00:00:00.050Z" {
 		t.Fatalf("change timestamps %s..%s", first, last)
 	}
-	if s := r.p.profiles.Stale.Load(); s != 2 {
-		t.Fatalf("%d stale changes counted, want 2", s)
+	if s, c := r.p.Stats().Deduplicated.Load(), r.p.Stats().Coalesced.Load(); s != 2 || c != 50 {
+		t.Fatalf("%d stale changes counted, want 2; %d coalesced, want 50", s, c)
+	}
+	if n := r.p.Stats().Profiles.Load(); n != 1 {
+		t.Fatalf("%d profiles held, want 1", n)
 	}
 
 	// The next interval: two changes, one record with only them.

@@ -293,3 +293,31 @@ func TestSchemaRegistrySection(t *testing.T) {
 		}
 	}
 }
+
+func TestProfilesSection(t *testing.T) {
+	const base = "kafka: {brokers: [k:9092]}\n"
+	c, err := Parse("f.yaml", []byte(base+"processor:\n  profiles:\n    event_types: [\"profile.*\"]\n    segments:\n      - {name: frequent_visitor, expr: 'properties.visits > 3'}\n"), Options{Lookup: env(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := c.Processor.Profiles
+	if pr.PropertiesField != "properties" || pr.CoalesceInterval != 2*time.Minute || pr.RestInterval != 2*time.Minute || pr.TTL != 720*time.Hour {
+		t.Fatalf("defaults: %+v", pr)
+	}
+	for doc, want := range map[string]string{
+		"    segments: [{name: x, expr: 'true'}]\n    event_types: []\n":                            `processor.profiles.event_types: segments need profile changes`,
+		"    event_types: [\"[\"]\n":                                                                `processor.profiles.event_types[0]: must be a name or glob`,
+		"    event_types: [p]\n    properties_field: metadata\n":                                    `"metadata" is a field of the event schema`,
+		"    event_types: [p]\n    coalesce_interval: 10ms\n":                                       `processor.profiles.coalesce_interval: must be at least 100ms, got 10ms`,
+		"    event_types: [p]\n    ttl: 1m\n":                                                       `processor.profiles.ttl: must be at least rest_interval (2m0s), got 1m0s`,
+		"    event_types: [p]\n    segments: [{name: A B, expr: 'true'}]\n":                         `processor.profiles.segments[0].name: must be lower-case`,
+		"    event_types: [p]\n    segments: [{name: a, expr: 'true'}, {name: a, expr: 'false'}]\n": `segment "a" is defined twice`,
+		"    event_types: [p]\n    segments: [{name: a, expr: 'properties.visits +'}]\n":            `processor.profiles.segments[0].expr: unexpected token`,
+		"    event_types: [p]\n    segments: [{name: a, expr: 'account_id'}]\n":                     `processor.profiles.segments[0].expr: expected bool, but got string`,
+	} {
+		_, err := Parse("f.yaml", []byte(base+"processor:\n  profiles:\n"+doc), Options{Lookup: env(nil)})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", doc, err, want)
+		}
+	}
+}

@@ -135,10 +135,10 @@ func counter(name, help string, labels prometheus.Labels, f func() int64) promet
 
 // Processor exports the processor's running totals.
 func (s *Set) Processor(st *processor.Stats) {
-	const name, help = "firehose_processor_events_total", "Events through the processor by result: in, out, filtered, deduplicated, dlq. Counted when their transaction commits."
+	const name, help = "firehose_processor_events_total", "Events through the processor by result: in, out, filtered, deduplicated, dlq, coalesced (profile changes taken into profiles). Counted when their transaction commits."
 	for result, v := range map[string]func() int64{
 		"in": st.In.Load, "out": st.Emitted.Load, "filtered": st.Filtered.Load,
-		"deduplicated": st.Deduplicated.Load, "dlq": st.DeadLettered.Load,
+		"deduplicated": st.Deduplicated.Load, "dlq": st.DeadLettered.Load, "coalesced": st.Coalesced.Load,
 	} {
 		s.reg.MustRegister(counter(name, help, prometheus.Labels{"result": result}, v))
 	}
@@ -146,6 +146,8 @@ func (s *Set) Processor(st *processor.Stats) {
 		counter("firehose_processor_masked_total", "Events in which at least one value was masked.", nil, st.Masked.Load),
 		counter("firehose_processor_transactions_total", "Transactions by outcome.", prometheus.Labels{"outcome": "commit"}, st.Transactions.Load),
 		counter("firehose_processor_transactions_total", "Transactions by outcome.", prometheus.Labels{"outcome": "abort"}, st.Aborts.Load),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "firehose_processor_profiles", Help: "Profiles this process holds (processor.profiles), after its last commit."},
+			func() float64 { return float64(st.Profiles.Load()) }),
 	)
 }
 

@@ -1,0 +1,137 @@
+package processor
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/schemas"
+)
+
+// profileStage returns a profiles stage holding partition 0, without
+// Kafka: the state topic is only read on Load.
+func profileStage(tb testing.TB, now func() time.Time) *Profiles {
+	cfg := config.Profiles{EventTypes: []string{"profile.*"}, PropertiesField: "properties",
+		CoalesceInterval: 2 * time.Minute, RestInterval: 2 * time.Minute, TTL: 720 * time.Hour,
+		Segments: []config.Segment{{Name: "frequent_visitor", Expr: "properties.visits > 3"}, {Name: "dutch", Expr: `properties.country == "NL"`}}}
+	p, err := NewProfiles(cfg, "firehose.state", nil, now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p.parts[0] = &profilePart{profiles: map[string]*profile{}, undo: map[string]*profile{}, dirty: map[string]struct{}{}, gone: map[string]struct{}{}}
+	return p
+}
+
+// propsOf returns a properties object of n properties, changed by step.
+func propsOf(n, step int) json.RawMessage {
+	var b strings.Builder
+	b.WriteString(`{"visits":`)
+	fmt.Fprint(&b, step)
+	b.WriteString(`,"country":"NL"`)
+	for i := 2; i < n; i++ {
+		fmt.Fprintf(&b, `,"prop_%02d":"value %d of a typical length"`, i, step)
+	}
+	b.WriteString("}")
+	return json.RawMessage(b.String())
+}
+
+// With 10 changes per profile in an interval, the stage emits one record
+// per profile: output = input / 10.
+func TestCoalescingCutsOutputTenfold(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := profileStage(t, func() time.Time { return now })
+	rec := &kgo.Record{Partition: 0}
+	in := 0
+	for step := 1; step <= 10; step++ {
+		for i := range 1000 {
+			e := change(fmt.Sprintf("prof_%04d", i), int64(step), string(propsOf(20, step)))
+			keep, err := p.Apply(rec, e)
+			if err != nil || keep {
+				t.Fatalf("change kept %v, %v", keep, err)
+			}
+			in++
+		}
+	}
+	out := p.Tick(0, now.Add(2*time.Minute), true, false)
+	if len(out) != in/10 {
+		t.Fatalf("%d changes in, %d records out; want %d", in, len(out), in/10)
+	}
+	var props map[string]any
+	if err := json.Unmarshal(out[0].Extra["properties"], &props); err != nil || props["visits"] != 10.0 || len(props) != 20 {
+		t.Fatalf("coalesced properties %v (%v)", props, err)
+	}
+}
+
+// BenchmarkProfileChanges is the stage's cost per change (20 properties
+// each, 10,000 profiles) including its share of the interval's
+// emissions and state records, and the state each profile costs.
+func BenchmarkProfileChanges(b *testing.B) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := profileStage(b, func() time.Time { return now })
+	rec := &kgo.Record{Partition: 0}
+	const profiles = 10000
+	evs := make([]*schemas.Event, 0, profiles*10)
+	for step := 1; step <= 10; step++ {
+		for i := range profiles {
+			evs = append(evs, change(fmt.Sprintf("prof_%05d", i), int64(step), string(propsOf(20, step))))
+		}
+	}
+	b.ReportAllocs()
+	seq := int64(0)
+	for i := 0; b.Loop(); i++ {
+		e := evs[i%len(evs)]
+		if i%len(evs) == 0 {
+			seq += 10
+		}
+		e.Sequence = seq + int64(i%len(evs)/profiles)
+		if _, err := p.Apply(rec, e); err != nil {
+			b.Fatal(err)
+		}
+		if i%len(evs) == len(evs)-1 {
+			now = now.Add(2 * time.Minute)
+			p.Tick(0, now, true, true)
+			p.Records(0, nil)
+			p.End(true)
+		}
+	}
+	b.StopTimer()
+	var state int
+	for _, prof := range p.parts[0].profiles {
+		v, _ := json.Marshal(prof)
+		state += len(v)
+	}
+	b.ReportMetric(float64(state)/float64(len(p.parts[0].profiles)), "state-B/profile")
+}
+
+// BenchmarkProfileMemory reports the heap one held profile of 20
+// properties costs, once its pending changes were emitted.
+func BenchmarkProfileMemory(b *testing.B) {
+	const profiles = 100000
+	for b.Loop() {
+		now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		p := profileStage(b, func() time.Time { return now })
+		rec := &kgo.Record{Partition: 0}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for i := range profiles {
+			if _, err := p.Apply(rec, change(fmt.Sprintf("prof_%06d", i), 1, string(propsOf(20, i)))); err != nil {
+				b.Fatal(err)
+			}
+		}
+		p.Tick(0, now.Add(2*time.Minute), true, false)
+		p.Records(0, nil)
+		p.End(true)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/profiles, "heap-B/profile")
+		runtime.KeepAlive(p)
+	}
+}

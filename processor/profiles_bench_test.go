@@ -135,3 +135,22 @@ func BenchmarkProfileMemory(b *testing.B) {
 		runtime.KeepAlive(p)
 	}
 }
+
+// A profile change without its properties object is rejected as invalid
+// (the pipeline dead-letters it), and changes nothing.
+func TestProfileChangeWithoutPropertiesIsInvalid(t *testing.T) {
+	p := profileStage(t, time.Now)
+	for _, props := range []string{"", `[1,2]`, `"visits"`} {
+		e := change("prof_1", 1, props)
+		if props == "" {
+			delete(e.Extra, "properties")
+		}
+		keep, err := p.Apply(&kgo.Record{}, e)
+		if keep || schemas.ClassOf(err) != schemas.ClassInvalid || !strings.Contains(err.Error(), "properties: a profile change must hold its changed properties in an object") {
+			t.Errorf("properties %q: keep %v, %v", props, keep, err)
+		}
+	}
+	if len(p.parts[0].profiles) != 0 {
+		t.Fatal("a rejected change made a profile")
+	}
+}

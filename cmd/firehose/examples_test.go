@@ -1,0 +1,45 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Every file in examples/ passes firehose validate, with its environment
+// variables set as a deployment would set them.
+func TestExamplesValidate(t *testing.T) {
+	files, err := filepath.Glob("../../examples/*.yaml")
+	if err != nil || len(files) < 3 {
+		t.Fatalf("examples: %v %v", files, err)
+	}
+	for k, v := range map[string]string{
+		"KAFKA_BROKERS":               "kafka-1:9092",
+		"KAFKA_PASSWORD":              "s3cr3t-password",
+		"GCP_PROJECT":                 "my-project",
+		"EVENTHUBS_CONNECTION_STRING": "Endpoint=sb://my-cdp.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=a2V5",
+		"FIREHOSE_POSITION_KEY":       "0123456789abcdef0123456789abcdef0123456789abcdef",
+	} {
+		t.Setenv(k, v)
+	}
+	for _, f := range files {
+		out, err := run(t, "validate", "-c", f)
+		if err != nil || !strings.Contains(out, "is valid") {
+			t.Errorf("%s: %v\n%s", f, err, out)
+		}
+	}
+	// And the check is not vacuous: a broken example fails.
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	data, _ := os.ReadFile(files[0])
+	broken := strings.Replace(string(data), "coalesce_interval: 2m", "coalesce_interval: soon", 1)
+	if broken == string(data) {
+		t.Fatalf("%s has no coalesce_interval to break", files[0])
+	}
+	if err := os.WriteFile(bad, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, "validate", "-c", bad); err == nil {
+		t.Errorf("a broken example validated:\n%s", out)
+	}
+}

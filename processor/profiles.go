@@ -81,7 +81,10 @@ type profilePart struct {
 // profile is one profile's state, as kept in the state topic.
 type profile struct {
 	Account string                     `json:"a"`
-	Props   map[string]json.RawMessage `json:"p"`           // the snapshot: every property's latest value
+	// Snap is the snapshot, every property's latest value, as one
+	// compact JSON object (pending changes are merged into it when they
+	// are emitted): a third of the memory of a map of 20 properties.
+	Snap    json.RawMessage            `json:"p,omitempty"`
 	Pending map[string]json.RawMessage `json:"c,omitempty"` // changed since the last profile.updated
 	Changes int                        `json:"n,omitempty"` // changes merged into Pending
 	First   int64                      `json:"f,omitempty"` // first and last change timestamps (event time, unix ms)
@@ -97,7 +100,6 @@ type profile struct {
 
 func (p *profile) clone() *profile {
 	c := *p
-	c.Props = maps.Clone(p.Props)
 	c.Pending = maps.Clone(p.Pending)
 	c.Segments = slices.Clone(p.Segments)
 	return &c
@@ -156,7 +158,7 @@ func (p *Profiles) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 	id := strings.Clone(e.ResourceID)
 	pp.touch(id, prof)
 	if prof == nil {
-		prof = &profile{Props: map[string]json.RawMessage{}}
+		prof = &profile{}
 		pp.profiles[id] = prof
 	}
 	if prof.Pending == nil {
@@ -164,7 +166,6 @@ func (p *Profiles) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 	}
 	props.ForEach(func(k, v gjson.Result) bool {
 		key, val := k.String(), json.RawMessage(strings.Clone(v.Raw))
-		prof.Props[key] = val
 		prof.Pending[key] = val
 		return true
 	})
@@ -224,6 +225,7 @@ func (p *Profiles) Tick(partition int32, now time.Time, coalesce, rest bool) []*
 		if coalesce && prof.Changes > 0 {
 			pp.touch(id, prof)
 			out = append(out, p.updated(id, prof))
+			prof.Snap = mergeSnapshot(prof.Snap, prof.Pending)
 			prof.Pending, prof.Changes, prof.First, prof.Last = nil, 0, 0, 0
 		}
 		if rest && prof.Unevaluated && nowMS-prof.ChangedAt >= p.cfg.RestInterval.Milliseconds() {
@@ -262,8 +264,11 @@ func (p *Profiles) updated(id string, prof *profile) *schemas.Event {
 // evaluate sets the profile's membership and returns the event that
 // tells of a change, or nil.
 func (p *Profiles) evaluate(id string, prof *profile, now time.Time) *schemas.Event {
-	env := &filter.SegmentEnv{Properties: make(map[string]any, len(prof.Props)), AccountID: prof.Account, ResourceID: id}
-	for k, v := range prof.Props {
+	env := &filter.SegmentEnv{Properties: map[string]any{}, AccountID: prof.Account, ResourceID: id}
+	if len(prof.Snap) > 0 {
+		_ = json.Unmarshal(prof.Snap, &env.Properties)
+	}
+	for k, v := range prof.Pending {
 		var x any
 		if json.Unmarshal(v, &x) == nil {
 			env.Properties[k] = x
@@ -384,9 +389,6 @@ func (p *Profiles) read(ctx context.Context, partition int32, pp *profilePart) e
 			delete(pp.profiles, id)
 			return
 		}
-		if prof.Props == nil {
-			prof.Props = map[string]json.RawMessage{}
-		}
 		pp.profiles[id] = &prof
 	}, -1)
 	if err != nil {
@@ -442,4 +444,40 @@ func (p *Profiles) Count() int {
 		n += len(pp.profiles)
 	}
 	return n
+}
+
+// mergeSnapshot returns the snapshot object with the changes applied:
+// changed properties keep their place, new ones follow in key order.
+func mergeSnapshot(snap json.RawMessage, changes map[string]json.RawMessage) json.RawMessage {
+	out := make([]byte, 0, len(snap)+64*len(changes))
+	out = append(out, '{')
+	done := make(map[string]bool, len(changes))
+	sep := func() {
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+	}
+	if len(snap) > 0 {
+		gjson.ParseBytes(snap).ForEach(func(k, v gjson.Result) bool {
+			sep()
+			out = append(out, k.Raw...)
+			out = append(out, ':')
+			if nv, ok := changes[k.String()]; ok {
+				out = append(out, nv...)
+				done[k.String()] = true
+			} else {
+				out = append(out, v.Raw...)
+			}
+			return true
+		})
+	}
+	for _, k := range slices.Sorted(maps.Keys(changes)) {
+		if !done[k] {
+			sep()
+			out = schemas.AppendString(out, k)
+			out = append(out, ':')
+			out = append(out, changes[k]...)
+		}
+	}
+	return append(out, '}')
 }

@@ -154,3 +154,20 @@ func TestProfileChangeWithoutPropertiesIsInvalid(t *testing.T) {
 		t.Fatal("a rejected change made a profile")
 	}
 }
+
+// The snapshot keeps every property's latest value across merges, as
+// valid JSON whatever the keys hold.
+func TestSnapshotMerge(t *testing.T) {
+	snap := mergeSnapshot(nil, map[string]json.RawMessage{"b": json.RawMessage(`1`), "a\"\u0000é": json.RawMessage(`{"x":[1]}`)})
+	snap = mergeSnapshot(snap, map[string]json.RawMessage{"b": json.RawMessage(`2`), "c": json.RawMessage(`null`)})
+	var got map[string]any
+	if err := json.Unmarshal(snap, &got); err != nil {
+		t.Fatalf("%s: %v", snap, err)
+	}
+	if len(got) != 3 || got["b"] != 2.0 || got["c"] != nil || got["a\"\u0000é"].(map[string]any)["x"] == nil {
+		t.Fatalf("merged %s", snap)
+	}
+	if string(snap) != `{"a\"\u0000é":{"x":[1]},"b":2,"c":null}` {
+		t.Fatalf("merged %s: changed properties keep their place, new ones follow sorted", snap)
+	}
+}

@@ -80,7 +80,7 @@ type profilePart struct {
 
 // profile is one profile's state, as kept in the state topic.
 type profile struct {
-	Account string                     `json:"a"`
+	Account string `json:"a"`
 	// Snap is the snapshot, every property's latest value, as one
 	// compact JSON object (pending changes are merged into it when they
 	// are emitted): a third of the memory of a map of 20 properties.

@@ -28,10 +28,16 @@ func configPath(path string) string {
 	return path
 }
 
+// opsScope is what the operating commands (status, replay, dlq,
+// topology, produce) read of a config: Kafka, the topology, and the
+// names, groups and topics of the processor and connectors, not their
+// secrets.
+var opsScope = &config.Scope{Connectors: []string{}}
+
 // loadConfig loads path (or $FIREHOSE_CONFIG), or the embedded dev config
-// when neither names a file.
-func loadConfig(path string) (*config.Config, error) {
-	opts := config.Options{Lookup: os.LookupEnv, Destinations: destinations.Registry{}}
+// when neither names a file; scope as in config.Options.
+func loadConfig(path string, scope *config.Scope) (*config.Config, error) {
+	opts := config.Options{Lookup: os.LookupEnv, Destinations: destinations.Registry{}, Scope: scope}
 	if path = configPath(path); path == "" {
 		return config.Parse("embedded dev config", config.Dev(), opts)
 	}
@@ -58,7 +64,7 @@ func (g *globals) setup(path string) (*slog.Logger, *config.Config, []kgo.Opt, e
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	cfg, err := loadConfig(path)
+	cfg, err := loadConfig(path, opsScope)
 	if err != nil {
 		return nil, nil, nil, printConfigErrors(err)
 	}

@@ -31,10 +31,6 @@ and leaves the groups.`,
 				// back to it because a flag was forgotten.
 				return errors.New("run needs a config: pass -c FILE or set FIREHOSE_CONFIG (firehose validate -c FILE checks one; firehose dev runs everything on the embedded dev config)")
 			}
-			cfg, err := loadConfig(path)
-			if err != nil {
-				return printConfigErrors(err)
-			}
 			for _, r := range o.Roles {
 				if r == "all" {
 					o.Roles = nil
@@ -43,6 +39,10 @@ and leaves the groups.`,
 				if r != app.RoleProcessor && r != app.RoleConnector && r != app.RoleAPI {
 					return fmt.Errorf("--role must be processor, connector, api or all, got %q", r)
 				}
+			}
+			cfg, err := loadConfig(path, o.Scope())
+			if err != nil {
+				return printConfigErrors(err)
 			}
 			if instanceID != "" {
 				cfg.Kafka.InstanceID = instanceID

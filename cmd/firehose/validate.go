@@ -17,7 +17,7 @@ FILE:LINE:COLUMN: FIELD: MESSAGE. It exits 0 when the config is valid and 2
 when it is not.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(path)
+			cfg, err := loadConfig(path, nil)
 			if err != nil {
 				return printConfigErrors(err)
 			}

@@ -66,6 +66,16 @@ type Options struct {
 
 func (o Options) has(role string) bool { return len(o.Roles) == 0 || slices.Contains(o.Roles, role) }
 
+// Scope is the part of the config the roles use: only it needs its
+// environment variables set.
+func (o Options) Scope() *config.Scope {
+	s := &config.Scope{Processor: o.has(RoleProcessor), API: o.has(RoleAPI), Connectors: []string{}}
+	if o.has(RoleConnector) {
+		s.Connectors = o.Connectors // nil: all
+	}
+	return s
+}
+
 // Run runs the process until ctx ends, then drains and returns. It returns
 // the first component error; the others are stopped.
 func Run(ctx context.Context, cfg *config.Config, o Options) error {
@@ -117,7 +127,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	if o.has(RoleConnector) {
 		for _, c := range cfg.Connectors {
-			if !c.IsEnabled() || (len(o.Connectors) > 0 && !slices.Contains(o.Connectors, c.Name)) {
+			if !c.IsEnabled() || c.NotRun || (len(o.Connectors) > 0 && !slices.Contains(o.Connectors, c.Name)) {
 				continue
 			}
 			sink, err := destinations.NewSink(ctx, c)

@@ -319,6 +319,9 @@ func (p Processor) IsEnabled() bool { return p.Enabled == nil || *p.Enabled }
 //     type: file
 //     file: {dir: /var/lib/firehose/out}
 type Connector struct {
+	// NotRun marks a connector this process does not run (Options.Scope):
+	// only its name, type, enabled, topic and group were read.
+	NotRun      bool   `yaml:"-"`
 	Name        string `yaml:"name"`        // required, unique; [a-z0-9_-]
 	Type        string `yaml:"type"`        // destination type, e.g. file
 	Enabled     *bool  `yaml:"enabled"`     // default true
@@ -502,6 +505,9 @@ type Options struct {
 	// Destinations decodes connector sections; nil leaves them undecoded
 	// (Connector.Destination stays nil).
 	Destinations Destinations
+	// Scope, if set, reads only the parts of the config one process
+	// uses; see Scope.
+	Scope *Scope
 }
 
 //go:embed dev.yaml
@@ -531,11 +537,15 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	if root.Kind == 0 {
 		return nil, &FieldError{File: name, Msg: "the file is empty"}
 	}
+	notRun := opts.Scope.prune(&root)
 	var errs []error
 	expandNode(&root, "", opts.Lookup, &errs)
 	c := new(Config)
 	if err := Decode(&root, "", c); err != nil {
 		errs = append(errs, err)
+	}
+	for i := range c.Connectors {
+		c.Connectors[i].NotRun = slices.Contains(notRun, c.Connectors[i].Name)
 	}
 	if opts.Destinations != nil {
 		for i := range c.Connectors {
@@ -548,7 +558,9 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	}
 	c.SetDefaults()
 	for i := range c.Connectors {
-		errs = append(errs, c.decodeDestination(i, opts.Destinations))
+		if !c.Connectors[i].NotRun {
+			errs = append(errs, c.decodeDestination(i, opts.Destinations))
+		}
 	}
 	errs = append(errs, c.Validate())
 	if err := errors.Join(errs...); err != nil {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -319,5 +320,64 @@ func TestProfilesSection(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", doc, err, want)
 		}
+	}
+}
+
+// A worker reads only what it runs: a connector's worker needs its own
+// secrets, not another connector's, the mask key or the API's position
+// key; and what it runs is still checked in full.
+func TestScopeReadsOnlyWhatAProcessRuns(t *testing.T) {
+	const doc = `kafka: {brokers: [k:9092]}
+processor:
+  group: proc
+  mask:
+    hash_key: ${MASK_KEY}
+    rules: [{path: lead_data.email, strategy: hash}]
+connectors:
+  - name: a
+    type: http
+    http: {url: "https://a.example.com/in", bearer_token: "${A_TOKEN}"}
+  - name: b
+    type: http
+    group: b-group
+    http: {url: "https://b.example.com/in", bearer_token: "${B_TOKEN}"}
+api:
+  listen: ${LISTEN:-127.0.0.1:8080}
+  position_key: ${POSITION_KEY}
+  tokens: [{account: acc_1, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}]
+`
+	only := func(vars ...string) LookupFunc {
+		return func(k string) (string, bool) {
+			if slices.Contains(vars, k) {
+				return "0123456789abcdef0123456789abcdef0123456789", true
+			}
+			return "", false
+		}
+	}
+	parse := func(scope *Scope, lookup LookupFunc) (*Config, error) {
+		return Parse("f.yaml", []byte(doc), Options{Lookup: lookup, Scope: scope})
+	}
+	c, err := parse(&Scope{Connectors: []string{"a"}}, only("A_TOKEN"))
+	if err != nil {
+		t.Fatalf("connector a's worker with only its own secret: %v", err)
+	}
+	if c.Connectors[0].NotRun || !c.Connectors[1].NotRun || c.Connectors[1].Group != "b-group" || c.Processor.Group != "proc" || c.API.Listen != "127.0.0.1:8080" {
+		t.Fatalf("scoped config: %+v", c)
+	}
+	_, err = parse(&Scope{Connectors: []string{"a"}}, only("B_TOKEN"))
+	if err == nil || !strings.Contains(err.Error(), "f.yaml:10:") || !strings.Contains(err.Error(), "A_TOKEN is not set") {
+		t.Fatalf("connector a's worker without its secret: %v", err)
+	}
+	if _, err := parse(&Scope{Connectors: []string{}}, only()); err != nil {
+		t.Fatalf("status, replay: %v", err)
+	}
+	if _, err := parse(&Scope{Processor: true, Connectors: []string{}}, only()); err == nil || !strings.Contains(err.Error(), "MASK_KEY is not set") {
+		t.Fatalf("the processor without its mask key: %v", err)
+	}
+	if _, err := parse(&Scope{API: true, Connectors: []string{}}, only()); err == nil || !strings.Contains(err.Error(), "POSITION_KEY is not set") {
+		t.Fatalf("the API without its position key: %v", err)
+	}
+	if _, err := parse(nil, only("A_TOKEN", "B_TOKEN", "MASK_KEY")); err == nil || !strings.Contains(err.Error(), "POSITION_KEY is not set") {
+		t.Fatalf("validate reads everything: %v", err)
 	}
 }

@@ -738,6 +738,7 @@ func (w *Worker) revoked(_ context.Context, _ *kgo.Client, m map[string][]int32)
 }
 
 func (w *Worker) lost(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+	w.ready.Store(false) // until the group assigns partitions again
 	w.drop(m)
 	w.log.Warn("partitions lost", "partitions", m)
 }

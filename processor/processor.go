@@ -227,6 +227,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			p.log.Warn("partitions lost", "partitions", m)
+			p.ready.Store(false) // until the group assigns partitions again
 			if p.dedupe != nil {
 				p.dedupe.Drop(m[cfg.Topology.Raw.Name])
 			}

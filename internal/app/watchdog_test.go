@@ -104,10 +104,14 @@ func TestWatchdogReportsAGroupStuckInARebalance(t *testing.T) {
 	if !strings.Contains(body, "group g has been PreparingRebalance for") || !strings.Contains(body, "members:") {
 		t.Fatalf("/healthz said %q", body)
 	}
+	if code, body := get(srv.Addr(), "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready: group g has been PreparingRebalance") {
+		t.Fatalf("/readyz said %d %q while the group was stuck", code, body)
+	}
 	close(release)
-	waitUntil(t, "healthy again once the rebalance completes", func() bool {
+	waitUntil(t, "healthy and ready again once the rebalance completes", func() bool {
 		code, _ := healthz()
-		return code == http.StatusOK
+		ready, _ := get(srv.Addr(), "/readyz")
+		return code == http.StatusOK && ready == http.StatusOK
 	})
 }
 
@@ -120,4 +124,14 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func get(addr, path string) (int, string) {
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }

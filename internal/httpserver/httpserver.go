@@ -93,6 +93,15 @@ func Listen(addr string, ready func() bool, health func() error, log *slog.Logge
 			_, _ = w.Write([]byte("not ready: waiting for partition assignment\n"))
 			return
 		}
+		// A group that makes no progress takes the process out of
+		// service too, and back in once it recovers.
+		if health != nil {
+			if err := health(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+				return
+			}
+		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	return &Server{Mux: mux, addr: ln.Addr().String(), log: log, ln: ln}, nil

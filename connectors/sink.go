@@ -24,8 +24,11 @@ import (
 // when the destination has durably accepted every byte; the runtime commits
 // after that. It may be called again with the same batch (same ID, same
 // Key, same Body) after a failure or a crash, so it must be idempotent or
-// overwrite. Deliver is called concurrently for different partitions, never
-// for two batches of one partition at once.
+// overwrite. Deliver is called concurrently: for an object store (a sink
+// with a PathTemplate) with any batches, several of one partition among
+// them; for other destinations never with two batches of one lane of a
+// partition (see LanesPerPartition), so one resource's batches are
+// delivered one after another, in order.
 type Sink interface {
 	Deliver(ctx context.Context, b *Batch) error
 	// Close releases the sink's resources. It is safe to call twice.
@@ -59,6 +62,17 @@ type Batch struct {
 	// SealedAt is when the batch was closed for delivery; it is the
 	// delivered_at of every event in it.
 	SealedAt time.Time
+
+	lane    int  // the partition's lane, for destinations that keep order
+	size    int  // bytes held, against max_buffered_bytes
+	sending bool // a delivery is under way
+}
+
+// Lane is the lane of a record key: a resource's events always share one.
+func Lane(key []byte) int {
+	h := fnv.New32a()
+	_, _ = h.Write(key)
+	return int(h.Sum32() % LanesPerPartition)
 }
 
 // EventHeaders returns the headers event i of b carries from its producer

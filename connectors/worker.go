@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,6 +83,10 @@ type Options struct {
 	Retry        RetryPolicy
 	// Observer, if set, hears of every delivery attempt (metrics).
 	Observer Observer
+	// RevokeTimeout bounds how long a revoke waits for the revoked
+	// partitions' deliveries before cancelling them; default 30s, and the
+	// app passes half the group's rebalance timeout.
+	RevokeTimeout time.Duration
 	// ShutdownTimeout bounds a stop: the flush of open batches, the last
 	// commits and leaving the group (default config.DefaultShutdownTimeout). A
 	// negative value stops at once without flushing or committing, as a
@@ -138,15 +143,42 @@ type Worker struct {
 	// buffered is the bytes of open batches, against MaxBufferedBytes.
 	buffered int64
 
-	// mu guards parts. The poll loop adds records; the group's revoke
-	// callback removes partitions.
-	mu    sync.Mutex
-	parts map[tp]*partState
-	// deliverMu is held for a whole deliver-and-commit phase, so a
-	// revoke waits for in-flight deliveries of its partitions to end
-	// before their offsets are given up.
-	deliverMu sync.Mutex
+	// mu guards parts, the delivery window and pending. The poll loop
+	// adds records and starts deliveries; deliveries end on their own
+	// goroutines; the group's callbacks remove partitions. changed is
+	// signalled whenever a delivery ends.
+	mu      sync.Mutex
+	changed *sync.Cond
+	parts   map[tp]*partState
+	// inFlight counts deliveries under way, at most maxInFlight.
+	inFlight, maxInFlight int
+	// ordered: the destination keeps order (not an object store), so a
+	// partition's events are split into lanes by key, and a lane has one
+	// batch in flight at a time.
+	ordered bool
+	// pending is the bytes of sealed batches not yet delivered; fetching
+	// pauses while pending and buffered pass MaxBufferedBytes.
+	pending int64
+	paused  bool
+	// stopped is set by a delivery that hit a permanent error under the
+	// stop policy.
+	stopped bool
+	// deliveries owns the delivery goroutines; dctx is their context,
+	// which outlives the poll loop's so that a stop can finish them.
+	deliveries sync.WaitGroup
+	dctx       context.Context
+	// wake cuts the poll short when a delivery ends, so its commit and
+	// the next deliveries do not wait for records or the batch age.
+	wakeMu sync.Mutex
+	wake   context.CancelFunc
+	woken  bool
 }
+
+// LanesPerPartition is how many lanes a partition's events are split into,
+// by key, for destinations that keep order: each lane has at most one
+// batch in flight, so one resource's batches arrive in order while a
+// partition still has up to this many batches in flight.
+const LanesPerPartition = 4
 
 type tp struct {
 	topic     string
@@ -156,15 +188,22 @@ type tp struct {
 type partState struct {
 	next   int64 // offset after the last record consumed
 	epoch  int32
-	open   map[string]*openBatch // by rendered path
-	sealed []*Batch              // waiting for delivery, in offset order
+	open   map[string]*openBatch // by rendered path and lane
+	sealed []*Batch              // not yet delivered (queued or in flight), in offset order
 	// committed is the last offset committed for this partition, -1
 	// when none has been by this worker.
 	committed int64
+	// active counts the partition's deliveries in flight; ctx is theirs,
+	// cancelled when the partition is given up.
+	active  int
+	ctx     context.Context
+	cancel  context.CancelFunc
+	revoked bool // no more deliveries start
 }
 
 type openBatch struct {
 	path    string
+	lane    int
 	records []*kgo.Record
 	events  []*schemas.Event
 	bytes   int
@@ -215,18 +254,26 @@ func New(o Options) (*Worker, error) {
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = config.DefaultShutdownTimeout
 	}
+	if o.RevokeTimeout <= 0 {
+		o.RevokeTimeout = 30 * time.Second
+	}
 	if o.DLQMaxBytes == 0 {
 		o.DLQMaxBytes = config.ProducerMaxBytes
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Worker{
+	_, objects := o.Sink.(PathTemplater)
+	w := &Worker{
 		o: o, name: o.Connector.Name,
 		log:   o.Log.With("connector", o.Connector.Name),
 		codec: codec, enc: enc, comp: comp, tmpl: tmpl, filter: f,
-		parts: make(map[tp]*partState),
-	}, nil
+		parts:       make(map[tp]*partState),
+		maxInFlight: max(o.Connector.MaxInFlight, 1),
+		ordered:     !objects,
+	}
+	w.changed = sync.NewCond(&w.mu)
+	return w, nil
 }
 
 // Stats returns the running totals.
@@ -253,6 +300,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(w.revoked),
 		kgo.OnPartitionsLost(w.lost),
 	)
+	// Deliveries outlive the poll loop's context: a stop lets those
+	// under way finish, within the shutdown timeout. Set before the
+	// client exists: it joins the group, and assigns, at once.
+	dctx, dcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer dcancel()
+	w.mu.Lock()
+	w.dctx = dctx
+	w.mu.Unlock()
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("connector %s: create client: %w", w.name, err)
@@ -261,7 +316,10 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	err = w.loop(ctx, cl)
 	if w.o.ShutdownTimeout < 0 {
-		cl.Close() // a crash: nothing flushed, nothing more committed
+		// A crash: nothing flushed, nothing more committed.
+		dcancel()
+		w.deliveries.Wait()
+		cl.Close()
 		return err
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.o.ShutdownTimeout)
@@ -271,9 +329,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		ps.sealAll(w)
 	}
 	w.mu.Unlock()
-	if derr := w.deliverAndCommit(sctx, cl); err == nil && !errors.Is(derr, ErrStopped) {
+	if derr := w.drain(sctx, cl); err == nil && derr != nil {
 		err = derr
 	}
+	dcancel()
+	w.deliveries.Wait()
 	kafkaclient.CloseWithin(sctx, cl.Close, w.log)
 	w.log.Info("connector stopped", "delivered", w.stats.Delivered.Load())
 	return err
@@ -283,6 +343,15 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 	maxAge := w.o.Connector.Batch.MaxAge
 	for {
 		pollCtx, cancel := context.WithDeadline(ctx, w.nextDeadline(maxAge))
+		w.wakeMu.Lock()
+		if w.woken {
+			// A delivery ended since the last dispatch: its commit and
+			// the next deliveries must not wait for this poll.
+			w.woken = false
+			cancel()
+		}
+		w.wake = cancel
+		w.wakeMu.Unlock()
 		fetches := cl.PollRecords(pollCtx, 10000)
 		cancel()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
@@ -335,16 +404,130 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 			ps.sealAged(w, now)
 		}
 		w.sealOverCap()
+		w.dispatch(cl)
+		w.backpressure(cl)
+		stopped := w.stopped
 		w.mu.Unlock()
 		if len(dead) > 0 {
 			if err := w.produceDLQ(ctx, cl, dead); err != nil {
 				return err
 			}
 		}
-		if err := w.deliverAndCommit(ctx, cl); err != nil {
-			return err
+		w.commit(ctx, cl, nil)
+		if stopped {
+			return ErrStopped
 		}
 	}
+}
+
+// dispatch starts deliveries of sealed batches while the window has room:
+// for an object store any batch, for an ordered destination the first
+// undelivered batch of each lane of each partition. Called with mu held.
+func (w *Worker) dispatch(cl *kgo.Client) {
+	for _, ps := range w.parts {
+		if ps.revoked {
+			continue
+		}
+		var busy [LanesPerPartition]bool
+		for _, b := range ps.sealed {
+			if w.inFlight >= w.maxInFlight {
+				return
+			}
+			if w.ordered {
+				if busy[b.lane] {
+					continue
+				}
+				busy[b.lane] = true
+			}
+			if b.sending {
+				continue
+			}
+			b.sending = true
+			ps.active++
+			w.inFlight++
+			w.deliveries.Add(1)
+			go w.deliverOne(ps, b, cl)
+		}
+	}
+}
+
+// deliverOne delivers one batch on its own goroutine and records the
+// outcome: delivered (or dead-lettered) batches leave the partition's
+// queue, so its commit point can pass them.
+func (w *Worker) deliverOne(ps *partState, b *Batch, cl *kgo.Client) {
+	defer w.deliveries.Done()
+	err := w.deliver(ps.ctx, cl, b)
+	w.mu.Lock()
+	ps.active--
+	w.inFlight--
+	b.sending = false
+	switch {
+	case err == nil:
+		if i := slices.Index(ps.sealed, b); i >= 0 {
+			ps.sealed = slices.Delete(ps.sealed, i, i+1)
+			w.pending -= int64(b.size)
+		}
+	case errors.Is(err, ErrStopped):
+		w.stopped = true
+	}
+	w.changed.Broadcast()
+	w.mu.Unlock()
+	w.wakeMu.Lock()
+	w.woken = true
+	if w.wake != nil {
+		w.wake()
+	}
+	w.wakeMu.Unlock()
+}
+
+// backpressure pauses fetching while open and undelivered batches hold
+// more than MaxBufferedBytes, and resumes below half of it. Called with
+// mu held.
+func (w *Worker) backpressure(cl *kgo.Client) {
+	limit := int64(w.o.Connector.MaxBufferedBytes)
+	if limit <= 0 {
+		return
+	}
+	held := w.pending + w.buffered
+	switch {
+	case !w.paused && held >= limit:
+		w.paused = true
+		cl.PauseFetchTopics(w.o.Connector.Topic)
+		w.log.Debug("fetching paused: undelivered batches hold max_buffered_bytes", "bytes", held)
+	case w.paused && held < limit/2:
+		w.paused = false
+		cl.ResumeFetchTopics(w.o.Connector.Topic)
+	}
+}
+
+// drain delivers everything sealed, within ctx, and commits it: the last
+// act of a stop.
+func (w *Worker) drain(ctx context.Context, cl *kgo.Client) error {
+	stop := context.AfterFunc(ctx, func() {
+		w.mu.Lock()
+		w.changed.Broadcast()
+		w.mu.Unlock()
+	})
+	defer stop()
+	w.mu.Lock()
+	for ctx.Err() == nil && !w.stopped {
+		w.dispatch(cl)
+		left := 0
+		for _, ps := range w.parts {
+			left += len(ps.sealed)
+		}
+		if left == 0 {
+			break
+		}
+		w.changed.Wait()
+	}
+	stopped := w.stopped
+	w.mu.Unlock()
+	w.commit(ctx, cl, nil)
+	if stopped {
+		return ErrStopped
+	}
+	return nil
 }
 
 // sealOverCap seals the largest open batches while the open ones hold
@@ -430,10 +613,15 @@ func (w *Worker) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.Ti
 		}
 		path = string(w.tmpl.Render(nil, r.Topic, r.Partition, ts, e))
 	}
-	b := ps.open[path]
+	lane, key := 0, path
+	if w.ordered {
+		lane = Lane(r.Key)
+		key = path + "\x00" + strconv.Itoa(lane)
+	}
+	b := ps.open[key]
 	if b == nil {
-		b = &openBatch{path: path, opened: now}
-		ps.open[path] = b
+		b = &openBatch{path: path, lane: lane, opened: now}
+		ps.open[key] = b
 	}
 	b.records = append(b.records, r)
 	b.events = append(b.events, e)
@@ -442,17 +630,21 @@ func (w *Worker) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.Ti
 	w.buffered += int64(n)
 	c := w.o.Connector.Batch
 	if len(b.records) >= c.MaxEvents || int64(b.bytes) >= int64(c.MaxBytes) {
-		ps.seal(w, path)
+		ps.seal(w, key)
 	}
 }
 
-func (ps *partState) seal(w *Worker, path string) {
-	b := ps.open[path]
-	delete(ps.open, path)
+func (ps *partState) seal(w *Worker, key string) {
+	b := ps.open[key]
+	delete(ps.open, key)
 	w.buffered -= int64(b.bytes)
+	w.pending += int64(b.bytes)
 	first := b.records[0]
 	ext := w.enc.Extension() + w.comp.Extension()
+	path := b.path
 	ps.sealed = append(ps.sealed, &Batch{
+		lane:        b.lane,
+		size:        b.bytes,
 		ID:          BatchID(w.name, b.records),
 		Connector:   w.name,
 		Topic:       first.Topic,
@@ -466,9 +658,9 @@ func (ps *partState) seal(w *Worker, path string) {
 }
 
 func (ps *partState) sealAged(w *Worker, now time.Time) {
-	for path, b := range ps.open {
+	for key, b := range ps.open {
 		if now.Sub(b.opened) >= w.o.Connector.Batch.MaxAge {
-			ps.seal(w, path)
+			ps.seal(w, key)
 		}
 	}
 	// Sealing by map order can put a later batch first; delivery and
@@ -477,8 +669,8 @@ func (ps *partState) sealAged(w *Worker, now time.Time) {
 }
 
 func (ps *partState) sealAll(w *Worker) {
-	for path := range ps.open {
-		ps.seal(w, path)
+	for key := range ps.open {
+		ps.seal(w, key)
 	}
 	slices.SortFunc(ps.sealed, func(a, b *Batch) int { return int(a.FirstOffset - b.FirstOffset) })
 }
@@ -497,58 +689,17 @@ func (ps *partState) commitPoint() int64 {
 	return p
 }
 
-// deliverAndCommit delivers every sealed batch, partitions in parallel and
-// each partition's batches in order, then commits each partition up to its
-// commit point. It returns ErrStopped when a permanent error stopped the
-// connector under the stop policy.
-func (w *Worker) deliverAndCommit(ctx context.Context, cl *kgo.Client) error {
-	w.deliverMu.Lock()
-	defer w.deliverMu.Unlock()
-
-	w.mu.Lock()
-	work := map[tp][]*Batch{}
-	for k, ps := range w.parts {
-		if len(ps.sealed) > 0 {
-			work[k] = ps.sealed
-		}
-	}
-	w.mu.Unlock()
-
-	var wg sync.WaitGroup
-	done := make(map[tp]int, len(work)) // how many leading batches were delivered
-	var doneMu sync.Mutex
-	var stopped atomic.Bool
-	for k, batches := range work {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n := 0
-			for _, b := range batches {
-				if err := w.deliver(ctx, cl, b); err != nil {
-					if errors.Is(err, ErrStopped) {
-						stopped.Store(true)
-					}
-					break
-				}
-				n++
-			}
-			doneMu.Lock()
-			done[k] = n
-			doneMu.Unlock()
-		}()
-	}
-	wg.Wait()
-
+// commit commits each partition (of only, when set) up to its commit
+// point, when that moved. The commit's metadata carries the time: commits
+// follow deliveries, so it is a delivery time, which firehose status
+// reports.
+func (w *Worker) commit(ctx context.Context, cl *kgo.Client, only map[tp]bool) {
 	offsets := map[string]map[int32]kgo.EpochOffset{}
 	w.mu.Lock()
-	for k, n := range done {
-		ps := w.parts[k]
-		if ps == nil {
+	for k, ps := range w.parts {
+		if only != nil && !only[k] {
 			continue
 		}
-		ps.sealed = ps.sealed[n:]
-	}
-	for k, ps := range w.parts {
 		if p := ps.commitPoint(); p > ps.committed {
 			if offsets[k.topic] == nil {
 				offsets[k.topic] = map[int32]kgo.EpochOffset{}
@@ -557,15 +708,9 @@ func (w *Worker) deliverAndCommit(ctx context.Context, cl *kgo.Client) error {
 		}
 	}
 	w.mu.Unlock()
-	var err error
-	if stopped.Load() {
-		err = ErrStopped
-	}
 	if len(offsets) == 0 {
-		return err
+		return
 	}
-	// Commits follow deliveries, so the commit time is a delivery time:
-	// kept in the commit's metadata, firehose status reports it.
 	stamp := CommitMetadataPrefix + time.Now().UTC().Format(time.RFC3339Nano)
 	cctx := kgo.PreCommitFnContext(ctx, func(req *kmsg.OffsetCommitRequest) error {
 		for i := range req.Topics {
@@ -595,7 +740,6 @@ func (w *Worker) deliverAndCommit(ctx context.Context, cl *kgo.Client) error {
 			}
 		}
 	})
-	return err
 }
 
 // deliver encodes b and hands it to the sink, retrying per the policy. A
@@ -718,7 +862,9 @@ func (w *Worker) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32
 	w.mu.Lock()
 	for t, ps := range m {
 		for _, p := range ps {
-			w.parts[tp{t, p}] = &partState{next: -1, committed: -1, open: map[string]*openBatch{}}
+			ps := &partState{next: -1, committed: -1, open: map[string]*openBatch{}}
+			ps.ctx, ps.cancel = context.WithCancel(w.dctx)
+			w.parts[tp{t, p}] = ps
 		}
 	}
 	w.mu.Unlock()
@@ -730,9 +876,51 @@ func (w *Worker) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32
 // end (they commit what they delivered), then drops the partitions'
 // undelivered batches: the next owner reads them again from the last
 // commit, so nothing is lost and nothing is committed past delivery.
-func (w *Worker) revoked(_ context.Context, _ *kgo.Client, m map[string][]int32) {
-	w.deliverMu.Lock()
-	defer w.deliverMu.Unlock()
+//
+// It waits only for the revoked partitions' deliveries, and at most half
+// the group's rebalance timeout: then it cancels them (their batches are
+// read again by the next owner), so a partition retrying a failing
+// destination cannot hold the rebalance past the group's timeout.
+func (w *Worker) revoked(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+	revoked := map[tp]bool{}
+	for t, ps := range m {
+		for _, p := range ps {
+			revoked[tp{t, p}] = true
+		}
+	}
+	wait := w.o.RevokeTimeout
+	timer := time.AfterFunc(wait, func() {
+		w.mu.Lock()
+		for k := range revoked {
+			if ps := w.parts[k]; ps != nil && ps.active > 0 {
+				w.log.Warn("revoke: cancelling a delivery that outlasted its wait; the next owner delivers it again", "partition", k.partition, "waited", wait)
+				ps.cancel()
+			}
+		}
+		w.changed.Broadcast()
+		w.mu.Unlock()
+	})
+	defer timer.Stop()
+	w.mu.Lock()
+	for k := range revoked {
+		if ps := w.parts[k]; ps != nil {
+			ps.revoked = true
+		}
+	}
+	for {
+		busy := false
+		for k := range revoked {
+			if ps := w.parts[k]; ps != nil && ps.active > 0 {
+				busy = true
+			}
+		}
+		if !busy {
+			break
+		}
+		w.changed.Wait()
+	}
+	w.mu.Unlock()
+	w.commit(ctx, cl, revoked)
 	w.drop(m)
 	w.log.Info("partitions revoked", "partitions", m)
 }
@@ -752,6 +940,10 @@ func (w *Worker) drop(m map[string][]int32) {
 				for _, b := range ps.open {
 					w.buffered -= int64(b.bytes)
 				}
+				for _, b := range ps.sealed {
+					w.pending -= int64(b.size)
+				}
+				ps.cancel()
 			}
 			delete(w.parts, tp{t, p})
 		}

@@ -178,9 +178,10 @@ func TestConnectorCrashLosesNothing(t *testing.T) {
 	runApp(t, cfg, app.Options{Roles: []string{app.RoleProcessor}})
 
 	// First run: batches close only by count (150 events), so when the
-	// stream is drained each partition still holds an open, undelivered
-	// batch. Then a crash: the context ends, nothing is flushed, nothing
-	// more is committed.
+	// stream is drained each partition still holds open, undelivered
+	// batches (one per lane: files keep no order, so one lane). Then a
+	// crash: the context ends, nothing is flushed, nothing more is
+	// committed.
 	slow := *cfg
 	slow.Connectors = slices.Clone(cfg.Connectors)
 	slow.Connectors[0].Batch.MaxAge = time.Hour

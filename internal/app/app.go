@@ -144,6 +144,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 				Kafka:           append(append(slices.Clip(kopts), kafkaclient.GroupOptions(cfg.Kafka, c.Name)...), m.KafkaHooks("connector:"+c.Name)),
 				Log:             o.Log,
 				ShutdownTimeout: o.ShutdownTimeout,
+				RevokeTimeout:   cfg.Kafka.RebalanceTimeout / 2,
 				Observer:        m.Observer(c.Name),
 			})
 			if err != nil {

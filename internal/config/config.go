@@ -347,6 +347,11 @@ type Connector struct {
 	// MaxBufferedBytes caps the bytes of open batches of this connector;
 	// reaching it delivers the largest open batches at once. Default 64MiB.
 	MaxBufferedBytes ByteSize `yaml:"max_buffered_bytes"`
+	// MaxInFlight bounds the batches this connector delivers at once,
+	// across its partitions (default 32). An object store may have
+	// several of one partition in flight; a destination that keeps order
+	// at most one per lane (4 lanes per partition, by key).
+	MaxInFlight int `yaml:"max_in_flight"`
 	// Filter selects the events this connector delivers; same syntax as
 	// the processor's.
 	Filter filter.Config `yaml:"filter"`

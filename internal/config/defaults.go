@@ -168,6 +168,9 @@ func (c *Config) SetDefaults() {
 		if cn.MaxBufferedBytes == 0 {
 			cn.MaxBufferedBytes = 64 << 20
 		}
+		if cn.MaxInFlight == 0 {
+			cn.MaxInFlight = DefaultMaxInFlight
+		}
 	}
 	if c.API.Listen == "" {
 		c.API.Listen = "127.0.0.1:8080"
@@ -193,6 +196,9 @@ var (
 	nameRe      = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 	topicNameRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 )
+
+// DefaultMaxInFlight is connectors[].max_in_flight's default.
+const DefaultMaxInFlight = 32
 
 // Encodings and Compressions are the values connectors accept.
 var (
@@ -351,6 +357,9 @@ func (c *Config) Validate() error {
 		}
 		if cn.Retry.InitialBackoff <= 0 || cn.Retry.MaxBackoff < cn.Retry.InitialBackoff {
 			v.add(p+".retry", "initial_backoff must be positive and max_backoff at least initial_backoff")
+		}
+		if cn.MaxInFlight < 1 || cn.MaxInFlight > 1024 {
+			v.add(p+".max_in_flight", "must be from 1 to 1024, got %d", cn.MaxInFlight)
 		}
 		if cn.MaxBufferedBytes < cn.Batch.MaxBytes {
 			v.add(p+".max_buffered_bytes", "must be at least batch.max_bytes (%d), got %d", int64(cn.Batch.MaxBytes), int64(cn.MaxBufferedBytes))

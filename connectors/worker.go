@@ -178,7 +178,7 @@ type Worker struct {
 // by key, for destinations that keep order: each lane has at most one
 // batch in flight, so one resource's batches arrive in order while a
 // partition still has up to this many batches in flight.
-const LanesPerPartition = 4
+const LanesPerPartition = 8
 
 type tp struct {
 	topic     string

@@ -1,0 +1,237 @@
+package connectors_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/connectors/connectortest"
+	httpdest "github.com/firehose/firehose/connectors/http"
+	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/embedded"
+	"github.com/firehose/firehose/internal/generator"
+	"github.com/firehose/firehose/schemas"
+)
+
+// receiver is a webhook that records what it stored, per resource in
+// arrival order, and can fail one partition's batches.
+type receiver struct {
+	mu        sync.Mutex
+	byRes     map[string][]int64
+	stored    int
+	failPart  string // batch id infix "-events-N-" whose batches get 503
+	failed    int
+	delay     time.Duration
+	flight    map[string]int // requests in flight per partition
+	peakInOne int            // most requests in flight for one partition
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := r.Header.Get("X-Firehose-Batch-Id")
+	part := id[strings.Index(id, "-events-")+len("-events-"):]
+	part = part[:strings.Index(part, "-")]
+	body, _ := io.ReadAll(r.Body)
+	rc.mu.Lock()
+	rc.flight[part]++
+	rc.peakInOne = max(rc.peakInOne, rc.flight[part])
+	fail := rc.failPart != "" && strings.Contains(id, rc.failPart)
+	if fail {
+		rc.failed++
+	}
+	rc.mu.Unlock()
+	defer func() {
+		rc.mu.Lock()
+		rc.flight[part]--
+		rc.mu.Unlock()
+	}()
+	time.Sleep(rc.delay)
+	if fail {
+		http.Error(w, "try later", http.StatusServiceUnavailable)
+		return
+	}
+	ds, err := connectortest.Decode(body, "json", "none")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for _, d := range ds {
+		rc.byRes[d.Event.ResourceID] = append(rc.byRes[d.Event.ResourceID], d.Event.Sequence)
+		rc.stored++
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (rc *receiver) count() (stored, failed int) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.stored, rc.failed
+}
+
+// webhookEnv is a broker with an events topic of 6 partitions holding
+// evs, and a webhook receiver.
+func webhookEnv(t *testing.T, n int, rc *receiver) (*embedded.Broker, []*schemas.Event, map[string]int32, *httptest.Server) {
+	br, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(br.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(br.Addr), kgo.DefaultProduceTopic("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 6, 1, nil, "events"); err != nil {
+		t.Fatal(err)
+	}
+	evs := generator.Unique(9, 300, n)
+	var recs []*kgo.Record
+	for _, e := range evs {
+		v, _ := schemas.JSON{}.Append(nil, e)
+		recs = append(recs, &kgo.Record{Key: []byte(e.ResourceID), Value: v})
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	partOf := map[string]int32{}
+	for _, r := range recs {
+		partOf[string(r.Key)] = r.Partition
+	}
+	rc.byRes, rc.flight = map[string][]int64{}, map[string]int{}
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	return br, evs, partOf, srv
+}
+
+func startWorker(t *testing.T, br *embedded.Broker, url string, mod func(*connectors.Options)) (*connectors.Worker, func()) {
+	t.Helper()
+	c := config.Connector{Name: "hook", Type: "http", Topic: "events", Group: "hook", Encoding: "json", Compression: "none",
+		Batch: config.Batch{MaxEvents: 50, MaxBytes: 1 << 20, MaxAge: 200 * time.Millisecond},
+		Retry: config.Retry{MaxAttempts: 100000, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}}
+	cfg := config.Config{Kafka: config.Kafka{Brokers: []string{br.Addr}}, Connectors: []config.Connector{c}}
+	cfg.SetDefaults()
+	hc := httpdest.Config{URL: url}
+	hc.Defaults()
+	o := connectors.Options{Connector: cfg.Connectors[0], DLQTopic: "events.dlq", EventsEncoding: "json",
+		Sink: httpdest.New(hc), Kafka: []kgo.Opt{kgo.SeedBrokers(br.Addr), kgo.SessionTimeout(6 * time.Second)}, ShutdownTimeout: 10 * time.Second}
+	if mod != nil {
+		mod(&o)
+	}
+	w, err := connectors.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("worker: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return w, stop
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func checkOrder(t *testing.T, rc *receiver, evs []*schemas.Event) {
+	t.Helper()
+	want := map[string][]int64{}
+	for _, e := range evs {
+		want[e.ResourceID] = append(want[e.ResourceID], e.Sequence)
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for res, seqs := range want {
+		got := rc.byRes[res]
+		// At least once: a batch may come twice, but never behind a later
+		// one of its resource.
+		last := int64(-1)
+		seen := map[int64]bool{}
+		for _, s := range got {
+			if s < last {
+				t.Fatalf("resource %s: sequence %d arrived after %d: %v", res, s, last, got)
+			}
+			last = max(last, s)
+			seen[s] = true
+		}
+		for _, s := range seqs {
+			if !seen[s] {
+				t.Fatalf("resource %s: sequence %d never arrived", res, s)
+			}
+		}
+	}
+}
+
+// One partition whose batches keep failing (and are retried) holds no
+// other partition: their events keep arriving. A second worker joining
+// the group completes its rebalance while the retries go on, and once the
+// destination recovers every event arrives, in order per resource.
+func TestRetryingPartitionHoldsNeitherOthersNorRebalance(t *testing.T) {
+	rc := &receiver{failPart: "-events-0-"}
+	br, evs, partOf, srv := webhookEnv(t, 6000, rc)
+	var inZero int
+	for _, e := range evs {
+		if partOf[e.ResourceID] == 0 {
+			inZero++
+		}
+	}
+	revoke := func(o *connectors.Options) { o.RevokeTimeout = time.Second }
+	a, _ := startWorker(t, br, srv.URL, revoke)
+	waitUntil(t, "every event of partitions 1-5 stored while partition 0 fails", func() bool {
+		stored, failed := rc.count()
+		return stored == len(evs)-inZero && failed >= 3
+	})
+
+	b, _ := startWorker(t, br, srv.URL, revoke)
+	waitUntil(t, "the rebalance to complete while partition 0 retries", func() bool { return a.Ready() && b.Ready() })
+	if _, failed := rc.count(); failed < 3 {
+		t.Fatal("partition 0 was not failing")
+	}
+
+	rc.mu.Lock()
+	rc.failPart = ""
+	rc.mu.Unlock()
+	waitUntil(t, "every event stored once the destination recovers", func() bool { stored, _ := rc.count(); return stored >= len(evs) })
+	checkOrder(t, rc, evs)
+}
+
+// With a destination that answers slowly, a partition has more than one
+// batch in flight (one per lane), and each resource's events still
+// arrive in order.
+func TestOrderKeptWithSeveralBatchesOfAPartitionInFlight(t *testing.T) {
+	rc := &receiver{delay: 30 * time.Millisecond}
+	br, evs, _, srv := webhookEnv(t, 6000, rc)
+	startWorker(t, br, srv.URL, nil)
+	waitUntil(t, "every event stored", func() bool { stored, _ := rc.count(); return stored >= len(evs) })
+	checkOrder(t, rc, evs)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.peakInOne < 2 {
+		t.Fatalf("at most %d batch of one partition was in flight at once; the test needs several", rc.peakInOne)
+	}
+}

@@ -162,5 +162,8 @@ func NewSink(ctx context.Context, c config.Connector) (connectors.Sink, error) {
 	if c.Destination == nil {
 		return nil, errors.New("connector " + c.Name + ": destination settings were not decoded; load the config with destinations.Registry")
 	}
+	if b, ok := c.Destination.(interface{ SetBatch(config.Batch) }); ok {
+		b.SetBatch(c.Batch) // a client that bundles follows the connector's bounds
+	}
 	return d.New(ctx, c.Destination)
 }

@@ -37,7 +37,15 @@ type Config struct {
 
 	// options are extra client options, for tests.
 	options []option.ClientOption
+	// batch is the connector's batch bounds (SetBatch), which the
+	// publisher's bundles follow.
+	batch config.Batch
 }
+
+// SetBatch implements destinations' batch hook: the publisher bundles up
+// to the connector's batch bounds, within Pub/Sub's limits of 1,000
+// messages and 10 MB per publish call.
+func (c *Config) SetBatch(b config.Batch) { c.batch = b }
 
 // Defaults fills empty fields.
 func (c *Config) Defaults() {
@@ -92,6 +100,12 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	pub.EnableMessageOrdering = true
 	pub.PublishSettings.Timeout = cfg.PublishTimeout
 	pub.PublishSettings.DelayThreshold = 10 * time.Millisecond
+	if cfg.batch.MaxEvents > 0 {
+		pub.PublishSettings.CountThreshold = min(cfg.batch.MaxEvents, 1000)
+	}
+	if cfg.batch.MaxBytes > 0 {
+		pub.PublishSettings.ByteThreshold = int(min(int64(cfg.batch.MaxBytes), 9_000_000))
+	}
 	return &Sink{client: client, pub: pub, key: key}, nil
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
+	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -125,4 +126,32 @@ func TestOutageLosesNothingAndKeepsOrder(t *testing.T) {
 	}
 	check(t, srv, evs)
 	t.Logf("%d publishes refused, %d batch retries, %d messages for %d events", o.refused.Load(), retries, len(srv.Messages()), len(evs))
+}
+
+// The publisher bundles up to the connector's batch bounds, within
+// Pub/Sub's per-call limits.
+func TestPublisherBundlesFollowTheBatchBounds(t *testing.T) {
+	for _, tc := range []struct {
+		batch        config.Batch
+		count, bytes int
+	}{
+		{config.Batch{MaxEvents: 500, MaxBytes: 2_000_000}, 500, 2_000_000},
+		{config.Batch{MaxEvents: 100000, MaxBytes: 64 << 20}, 1000, 9_000_000},
+	} {
+		srv := pstest.NewServer()
+		cfg := Config{Project: "p", Topic: "events"}
+		cfg.Defaults()
+		cfg.SetBatch(tc.batch)
+		cfg.options = []option.ClientOption{option.WithEndpoint(srv.Addr), option.WithoutAuthentication(),
+			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
+		s, err := New(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.pub.PublishSettings; got.CountThreshold != tc.count || got.ByteThreshold != tc.bytes {
+			t.Errorf("batch %+v: bundles of %d messages and %d bytes, want %d and %d", tc.batch, got.CountThreshold, got.ByteThreshold, tc.count, tc.bytes)
+		}
+		s.Close(context.Background())
+		srv.Close()
+	}
 }

@@ -43,3 +43,32 @@ func TestExamplesValidate(t *testing.T) {
 		t.Errorf("a broken example validated:\n%s", out)
 	}
 }
+
+// A record destination takes no encoding, compression or avro_codec: each
+// event is one record of JSON. Setting one is an error, not ignored.
+func TestRecordDestinationsRefuseBatchOptions(t *testing.T) {
+	p := writeConfig(t, `kafka: {brokers: ["127.0.0.1:9092"]}
+connectors:
+  - name: mirror
+    type: kafka
+    compression: gzip
+    encoding: avro
+    kafka: {brokers: ["other:9092"], topic: t}
+  - name: lake
+    type: file
+    compression: zstd
+    file: {dir: /tmp/x}
+`)
+	_, err := loadConfig(p, nil)
+	for _, want := range []string{
+		"connectors[0].compression: a kafka connector writes one record per event, as JSON: it takes no compression",
+		"connectors[0].encoding: a kafka connector writes one record per event, as JSON: it takes no encoding",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in %v", want, err)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "connectors[1]") {
+		t.Errorf("the file connector's compression was refused: %v", err)
+	}
+}

@@ -34,6 +34,9 @@ type Destination struct {
 	Batch config.Batch
 	// Compression is the type's default compression; empty means gzip.
 	Compression string
+	// Records: one record per event, as JSON; the connector takes no
+	// encoding, compression or avro_codec.
+	Records bool
 }
 
 // Default batch bounds: object stores want few large objects, webhooks
@@ -70,6 +73,7 @@ var All = map[string]Destination{
 		},
 		Batch:       recordBatch,
 		Compression: "none",
+		Records:     true,
 	},
 	"kinesis": {
 		Doc:    "Amazon Kinesis Data Streams; one record per event, partition key = resource, never two of a key in flight",
@@ -79,6 +83,7 @@ var All = map[string]Destination{
 		},
 		Batch:       recordBatch,
 		Compression: "none",
+		Records:     true,
 	},
 	"pubsub": {
 		Doc:    "Google Cloud Pub/Sub; one message per event, ordering key = resource",
@@ -88,6 +93,7 @@ var All = map[string]Destination{
 		},
 		Batch:       recordBatch,
 		Compression: "none",
+		Records:     true,
 	},
 	"http": {
 		Doc:    "HTTP webhook; one request per batch, retried on 408, 429 and 5xx",
@@ -143,6 +149,9 @@ func (Registry) BatchDefaults(typ string) config.Batch { return All[typ].Batch }
 
 // DefaultCompression implements config.Destinations.
 func (Registry) DefaultCompression(typ string) string { return All[typ].Compression }
+
+// Records implements config.Destinations.
+func (Registry) Records(typ string) bool { return All[typ].Records }
 
 // Decode implements config.Destinations.
 func (Registry) Decode(typ string, n *yaml.Node) (any, error) {

@@ -501,6 +501,10 @@ type Destinations interface {
 	// Decode decodes the section of typ; its errors are FieldErrors with
 	// paths relative to the section.
 	Decode(typ string, n *yaml.Node) (any, error)
+	// Records reports whether typ writes one record per event (Kafka,
+	// Kinesis, Pub/Sub), which takes no encoding, compression or
+	// avro_codec: each event is written as its JSON.
+	Records(typ string) bool
 }
 
 // Options steer Load.
@@ -555,6 +559,13 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	if opts.Destinations != nil {
 		for i := range c.Connectors {
 			cn := &c.Connectors[i]
+			if opts.Destinations.Records(cn.Type) && !cn.NotRun {
+				for field, v := range map[string]string{"encoding": cn.Encoding, "compression": cn.Compression, "avro_codec": cn.AvroCodec} {
+					if v != "" {
+						errs = append(errs, Errorf(fmt.Sprintf("connectors[%d].%s", i, field), "a %s connector writes one record per event, as JSON: it takes no %s (remove it)", cn.Type, field))
+					}
+				}
+			}
 			cn.Batch.fill(opts.Destinations.BatchDefaults(cn.Type))
 			if cn.Compression == "" && cn.Encoding != "avro" {
 				cn.Compression = opts.Destinations.DefaultCompression(cn.Type)

@@ -100,6 +100,8 @@ type fileSettings struct {
 	Dir string `yaml:"dir"`
 }
 
+func (fakeDest) Records(string) bool { return false }
+
 func (fakeDest) Types() []string                  { return []string{"file"} }
 func (fakeDest) BatchDefaults(string) Batch       { return Batch{MaxEvents: 7} }
 func (fakeDest) DefaultCompression(string) string { return "" }

@@ -20,6 +20,7 @@ import (
 	"github.com/firehose/firehose/filter"
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
+	"github.com/firehose/firehose/internal/heartbeat"
 	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/internal/tracing"
 	"github.com/firehose/firehose/schemas"
@@ -83,6 +84,8 @@ type Options struct {
 	Retry        RetryPolicy
 	// Observer, if set, hears of every delivery attempt (metrics).
 	Observer Observer
+	// Beat, if set, is beaten at every round of the poll loop (liveness).
+	Beat *heartbeat.Beat
 	// RevokeTimeout bounds how long a revoke waits for the revoked
 	// partitions' deliveries before cancelling them; default 30s, and the
 	// app passes half the group's rebalance timeout.
@@ -342,7 +345,13 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 	maxAge := w.o.Connector.Batch.MaxAge
 	for {
-		pollCtx, cancel := context.WithDeadline(ctx, w.nextDeadline(maxAge))
+		w.o.Beat.Beat()
+		// At least every few seconds, so that an idle loop comes round.
+		deadline := w.nextDeadline(maxAge)
+		if idle := time.Now().Add(5 * time.Second); idle.Before(deadline) {
+			deadline = idle
+		}
+		pollCtx, cancel := context.WithDeadline(ctx, deadline)
 		w.wakeMu.Lock()
 		if w.woken {
 			// A delivery ended since the last dispatch: its commit and
@@ -364,7 +373,7 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 		})
 		// Schemas the registry has to tell first: an outage waits
 		// here instead of dead-lettering.
-		if err := schemas.Resolve(ctx, w.codec, kafkaclient.Values(fetches)); err != nil {
+		if err := schemas.Resolve(schemas.WithProgress(ctx, w.o.Beat.Beat), w.codec, kafkaclient.Values(fetches)); err != nil {
 			return nil
 		}
 		var dead []*kgo.Record

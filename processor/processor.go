@@ -14,6 +14,7 @@ import (
 
 	"github.com/firehose/firehose/filter"
 	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/heartbeat"
 	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/schemas"
 )
@@ -27,6 +28,8 @@ type Options struct {
 	// metrics hooks, which must see one client each.
 	ClientOpts []kgo.Opt
 	Log        *slog.Logger
+	// Beat, if set, is beaten at every round of the loop (liveness).
+	Beat *heartbeat.Beat
 	// In and Out are the codecs of the raw and events topics (see
 	// internal/registry); nil builds them from the topology's encodings,
 	// which cannot be Schema Registry ones.
@@ -274,12 +277,16 @@ func (p *Processor) Run(ctx context.Context) error {
 		p.nextRest = nextTick(now, cfg.Processor.Profiles.RestInterval)
 	}
 	for {
-		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		p.o.Beat.Beat()
+		// An idle loop still comes round, every few seconds: its
+		// heartbeat tells idle from stuck.
+		pollCtx, cancel := context.WithTimeout(ctx, idlePoll)
 		if p.profiles != nil {
 			// Wake for the next tick even when no records come, and at
 			// least every 250 ms, so that a clock other than the wall
 			// clock (Options.Now) is followed too.
 			wait := min(max(p.nextTickTime().Sub(p.o.Now()), 0), 250*time.Millisecond)
+			cancel()
 			pollCtx, cancel = context.WithTimeout(ctx, wait)
 		}
 		fetches := sess.PollRecords(pollCtx, p.o.maxPoll)
@@ -298,7 +305,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		}
 		// Schemas the registry has to tell first; an outage waits here,
 		// before the transaction, rather than dead-letter.
-		if err := schemas.Resolve(ctx, p.pipe.In, kafkaclient.Values(fetches)); err != nil {
+		if err := schemas.Resolve(schemas.WithProgress(ctx, p.o.Beat.Beat), p.pipe.In, kafkaclient.Values(fetches)); err != nil {
 			return nil // ctx ended; the records come again after a restart
 		}
 		err := p.transact(ctx, sess, fetches, tick)
@@ -556,3 +563,6 @@ func (p *Processor) profileCounts() (coalesced, stale int64) {
 	}
 	return p.profiles.Coalesced.Load(), p.profiles.Stale.Load()
 }
+
+// idlePoll bounds one poll, so that an idle loop comes round.
+const idlePoll = 5 * time.Second

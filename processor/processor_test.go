@@ -22,6 +22,7 @@ import (
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/generator"
+	"github.com/firehose/firehose/internal/heartbeat"
 	"github.com/firehose/firehose/internal/testenv"
 	"github.com/firehose/firehose/schemas"
 )
@@ -523,5 +524,27 @@ func TestHeadersAreCarriedToEvents(t *testing.T) {
 	out, _ = p.Process(in)
 	if got := fmt.Sprint(out.Headers); !strings.Contains(got, "traceparent") || !strings.Contains(got, "x-tenant") || strings.Contains(got, "internal-only") {
 		t.Fatalf("allow-list: %v", out.Headers)
+	}
+}
+
+// An idle processor still comes round its loop, so its heartbeat tells
+// idle from stuck.
+func TestIdleProcessorBeats(t *testing.T) {
+	e := newEnv(t, "")
+	beat := heartbeat.New("the processor")
+	r := e.start("p1", func(o *Options) { o.Beat = beat })
+	waitUntil(t, "the processor to own its partitions", r.p.Ready)
+	var beats int
+	last := beat.Since(time.Now())
+	deadline := time.Now().Add(20 * time.Second)
+	for beats < 2 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		if d := beat.Since(time.Now()); d < last {
+			beats++
+		}
+		last = beat.Since(time.Now())
+	}
+	if beats < 2 {
+		t.Fatalf("an idle processor beat %d times in 20s", beats)
 	}
 }

@@ -207,6 +207,9 @@ func (r *Registry) fetch(ctx context.Context, id int) error {
 			r.mu.Unlock()
 			return nil
 		}
+		if fn, ok := ctx.Value(progressKey{}).(func()); ok {
+			fn() // waiting, not stuck
+		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
 		r.log.Warn("schema registry: cannot fetch a schema; retrying, events wait", "schema_id", id, "err", err, "in", backoff)
 		select {
@@ -344,4 +347,13 @@ func decodeAvroGeneric(s avro.Schema, payload []byte) (*Event, error) {
 		return nil, decodeError(fmt.Errorf("the Avro record has a value JSON cannot hold: %w", err))
 	}
 	return JSON{Borrow: true}.Decode(b)
+}
+
+type progressKey struct{}
+
+// WithProgress returns a context whose Resolve calls fn while it waits for
+// an unreachable registry, so that a caller's liveness check can tell
+// waiting from being stuck.
+func WithProgress(ctx context.Context, fn func()) context.Context {
+	return context.WithValue(ctx, progressKey{}, fn)
 }

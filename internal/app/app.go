@@ -19,6 +19,7 @@ import (
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/heartbeat"
 	"github.com/firehose/firehose/internal/httpserver"
 	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/internal/metrics"
@@ -108,6 +109,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		return err
 	}
 	var readies []func() bool
+	var beats []*heartbeat.Beat
 	var groups []string
 	g, gctx := errgroup.WithContext(ctx)
 	m := o.Metrics
@@ -116,7 +118,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 
 	if o.has(RoleProcessor) && cfg.Processor.IsEnabled() {
-		p, err := processor.New(processor.Options{Config: *cfg, Kafka: kopts, In: codecs.RawReader, Out: codecs.EventsWriter, ClientOpts: append(kafkaclient.GroupOptions(cfg.Kafka, "processor"), m.KafkaHooks("processor")), Log: o.Log, ShutdownTimeout: o.ShutdownTimeout})
+		beat := heartbeat.New("the processor")
+		beats = append(beats, beat)
+		p, err := processor.New(processor.Options{Config: *cfg, Kafka: kopts, Beat: beat, In: codecs.RawReader, Out: codecs.EventsWriter, ClientOpts: append(kafkaclient.GroupOptions(cfg.Kafka, "processor"), m.KafkaHooks("processor")), Log: o.Log, ShutdownTimeout: o.ShutdownTimeout})
 		if err != nil {
 			return err
 		}
@@ -130,6 +134,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			if !c.IsEnabled() || c.NotRun || (len(o.Connectors) > 0 && !slices.Contains(o.Connectors, c.Name)) {
 				continue
 			}
+			beat := heartbeat.New("connector " + c.Name)
+			beats = append(beats, beat)
 			sink, err := destinations.NewSink(ctx, c)
 			if err != nil {
 				return err
@@ -145,6 +151,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 				Log:             o.Log,
 				ShutdownTimeout: o.ShutdownTimeout,
 				RevokeTimeout:   cfg.Kafka.RebalanceTimeout / 2,
+				Beat:            beat,
 				Observer:        m.Observer(c.Name),
 			})
 			if err != nil {
@@ -195,6 +202,18 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		wd := newGroupWatchdog(kadm.NewClient(groupsClient), groups, cfg.Kafka.SessionTimeout+cfg.Kafka.RebalanceTimeout, o.Log)
 		health = wd.Health
 		g.Go(func() error { return wd.Run(gctx) })
+	}
+	if len(beats) > 0 {
+		groupsHealth := health
+		health = func() error {
+			if err := heartbeat.Check(beats, cfg.API.StallTimeout, time.Now()); err != nil {
+				return err
+			}
+			if groupsHealth != nil {
+				return groupsHealth()
+			}
+			return nil
+		}
 	}
 	var addr string
 	if cfg.API.Listen != "off" {

@@ -417,6 +417,12 @@ type API struct {
 	MaxRequestsPerToken int `yaml:"max_requests_per_token"`
 	// MaxRequests bounds all pull requests in flight (default 256).
 	MaxRequests int `yaml:"max_requests"`
+	// StallTimeout: /healthz fails when the processor's or a connector's
+	// loop has not come round for this long (default 2m), so that an
+	// orchestrator restarts a wedged worker. An idle loop comes round
+	// every few seconds; one waiting for an unreachable schema registry
+	// counts as coming round.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 }
 
 // PullEnabled reports whether the pull API has any tokens to serve.

@@ -49,6 +49,9 @@ func (c *Config) SetDefaults() {
 	if c.Kafka.ClientID == "" {
 		c.Kafka.ClientID = "firehose"
 	}
+	if c.API.StallTimeout == 0 {
+		c.API.StallTimeout = 2 * time.Minute
+	}
 	if c.API.MaxRequestsPerToken == 0 {
 		c.API.MaxRequestsPerToken = DefaultMaxRequestsPerToken
 	}
@@ -279,6 +282,9 @@ func (c *Config) Validate() error {
 		case slices.Contains(ConfluentEncodings, t.t.Encoding) && c.SchemaRegistry.URL == "":
 			v.add(p+".encoding", "%s needs schema_registry.url", t.t.Encoding)
 		}
+	}
+	if c.API.StallTimeout < 30*time.Second {
+		v.add("api.stall_timeout", "must be at least 30s, got %s", c.API.StallTimeout)
 	}
 	if sr := c.SchemaRegistry; sr.URL != "" {
 		v.schemaRegistry(sr)

@@ -235,3 +235,51 @@ func TestOrderKeptWithSeveralBatchesOfAPartitionInFlight(t *testing.T) {
 		t.Fatalf("at most %d batch of one partition was in flight at once; the test needs several", rc.peakInOne)
 	}
 }
+
+// gate is a sink that holds every delivery until opened.
+type gate struct {
+	mu        sync.Mutex
+	open      chan struct{}
+	delivered int
+}
+
+func (g *gate) Deliver(ctx context.Context, b *connectors.Batch) error {
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	g.mu.Lock()
+	g.delivered += len(b.Events)
+	g.mu.Unlock()
+	return nil
+}
+func (g *gate) Close(context.Context) error { return nil }
+func (g *gate) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.delivered
+}
+
+// While deliveries cannot finish, the worker reads on only until its
+// batches hold max_buffered_bytes, then pauses fetching; once they finish
+// it reads the rest, and everything is delivered.
+func TestFetchingPausesAtTheBufferCap(t *testing.T) {
+	br, evs, _, srv := webhookEnv(t, 20000, &receiver{})
+	srv.Close()
+	g := &gate{open: make(chan struct{})}
+	w, _ := startWorker(t, br, "", func(o *connectors.Options) {
+		o.Sink = g
+		o.Connector.MaxBufferedBytes = 256 << 10 // about 330 events of ~700 bytes
+		o.Connector.Batch.MaxBytes = 32 << 10
+	})
+	waitUntil(t, "the worker to read up to its cap", func() bool { return w.Stats().Consumed.Load() > 0 })
+	time.Sleep(time.Second) // it would read all 20,000 in this time without the cap
+	consumed := w.Stats().Consumed.Load()
+	if consumed >= int64(len(evs)) {
+		t.Fatalf("consumed all %d events while nothing could be delivered: fetching never paused", consumed)
+	}
+	close(g.open)
+	waitUntil(t, "every event delivered once deliveries finish", func() bool { return g.count() >= len(evs) })
+	t.Logf("consumed %d of %d events while deliveries were held", consumed, len(evs))
+}

@@ -163,6 +163,8 @@ type Worker struct {
 	// pauses while pending and buffered pass MaxBufferedBytes.
 	pending int64
 	paused  bool
+	// avgRecord is a running average of the bytes a record holds.
+	avgRecord atomic.Int64
 	// stopped is set by a delivery that hit a permanent error under the
 	// stop policy.
 	stopped bool
@@ -361,7 +363,7 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 		}
 		w.wake = cancel
 		w.wakeMu.Unlock()
-		fetches := cl.PollRecords(pollCtx, 10000)
+		fetches := cl.PollRecords(pollCtx, w.pollSize())
 		cancel()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
@@ -487,6 +489,21 @@ func (w *Worker) deliverOne(ps *partState, b *Batch, cl *kgo.Client) {
 		w.wake()
 	}
 	w.wakeMu.Unlock()
+}
+
+// pollSize is how many records one poll takes: what fits in the buffer
+// cap at the average record size seen, between 100 and 10,000, so a poll
+// cannot carry the worker far past max_buffered_bytes.
+func (w *Worker) pollSize() int {
+	limit := int64(w.o.Connector.MaxBufferedBytes)
+	w.mu.Lock()
+	room := limit - w.pending - w.buffered
+	w.mu.Unlock()
+	avg := max(w.avgRecord.Load(), 256)
+	if limit <= 0 {
+		return 10000
+	}
+	return int(min(max(room/avg, 100), 10000))
 }
 
 // backpressure pauses fetching while open and undelivered batches hold
@@ -635,6 +652,7 @@ func (w *Worker) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.Ti
 	b.records = append(b.records, r)
 	b.events = append(b.events, e)
 	n := len(r.Value) + 96 // firehose_metadata and a newline
+	w.avgRecord.Store((w.avgRecord.Load()*15 + int64(n)) / 16)
 	b.bytes += n
 	w.buffered += int64(n)
 	c := w.o.Connector.Batch

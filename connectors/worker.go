@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,8 +142,8 @@ type Worker struct {
 	filter *filter.Filter
 	stats  Stats
 	ready  atomic.Bool
-	// buffered is the bytes of open batches, against MaxBufferedBytes.
-	buffered int64
+	// b cuts records into batches; mu guards it.
+	b *batcher
 
 	// mu guards parts, the delivery window and pending. The poll loop
 	// adds records and starts deliveries; deliveries end on their own
@@ -155,16 +154,9 @@ type Worker struct {
 	parts   map[tp]*partState
 	// inFlight counts deliveries under way, at most maxInFlight.
 	inFlight, maxInFlight int
-	// ordered: the destination keeps order (not an object store), so a
-	// partition's events are split into lanes by key, and a lane has one
-	// batch in flight at a time.
-	ordered bool
-	// pending is the bytes of sealed batches not yet delivered; fetching
-	// pauses while pending and buffered pass MaxBufferedBytes.
-	pending int64
-	paused  bool
-	// avgRecord is a running average of the bytes a record holds.
-	avgRecord atomic.Int64
+	// paused: fetching is paused while open and undelivered batches
+	// hold more than MaxBufferedBytes.
+	paused bool
 	// stopped is set by a delivery that hit a permanent error under the
 	// stop policy.
 	stopped bool
@@ -177,42 +169,6 @@ type Worker struct {
 	wakeMu sync.Mutex
 	wake   context.CancelFunc
 	woken  bool
-}
-
-// LanesPerPartition is how many lanes a partition's events are split into,
-// by key, for destinations that keep order: each lane has at most one
-// batch in flight, so one resource's batches arrive in order while a
-// partition still has up to this many batches in flight.
-const LanesPerPartition = 8
-
-type tp struct {
-	topic     string
-	partition int32
-}
-
-type partState struct {
-	next   int64 // offset after the last record consumed
-	epoch  int32
-	open   map[string]*openBatch // by rendered path and lane
-	sealed []*Batch              // not yet delivered (queued or in flight), in offset order
-	// committed is the last offset committed for this partition, -1
-	// when none has been by this worker.
-	committed int64
-	// active counts the partition's deliveries in flight; ctx is theirs,
-	// cancelled when the partition is given up.
-	active  int
-	ctx     context.Context
-	cancel  context.CancelFunc
-	revoked bool // no more deliveries start
-}
-
-type openBatch struct {
-	path    string
-	lane    int
-	records []*kgo.Record
-	events  []*schemas.Event
-	bytes   int
-	opened  time.Time
 }
 
 // New checks the options; it does no I/O.
@@ -275,7 +231,9 @@ func New(o Options) (*Worker, error) {
 		codec: codec, enc: enc, comp: comp, tmpl: tmpl, filter: f,
 		parts:       make(map[tp]*partState),
 		maxInFlight: max(o.Connector.MaxInFlight, 1),
-		ordered:     !objects,
+		b: &batcher{name: o.Connector.Name, bounds: o.Connector.Batch, limit: int64(o.Connector.MaxBufferedBytes),
+			ordered: !objects, tmpl: tmpl, processingTime: o.Connector.TimeSource == "processing",
+			ext: enc.Extension() + comp.Extension()},
 	}
 	w.changed = sync.NewCond(&w.mu)
 	return w, nil
@@ -331,7 +289,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer cancel()
 	w.mu.Lock()
 	for _, ps := range w.parts {
-		ps.sealAll(w)
+		w.b.sealAll(ps)
 	}
 	w.mu.Unlock()
 	if derr := w.drain(sctx, cl); err == nil && derr != nil {
@@ -345,11 +303,12 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
-	maxAge := w.o.Connector.Batch.MaxAge
 	for {
 		w.o.Beat.Beat()
 		// At least every few seconds, so that an idle loop comes round.
-		deadline := w.nextDeadline(maxAge)
+		w.mu.Lock()
+		deadline := w.b.nextDeadline(w.parts, time.Now())
+		w.mu.Unlock()
 		if idle := time.Now().Add(5 * time.Second); idle.Before(deadline) {
 			deadline = idle
 		}
@@ -408,13 +367,13 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 					continue
 				}
 				delete(e.Extra, MetadataKey) // a redriven delivered event: replace, don't repeat
-				w.add(ps, r, e, now)
+				w.b.add(ps, r, e, now)
 			}
 		})
 		for _, ps := range w.parts {
-			ps.sealAged(w, now)
+			w.b.sealAged(ps, now)
 		}
-		w.sealOverCap()
+		w.b.sealOverCap(w.parts)
 		w.dispatch(cl)
 		w.backpressure(cl)
 		stopped := w.stopped
@@ -444,7 +403,7 @@ func (w *Worker) dispatch(cl *kgo.Client) {
 			if w.inFlight >= w.maxInFlight {
 				return
 			}
-			if w.ordered {
+			if w.b.ordered {
 				if busy[b.lane] {
 					continue
 				}
@@ -474,10 +433,7 @@ func (w *Worker) deliverOne(ps *partState, b *Batch, cl *kgo.Client) {
 	b.sending = false
 	switch {
 	case err == nil:
-		if i := slices.Index(ps.sealed, b); i >= 0 {
-			ps.sealed = slices.Delete(ps.sealed, i, i+1)
-			w.pending -= int64(b.size)
-		}
+		w.b.delivered(ps, b)
 	case errors.Is(err, ErrStopped):
 		w.stopped = true
 	}
@@ -497,9 +453,9 @@ func (w *Worker) deliverOne(ps *partState, b *Batch, cl *kgo.Client) {
 func (w *Worker) pollSize() int {
 	limit := int64(w.o.Connector.MaxBufferedBytes)
 	w.mu.Lock()
-	room := limit - w.pending - w.buffered
+	room := limit - w.b.pending - w.b.buffered
+	avg := max(w.b.avgRecord, 256)
 	w.mu.Unlock()
-	avg := max(w.avgRecord.Load(), 256)
 	if limit <= 0 {
 		return 10000
 	}
@@ -514,7 +470,7 @@ func (w *Worker) backpressure(cl *kgo.Client) {
 	if limit <= 0 {
 		return
 	}
-	held := w.pending + w.buffered
+	held := w.b.pending + w.b.buffered
 	switch {
 	case !w.paused && held >= limit:
 		w.paused = true
@@ -556,33 +512,6 @@ func (w *Worker) drain(ctx context.Context, cl *kgo.Client) error {
 	return nil
 }
 
-// sealOverCap seals the largest open batches while the open ones hold
-// more than MaxBufferedBytes, so memory stays bounded however many paths
-// and partitions a connector has open. Called with mu held.
-func (w *Worker) sealOverCap() {
-	limit := int64(w.o.Connector.MaxBufferedBytes)
-	if limit <= 0 || w.buffered <= limit {
-		return
-	}
-	for w.buffered > limit/2 {
-		var bigPS *partState
-		var bigPath string
-		big := -1
-		for _, ps := range w.parts {
-			for path, b := range ps.open {
-				if b.bytes > big {
-					bigPS, bigPath, big = ps, path, b.bytes
-				}
-			}
-		}
-		if bigPS == nil {
-			return
-		}
-		bigPS.seal(w, bigPath)
-		slices.SortFunc(bigPS.sealed, func(a, b *Batch) int { return int(a.FirstOffset - b.FirstOffset) })
-	}
-}
-
 func (w *Worker) stage() string { return "connector:" + w.name }
 
 // maxSpanLinks bounds the links of a delivery span (OpenTelemetry keeps
@@ -612,108 +541,6 @@ func (w *Worker) deliverSpan(ctx context.Context, b *Batch) (context.Context, tr
 // dlqRecord is the DLQ record for r, cut to fit the DLQ topic.
 func (w *Worker) dlqRecord(r *kgo.Record, why dlq.Reason, now time.Time) *kgo.Record {
 	return dlq.Fit(dlq.Record(w.o.DLQTopic, r, why, now), w.o.DLQMaxBytes)
-}
-
-// nextDeadline is when the oldest open batch comes of age, at most maxAge
-// from now, so a quiet stream still delivers on time.
-func (w *Worker) nextDeadline(maxAge time.Duration) time.Time {
-	next := time.Now().Add(maxAge)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, ps := range w.parts {
-		for _, b := range ps.open {
-			if d := b.opened.Add(maxAge); d.Before(next) {
-				next = d
-			}
-		}
-	}
-	return next
-}
-
-func (w *Worker) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.Time) {
-	path := ""
-	if w.tmpl != nil {
-		ts := e.Timestamp
-		if w.o.Connector.TimeSource == "processing" {
-			ts = now
-		}
-		path = string(w.tmpl.Render(nil, r.Topic, r.Partition, ts, e))
-	}
-	lane, key := 0, path
-	if w.ordered {
-		lane = Lane(r.Key)
-		key = path + "\x00" + strconv.Itoa(lane)
-	}
-	b := ps.open[key]
-	if b == nil {
-		b = &openBatch{path: path, lane: lane, opened: now}
-		ps.open[key] = b
-	}
-	b.records = append(b.records, r)
-	b.events = append(b.events, e)
-	n := len(r.Value) + 96 // firehose_metadata and a newline
-	w.avgRecord.Store((w.avgRecord.Load()*15 + int64(n)) / 16)
-	b.bytes += n
-	w.buffered += int64(n)
-	c := w.o.Connector.Batch
-	if len(b.records) >= c.MaxEvents || int64(b.bytes) >= int64(c.MaxBytes) {
-		ps.seal(w, key)
-	}
-}
-
-func (ps *partState) seal(w *Worker, key string) {
-	b := ps.open[key]
-	delete(ps.open, key)
-	w.buffered -= int64(b.bytes)
-	w.pending += int64(b.bytes)
-	first := b.records[0]
-	ext := w.enc.Extension() + w.comp.Extension()
-	path := b.path
-	ps.sealed = append(ps.sealed, &Batch{
-		lane:        b.lane,
-		size:        b.bytes,
-		ID:          BatchID(w.name, b.records),
-		Connector:   w.name,
-		Topic:       first.Topic,
-		Partition:   first.Partition,
-		FirstOffset: first.Offset,
-		LastOffset:  b.records[len(b.records)-1].Offset,
-		Key:         path + ObjectName(first.Topic, first.Partition, first.Offset, ext),
-		Records:     b.records,
-		Events:      b.events,
-	})
-}
-
-func (ps *partState) sealAged(w *Worker, now time.Time) {
-	for key, b := range ps.open {
-		if now.Sub(b.opened) >= w.o.Connector.Batch.MaxAge {
-			ps.seal(w, key)
-		}
-	}
-	// Sealing by map order can put a later batch first; delivery and
-	// commits go by offset.
-	slices.SortFunc(ps.sealed, func(a, b *Batch) int { return int(a.FirstOffset - b.FirstOffset) })
-}
-
-func (ps *partState) sealAll(w *Worker) {
-	for key := range ps.open {
-		ps.seal(w, key)
-	}
-	slices.SortFunc(ps.sealed, func(a, b *Batch) int { return int(a.FirstOffset - b.FirstOffset) })
-}
-
-// commitPoint is the offset up to which everything of the partition has
-// been delivered: the first offset of the oldest undelivered batch, or the
-// next offset to consume when there is none.
-func (ps *partState) commitPoint() int64 {
-	p := ps.next
-	for _, b := range ps.open {
-		p = min(p, b.records[0].Offset)
-	}
-	for _, b := range ps.sealed {
-		p = min(p, b.FirstOffset)
-	}
-	return p
 }
 
 // commit commits each partition (of only, when set) up to its commit
@@ -889,7 +716,7 @@ func (w *Worker) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32
 	w.mu.Lock()
 	for t, ps := range m {
 		for _, p := range ps {
-			ps := &partState{next: -1, committed: -1, open: map[string]*openBatch{}}
+			ps := newPartState()
 			ps.ctx, ps.cancel = context.WithCancel(w.dctx)
 			w.parts[tp{t, p}] = ps
 		}
@@ -964,12 +791,7 @@ func (w *Worker) drop(m map[string][]int32) {
 	for t, parts := range m {
 		for _, p := range parts {
 			if ps := w.parts[tp{t, p}]; ps != nil {
-				for _, b := range ps.open {
-					w.buffered -= int64(b.bytes)
-				}
-				for _, b := range ps.sealed {
-					w.pending -= int64(b.size)
-				}
+				w.b.forget(ps)
 				ps.cancel()
 			}
 			delete(w.parts, tp{t, p})

@@ -1,0 +1,225 @@
+package connectors
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/schemas"
+)
+
+// LanesPerPartition is how many lanes a partition's events are split into,
+// by key, for destinations that keep order: each lane has at most one
+// batch in flight, so one resource's batches arrive in order while a
+// partition still has up to this many batches in flight.
+const LanesPerPartition = 8
+
+// batcher cuts a connector's records into batches: per partition, per
+// rendered path, and for a destination that keeps order per lane. A batch
+// is sealed at its count or byte bound or its age, and the largest open
+// ones are sealed when open batches hold more than the cap. It does no
+// I/O and takes no lock: the worker's mu guards it and the partitions.
+type batcher struct {
+	name           string
+	bounds         config.Batch
+	limit          int64 // max_buffered_bytes; 0: none
+	ordered        bool
+	tmpl           *Template // path template, or nil
+	processingTime bool      // render paths from the processing time
+	ext            string    // object name extension
+
+	buffered  int64 // bytes of open batches
+	pending   int64 // bytes of sealed batches not yet delivered
+	avgRecord int64 // running average of a record's bytes
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// partState is one partition's batches and offsets.
+type partState struct {
+	next   int64 // offset after the last record consumed
+	epoch  int32
+	open   map[string]*openBatch // by rendered path and lane
+	sealed []*Batch              // not yet delivered (queued or in flight), in offset order
+	// committed is the last offset committed for this partition, -1
+	// when none has been by this worker.
+	committed int64
+	// active counts the partition's deliveries in flight; ctx is theirs,
+	// cancelled when the partition is given up.
+	active  int
+	ctx     context.Context
+	cancel  func()
+	revoked bool // no more deliveries start
+}
+
+type openBatch struct {
+	path    string
+	lane    int
+	records []*kgo.Record
+	events  []*schemas.Event
+	bytes   int
+	opened  time.Time
+}
+
+func newPartState() *partState {
+	return &partState{next: -1, committed: -1, open: map[string]*openBatch{}}
+}
+
+// add puts a record and its event into its open batch, and seals the
+// batch when it reaches a bound.
+func (bt *batcher) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.Time) {
+	path := ""
+	if bt.tmpl != nil {
+		ts := e.Timestamp
+		if bt.processingTime {
+			ts = now
+		}
+		path = string(bt.tmpl.Render(nil, r.Topic, r.Partition, ts, e))
+	}
+	lane, key := 0, path
+	if bt.ordered {
+		lane = Lane(r.Key)
+		key = path + "\x00" + strconv.Itoa(lane)
+	}
+	b := ps.open[key]
+	if b == nil {
+		b = &openBatch{path: path, lane: lane, opened: now}
+		ps.open[key] = b
+	}
+	b.records = append(b.records, r)
+	b.events = append(b.events, e)
+	n := len(r.Value) + 96 // firehose_metadata and a newline
+	bt.avgRecord = (bt.avgRecord*15 + int64(n)) / 16
+	b.bytes += n
+	bt.buffered += int64(n)
+	if len(b.records) >= bt.bounds.MaxEvents || int64(b.bytes) >= int64(bt.bounds.MaxBytes) {
+		bt.seal(ps, key)
+	}
+}
+
+// seal closes an open batch and queues it for delivery.
+func (bt *batcher) seal(ps *partState, key string) {
+	b := ps.open[key]
+	delete(ps.open, key)
+	bt.buffered -= int64(b.bytes)
+	bt.pending += int64(b.bytes)
+	first := b.records[0]
+	ps.sealed = append(ps.sealed, &Batch{
+		lane:        b.lane,
+		size:        b.bytes,
+		ID:          BatchID(bt.name, b.records),
+		Connector:   bt.name,
+		Topic:       first.Topic,
+		Partition:   first.Partition,
+		FirstOffset: first.Offset,
+		LastOffset:  b.records[len(b.records)-1].Offset,
+		Key:         b.path + ObjectName(first.Topic, first.Partition, first.Offset, bt.ext),
+		Records:     b.records,
+		Events:      b.events,
+	})
+}
+
+// sealAged seals the partition's batches that reached max_age.
+func (bt *batcher) sealAged(ps *partState, now time.Time) {
+	for key, b := range ps.open {
+		if now.Sub(b.opened) >= bt.bounds.MaxAge {
+			bt.seal(ps, key)
+		}
+	}
+	sortSealed(ps)
+}
+
+// sealAll seals every open batch of the partition (a stop).
+func (bt *batcher) sealAll(ps *partState) {
+	for key := range ps.open {
+		bt.seal(ps, key)
+	}
+	sortSealed(ps)
+}
+
+// sortSealed puts the queue in offset order: sealing by map order can put
+// a later batch first; delivery and commits go by offset.
+func sortSealed(ps *partState) {
+	slices.SortFunc(ps.sealed, func(a, b *Batch) int { return int(a.FirstOffset - b.FirstOffset) })
+}
+
+// sealOverCap seals the largest open batches while the open ones hold
+// more than the cap, down to half of it, so memory stays bounded however
+// many paths, lanes and partitions a connector has open.
+func (bt *batcher) sealOverCap(parts map[tp]*partState) {
+	if bt.limit <= 0 || bt.buffered <= bt.limit {
+		return
+	}
+	for bt.buffered > bt.limit/2 {
+		var bigPS *partState
+		var bigKey string
+		big := -1
+		for _, ps := range parts {
+			for key, b := range ps.open {
+				if b.bytes > big {
+					bigPS, bigKey, big = ps, key, b.bytes
+				}
+			}
+		}
+		if bigPS == nil {
+			return
+		}
+		bt.seal(bigPS, bigKey)
+		sortSealed(bigPS)
+	}
+}
+
+// nextDeadline is when the oldest open batch comes of age, at most
+// max_age from now, so a quiet stream still delivers on time.
+func (bt *batcher) nextDeadline(parts map[tp]*partState, now time.Time) time.Time {
+	next := now.Add(bt.bounds.MaxAge)
+	for _, ps := range parts {
+		for _, b := range ps.open {
+			if d := b.opened.Add(bt.bounds.MaxAge); d.Before(next) {
+				next = d
+			}
+		}
+	}
+	return next
+}
+
+// delivered removes a delivered (or dead-lettered) batch from the
+// partition's queue, so the commit point can pass it.
+func (bt *batcher) delivered(ps *partState, b *Batch) {
+	if i := slices.Index(ps.sealed, b); i >= 0 {
+		ps.sealed = slices.Delete(ps.sealed, i, i+1)
+		bt.pending -= int64(b.size)
+	}
+}
+
+// forget drops a partition's batches from the byte counts (a revoke).
+func (bt *batcher) forget(ps *partState) {
+	for _, b := range ps.open {
+		bt.buffered -= int64(b.bytes)
+	}
+	for _, b := range ps.sealed {
+		bt.pending -= int64(b.size)
+	}
+}
+
+// commitPoint is the offset up to which everything of the partition has
+// been delivered: the first offset of the oldest undelivered batch, open
+// or sealed, or the next offset to consume when there is none. Batches
+// delivered out of order leave holes; the commit point stops at the first.
+func (ps *partState) commitPoint() int64 {
+	p := ps.next
+	for _, b := range ps.open {
+		p = min(p, b.records[0].Offset)
+	}
+	for _, b := range ps.sealed {
+		p = min(p, b.FirstOffset)
+	}
+	return p
+}

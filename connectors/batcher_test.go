@@ -1,0 +1,173 @@
+package connectors
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/schemas"
+)
+
+// rec returns the record at offset off of partition 0, keyed by key, with
+// a value of size bytes, and its event.
+func rec(off int64, key string, size int) (*kgo.Record, *schemas.Event) {
+	r := &kgo.Record{Topic: "events", Partition: 0, Offset: off, Key: []byte(key), Value: make([]byte, size)}
+	return r, &schemas.Event{EventID: fmt.Sprint(off), ResourceID: key, Timestamp: time.Unix(0, 0)}
+}
+
+func testBatcher(ordered bool, bounds config.Batch, limit int64) *batcher {
+	return &batcher{name: "c", bounds: bounds, limit: limit, ordered: ordered, ext: ".ndjson"}
+}
+
+func TestBatcherBounds(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name      string
+		bounds    config.Batch
+		adds      int // records of 100 bytes (196 counted), one key
+		age       time.Duration
+		sealed    []int // events per sealed batch
+		stillOpen int
+	}{
+		{"count", config.Batch{MaxEvents: 3, MaxBytes: 1 << 20, MaxAge: time.Hour}, 7, 0, []int{3, 3}, 1},
+		{"bytes", config.Batch{MaxEvents: 100, MaxBytes: 500, MaxAge: time.Hour}, 7, 0, []int{3, 3}, 1},
+		{"age not reached", config.Batch{MaxEvents: 100, MaxBytes: 1 << 20, MaxAge: time.Minute}, 5, 59 * time.Second, nil, 5},
+		{"age reached", config.Batch{MaxEvents: 100, MaxBytes: 1 << 20, MaxAge: time.Minute}, 5, time.Minute, []int{5}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bt := testBatcher(false, tc.bounds, 0)
+			ps := newPartState()
+			for i := range tc.adds {
+				r, e := rec(int64(i), "k", 100)
+				bt.add(ps, r, e, t0)
+			}
+			bt.sealAged(ps, t0.Add(tc.age))
+			var got []int
+			for _, b := range ps.sealed {
+				got = append(got, len(b.Events))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.sealed) {
+				t.Fatalf("sealed %v, want %v", got, tc.sealed)
+			}
+			open := 0
+			for _, b := range ps.open {
+				open += len(b.records)
+			}
+			if open != tc.stillOpen || bt.buffered != int64(open*196) || bt.pending != int64((tc.adds-open)*196) {
+				t.Fatalf("open %d (want %d), buffered %d, pending %d", open, tc.stillOpen, bt.buffered, bt.pending)
+			}
+		})
+	}
+}
+
+// An ordered destination's batches hold one lane each: a key's records are
+// always in one lane, and different lanes are different batches. An
+// object store's are not split.
+func TestBatcherLanes(t *testing.T) {
+	keys := []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}
+	for _, ordered := range []bool{true, false} {
+		bt := testBatcher(ordered, config.Batch{MaxEvents: 1000, MaxBytes: 1 << 20, MaxAge: time.Hour}, 0)
+		ps := newPartState()
+		for i := range 100 {
+			r, e := rec(int64(i), keys[i%len(keys)], 10)
+			bt.add(ps, r, e, time.Unix(0, 0))
+		}
+		bt.sealAll(ps)
+		lanes := map[string]int{}
+		for _, b := range ps.sealed {
+			for _, r := range b.Records {
+				if l, ok := lanes[string(r.Key)]; ok && l != b.lane {
+					t.Fatalf("key %s in lanes %d and %d", r.Key, l, b.lane)
+				}
+				lanes[string(r.Key)] = b.lane
+				if ordered && Lane(r.Key) != b.lane {
+					t.Fatalf("key %s in lane %d, Lane says %d", r.Key, b.lane, Lane(r.Key))
+				}
+			}
+		}
+		want := 1
+		if ordered {
+			distinct := map[int]bool{}
+			for _, k := range keys {
+				distinct[Lane([]byte(k))] = true
+			}
+			want = len(distinct)
+		}
+		if len(ps.sealed) != want {
+			t.Fatalf("ordered %v: %d batches, want %d", ordered, len(ps.sealed), want)
+		}
+		for i := 1; i < len(ps.sealed); i++ {
+			if ps.sealed[i-1].FirstOffset > ps.sealed[i].FirstOffset {
+				t.Fatal("the queue is not in offset order")
+			}
+		}
+	}
+}
+
+// Over the cap, the largest open batches are sealed down to half of it.
+func TestBatcherCap(t *testing.T) {
+	bt := testBatcher(false, config.Batch{MaxEvents: 1000, MaxBytes: 1 << 20, MaxAge: time.Hour}, 2000)
+	parts := map[tp]*partState{{"events", 0}: newPartState(), {"events", 1}: newPartState()}
+	for i := range 8 {
+		r, e := rec(int64(i), "k", 104) // 200 bytes counted
+		bt.add(parts[tp{"events", 0}], r, e, time.Unix(0, 0))
+	}
+	for i := range 4 {
+		r, e := rec(int64(i), "k", 104)
+		r.Partition = 1
+		bt.add(parts[tp{"events", 1}], r, e, time.Unix(0, 0))
+	}
+	bt.sealOverCap(parts) // 2,400 bytes open, over 2,000
+	if len(parts[tp{"events", 0}].sealed) != 1 || len(parts[tp{"events", 1}].sealed) != 0 || bt.buffered != 800 || bt.pending != 1600 {
+		t.Fatalf("sealed %d and %d; buffered %d, pending %d: want the largest sealed, 800 left open",
+			len(parts[tp{"events", 0}].sealed), len(parts[tp{"events", 1}].sealed), bt.buffered, bt.pending)
+	}
+	bt.sealOverCap(parts) // under the cap: nothing
+	if len(parts[tp{"events", 1}].sealed) != 0 {
+		t.Fatal("sealed under the cap")
+	}
+}
+
+// The commit point stops at the first undelivered batch, whatever was
+// delivered after it; revoking a partition gives its bytes back.
+func TestCommitPointWithHoles(t *testing.T) {
+	bt := testBatcher(false, config.Batch{MaxEvents: 10, MaxBytes: 1 << 20, MaxAge: time.Hour}, 0)
+	ps := newPartState()
+	for i := range 35 {
+		r, e := rec(int64(i), "k", 4)
+		bt.add(ps, r, e, time.Unix(0, 0))
+		ps.next = int64(i) + 1
+	}
+	b0, b1, b2 := ps.sealed[0], ps.sealed[1], ps.sealed[2]
+	steps := []struct {
+		delivered *Batch
+		want      int64
+	}{
+		{nil, 0},
+		{b1, 0},  // a hole: 10-19 delivered, 0-9 not
+		{b0, 20}, // 0-19 delivered
+		{b2, 30}, // 30-34 still open
+	}
+	for _, s := range steps {
+		if s.delivered != nil {
+			bt.delivered(ps, s.delivered)
+		}
+		if got := ps.commitPoint(); got != s.want {
+			t.Fatalf("after %v: commit point %d, want %d", s.delivered, got, s.want)
+		}
+	}
+	bt.sealAll(ps)
+	bt.delivered(ps, ps.sealed[0])
+	if got := ps.commitPoint(); got != 35 {
+		t.Fatalf("everything delivered: commit point %d, want the next offset 35", got)
+	}
+	r, e := rec(35, "k", 4)
+	bt.add(ps, r, e, time.Unix(0, 0))
+	bt.forget(ps)
+	if bt.buffered != 0 || bt.pending != 0 {
+		t.Fatalf("after a revoke: buffered %d, pending %d", bt.buffered, bt.pending)
+	}
+}

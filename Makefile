@@ -89,9 +89,10 @@ fuzz: ## run every fuzz target for FUZZTIME (default 50000x executions; e.g. FUZ
 	  $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME); \
 	done
 
-bench: build ## run the benchmarks: per-stage ones, then 1,000,000 events through a broker (BENCH_EVENTS)
+bench: build ## run the benchmarks: per-stage ones, then 1,000,000 events through a broker (BENCH_EVENTS): each stage, then the whole pipeline in one process
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	./scripts/bench-kafka.sh
+	./scripts/bench-pipeline.sh
 
 tools: $(STATICCHECK) $(VERSITYGW) $(KINESALITE) ## install what the tests need: kcat and promtool (Debian), staticcheck and versitygw (Go), kinesalite (npm)
 	@pkgs=""; \

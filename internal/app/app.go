@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http/pprof"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -225,6 +226,15 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			pull.Register(srv.Mux)
 		}
 		srv.Mux.Handle("GET /metrics", m.Handler())
+		if cfg.API.Pprof {
+			// Profiles of CPU, heap, goroutines and blocking, for a
+			// listener that is not public (api.pprof documents it).
+			srv.Mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+			srv.Mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+			srv.Mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+			srv.Mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+			srv.Mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		}
 		if groupsClient != nil {
 			m.Lag(groupsClient, groups, o.Log)
 		}

@@ -236,3 +236,28 @@ connectors:
 		t.Fatal(err)
 	}
 }
+
+// Go's profiles are served under /debug/pprof/ only with api.pprof.
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		e := testenv.New(t, fmt.Sprintf("api: {listen: \"127.0.0.1:0\", pprof: %v}\n", on), nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		addr, done := startApp(t, ctx, e.Config)
+		resp, err := http.Get("http://" + addr + "/debug/pprof/heap?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if on && (resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "heap profile")) {
+			t.Errorf("api.pprof on: %d %.80s", resp.StatusCode, body)
+		}
+		if !on && resp.StatusCode != http.StatusNotFound {
+			t.Errorf("api.pprof off: %d", resp.StatusCode)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

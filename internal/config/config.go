@@ -423,6 +423,10 @@ type API struct {
 	// every few seconds; one waiting for an unreachable schema registry
 	// counts as coming round.
 	StallTimeout time.Duration `yaml:"stall_timeout"`
+	// Pprof serves Go's profiles under /debug/pprof/ (default false). They
+	// show the program's internals and a CPU profile costs CPU while it
+	// runs: turn it on only where the listener is not public.
+	Pprof bool `yaml:"pprof"`
 }
 
 // PullEnabled reports whether the pull API has any tokens to serve.

@@ -171,3 +171,70 @@ func TestSnapshotMerge(t *testing.T) {
 		t.Fatalf("merged %s: changed properties keep their place, new ones follow sorted", snap)
 	}
 }
+
+// A profile quiet for its TTL is forgotten, with a tombstone for its
+// state; resource_types select changes as event_types do.
+func TestProfilesExpireAndMatchByResourceType(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := profileStage(t, func() time.Time { return now })
+	p.cfg.ResourceTypes = []string{"contact"}
+	byType := change("prof_1", 1, `{"visits":1}`)
+	byResource := change("prof_2", 1, `{"visits":1}`)
+	byResource.EventType, byResource.ResourceType = "contact.changed", "contact"
+	other := change("lead_1", 1, `{"visits":1}`)
+	other.EventType, other.ResourceType = "lead.created", "lead"
+	for _, e := range []*schemas.Event{byType, byResource, other} {
+		keep, err := p.Apply(&kgo.Record{}, e)
+		if err != nil || keep != (e == other) {
+			t.Fatalf("%s: keep %v, %v", e.EventType, keep, err)
+		}
+	}
+	p.Records(0, nil)
+	p.End(true)
+	if len(p.parts[0].profiles) != 2 {
+		t.Fatalf("%d profiles, want 2", len(p.parts[0].profiles))
+	}
+	p.Tick(0, now.Add(p.cfg.TTL-time.Second), true, true)
+	p.Records(0, nil)
+	p.End(true)
+	if len(p.parts[0].profiles) != 2 {
+		t.Fatal("forgotten before the TTL")
+	}
+	p.Tick(0, now.Add(p.cfg.TTL), true, true)
+	recs := p.Records(0, nil)
+	p.End(true)
+	if len(p.parts[0].profiles) != 0 || len(recs) != 2 || recs[0].Value != nil || !strings.HasPrefix(string(recs[0].Key), profileKeyPrefix) {
+		t.Fatalf("after the TTL: %d profiles, state records %v", len(p.parts[0].profiles), recs)
+	}
+}
+
+// An aborted transaction leaves the profiles as they were before it: the
+// records come again and must not count twice or look stale.
+func TestProfilesUndoAnAbortedTransaction(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := profileStage(t, func() time.Time { return now })
+	apply := func(e *schemas.Event) {
+		if _, err := p.Apply(&kgo.Record{}, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(change("prof_1", 1, `{"visits":1}`))
+	p.End(false)
+	if len(p.parts[0].profiles) != 0 {
+		t.Fatal("an aborted change made a profile")
+	}
+	apply(change("prof_1", 1, `{"visits":1}`))
+	p.End(true)
+	apply(change("prof_1", 2, `{"visits":2}`))
+	p.Tick(0, now.Add(2*time.Minute), true, true)
+	p.End(false)
+	prof := p.parts[0].profiles["prof_1"]
+	if prof.Seq != 1 || prof.Changes != 1 || string(prof.Pending["visits"]) != "1" || prof.Snap != nil {
+		t.Fatalf("after an abort: %+v", prof)
+	}
+	apply(change("prof_1", 2, `{"visits":2}`)) // the records come again
+	out := p.Tick(0, now.Add(2*time.Minute), true, false)
+	if len(out) != 1 || string(out[0].Extra["changes"]) != "2" {
+		t.Fatalf("emitted %v", out)
+	}
+}

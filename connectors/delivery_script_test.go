@@ -1,0 +1,194 @@
+package connectors_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/dlq"
+	"github.com/firehose/firehose/internal/embedded"
+	"github.com/firehose/firehose/internal/generator"
+	"github.com/firehose/firehose/schemas"
+)
+
+// scripted is an object-store sink (one partition's batches by offset)
+// that answers each batch by a script keyed by its first offset: a list of
+// answers for its attempts, the last repeated.
+type scripted struct {
+	mu        sync.Mutex
+	script    map[int64][]error
+	attempts  map[int64]int
+	delivered map[int64]int // events accepted, by first offset
+}
+
+func (s *scripted) PathTemplate() string { return "" }
+func (s *scripted) Close(context.Context) error { return nil }
+func (s *scripted) Deliver(_ context.Context, b *connectors.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	answers := s.script[b.FirstOffset]
+	n := s.attempts[b.FirstOffset]
+	s.attempts[b.FirstOffset]++
+	var err error
+	if len(answers) > 0 {
+		err = answers[min(n, len(answers)-1)]
+	}
+	var idx []int
+	switch {
+	case err == nil:
+		s.delivered[b.FirstOffset] = len(b.Events)
+	case connectors.PermanentEventIndexes(err, &idx):
+		s.delivered[b.FirstOffset] = len(b.Events) - len(idx)
+	}
+	return err
+}
+
+// oneBatchTopic returns a broker whose "events" topic (one partition)
+// holds n events, and a DLQ topic.
+func oneBatchTopic(t *testing.T, n int) (*embedded.Broker, *kadm.Client) {
+	br, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(br.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(br.Addr), kgo.DefaultProduceTopic("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(context.Background(), 1, 1, nil, "events"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.CreateTopic(context.Background(), 1, 1, nil, "events.dlq"); err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	for _, e := range generator.Unique(3, 7, n) {
+		v, _ := schemas.JSON{}.Append(nil, e)
+		recs = append(recs, &kgo.Record{Key: []byte(e.ResourceID), Value: v})
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	return br, adm
+}
+
+func runScripted(t *testing.T, br *embedded.Broker, s *scripted, mod func(*config.Connector)) (*connectors.Worker, context.CancelFunc, chan error) {
+	c := config.Connector{Name: "script", Type: "file", Topic: "events", Group: "script", Encoding: "ndjson", Compression: "none",
+		Batch: config.Batch{MaxEvents: 10, MaxBytes: 1 << 20, MaxAge: time.Hour},
+		Retry: config.Retry{MaxAttempts: 5, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}}
+	if mod != nil {
+		mod(&c)
+	}
+	cfg := config.Config{Kafka: config.Kafka{Brokers: []string{br.Addr}}, Connectors: []config.Connector{c}}
+	cfg.SetDefaults()
+	w, err := connectors.New(connectors.Options{Connector: cfg.Connectors[0], DLQTopic: "events.dlq", EventsEncoding: "json",
+		Sink: s, Kafka: []kgo.Opt{kgo.SeedBrokers(br.Addr)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	return w, cancel, done
+}
+
+func committed(t *testing.T, adm *kadm.Client) int64 {
+	os, err := adm.FetchOffsets(context.Background(), "script")
+	if err != nil {
+		return -1
+	}
+	o, ok := os.Lookup("events", 0)
+	if !ok {
+		return -1
+	}
+	return o.At
+}
+
+func deadLetters(t *testing.T, br *embedded.Broker, n int) []*kgo.Record {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(br.Addr), kgo.ConsumeTopics("events.dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d dead letters", len(out), n)
+		}
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
+// Each answer a destination can give has its outcome: retryable errors are
+// retried until the batch is accepted; a permanent one dead-letters the
+// batch; PermanentEvents only the events named; retries running out
+// dead-letters the batch as retries-exhausted. The partition goes on past
+// each, and commits past each once it has its outcome.
+func TestDeliveryOutcomesByAnswer(t *testing.T) {
+	br, adm := oneBatchTopic(t, 40)
+	s := &scripted{attempts: map[int64]int{}, delivered: map[int64]int{}, script: map[int64][]error{
+		0:  {connectors.Retryable(errors.New("busy"), 0), connectors.Retryable(errors.New("busy"), 0), nil},
+		10: {connectors.Permanent(errors.New("rejected"), `{"error":"bad payload"}`)},
+		20: {connectors.PermanentEvents(errors.New("two too large"), []int{2, 5})},
+		30: {errors.New("down")},
+	}}
+	w, cancel, done := runScripted(t, br, s, nil)
+	waitUntil(t, "everything committed", func() bool { return committed(t, adm) == 40 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	if s.attempts[0] != 3 || s.delivered[0] != 10 || s.attempts[10] != 1 || s.delivered[20] != 8 || s.attempts[30] != 5 {
+		t.Errorf("attempts %v, delivered %v", s.attempts, s.delivered)
+	}
+	s.mu.Unlock()
+	if st := w.Stats(); st.Delivered.Load() != 18 || st.DeadLettered.Load() != 22 {
+		t.Errorf("delivered %d, dead-lettered %d; want 18 and 22", st.Delivered.Load(), st.DeadLettered.Load())
+	}
+	classes := map[string]int{}
+	for _, r := range deadLetters(t, br, 22) {
+		classes[dlq.Header(r, dlq.HeaderClass)]++
+		if dlq.Header(r, dlq.HeaderClass) == "permanent" && dlq.Header(r, dlq.HeaderSourceOffset) < "20" && dlq.Header(r, dlq.HeaderResponse) != `{"error":"bad payload"}` {
+			t.Errorf("the destination's answer is not kept: %q", dlq.Header(r, dlq.HeaderResponse))
+		}
+	}
+	if classes["permanent"] != 12 || classes["retries-exhausted"] != 10 {
+		t.Errorf("dead letters by class %v; want 12 permanent, 10 retries-exhausted", classes)
+	}
+}
+
+// With on_permanent_error: stop, a rejected batch stops the connector,
+// and nothing past it is committed.
+func TestStopPolicyCommitsNothingPastTheRejection(t *testing.T) {
+	br, adm := oneBatchTopic(t, 30)
+	s := &scripted{attempts: map[int64]int{}, delivered: map[int64]int{}, script: map[int64][]error{
+		10: {connectors.Permanent(errors.New("rejected"), "")},
+	}}
+	_, cancel, done := runScripted(t, br, s, func(c *config.Connector) { c.OnPermanentError = "stop" })
+	defer cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, connectors.ErrStopped) {
+			t.Fatalf("stopped with %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the connector did not stop")
+	}
+	if c := committed(t, adm); c > 10 {
+		t.Fatalf("committed %d, past the rejected batch at 10", c)
+	}
+}

@@ -28,7 +28,7 @@ type scripted struct {
 	delivered map[int64]int // events accepted, by first offset
 }
 
-func (s *scripted) PathTemplate() string { return "" }
+func (s *scripted) PathTemplate() string        { return "" }
 func (s *scripted) Close(context.Context) error { return nil }
 func (s *scripted) Deliver(_ context.Context, b *connectors.Batch) error {
 	s.mu.Lock()

@@ -28,7 +28,9 @@ produce with FIREHOSE_BROKER=127.0.0.1:PORT, at it.`,
 			return nil
 		},
 	}
-	cmd.Flags().IntVar(&o.Port, "port", 9092, "port on 127.0.0.1")
+	cmd.Flags().IntVar(&o.Port, "port", 9092, "port to listen on")
+	cmd.Flags().StringVar(&o.Host, "host", "127.0.0.1", "address to listen on (0.0.0.0 in a container)")
+	cmd.Flags().StringVar(&o.Advertise, "advertise", "", "host:port clients are told to connect to (default: the listener's); in a container, its published address")
 	cmd.Flags().StringVar(&o.DataDir, "data-dir", "", "keep the log under this directory (default: in memory only)")
 	return cmd
 }

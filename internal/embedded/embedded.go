@@ -5,6 +5,7 @@ package embedded
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -14,8 +15,14 @@ import (
 
 // Options configure Start.
 type Options struct {
-	// Port to listen on at 127.0.0.1; 0 picks a free one.
+	// Port to listen on; 0 picks a free one.
 	Port int
+	// Host is the address to listen on (default 127.0.0.1); 0.0.0.0 in a
+	// container that others reach through a published port.
+	Host string
+	// Advertise is the host:port clients are told to connect to (default:
+	// the listener's address): the published address of a container, say.
+	Advertise string
 	// DataDir, if set, persists the log there so data survives restarts.
 	DataDir string
 	// RetentionCheck is how often retention and compaction run
@@ -39,6 +46,21 @@ func Start(o Options) (*Broker, error) {
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(o.Port),
+		kfake.ListenFn(func(network, address string) (net.Listener, error) {
+			if o.Host != "" {
+				_, port, _ := net.SplitHostPort(address)
+				address = net.JoinHostPort(o.Host, port)
+			}
+			ln, err := net.Listen(network, address)
+			if err != nil || o.Advertise == "" {
+				return ln, err
+			}
+			if _, _, err := net.SplitHostPort(o.Advertise); err != nil {
+				ln.Close()
+				return nil, fmt.Errorf("advertised address %q: %w", o.Advertise, err)
+			}
+			return advertised{ln, advertisedAddr(o.Advertise)}, nil
+		}),
 		kfake.BrokerConfigs(map[string]string{
 			"log.cleaner.backoff.ms": strconv.FormatInt(o.RetentionCheck.Milliseconds(), 10),
 			// The raw topic accepts events over the processor's limit, so
@@ -60,3 +82,19 @@ func Start(o Options) (*Broker, error) {
 	}
 	return &Broker{Cluster: c, Addr: c.ListenAddrs()[0]}, nil
 }
+
+// advertised is a listener that tells the broker's metadata another
+// address than the one it listens on.
+type advertised struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (a advertised) Addr() net.Addr { return a.addr }
+
+// advertisedAddr is a host:port as given, not resolved: a name stays a
+// name in the metadata.
+type advertisedAddr string
+
+func (a advertisedAddr) Network() string { return "tcp" }
+func (a advertisedAddr) String() string  { return string(a) }

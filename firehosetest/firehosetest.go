@@ -1,0 +1,270 @@
+// Package firehosetest starts a whole Firehose for a test suite: a
+// Kafka-protocol broker (or the one the suite has), the processor, the
+// connectors and the HTTP listener with the pull API, and helps produce
+// events and read back what was delivered.
+//
+// Start runs Firehose in the test's process, so a suite needs no container
+// engine:
+//
+//	func TestMyService(t *testing.T) {
+//		fh := firehosetest.Start(t, firehosetest.Options{})
+//		fh.Produce(t, `{"event_id":"e1","timestamp":"2026-01-01T00:00:00Z","account_id":"acc_1","resource_id":"lead_1","sequence":1,"event_type":"lead.created","lead_data":{"ssn":"123-45-6789"}}`)
+//		got := fh.WaitDelivered(t, 1)
+//		// got[0]["lead_data"].(map[string]any)["ssn"] == "***-**-6789"
+//	}
+package firehosetest
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/connectors/destinations"
+	"github.com/firehose/firehose/internal/app"
+	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/embedded"
+	"github.com/firehose/firehose/topology"
+)
+
+// DefaultConfig is the config Start runs when Options.Config is empty: the
+// processor with its default masking, and a file connector "files"
+// writing NDJSON (uncompressed) under ${OUT} within 200 ms.
+const DefaultConfig = `
+kafka:
+  brokers: ["${BROKER}"]
+connectors:
+  - name: files
+    type: file
+    batch: {max_events: 1000, max_age: 200ms}
+    encoding: ndjson
+    compression: none
+    file: {dir: "${OUT}"}
+`
+
+// Options configure Start.
+type Options struct {
+	// Config is a Firehose config (YAML). ${BROKER} is the broker's
+	// address and ${OUT} a fresh directory for file connectors. The api
+	// section is set by Start. Default DefaultConfig.
+	Config string
+	// Broker is the address of a Kafka the suite already runs; empty
+	// starts an embedded one on loopback.
+	Broker string
+	// Tokens are pull API tokens by account ("acc_1": "secret-token");
+	// with none the pull API is off.
+	Tokens map[string]string
+	// Env are more variables for the config's ${VAR}s.
+	Env map[string]string
+}
+
+// Firehose is a running Firehose.
+type Firehose struct {
+	// Broker is the Kafka address; HTTP the base URL of the listener
+	// (pull API, /healthz, /readyz, /metrics); Out the directory of
+	// ${OUT}.
+	Broker, HTTP, Out string
+	Config *config.Config
+	cl     *kgo.Client
+}
+
+// Start starts Firehose and returns once it is ready: every component
+// joined its group. It stops when the test ends.
+func Start(t testing.TB, o Options) *Firehose {
+	t.Helper()
+	f := &Firehose{Broker: o.Broker, Out: t.TempDir()}
+	if f.Broker == "" {
+		b, err := embedded.Start(embedded.Options{})
+		if err != nil {
+			t.Fatalf("firehosetest: %v", err)
+		}
+		t.Cleanup(b.Close)
+		f.Broker = b.Addr
+	}
+	doc := o.Config
+	if doc == "" {
+		doc = DefaultConfig
+	}
+	doc += "\napi:\n  listen: 127.0.0.1:0\n"
+	env := map[string]string{"BROKER": f.Broker, "OUT": f.Out}
+	for k, v := range o.Env {
+		env[k] = v
+	}
+	if len(o.Tokens) > 0 {
+		key := make([]byte, 32)
+		_, _ = rand.Read(key)
+		env["FIREHOSE_TEST_POSITION_KEY"] = hex.EncodeToString(key)
+		doc += "  position_key: ${FIREHOSE_TEST_POSITION_KEY}\n  tokens:\n"
+		accounts := make([]string, 0, len(o.Tokens))
+		for a := range o.Tokens {
+			accounts = append(accounts, a)
+		}
+		sort.Strings(accounts)
+		for _, a := range accounts {
+			sum := sha256.Sum256([]byte(o.Tokens[a]))
+			doc += fmt.Sprintf("    - {account: %q, sha256: %s}\n", a, hex.EncodeToString(sum[:]))
+		}
+	}
+	cfg, err := config.Parse("firehosetest config", []byte(doc), config.Options{
+		Lookup:       func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+		Destinations: destinations.Registry{},
+	})
+	if err != nil {
+		t.Fatalf("firehosetest: %v", err)
+	}
+	f.Config = cfg
+	if f.cl, err = kgo.NewClient(kgo.SeedBrokers(f.Broker), kgo.DefaultProduceTopic(cfg.Topology.Raw.Name)); err != nil {
+		t.Fatalf("firehosetest: %v", err)
+	}
+	t.Cleanup(f.cl.Close)
+	plan, err := topology.MakePlan(context.Background(), f.cl, topology.Specs(cfg.Topology))
+	if err != nil {
+		t.Fatalf("firehosetest: topology: %v", err)
+	}
+	if err := plan.Apply(context.Background(), f.cl); err != nil {
+		t.Fatalf("firehosetest: topology: %v", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, cfg, app.Options{OnReady: func(addr string) { ready <- addr }, ShutdownTimeout: 10 * time.Second})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("firehosetest: firehose stopped with %v", err)
+		}
+	})
+	select {
+	case addr := <-ready:
+		f.HTTP = "http://" + addr
+	case err := <-done:
+		t.Fatalf("firehosetest: firehose stopped at start: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("firehosetest: firehose not ready after 60s")
+	}
+	return f
+}
+
+// Produce writes events (JSON objects) to the raw topic, each keyed by its
+// resource_id, as a service would.
+func (f *Firehose) Produce(t testing.TB, events ...string) {
+	t.Helper()
+	recs := make([]*kgo.Record, len(events))
+	for i, e := range events {
+		recs[i] = &kgo.Record{Key: []byte(gjson.Get(e, "resource_id").String()), Value: []byte(e)}
+	}
+	if err := f.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatalf("firehosetest: produce: %v", err)
+	}
+}
+
+// Delivered returns every event the file connectors delivered under Out so
+// far, decoded, in file name order (per partition, by offset).
+func (f *Firehose) Delivered(t testing.TB) []map[string]any {
+	t.Helper()
+	var files []string
+	_ = filepath.WalkDir(f.Out, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && (strings.HasSuffix(p, ".ndjson") || strings.HasSuffix(p, ".ndjson.gz")) {
+			files = append(files, p)
+		}
+		return nil
+	})
+	sort.Strings(files)
+	var out []map[string]any
+	for _, p := range files {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatalf("firehosetest: %v", err)
+		}
+		var r io.Reader = bytes.NewReader(data)
+		if strings.HasSuffix(p, ".gz") {
+			zr, err := gzip.NewReader(r)
+			if err != nil {
+				t.Fatalf("firehosetest: %s: %v", p, err)
+			}
+			r = zr
+		}
+		sc := bufio.NewScanner(r)
+		sc.Buffer(nil, 16<<20)
+		for sc.Scan() {
+			var e map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				t.Fatalf("firehosetest: %s: %v", p, err)
+			}
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// WaitDelivered waits (up to a minute) until at least n events were
+// delivered, and returns them.
+func (f *Firehose) WaitDelivered(t testing.TB, n int) []map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got := f.Delivered(t)
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("firehosetest: %d of %d events delivered after a minute", len(got), n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Page is one answer of the pull API.
+type Page struct {
+	Items []struct {
+		Data map[string]any `json:"data"`
+	} `json:"items"`
+	Meta struct {
+		Position string `json:"position"`
+		Top      bool   `json:"top"`
+		Count    int    `json:"count"`
+	} `json:"meta"`
+}
+
+// Pull asks the pull API for a page with a token, from a position (tail,
+// top, or an earlier page's Meta.Position).
+func (f *Firehose) Pull(t testing.TB, token, position string) Page {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, f.HTTP+"/v1/stream?position="+url.QueryEscape(position), nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("firehosetest: pull: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("firehosetest: pull: %s: %s", resp.Status, body)
+	}
+	var p Page
+	if err := json.Unmarshal(body, &p); err != nil {
+		t.Fatalf("firehosetest: pull: %v", err)
+	}
+	return p
+}

@@ -1,0 +1,46 @@
+package firehosetest_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/firehose/firehose/firehosetest"
+)
+
+func event(account, resource string, seq int, typ string) string {
+	return fmt.Sprintf(`{"event_id":"evt_%s_%d","timestamp":"2026-01-01T00:00:0%dZ","account_id":%q,"resource_id":%q,"sequence":%d,"event_type":%q,"lead_data":{"ssn":"123-45-6789","email":"ann.b@example.com"}}`,
+		resource, seq, seq, account, resource, seq, typ)
+}
+
+// What a user's suite does: start Firehose, produce, and read what the file
+// connector delivered, masked, in order per resource, a duplicate dropped;
+// and the same events through the pull API with a token.
+func TestStartProduceAndReadBack(t *testing.T) {
+	fh := firehosetest.Start(t, firehosetest.Options{Tokens: map[string]string{"acc_1": "token-of-acc-1"}})
+	fh.Produce(t,
+		event("acc_1", "lead_1", 1, "lead.created"),
+		event("acc_1", "lead_1", 2, "lead.updated"),
+		event("acc_1", "lead_1", 2, "lead.updated"), // a duplicate
+		event("acc_2", "lead_2", 1, "lead.created"),
+	)
+	got := fh.WaitDelivered(t, 3)
+	if len(got) != 3 {
+		t.Fatalf("delivered %d events, want 3 (the duplicate dropped)", len(got))
+	}
+	seqs := map[string][]float64{}
+	for _, e := range got {
+		ld := e["lead_data"].(map[string]any)
+		if ld["ssn"] != "***-**-6789" || ld["email"] != "a***@example.com" {
+			t.Fatalf("not masked: %v", ld)
+		}
+		seqs[e["resource_id"].(string)] = append(seqs[e["resource_id"].(string)], e["sequence"].(float64))
+	}
+	if fmt.Sprint(seqs["lead_1"]) != "[1 2]" || fmt.Sprint(seqs["lead_2"]) != "[1]" {
+		t.Fatalf("sequences per resource %v", seqs)
+	}
+
+	page := fh.Pull(t, "token-of-acc-1", "tail")
+	if len(page.Items) != 2 || page.Items[0].Data["resource_id"] != "lead_1" || page.Meta.Position == "" {
+		t.Fatalf("pull API page %+v: want acc_1's two events", page)
+	}
+}

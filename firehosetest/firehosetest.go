@@ -82,8 +82,8 @@ type Firehose struct {
 	// (pull API, /healthz, /readyz, /metrics); Out the directory of
 	// ${OUT}.
 	Broker, HTTP, Out string
-	Config *config.Config
-	cl     *kgo.Client
+	Config            *config.Config
+	cl                *kgo.Client
 }
 
 // Start starts Firehose and returns once it is ready: every component

@@ -26,8 +26,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -42,6 +40,7 @@ import (
 	"github.com/firehose/firehose/internal/app"
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/embedded"
+	"github.com/firehose/firehose/pullapi"
 	"github.com/firehose/firehose/topology"
 )
 
@@ -235,35 +234,12 @@ func (f *Firehose) WaitDelivered(t testing.TB, n int) []map[string]any {
 	}
 }
 
-// Page is one answer of the pull API.
-type Page struct {
-	Items []struct {
-		Data map[string]any `json:"data"`
-	} `json:"items"`
-	Meta struct {
-		Position string `json:"position"`
-		Top      bool   `json:"top"`
-		Count    int    `json:"count"`
-	} `json:"meta"`
-}
-
 // Pull asks the pull API for a page with a token, from a position (tail,
 // top, or an earlier page's Meta.Position).
-func (f *Firehose) Pull(t testing.TB, token, position string) Page {
+func (f *Firehose) Pull(t testing.TB, token, position string) *pullapi.Page {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, f.HTTP+"/v1/stream?position="+url.QueryEscape(position), nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	p, err := pullapi.GetPage(context.Background(), nil, f.HTTP, token, position, 0)
 	if err != nil {
-		t.Fatalf("firehosetest: pull: %v", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("firehosetest: pull: %s: %s", resp.Status, body)
-	}
-	var p Page
-	if err := json.Unmarshal(body, &p); err != nil {
 		t.Fatalf("firehosetest: pull: %v", err)
 	}
 	return p

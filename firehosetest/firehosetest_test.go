@@ -1,6 +1,7 @@
 package firehosetest_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -40,7 +41,13 @@ func TestStartProduceAndReadBack(t *testing.T) {
 	}
 
 	page := fh.Pull(t, "token-of-acc-1", "tail")
-	if len(page.Items) != 2 || page.Items[0].Data["resource_id"] != "lead_1" || page.Meta.Position == "" {
+	if len(page.Items) != 2 || page.Items[0].Meta.ResourceID != "lead_1" || page.Meta.Position == "" {
 		t.Fatalf("pull API page %+v: want acc_1's two events", page)
+	}
+	var first struct {
+		LeadData struct{ SSN string } `json:"lead_data"`
+	}
+	if err := json.Unmarshal(page.Items[0].Data, &first); err != nil || first.LeadData.SSN != "***-**-6789" {
+		t.Fatalf("pull API event %s: want it masked (%v)", page.Items[0].Data, err)
 	}
 }

@@ -142,13 +142,42 @@ type temporaryError struct{ err error }
 func (e *temporaryError) Error() string { return e.err.Error() }
 
 func getPage(ctx context.Context, o FollowOptions, pos string) (*Page, error) {
-	u := strings.TrimRight(o.URL, "/") + "/v1/stream?position=" + url.QueryEscape(pos) + "&limit=" + strconv.Itoa(o.Limit)
+	p, err := GetPage(ctx, o.HTTP, o.URL, o.Token, pos, o.Limit)
+	var se *StatusError
+	if errors.As(err, &se) && se.Code == http.StatusGone && o.PositionFile != "" {
+		err = fmt.Errorf("%w (delete %s or pass --position tail to start over)", err, o.PositionFile)
+	}
+	return p, err
+}
+
+// StatusError is an answer other than 200, with the server's message.
+type StatusError struct {
+	Code int
+	Msg  string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.Code, http.StatusText(e.Code), e.Msg)
+}
+
+// GetPage asks the API at baseURL for one page of at most limit events
+// (0: the server's default) from pos (tail, top, or an earlier page's
+// Meta.Position). A network error, 429 and 5xx are temporary (Follow
+// retries them); other refusals are a *StatusError.
+func GetPage(ctx context.Context, hc *http.Client, baseURL, token, pos string, limit int) (*Page, error) {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	u := strings.TrimRight(baseURL, "/") + "/v1/stream?position=" + url.QueryEscape(pos)
+	if limit > 0 {
+		u += "&limit=" + strconv.Itoa(limit)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+o.Token)
-	resp, err := o.HTTP.Do(req)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, &temporaryError{err}
 	}
@@ -168,12 +197,9 @@ func getPage(ctx context.Context, o FollowOptions, pos string) (*Page, error) {
 		if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
 			msg = e.Error.Code + ": " + e.Error.Message
 		}
-		err := fmt.Errorf("%s: %s", resp.Status, msg)
+		err := &StatusError{Code: resp.StatusCode, Msg: msg}
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
 			return nil, &temporaryError{err}
-		}
-		if resp.StatusCode == http.StatusGone && o.PositionFile != "" {
-			err = fmt.Errorf("%w (delete %s or pass --position tail to start over)", err, o.PositionFile)
 		}
 		return nil, err
 	}

@@ -57,6 +57,7 @@ type partState struct {
 	ctx     context.Context
 	cancel  func()
 	revoked bool // no more deliveries start
+	gone    bool // given up: its bytes no longer count
 }
 
 type openBatch struct {
@@ -193,6 +194,9 @@ func (bt *batcher) nextDeadline(parts map[tp]*partState, now time.Time) time.Tim
 // delivered removes a delivered (or dead-lettered) batch from the
 // partition's queue, so the commit point can pass it.
 func (bt *batcher) delivered(ps *partState, b *Batch) {
+	if ps.gone {
+		return // a delivery that ended after its partition was lost
+	}
 	if i := slices.Index(ps.sealed, b); i >= 0 {
 		ps.sealed = slices.Delete(ps.sealed, i, i+1)
 		bt.pending -= int64(b.size)
@@ -201,6 +205,7 @@ func (bt *batcher) delivered(ps *partState, b *Batch) {
 
 // forget drops a partition's batches from the byte counts (a revoke).
 func (bt *batcher) forget(ps *partState) {
+	ps.gone = true
 	for _, b := range ps.open {
 		bt.buffered -= int64(b.bytes)
 	}

@@ -166,8 +166,18 @@ func TestCommitPointWithHoles(t *testing.T) {
 	}
 	r, e := rec(35, "k", 4)
 	bt.add(ps, r, e, time.Unix(0, 0))
+	r, e = rec(36, "k", 4)
+	bt.add(ps, r, e, time.Unix(0, 0))
+	bt.sealAll(ps)
+	inFlight := ps.sealed[0]
 	bt.forget(ps)
 	if bt.buffered != 0 || bt.pending != 0 {
 		t.Fatalf("after a revoke: buffered %d, pending %d", bt.buffered, bt.pending)
+	}
+	// A delivery that ends after its partition was lost counts nothing
+	// twice.
+	bt.delivered(ps, inFlight)
+	if bt.pending != 0 {
+		t.Fatalf("a late delivery made pending %d", bt.pending)
 	}
 }

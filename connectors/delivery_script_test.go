@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/internal/config"
@@ -191,4 +194,53 @@ func TestStopPolicyCommitsNothingPastTheRejection(t *testing.T) {
 	if c := committed(t, adm); c > 10 {
 		t.Fatalf("committed %d, past the rejected batch at 10", c)
 	}
+}
+
+// A batch whose dead letters cannot be written (the DLQ refuses them) is
+// tried again after a pause, not in a hot loop, and delivered once the
+// DLQ takes them.
+func TestUnwritableDeadLettersAreRetriedWithAPause(t *testing.T) {
+	br, adm := oneBatchTopic(t, 10)
+	var refuse atomic.Bool
+	refuse.Store(true)
+	br.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		br.KeepControl()
+		// The events were produced before the worker started: every
+		// produce now is the worker's, to the DLQ.
+		req := kreq.(*kmsg.ProduceRequest)
+		if !refuse.Load() {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	s := &scripted{attempts: map[int64]int{}, delivered: map[int64]int{}, script: map[int64][]error{
+		0: {connectors.Permanent(errors.New("rejected"), "")},
+	}}
+	_, cancel, done := runScripted(t, br, s, nil)
+	defer func() { cancel(); <-done }()
+	waitUntil(t, "a first attempt", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.attempts[0] > 0 })
+	time.Sleep(2 * time.Second)
+	s.mu.Lock()
+	n := s.attempts[0]
+	s.mu.Unlock()
+	if n > 10 {
+		t.Fatalf("%d attempts in about 2s while the DLQ refused: a hot loop", n)
+	}
+	if c := committed(t, adm); c > 0 {
+		t.Fatalf("committed %d while the batch's dead letters were not stored", c)
+	}
+	refuse.Store(false)
+	waitUntil(t, "the batch dead-lettered and committed once the DLQ takes it", func() bool { return committed(t, adm) == 10 })
 }

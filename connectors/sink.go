@@ -63,9 +63,10 @@ type Batch struct {
 	// delivered_at of every event in it.
 	SealedAt time.Time
 
-	lane    int  // the partition's lane, for destinations that keep order
-	size    int  // bytes held, against max_buffered_bytes
-	sending bool // a delivery is under way
+	lane    int       // the partition's lane, for destinations that keep order
+	size    int       // bytes held, against max_buffered_bytes
+	sending bool      // a delivery is under way
+	retryAt time.Time // not delivered again before
 }
 
 // Lane is the lane of a record key: a resource's events always share one.

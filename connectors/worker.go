@@ -394,6 +394,7 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 // for an object store any batch, for an ordered destination the first
 // undelivered batch of each lane of each partition. Called with mu held.
 func (w *Worker) dispatch(cl *kgo.Client) {
+	now := time.Now()
 	for _, ps := range w.parts {
 		if ps.revoked {
 			continue
@@ -409,7 +410,7 @@ func (w *Worker) dispatch(cl *kgo.Client) {
 				}
 				busy[b.lane] = true
 			}
-			if b.sending {
+			if b.sending || now.Before(b.retryAt) {
 				continue
 			}
 			b.sending = true
@@ -436,6 +437,11 @@ func (w *Worker) deliverOne(ps *partState, b *Batch, cl *kgo.Client) {
 		w.b.delivered(ps, b)
 	case errors.Is(err, ErrStopped):
 		w.stopped = true
+	case ps.ctx.Err() == nil:
+		// Its outcome could not be stored (the DLQ is unreachable): the
+		// batch is delivered again, not at once.
+		b.retryAt = time.Now().Add(time.Second)
+		w.log.Warn("batch not finished; trying it again in 1s", "batch", b.ID, "err", err)
 	}
 	w.changed.Broadcast()
 	w.mu.Unlock()

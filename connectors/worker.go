@@ -507,6 +507,18 @@ func (w *Worker) drain(ctx context.Context, cl *kgo.Client) error {
 		if left == 0 {
 			break
 		}
+		if w.inFlight == 0 {
+			// Only batches waiting to be tried again: wake when the
+			// first may be.
+			t := time.AfterFunc(w.nextRetry(), func() {
+				w.mu.Lock()
+				w.changed.Broadcast()
+				w.mu.Unlock()
+			})
+			w.changed.Wait()
+			t.Stop()
+			continue
+		}
 		w.changed.Wait()
 	}
 	stopped := w.stopped
@@ -516,6 +528,20 @@ func (w *Worker) drain(ctx context.Context, cl *kgo.Client) error {
 		return ErrStopped
 	}
 	return nil
+}
+
+// nextRetry is how long until the first batch waiting to be tried again
+// may be. Called with mu held.
+func (w *Worker) nextRetry() time.Duration {
+	next := time.Second
+	for _, ps := range w.parts {
+		for _, b := range ps.sealed {
+			if d := time.Until(b.retryAt); d < next {
+				next = d
+			}
+		}
+	}
+	return max(next, time.Millisecond)
 }
 
 func (w *Worker) stage() string { return "connector:" + w.name }

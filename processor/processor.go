@@ -198,6 +198,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerLinger(5*time.Millisecond),
+		kgo.ProducerBatchCompression(kafkaclient.Compression(cfg.Topology.Events.Compression)),
 		kgo.ProducerBatchMaxBytes(config.ProducerMaxBytes),
 		kgo.RecordPartitioner(statePartitioner{state: cfg.Topology.State.Name, keyed: kgo.StickyKeyPartitioner(nil)}),
 		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {

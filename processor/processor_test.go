@@ -548,3 +548,26 @@ func TestIdleProcessorBeats(t *testing.T) {
 		t.Fatalf("an idle processor beat %d times in 20s", beats)
 	}
 }
+
+// The processor writes events with topology.events.compression.
+func TestEventsAreWrittenWithTheConfiguredCompression(t *testing.T) {
+	e := newEnv(t, "topology:\n  events: {compression: zstd}\n")
+	e.start("p1", nil)
+	e.produce(generator.Unique(4, 10, 20)...)
+	cl := e.client(kgo.ConsumeTopics(e.cfg.Topology.Events.Name), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var n int
+	for n < 20 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%d of 20 events", n)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if c := r.Attrs.CompressionType(); c != 4 {
+				t.Fatalf("events record in a batch of compression %d, want 4 (zstd)", c)
+			}
+			n++
+		})
+	}
+}

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 EVENTS=${BENCH_EVENTS:-1000000}
 PORT=${BENCH_PORT:-19095}
 HTTP=${BENCH_HTTP_PORT:-19096}
+COMPRESSION=${BENCH_COMPRESSION:-snappy}   # topology.events.compression
 WORK=$(mktemp -d)
 export FIREHOSE_BROKER=127.0.0.1:$PORT
 
@@ -32,7 +33,7 @@ cat >"$WORK/pipeline.yaml" <<YAML
 kafka: {brokers: ["$FIREHOSE_BROKER"]}
 topology:
   raw:    {name: pipe.raw, partitions: 6}
-  events: {name: pipe.events, partitions: 6}
+  events: {name: pipe.events, partitions: 6, compression: $COMPRESSION}
   dlq:    {name: pipe.dlq, partitions: 6}
   state:  {name: pipe.state, partitions: 6}
 processor:
@@ -63,7 +64,7 @@ metric() { # the sum of a metric's samples whose labels contain $2
     'index($0, name) == 1 && index($0, want) { s += $NF } END { printf "%d", s }'
 }
 
-echo "firehose run --role all: processor and file connector in one process"
+echo "firehose run --role all: processor and file connector in one process; the processor writes with $COMPRESSION"
 start=$(date +%s.%N)
 ./bin/firehose run -c "$WORK/pipeline.yaml" --role all --log-level warn >"$WORK/run.log" 2>&1 &
 run=$!

@@ -156,8 +156,13 @@ type Topic struct {
 	// Subject is the Schema Registry subject Firehose writes this topic's
 	// values under, with a confluent encoding; default <name>-value
 	// (TopicNameStrategy). Values are read by the schema id they carry.
-	Subject string            `yaml:"subject"`
-	Configs map[string]string `yaml:"configs"`
+	Subject string `yaml:"subject"`
+	// Compression is how the processor compresses what it writes, set on
+	// topology.events (the processor's one producer writes the events,
+	// the DLQ and the state with it): snappy (default), lz4, zstd, gzip
+	// or none.
+	Compression string            `yaml:"compression"`
+	Configs     map[string]string `yaml:"configs"`
 }
 
 // ProducerMaxBytes is the largest record batch Firehose's producers send

@@ -383,3 +383,23 @@ api:
 		t.Fatalf("validate reads everything: %v", err)
 	}
 }
+
+func TestEventsCompression(t *testing.T) {
+	const base = "kafka: {brokers: [k:9092]}\n"
+	c, err := Parse("f.yaml", []byte(base), Options{Lookup: env(nil)})
+	if err != nil || c.Topology.Events.Compression != "snappy" {
+		t.Fatalf("default %q, %v", c.Topology.Events.Compression, err)
+	}
+	for doc, want := range map[string]string{
+		"topology:\n  events: {compression: brotli}\n": `topology.events.compression: must be one of snappy, lz4, zstd, gzip, none, got "brotli"`,
+		"topology:\n  raw: {compression: zstd}\n":      `topology.raw.compression: is set on topology.events`,
+	} {
+		_, err := Parse("f.yaml", []byte(base+doc), Options{Lookup: env(nil)})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", doc, err, want)
+		}
+	}
+	if c, err := Parse("f.yaml", []byte(base+"topology:\n  events: {compression: zstd}\n"), Options{Lookup: env(nil)}); err != nil || c.Topology.Events.Compression != "zstd" {
+		t.Fatalf("zstd: %v", err)
+	}
+}

@@ -87,6 +87,9 @@ func (c *Config) SetDefaults() {
 		if t.Encoding == "" {
 			t.Encoding = "json"
 		}
+		if t == &c.Topology.Events && t.Compression == "" {
+			t.Compression = "snappy"
+		}
 		if t.Subject == "" && slices.Contains(ConfluentEncodings, t.Encoding) {
 			t.Subject = t.Name + "-value"
 		}
@@ -200,6 +203,9 @@ var (
 	topicNameRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 )
 
+// ProducerCompressions are the values of topology.events.compression.
+var ProducerCompressions = []string{"snappy", "lz4", "zstd", "gzip", "none"}
+
 // DefaultMaxInFlight is connectors[].max_in_flight's default.
 const DefaultMaxInFlight = 32
 
@@ -272,6 +278,11 @@ func (c *Config) Validate() error {
 		}
 		if t.t.ReplicationFactor < -1 || t.t.ReplicationFactor == 0 {
 			v.add(p+".replication_factor", "must be -1 (broker default) or at least 1")
+		}
+		if t.t.Compression != "" && t.key != "events" {
+			v.add(p+".compression", "is set on topology.events, for everything the processor writes")
+		} else if t.t.Compression != "" && !slices.Contains(ProducerCompressions, t.t.Compression) {
+			v.add(p+".compression", "must be one of %s, got %q", strings.Join(ProducerCompressions, ", "), t.t.Compression)
 		}
 		switch {
 		case t.t.Encoding == "":

@@ -17,3 +17,19 @@ func Values(fetches kgo.Fetches) iter.Seq[[]byte] {
 		}
 	}
 }
+
+// Compression is the producer codec for a topology.events.compression
+// name; snappy for an unknown one (config validation refuses those).
+func Compression(name string) kgo.CompressionCodec {
+	switch name {
+	case "none":
+		return kgo.NoCompression()
+	case "lz4":
+		return kgo.Lz4Compression()
+	case "zstd":
+		return kgo.ZstdCompression()
+	case "gzip":
+		return kgo.GzipCompression()
+	}
+	return kgo.SnappyCompression()
+}

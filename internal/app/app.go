@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/pprof"
 	"slices"
 	"sync/atomic"
@@ -49,6 +50,9 @@ type Options struct {
 	// OnReady is called once, when the HTTP listener is bound and every
 	// component has been assigned its partitions.
 	OnReady func(httpAddr string)
+	// OnAdmin, if set, is called with the admin listener's address once
+	// it is bound (api.admin_listen).
+	OnAdmin func(addr string)
 	// ShutdownTimeout bounds a stop (default
 	// config.DefaultShutdownTimeout): each connector's flush and commits,
 	// the processor's last transaction, and leaving the groups. Run
@@ -216,6 +220,24 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			return nil
 		}
 	}
+	// The operators' endpoints: metrics and profiles, on the admin
+	// listener when there is one, else on the API's.
+	admin := func(mux *http.ServeMux) {
+		mux.Handle("GET /metrics", m.Handler())
+		if cfg.API.Pprof {
+			// Profiles of CPU, heap, goroutines and blocking, for a
+			// listener that is not public (api.pprof documents it).
+			mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+			mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		}
+	}
+	separateAdmin := cfg.API.AdminListen != "" && cfg.API.AdminListen != "off"
+	if groupsClient != nil && (cfg.API.Listen != "off" || separateAdmin) {
+		m.Lag(groupsClient, groups, o.Log)
+	}
 	var addr string
 	if cfg.API.Listen != "off" {
 		srv, err := httpserver.Listen(cfg.API.Listen, ready, health, o.Log)
@@ -225,20 +247,22 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		if pull != nil {
 			pull.Register(srv.Mux)
 		}
-		srv.Mux.Handle("GET /metrics", m.Handler())
-		if cfg.API.Pprof {
-			// Profiles of CPU, heap, goroutines and blocking, for a
-			// listener that is not public (api.pprof documents it).
-			srv.Mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-			srv.Mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-			srv.Mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-			srv.Mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-			srv.Mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-		}
-		if groupsClient != nil {
-			m.Lag(groupsClient, groups, o.Log)
+		if !separateAdmin {
+			admin(srv.Mux)
 		}
 		addr = srv.Addr()
+		g.Go(func() error { return srv.Serve(gctx) })
+	}
+	if separateAdmin {
+		srv, err := httpserver.Listen(cfg.API.AdminListen, ready, health, o.Log)
+		if err != nil {
+			return fmt.Errorf("api.admin_listen: %w", err)
+		}
+		admin(srv.Mux)
+		o.Log.Info("admin listener", "addr", srv.Addr())
+		if o.OnAdmin != nil {
+			o.OnAdmin(srv.Addr())
+		}
 		g.Go(func() error { return srv.Serve(gctx) })
 	}
 	if o.OnReady != nil {

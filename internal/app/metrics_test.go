@@ -261,3 +261,43 @@ func TestPprofOnlyWhenAsked(t *testing.T) {
 		}
 	}
 }
+
+// With api.admin_listen, metrics and profiles move to the admin listener,
+// off the API's port; health and readiness answer on both.
+func TestAdminListenerTakesMetricsOffTheAPIPort(t *testing.T) {
+	e := testenv.New(t, "api: {listen: \"127.0.0.1:0\", admin_listen: \"127.0.0.1:0\", pprof: true}\n", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	adminAddr := make(chan string, 1)
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, e.Config, app.Options{OnReady: func(a string) { ready <- a }, OnAdmin: func(a string) { adminAddr <- a }})
+	}()
+	api, admin := <-ready, <-adminAddr
+	for _, c := range []struct {
+		addr, path string
+		want       int
+	}{
+		{admin, "/metrics", http.StatusOK},
+		{admin, "/debug/pprof/heap?debug=1", http.StatusOK},
+		{admin, "/healthz", http.StatusOK},
+		{admin, "/readyz", http.StatusOK},
+		{api, "/metrics", http.StatusNotFound},
+		{api, "/debug/pprof/heap?debug=1", http.StatusNotFound},
+		{api, "/healthz", http.StatusOK},
+		{api, "/readyz", http.StatusOK},
+	} {
+		resp, err := http.Get("http://" + c.addr + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s%s: %d, want %d", c.addr, c.path, resp.StatusCode, c.want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -428,6 +428,11 @@ type API struct {
 	// every few seconds; one waiting for an unreachable schema registry
 	// counts as coming round.
 	StallTimeout time.Duration `yaml:"stall_timeout"`
+	// AdminListen, if set, is a second listener for the operators'
+	// endpoints: /metrics and (with Pprof) /debug/pprof/ move there, off
+	// the public API's port, and /healthz and /readyz are served on both,
+	// for probes and load balancers. Empty (the default): all on Listen.
+	AdminListen string `yaml:"admin_listen"`
 	// Pprof serves Go's profiles under /debug/pprof/ (default false). They
 	// show the program's internals and a CPU profile costs CPU while it
 	// runs: turn it on only where the listener is not public.

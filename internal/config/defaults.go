@@ -294,6 +294,9 @@ func (c *Config) Validate() error {
 			v.add(p+".encoding", "%s needs schema_registry.url", t.t.Encoding)
 		}
 	}
+	if a := c.API.AdminListen; a != "" && a != "off" && a == c.API.Listen && !strings.HasSuffix(a, ":0") {
+		v.add("api.admin_listen", "must differ from api.listen (%s), or be empty to serve everything there", a)
+	}
 	if c.API.StallTimeout < 30*time.Second {
 		v.add("api.stall_timeout", "must be at least 30s, got %s", c.API.StallTimeout)
 	}

@@ -13,4 +13,6 @@ COPY --from=build /out/firehose /usr/local/bin/firehose
 USER nonroot
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/firehose"]
-CMD ["run", "-c", "/etc/firehose/firehose.yaml"]
+# Listen on every interface, so probes and scrapes from outside reach it
+# (api.listen's default, 127.0.0.1:8080, suits a process on a host).
+CMD ["run", "-c", "/etc/firehose/firehose.yaml", "--listen", "0.0.0.0:8080"]

@@ -72,3 +72,13 @@ connectors:
 		t.Errorf("the file connector's compression was refused: %v", err)
 	}
 }
+
+// run's --listen and --admin-listen override the config and are checked
+// like it.
+func TestRunListenFlagsAreChecked(t *testing.T) {
+	p := writeConfig(t, "kafka: {brokers: [\"127.0.0.1:1\"]}\n")
+	_, err := run(t, "run", "-c", p, "--listen", "127.0.0.1:18080", "--admin-listen", "127.0.0.1:18080")
+	if err == nil {
+		t.Fatal("run started with the admin listener on the API's address")
+	}
+}

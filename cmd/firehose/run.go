@@ -10,7 +10,7 @@ import (
 )
 
 func newRunCmd(g *globals) *cobra.Command {
-	var path, instanceID string
+	var path, instanceID, listen, adminListen string
 	var o app.Options
 	cmd := &cobra.Command{
 		Use:   "run -c FILE [--role processor|connector|api|all] [--connector NAME]",
@@ -44,10 +44,18 @@ and leaves the groups.`,
 			if err != nil {
 				return printConfigErrors(err)
 			}
-			if instanceID != "" {
-				cfg.Kafka.InstanceID = instanceID
+			if instanceID != "" || listen != "" || adminListen != "" {
+				if instanceID != "" {
+					cfg.Kafka.InstanceID = instanceID
+				}
+				if listen != "" {
+					cfg.API.Listen = listen
+				}
+				if adminListen != "" {
+					cfg.API.AdminListen = adminListen
+				}
 				if err := cfg.Validate(); err != nil {
-					return printConfigErrors(fmt.Errorf("--instance-id: %w", err))
+					return printConfigErrors(fmt.Errorf("flags: %w", err))
 				}
 			}
 			o.Log = log
@@ -57,6 +65,8 @@ and leaves the groups.`,
 	}
 	configFlag(cmd, &path)
 	cmd.Flags().StringSliceVar(&o.Roles, "role", nil, "roles to run: processor, connector, api or all (default all)")
+	cmd.Flags().StringVar(&listen, "listen", "", "the HTTP listener (overrides api.listen), e.g. 0.0.0.0:8080 in a container")
+	cmd.Flags().StringVar(&adminListen, "admin-listen", "", "the admin listener for /metrics and /debug/pprof/ (overrides api.admin_listen)")
 	cmd.Flags().StringVar(&instanceID, "instance-id", "", "static group membership: this worker's stable id, unique among the workers of its groups (overrides kafka.instance_id)")
 	cmd.Flags().StringSliceVar(&o.Connectors, "connector", nil, "run only these connectors (default every enabled one)")
 	cmd.Flags().DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 0, "how long a stop may take to flush, commit and leave the groups (default 30s); the process exits at most 5s after it")

@@ -81,16 +81,14 @@ func BenchmarkStageDedupe(b *testing.B) {
 	evs := decoded(b, recs)
 	d := NewDeduper("firehose.state", "events.dlq", 72*time.Hour, nil, time.Now, nil)
 	for p := range int32(6) {
-		d.parts[p] = &dedupePart{seen: map[string]seqEntry{}, pending: map[string]seqEntry{}, lastSweep: time.Now()}
+		d.parts.put(p, &dedupePart{seen: map[string]seqEntry{}, pending: map[string]seqEntry{}, lastSweep: time.Now()})
 	}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		j := i % len(recs)
 		if j == 0 {
 			d.End(true)
-			for _, dp := range d.parts {
-				clear(dp.seen) // each pass over the corpus starts fresh
-			}
+			d.parts.each(func(dp *dedupePart) { clear(dp.seen) }) // each pass over the corpus starts fresh
 		}
 		_, _ = d.Apply(recs[j], evs[j])
 	}
@@ -174,16 +172,14 @@ func benchPipeline(b *testing.B, recs []*kgo.Record) {
 		b.Fatal(err)
 	}
 	for part := range int32(6) {
-		p.dedupe.parts[part] = &dedupePart{seen: map[string]seqEntry{}, pending: map[string]seqEntry{}, lastSweep: time.Now()}
+		p.dedupe.parts.put(part, &dedupePart{seen: map[string]seqEntry{}, pending: map[string]seqEntry{}, lastSweep: time.Now()})
 	}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		j := i % len(recs)
 		if j == 0 {
 			p.dedupe.End(true)
-			for _, dp := range p.dedupe.parts {
-				clear(dp.seen)
-			}
+			p.dedupe.parts.each(func(dp *dedupePart) { clear(dp.seen) })
 		}
 		p.pipe.Process(recs[j])
 	}
@@ -196,7 +192,7 @@ func benchPipeline(b *testing.B, recs []*kgo.Record) {
 func BenchmarkDedupeMemory(b *testing.B) {
 	d := NewDeduper("firehose.state", "events.dlq", 72*time.Hour, nil, time.Now, nil)
 	dp := &dedupePart{seen: map[string]seqEntry{}, pending: map[string]seqEntry{}, lastSweep: time.Now()}
-	d.parts[0] = dp
+	d.parts.put(0, dp)
 	ids := make([]string, b.N)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("lead_%09d", i)

@@ -42,8 +42,7 @@ type Deduper struct {
 	verifiedMu sync.Mutex
 	verified   map[redriveClaim]bool
 
-	mu    sync.Mutex
-	parts map[int32]*dedupePart
+	parts partMap[dedupePart]
 
 	// Dropped counts duplicates dropped.
 	Dropped atomic.Int64
@@ -59,14 +58,13 @@ type dedupePart struct {
 	pending   map[string]seqEntry
 	expired   []string // tombstones to write in this transaction
 	loadedTo  int64    // state topic offset read up to
-	caughtUp  bool     // read again once the partition's offsets were fetched
 	lastSweep time.Time
 }
 
 // NewDeduper returns a deduper over the state topic.
 // Records redriven from dlqTopic, and only those, pass it.
 func NewDeduper(topic, dlqTopic string, ttl time.Duration, kopts []kgo.Opt, now func() time.Time, log *slog.Logger) *Deduper {
-	return &Deduper{ttl: ttl, topic: topic, dlqTopic: dlqTopic, kopts: kopts, now: now, log: log, parts: map[int32]*dedupePart{}}
+	return &Deduper{ttl: ttl, topic: topic, dlqTopic: dlqTopic, kopts: kopts, now: now, log: log, parts: newPartMap[dedupePart]()}
 }
 
 // redriven reports whether rec was really re-submitted from the DLQ by
@@ -135,9 +133,7 @@ func (d *Deduper) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 		// left as it is.
 		return true, nil
 	}
-	d.mu.Lock()
-	dp := d.parts[rec.Partition]
-	d.mu.Unlock()
+	dp := d.parts.get(rec.Partition)
 	if dp == nil {
 		return false, fmt.Errorf("dedupe state of partition %d is not loaded", rec.Partition)
 	}
@@ -167,9 +163,7 @@ func (d *Deduper) Load(ctx context.Context, partition int32) error {
 	if err := d.read(ctx, partition, dp); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	d.parts[partition] = dp
-	d.mu.Unlock()
+	d.parts.put(partition, dp)
 	d.log.Info("dedupe state loaded", "partition", partition, "resources", len(dp.seen), "to_offset", dp.loadedTo)
 	return nil
 }
@@ -201,47 +195,19 @@ func (d *Deduper) read(ctx context.Context, partition int32, dp *dedupePart) err
 }
 
 // Ensure makes the partition's state current before its first records are
-// processed: it loads it if absent, and once after assignment reads what
-// the partition's previous owner committed after Load ran (its last
-// transaction may commit only after the group handed the partition over).
+// processed (see partMap.ensure).
 func (d *Deduper) Ensure(ctx context.Context, partition int32) error {
-	d.mu.Lock()
-	dp := d.parts[partition]
-	d.mu.Unlock()
-	if dp == nil {
-		if err := d.Load(ctx, partition); err != nil {
-			return err
-		}
-		d.mu.Lock()
-		dp = d.parts[partition]
-		d.mu.Unlock()
-	}
-	if dp.caughtUp {
-		return nil
-	}
-	if err := d.read(ctx, partition, dp); err != nil {
-		return err
-	}
-	dp.caughtUp = true
-	return nil
+	return d.parts.ensure(ctx, partition, d.Load, d.read)
 }
 
 // Drop forgets partitions that were revoked or lost.
-func (d *Deduper) Drop(partitions []int32) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, p := range partitions {
-		delete(d.parts, p)
-	}
-}
+func (d *Deduper) Drop(partitions []int32) { d.parts.drop(partitions) }
 
 // Records returns the state records of a partition's pending updates and
 // expired entries, for the current transaction. Expired entries are swept
 // from memory at most once a minute.
 func (d *Deduper) Records(partition int32, out []*kgo.Record) []*kgo.Record {
-	d.mu.Lock()
-	dp := d.parts[partition]
-	d.mu.Unlock()
+	dp := d.parts.get(partition)
 	if dp == nil {
 		return out
 	}
@@ -276,9 +242,7 @@ func (d *Deduper) Records(partition int32, out []*kgo.Record) []*kgo.Record {
 // End finishes the transaction for every partition: on commit, pending
 // updates become current; on abort, they are thrown away.
 func (d *Deduper) End(committed bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, dp := range d.parts {
+	d.parts.each(func(dp *dedupePart) {
 		if committed {
 			for k, e := range dp.pending {
 				dp.seen[k] = e
@@ -286,17 +250,13 @@ func (d *Deduper) End(committed bool) {
 		}
 		clear(dp.pending)
 		dp.expired = dp.expired[:0]
-	}
+	})
 }
 
 // Resources returns how many resources are tracked, for metrics and
 // capacity planning.
 func (d *Deduper) Resources() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	n := 0
-	for _, dp := range d.parts {
-		n += len(dp.seen)
-	}
+	d.parts.each(func(dp *dedupePart) { n += len(dp.seen) })
 	return n
 }

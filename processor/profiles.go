@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,8 +51,7 @@ type Profiles struct {
 	now      func() time.Time
 	log      *slog.Logger
 
-	mu    sync.Mutex
-	parts map[int32]*profilePart
+	parts partMap[profilePart]
 
 	// Coalesced counts changes taken in; Stale those dropped as stale or
 	// duplicate; Expired profiles forgotten after the TTL.
@@ -75,7 +73,6 @@ type profilePart struct {
 	dirty    map[string]struct{}
 	gone     map[string]struct{}
 	loadedTo int64
-	caughtUp bool
 }
 
 // profile is one profile's state, as kept in the state topic.
@@ -107,7 +104,7 @@ func (p *profile) clone() *profile {
 
 // NewProfiles compiles the stage's segments.
 func NewProfiles(cfg config.Profiles, stateTopic string, kopts []kgo.Opt, now func() time.Time, log *slog.Logger) (*Profiles, error) {
-	p := &Profiles{cfg: cfg, topic: stateTopic, kopts: kopts, now: now, log: log, parts: map[int32]*profilePart{}}
+	p := &Profiles{cfg: cfg, topic: stateTopic, kopts: kopts, now: now, log: log, parts: newPartMap[profilePart]()}
 	for i, s := range cfg.Segments {
 		seg, err := filter.CompileSegment(s.Expr)
 		if err != nil {
@@ -183,11 +180,7 @@ func (p *Profiles) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 	return false, nil
 }
 
-func (p *Profiles) part(partition int32) *profilePart {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.parts[partition]
-}
+func (p *Profiles) part(partition int32) *profilePart { return p.parts.get(partition) }
 
 // touch records a profile's state before this transaction changes it.
 func (pp *profilePart) touch(id string, prev *profile) {
@@ -341,9 +334,7 @@ func (p *Profiles) Records(partition int32, out []*kgo.Record) []*kgo.Record {
 // End finishes the transaction: on abort, every profile it changed goes
 // back to its state before.
 func (p *Profiles) End(committed bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, pp := range p.parts {
+	p.parts.each(func(pp *profilePart) {
 		if !committed {
 			for id, prev := range pp.undo {
 				if prev == nil {
@@ -356,7 +347,7 @@ func (p *Profiles) End(committed bool) {
 		clear(pp.undo)
 		clear(pp.dirty)
 		clear(pp.gone)
-	}
+	})
 }
 
 // Load reads a partition's profiles from the state topic, replacing what
@@ -366,9 +357,7 @@ func (p *Profiles) Load(ctx context.Context, partition int32) error {
 	if err := p.read(ctx, partition, pp); err != nil {
 		return err
 	}
-	p.mu.Lock()
-	p.parts[partition] = pp
-	p.mu.Unlock()
+	p.parts.put(partition, pp)
 	p.log.Info("profile state loaded", "partition", partition, "profiles", len(pp.profiles), "to_offset", pp.loadedTo)
 	return nil
 }
@@ -398,51 +387,22 @@ func (p *Profiles) read(ctx context.Context, partition int32, pp *profilePart) e
 	return nil
 }
 
-// Ensure makes a partition's state current before it is used: loaded if
-// absent, and read once more after assignment for what the partition's
-// previous owner committed after Load ran.
+// Ensure makes a partition's state current before it is used (see
+// partMap.ensure).
 func (p *Profiles) Ensure(ctx context.Context, partition int32) error {
-	pp := p.part(partition)
-	if pp == nil {
-		if err := p.Load(ctx, partition); err != nil {
-			return err
-		}
-		pp = p.part(partition)
-	}
-	if pp.caughtUp {
-		return nil
-	}
-	if err := p.read(ctx, partition, pp); err != nil {
-		return err
-	}
-	pp.caughtUp = true
-	return nil
+	return p.parts.ensure(ctx, partition, p.Load, p.read)
 }
 
 // Drop forgets partitions that were revoked or lost.
-func (p *Profiles) Drop(partitions []int32) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, part := range partitions {
-		delete(p.parts, part)
-	}
-}
+func (p *Profiles) Drop(partitions []int32) { p.parts.drop(partitions) }
 
 // Partitions returns the partitions whose state is held.
-func (p *Profiles) Partitions() []int32 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Sorted(maps.Keys(p.parts))
-}
+func (p *Profiles) Partitions() []int32 { return p.parts.partitions() }
 
 // Count returns how many profiles are held, for metrics.
 func (p *Profiles) Count() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	n := 0
-	for _, pp := range p.parts {
-		n += len(pp.profiles)
-	}
+	p.parts.each(func(pp *profilePart) { n += len(pp.profiles) })
 	return n
 }
 

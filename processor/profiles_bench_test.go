@@ -25,7 +25,7 @@ func profileStage(tb testing.TB, now func() time.Time) *Profiles {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p.parts[0] = &profilePart{profiles: map[string]*profile{}, undo: map[string]*profile{}, dirty: map[string]struct{}{}, gone: map[string]struct{}{}}
+	p.parts.put(0, &profilePart{profiles: map[string]*profile{}, undo: map[string]*profile{}, dirty: map[string]struct{}{}, gone: map[string]struct{}{}})
 	return p
 }
 
@@ -103,11 +103,11 @@ func BenchmarkProfileChanges(b *testing.B) {
 	}
 	b.StopTimer()
 	var state int
-	for _, prof := range p.parts[0].profiles {
+	for _, prof := range p.parts.get(0).profiles {
 		v, _ := json.Marshal(prof)
 		state += len(v)
 	}
-	b.ReportMetric(float64(state)/float64(len(p.parts[0].profiles)), "state-B/profile")
+	b.ReportMetric(float64(state)/float64(len(p.parts.get(0).profiles)), "state-B/profile")
 }
 
 // BenchmarkProfileMemory reports the heap one held profile of 20
@@ -150,7 +150,7 @@ func TestProfileChangeWithoutPropertiesIsInvalid(t *testing.T) {
 			t.Errorf("properties %q: keep %v, %v", props, keep, err)
 		}
 	}
-	if len(p.parts[0].profiles) != 0 {
+	if len(p.parts.get(0).profiles) != 0 {
 		t.Fatal("a rejected change made a profile")
 	}
 }
@@ -191,20 +191,20 @@ func TestProfilesExpireAndMatchByResourceType(t *testing.T) {
 	}
 	p.Records(0, nil)
 	p.End(true)
-	if len(p.parts[0].profiles) != 2 {
-		t.Fatalf("%d profiles, want 2", len(p.parts[0].profiles))
+	if len(p.parts.get(0).profiles) != 2 {
+		t.Fatalf("%d profiles, want 2", len(p.parts.get(0).profiles))
 	}
 	p.Tick(0, now.Add(p.cfg.TTL-time.Second), true, true)
 	p.Records(0, nil)
 	p.End(true)
-	if len(p.parts[0].profiles) != 2 {
+	if len(p.parts.get(0).profiles) != 2 {
 		t.Fatal("forgotten before the TTL")
 	}
 	p.Tick(0, now.Add(p.cfg.TTL), true, true)
 	recs := p.Records(0, nil)
 	p.End(true)
-	if len(p.parts[0].profiles) != 0 || len(recs) != 2 || recs[0].Value != nil || !strings.HasPrefix(string(recs[0].Key), profileKeyPrefix) {
-		t.Fatalf("after the TTL: %d profiles, state records %v", len(p.parts[0].profiles), recs)
+	if len(p.parts.get(0).profiles) != 0 || len(recs) != 2 || recs[0].Value != nil || !strings.HasPrefix(string(recs[0].Key), profileKeyPrefix) {
+		t.Fatalf("after the TTL: %d profiles, state records %v", len(p.parts.get(0).profiles), recs)
 	}
 }
 
@@ -220,7 +220,7 @@ func TestProfilesUndoAnAbortedTransaction(t *testing.T) {
 	}
 	apply(change("prof_1", 1, `{"visits":1}`))
 	p.End(false)
-	if len(p.parts[0].profiles) != 0 {
+	if len(p.parts.get(0).profiles) != 0 {
 		t.Fatal("an aborted change made a profile")
 	}
 	apply(change("prof_1", 1, `{"visits":1}`))
@@ -228,7 +228,7 @@ func TestProfilesUndoAnAbortedTransaction(t *testing.T) {
 	apply(change("prof_1", 2, `{"visits":2}`))
 	p.Tick(0, now.Add(2*time.Minute), true, true)
 	p.End(false)
-	prof := p.parts[0].profiles["prof_1"]
+	prof := p.parts.get(0).profiles["prof_1"]
 	if prof.Seq != 1 || prof.Changes != 1 || string(prof.Pending["visits"]) != "1" || prof.Snap != nil {
 		t.Fatalf("after an abort: %+v", prof)
 	}

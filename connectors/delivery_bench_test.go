@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/connectors"
@@ -35,34 +34,6 @@ func (f *inFlight) enter() {
 	}
 }
 func (f *inFlight) leave() { f.now.Add(-1) }
-
-// topicWith returns an embedded broker whose topic "events" (6
-// partitions) holds n generated events keyed by resource, and the events.
-func topicWith(b *testing.B, n int) (*embedded.Broker, []*schemas.Event) {
-	br, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(br.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(br.Addr), kgo.DefaultProduceTopic("events"), kgo.ProducerLinger(5*time.Millisecond))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 6, 1, nil, "events"); err != nil {
-		b.Fatal(err)
-	}
-	evs := generator.Unique(5, 2000, n)
-	recs := make([]*kgo.Record, len(evs))
-	for i, e := range evs {
-		v, _ := schemas.JSON{}.Append(nil, e)
-		recs[i] = &kgo.Record{Key: []byte(e.ResourceID), Value: v}
-	}
-	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		b.Fatal(err)
-	}
-	return br, evs
-}
 
 // deliverAll runs a connector until it delivered n events and returns
 // how long that took.
@@ -90,6 +61,14 @@ func deliverAll(b *testing.B, br *embedded.Broker, c config.Connector, sink conn
 	cancel()
 	<-done
 	return took
+}
+
+// topicWith returns an embedded broker whose topic "events" (6
+// partitions) holds n generated events keyed by resource, and the events.
+func topicWith(b *testing.B, n int) (*embedded.Broker, []*schemas.Event) {
+	evs := generator.Unique(5, 2000, n)
+	br, _, _ := eventsBroker(b, 6, evs)
+	return br, evs
 }
 
 // BenchmarkWebhook50ms: 100,000 events in 100-event batches to a webhook

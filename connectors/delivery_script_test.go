@@ -18,7 +18,6 @@ import (
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/embedded"
 	"github.com/firehose/firehose/internal/generator"
-	"github.com/firehose/firehose/schemas"
 )
 
 // scripted is an object-store sink (one partition's batches by offset)
@@ -56,31 +55,7 @@ func (s *scripted) Deliver(_ context.Context, b *connectors.Batch) error {
 // oneBatchTopic returns a broker whose "events" topic (one partition)
 // holds n events, and a DLQ topic.
 func oneBatchTopic(t *testing.T, n int) (*embedded.Broker, *kadm.Client) {
-	br, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(br.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(br.Addr), kgo.DefaultProduceTopic("events"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	adm := kadm.NewClient(cl)
-	if _, err := adm.CreateTopic(context.Background(), 1, 1, nil, "events"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := adm.CreateTopic(context.Background(), 1, 1, nil, "events.dlq"); err != nil {
-		t.Fatal(err)
-	}
-	var recs []*kgo.Record
-	for _, e := range generator.Unique(3, 7, n) {
-		v, _ := schemas.JSON{}.Append(nil, e)
-		recs = append(recs, &kgo.Record{Key: []byte(e.ResourceID), Value: v})
-	}
-	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	br, adm, _ := eventsBroker(t, 1, generator.Unique(3, 7, n))
 	return br, adm
 }
 

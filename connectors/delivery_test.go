@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/connectors"
@@ -81,32 +80,8 @@ func (rc *receiver) count() (stored, failed int) {
 // webhookEnv is a broker with an events topic of 6 partitions holding
 // evs, and a webhook receiver.
 func webhookEnv(t *testing.T, n int, rc *receiver) (*embedded.Broker, []*schemas.Event, map[string]int32, *httptest.Server) {
-	br, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(br.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(br.Addr), kgo.DefaultProduceTopic("events"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 6, 1, nil, "events"); err != nil {
-		t.Fatal(err)
-	}
 	evs := generator.Unique(9, 300, n)
-	var recs []*kgo.Record
-	for _, e := range evs {
-		v, _ := schemas.JSON{}.Append(nil, e)
-		recs = append(recs, &kgo.Record{Key: []byte(e.ResourceID), Value: v})
-	}
-	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	partOf := map[string]int32{}
-	for _, r := range recs {
-		partOf[string(r.Key)] = r.Partition
-	}
+	br, _, partOf := eventsBroker(t, 6, evs)
 	rc.byRes, rc.flight = map[string][]int64{}, map[string]int{}
 	srv := httptest.NewServer(rc)
 	t.Cleanup(srv.Close)

@@ -1,0 +1,48 @@
+package connectors_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/internal/embedded"
+	"github.com/firehose/firehose/schemas"
+)
+
+// eventsBroker starts an embedded broker whose topic "events" (with
+// partitions) holds evs, keyed by resource, and whose "events.dlq" exists.
+// It returns the broker, an admin client, and each resource's partition.
+func eventsBroker(tb testing.TB, partitions int32, evs []*schemas.Event) (*embedded.Broker, *kadm.Client, map[string]int32) {
+	tb.Helper()
+	br, err := embedded.Start(embedded.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(br.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(br.Addr), kgo.DefaultProduceTopic("events"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
+	for topic, n := range map[string]int32{"events": partitions, "events.dlq": 1} {
+		if _, err := adm.CreateTopic(context.Background(), n, 1, nil, topic); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	recs := make([]*kgo.Record, len(evs))
+	for i, e := range evs {
+		v, _ := schemas.JSON{}.Append(nil, e)
+		recs[i] = &kgo.Record{Key: []byte(e.ResourceID), Value: v}
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		tb.Fatal(err)
+	}
+	partOf := map[string]int32{}
+	for _, r := range recs {
+		partOf[string(r.Key)] = r.Partition
+	}
+	return br, adm, partOf
+}

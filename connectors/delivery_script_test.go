@@ -3,6 +3,7 @@ package connectors_test
 import (
 	"context"
 	"errors"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/embedded"
 	"github.com/firehose/firehose/internal/generator"
+	"github.com/firehose/firehose/schemas"
 )
 
 // scripted is an object-store sink (one partition's batches by offset)
@@ -42,14 +44,48 @@ func (s *scripted) Deliver(_ context.Context, b *connectors.Batch) error {
 	if len(answers) > 0 {
 		err = answers[min(n, len(answers)-1)]
 	}
-	var idx []int
-	switch {
-	case err == nil:
+	if err == nil {
 		s.delivered[b.FirstOffset] = len(b.Events)
-	case connectors.PermanentEventIndexes(err, &idx):
-		s.delivered[b.FirstOffset] = len(b.Events) - len(idx)
 	}
 	return err
+}
+
+// scriptedRecords is a record sink that answers each record by a script
+// keyed by the record's offset in the topic read: a list of answers for its
+// attempts, the last repeated.
+type scriptedRecords struct {
+	offsets  map[string]int64 // by event id
+	mu       sync.Mutex
+	script   map[int64][]error
+	writes   map[int64]int // times each record was written
+	accepted map[int64]int // times each record was accepted
+}
+
+func (s *scriptedRecords) KeyTemplate() *connectors.Template {
+	t, _ := connectors.ParseTemplate("{{resource_id}}")
+	return t
+}
+func (s *scriptedRecords) Close(context.Context) error { return nil }
+func (s *scriptedRecords) Write(_ context.Context, recs []*connectors.Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range recs {
+		e, err := schemas.JSON{}.Decode(r.Value)
+		if err != nil {
+			r.Err = connectors.Permanent(err, "")
+			continue
+		}
+		off := s.offsets[e.EventID]
+		n := s.writes[off]
+		s.writes[off]++
+		r.Err = nil
+		if answers := s.script[off]; len(answers) > 0 {
+			r.Err = answers[min(n, len(answers)-1)]
+		}
+		if r.Err == nil {
+			s.accepted[off]++
+		}
+	}
 }
 
 // oneBatchTopic returns a broker whose "events" topic (one partition)
@@ -59,7 +95,7 @@ func oneBatchTopic(t *testing.T, n int) (*embedded.Broker, *kadm.Client) {
 	return br, adm
 }
 
-func runScripted(t *testing.T, br *embedded.Broker, s *scripted, mod func(*config.Connector)) (*connectors.Worker, context.CancelFunc, chan error) {
+func runScripted(t *testing.T, br *embedded.Broker, s connectors.Destination, mod func(*config.Connector)) (*connectors.Worker, context.CancelFunc, chan error) {
 	c := config.Connector{Name: "script", Type: "file", Topic: "events", Group: "script", Encoding: "ndjson", Compression: "none",
 		Batch: config.Batch{MaxEvents: 10, MaxBytes: 1 << 20, MaxAge: time.Hour},
 		Retry: config.Retry{MaxAttempts: 5, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}}
@@ -112,15 +148,13 @@ func deadLetters(t *testing.T, br *embedded.Broker, n int) []*kgo.Record {
 
 // Each answer a destination can give has its outcome: retryable errors are
 // retried until the batch is accepted; a permanent one dead-letters the
-// batch; PermanentEvents only the events named; retries running out
-// dead-letters the batch as retries-exhausted. The partition goes on past
+// batch; retries running out dead-letters the batch as retries-exhausted. The partition goes on past
 // each, and commits past each once it has its outcome.
 func TestDeliveryOutcomesByAnswer(t *testing.T) {
 	br, adm := oneBatchTopic(t, 40)
 	s := &scripted{attempts: map[int64]int{}, delivered: map[int64]int{}, script: map[int64][]error{
 		0:  {connectors.Retryable(errors.New("busy"), 0), connectors.Retryable(errors.New("busy"), 0), nil},
 		10: {connectors.Permanent(errors.New("rejected"), `{"error":"bad payload"}`)},
-		20: {connectors.PermanentEvents(errors.New("two too large"), []int{2, 5})},
 		30: {errors.New("down")},
 	}}
 	w, cancel, done := runScripted(t, br, s, nil)
@@ -130,22 +164,80 @@ func TestDeliveryOutcomesByAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.mu.Lock()
-	if s.attempts[0] != 3 || s.delivered[0] != 10 || s.attempts[10] != 1 || s.delivered[20] != 8 || s.attempts[30] != 5 {
+	if s.attempts[0] != 3 || s.delivered[0] != 10 || s.attempts[10] != 1 || s.delivered[20] != 10 || s.attempts[30] != 5 {
 		t.Errorf("attempts %v, delivered %v", s.attempts, s.delivered)
 	}
 	s.mu.Unlock()
-	if st := w.Stats(); st.Delivered.Load() != 18 || st.DeadLettered.Load() != 22 {
-		t.Errorf("delivered %d, dead-lettered %d; want 18 and 22", st.Delivered.Load(), st.DeadLettered.Load())
+	if st := w.Stats(); st.Delivered.Load() != 20 || st.DeadLettered.Load() != 20 {
+		t.Errorf("delivered %d, dead-lettered %d; want 20 and 20", st.Delivered.Load(), st.DeadLettered.Load())
 	}
 	classes := map[string]int{}
-	for _, r := range deadLetters(t, br, 22) {
+	for _, r := range deadLetters(t, br, 20) {
 		classes[dlq.Header(r, dlq.HeaderClass)]++
-		if dlq.Header(r, dlq.HeaderClass) == "permanent" && dlq.Header(r, dlq.HeaderSourceOffset) < "20" && dlq.Header(r, dlq.HeaderResponse) != `{"error":"bad payload"}` {
+		if dlq.Header(r, dlq.HeaderClass) == "permanent" && dlq.Header(r, dlq.HeaderResponse) != `{"error":"bad payload"}` {
 			t.Errorf("the destination's answer is not kept: %q", dlq.Header(r, dlq.HeaderResponse))
 		}
 	}
-	if classes["permanent"] != 12 || classes["retries-exhausted"] != 10 {
-		t.Errorf("dead letters by class %v; want 12 permanent, 10 retries-exhausted", classes)
+	if classes["permanent"] != 10 || classes["retries-exhausted"] != 10 {
+		t.Errorf("dead letters by class %v; want 10 permanent, 10 retries-exhausted", classes)
+	}
+}
+
+// A record sink's answers are per record: the runtime sends again only
+// the records not accepted, dead-letters a refused record alone with its
+// own reason, and dead-letters a record whose retries ran out; an attempt
+// that had records accepted does not count against the retries. Every
+// other record is written exactly once, and everything is committed.
+func TestRecordOutcomesByAnswer(t *testing.T) {
+	evs := generator.Unique(3, 7, 40)
+	br, adm, _ := eventsBroker(t, 1, evs)
+	offsets := map[string]int64{}
+	for i, e := range evs {
+		offsets[e.EventID] = int64(i)
+	}
+	busy := connectors.Retryable(errors.New("throttled"), 0)
+	s := &scriptedRecords{offsets: offsets, writes: map[int64]int{}, accepted: map[int64]int{}, script: map[int64][]error{
+		3:  {busy, busy, nil},
+		5:  {connectors.Permanent(errors.New("record 5 is too large"), `{"error":"too large"}`)},
+		12: {busy},
+		25: {connectors.Permanent(errors.New("record 25 is invalid"), "")},
+	}}
+	// A destination that keeps order cuts a partition's batches by lane.
+	w, cancel, done := runScripted(t, br, s, func(c *config.Connector) { c.Type = "kafka"; c.Batch.MaxAge = 100 * time.Millisecond })
+	waitUntil(t, "everything committed", func() bool { return committed(t, adm) == 40 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	for off := int64(0); off < 40; off++ {
+		want, accepted := 1, 1
+		switch off {
+		case 3:
+			want = 3
+		case 5, 25:
+			accepted = 0
+		case 12:
+			// 5 attempts without progress; writes in which other
+			// records were accepted come on top.
+			want, accepted = max(s.writes[off], 5), 0
+		}
+		if s.writes[off] != want || s.accepted[off] != accepted {
+			t.Errorf("record %d written %d times and accepted %d; want %d and %d", off, s.writes[off], s.accepted[off], want, accepted)
+		}
+	}
+	s.mu.Unlock()
+	if st := w.Stats(); st.Delivered.Load() != 37 || st.DeadLettered.Load() != 3 {
+		t.Errorf("delivered %d, dead-lettered %d; want 37 and 3", st.Delivered.Load(), st.DeadLettered.Load())
+	}
+	got := map[string]string{}
+	for _, r := range deadLetters(t, br, 3) {
+		got[dlq.Header(r, dlq.HeaderSourceOffset)] = dlq.Header(r, dlq.HeaderClass) + ": " + dlq.Header(r, dlq.HeaderMessage) + " | " + dlq.Header(r, dlq.HeaderResponse)
+	}
+	for off, want := range map[string]string{"5": "permanent: .*record 5 is too large \\| \\{\"error\":\"too large\"\\}$", "12": "retries-exhausted: .*throttled \\| $", "25": "permanent: .*record 25 is invalid \\| $"} {
+		if !regexp.MustCompile(want).MatchString(got[off]) {
+			t.Errorf("dead letter of offset %s: %q, want %s", off, got[off], want)
+		}
 	}
 }
 

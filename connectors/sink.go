@@ -3,7 +3,9 @@
 // encoding, compression, delivery with retries, dead-lettering, and
 // offset commits that never run ahead of what the destination acknowledged.
 //
-// A destination implements Sink and nothing else; see connectors/file.
+// A destination implements one of two contracts: Sink, for one encoded,
+// compressed body per batch (files, S3, webhooks; see connectors/file), or
+// RecordSink, for one record per event (Kafka, Kinesis, Pub/Sub).
 package connectors
 
 import (
@@ -35,6 +37,11 @@ type Sink interface {
 	Close(ctx context.Context) error
 }
 
+// Destination is a Sink or a RecordSink.
+type Destination interface {
+	Close(ctx context.Context) error
+}
+
 // Batch is a run of consecutive events of one topic partition (and, when
 // the connector has a path template, one rendered path).
 type Batch struct {
@@ -51,7 +58,7 @@ type Batch struct {
 	// <topic>+<partition>+<first offset, 20 digits><extension>, so that a
 	// replay of the same offsets rewrites the same object.
 	Key string
-	// Body is the encoded and compressed payload.
+	// Body is the encoded and compressed payload; nil for a RecordSink.
 	Body            []byte
 	ContentType     string // e.g. application/x-ndjson
 	ContentEncoding string // e.g. gzip; "" when not compressed
@@ -63,10 +70,28 @@ type Batch struct {
 	// delivered_at of every event in it.
 	SealedAt time.Time
 
+	// recs are the events as a RecordSink writes them, built once, and
+	// recState each one's outcome so far (see deliverRecords).
+	recs     []*Record
+	recState []uint8
+
 	lane    int       // the partition's lane, for destinations that keep order
 	size    int       // bytes held, against max_buffered_bytes
 	sending bool      // a delivery is under way
 	retryAt time.Time // not delivered again before
+}
+
+// Bytes is the size of what was delivered: the body, or the records'
+// values.
+func (b *Batch) Bytes() int {
+	if b.Body != nil {
+		return len(b.Body)
+	}
+	n := 0
+	for _, r := range b.recs {
+		n += len(r.Value)
+	}
+	return n
 }
 
 // Lane is the lane of a record key: a resource's events always share one.
@@ -140,33 +165,6 @@ func Permanent(err error, response string) error {
 // destination asked to wait (Retry-After) before the next attempt.
 func Retryable(err error, after time.Duration) error {
 	return &classified{err: err, retryAfter: after}
-}
-
-// PermanentEvents reports that the destination accepted every event of
-// the batch except those at the given indexes, which it can never take (a
-// record over its size limit, say): the runtime dead-letters just those
-// and counts the batch delivered.
-func PermanentEvents(err error, indexes []int) error {
-	return &partial{err: err, indexes: indexes}
-}
-
-type partial struct {
-	err     error
-	indexes []int
-}
-
-func (p *partial) Error() string { return p.err.Error() }
-func (p *partial) Unwrap() error { return p.err }
-
-// PermanentEventIndexes reports whether err came from PermanentEvents, and
-// if so stores the refused events' indexes in idx.
-func PermanentEventIndexes(err error, idx *[]int) bool {
-	var p *partial
-	if !errors.As(err, &p) {
-		return false
-	}
-	*idx = p.indexes
-	return true
 }
 
 // IsPermanent reports whether err was marked Permanent.

@@ -77,10 +77,12 @@ type Options struct {
 	// PathTemplate, if set, splits batches by the rendered path and
 	// prefixes each batch's Key with it.
 	PathTemplate string
-	Sink         Sink
-	Kafka        []kgo.Opt
-	Log          *slog.Logger
-	Retry        RetryPolicy
+	// Sink is the destination: a Sink (one body per batch) or a
+	// RecordSink (one record per event).
+	Sink  Destination
+	Kafka []kgo.Opt
+	Log   *slog.Logger
+	Retry RetryPolicy
 	// Observer, if set, hears of every delivery attempt (metrics).
 	Observer Observer
 	// Beat, if set, is beaten at every round of the poll loop (liveness).
@@ -132,16 +134,20 @@ var ErrStopped = errors.New("connector stopped by a permanent error (on_permanen
 
 // Worker runs one connector: its consumer group, batches and deliveries.
 type Worker struct {
-	o      Options
-	name   string
-	log    *slog.Logger
-	codec  schemas.Codec
-	enc    Encoder
-	comp   Compressor
-	tmpl   *Template
-	filter *filter.Filter
-	stats  Stats
-	ready  atomic.Bool
+	o     Options
+	name  string
+	log   *slog.Logger
+	codec schemas.Codec
+	enc   Encoder
+	comp  Compressor
+	tmpl  *Template
+	// records is the sink when it is a RecordSink, and key renders each
+	// record's key.
+	records RecordSink
+	key     *Template
+	filter  *filter.Filter
+	stats   Stats
+	ready   atomic.Bool
 	// b cuts records into batches; mu guards it.
 	b *batcher
 
@@ -173,8 +179,14 @@ type Worker struct {
 
 // New checks the options; it does no I/O.
 func New(o Options) (*Worker, error) {
-	if o.Sink == nil {
-		return nil, errors.New("connector " + o.Connector.Name + ": no sink")
+	var key *Template
+	var records RecordSink
+	switch s := o.Sink.(type) {
+	case Sink:
+	case RecordSink:
+		key, records = s.KeyTemplate(), s
+	default:
+		return nil, fmt.Errorf("connector %s: %T is neither a Sink nor a RecordSink", o.Connector.Name, o.Sink)
 	}
 	codec := o.Codec
 	if codec == nil {
@@ -228,7 +240,7 @@ func New(o Options) (*Worker, error) {
 	w := &Worker{
 		o: o, name: o.Connector.Name,
 		log:   o.Log.With("connector", o.Connector.Name),
-		codec: codec, enc: enc, comp: comp, tmpl: tmpl, filter: f,
+		codec: codec, enc: enc, comp: comp, tmpl: tmpl, key: key, records: records, filter: f,
 		parts:       make(map[tp]*partState),
 		maxInFlight: max(o.Connector.MaxInFlight, 1),
 		b: &batcher{name: o.Connector.Name, bounds: o.Connector.Batch, limit: int64(o.Connector.MaxBufferedBytes),
@@ -633,6 +645,14 @@ func (w *Worker) commit(ctx context.Context, cl *kgo.Client, only map[tp]bool) {
 // records; the partition goes on. It returns an error only when ctx ended
 // before the batch had an outcome.
 func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
+	if w.records != nil {
+		if tracing.Enabled() {
+			var span trace.Span
+			ctx, span = w.deliverSpan(ctx, b)
+			defer span.End()
+		}
+		return w.deliverRecords(ctx, cl, b)
+	}
 	if b.Body == nil {
 		b.SealedAt = time.Now()
 		size := 0
@@ -662,7 +682,7 @@ func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 		defer span.End()
 	}
 	for attempt := 0; ; attempt++ {
-		err := w.o.Sink.Deliver(ctx, b)
+		err := w.o.Sink.(Sink).Deliver(ctx, b)
 		if err == nil {
 			now := time.Now()
 			w.o.Observer.Delivered(b, nil, now)
@@ -673,24 +693,6 @@ func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
-		}
-		var pe *partial
-		if errors.As(err, &pe) {
-			// The rest of the batch was accepted: dead-letter only these.
-			w.log.Warn("destination refused some events; sending them to the DLQ", "batch", b.ID, "events", len(pe.indexes), "err", err)
-			part := &Batch{ID: b.ID, Records: make([]*kgo.Record, 0, len(pe.indexes))}
-			for _, i := range pe.indexes {
-				part.Records = append(part.Records, b.Records[i])
-			}
-			if err := w.deadLetter(ctx, cl, part, "permanent", err); err != nil {
-				return err
-			}
-			now := time.Now()
-			w.o.Observer.Delivered(b, func(i int) bool { return slices.Contains(pe.indexes, i) }, now)
-			w.stats.Delivered.Add(int64(len(b.Records) - len(pe.indexes)))
-			w.stats.Batches.Add(1)
-			w.stats.LastDelivery.Store(now.UnixNano())
-			return nil
 		}
 		w.o.Observer.Failed(IsPermanent(err))
 		if IsPermanent(err) {

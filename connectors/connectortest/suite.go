@@ -158,14 +158,7 @@ func Run(t *testing.T, tg Target) {
 		if err := sink.Close(context.Background()); err != nil {
 			t.Fatalf("second Close: %v", err)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<16)
-				t.Fatalf("%d goroutines before the sink, %d after Close:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitGoroutines(t, before)
 	})
 }
 

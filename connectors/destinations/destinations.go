@@ -28,8 +28,9 @@ type Destination struct {
 	Doc string
 	// Decode decodes and validates the type's config section.
 	Decode func(n *yaml.Node) (any, error)
-	// New builds the sink from the decoded section.
-	New func(ctx context.Context, settings any) (connectors.Sink, error)
+	// New builds the sink from the decoded section: a connectors.Sink or,
+	// with Records, a connectors.RecordSink.
+	New func(ctx context.Context, settings any) (connectors.Destination, error)
 	// Batch is the type's default batch bounds.
 	Batch config.Batch
 	// Compression is the type's default compression; empty means gzip.
@@ -52,7 +53,7 @@ var All = map[string]Destination{
 	"file": {
 		Doc:    "local directory; one file per batch, written atomically",
 		Decode: decoder[file.Config](),
-		New: func(_ context.Context, s any) (connectors.Sink, error) {
+		New: func(_ context.Context, s any) (connectors.Destination, error) {
 			return file.New(*s.(*file.Config))
 		},
 		Batch: objectBatch,
@@ -60,7 +61,7 @@ var All = map[string]Destination{
 	"s3": {
 		Doc:    "Amazon S3 or an S3-compatible store; one object per batch, keyed by topic, partition and first offset",
 		Decode: decoder[s3dest.Config](),
-		New: func(ctx context.Context, s any) (connectors.Sink, error) {
+		New: func(ctx context.Context, s any) (connectors.Destination, error) {
 			return s3dest.New(ctx, *s.(*s3dest.Config))
 		},
 		Batch: objectBatch,
@@ -68,7 +69,7 @@ var All = map[string]Destination{
 	"kafka": {
 		Doc:    "a topic of another Kafka cluster, or Azure Event Hubs through its Kafka endpoint; one record per event keyed by resource",
 		Decode: decoder[kafkadest.Config](),
-		New: func(_ context.Context, s any) (connectors.Sink, error) {
+		New: func(_ context.Context, s any) (connectors.Destination, error) {
 			return kafkadest.New(*s.(*kafkadest.Config))
 		},
 		Batch:       recordBatch,
@@ -78,7 +79,7 @@ var All = map[string]Destination{
 	"kinesis": {
 		Doc:    "Amazon Kinesis Data Streams; one record per event, partition key = resource, never two of a key in flight",
 		Decode: decoder[kinesisdest.Config](),
-		New: func(ctx context.Context, s any) (connectors.Sink, error) {
+		New: func(ctx context.Context, s any) (connectors.Destination, error) {
 			return kinesisdest.New(ctx, *s.(*kinesisdest.Config))
 		},
 		Batch:       recordBatch,
@@ -88,7 +89,7 @@ var All = map[string]Destination{
 	"pubsub": {
 		Doc:    "Google Cloud Pub/Sub; one message per event, ordering key = resource",
 		Decode: decoder[pubsubdest.Config](),
-		New: func(ctx context.Context, s any) (connectors.Sink, error) {
+		New: func(ctx context.Context, s any) (connectors.Destination, error) {
 			return pubsubdest.New(ctx, *s.(*pubsubdest.Config))
 		},
 		Batch:       recordBatch,
@@ -98,7 +99,7 @@ var All = map[string]Destination{
 	"http": {
 		Doc:    "HTTP webhook; one request per batch, retried on 408, 429 and 5xx",
 		Decode: decoder[httpdest.Config](),
-		New: func(_ context.Context, s any) (connectors.Sink, error) {
+		New: func(_ context.Context, s any) (connectors.Destination, error) {
 			return httpdest.New(*s.(*httpdest.Config)), nil
 		},
 		Batch:       webhookBatch,
@@ -163,7 +164,7 @@ func (Registry) Decode(typ string, n *yaml.Node) (any, error) {
 }
 
 // NewSink builds the sink of a loaded connector.
-func NewSink(ctx context.Context, c config.Connector) (connectors.Sink, error) {
+func NewSink(ctx context.Context, c config.Connector) (connectors.Destination, error) {
 	d, ok := All[c.Type]
 	if !ok {
 		return nil, fmt.Errorf("connector %s: unknown destination type %q", c.Name, c.Type)

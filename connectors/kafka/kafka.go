@@ -33,7 +33,7 @@ type Config struct {
 	// keeps each resource's events in one partition, in order.
 	Key string `yaml:"key"`
 	// DeliveryTimeout bounds how long the client tries one record before
-	// the batch fails and the runtime retries it; default 30s.
+	// the record fails and the runtime retries it; default 30s.
 	DeliveryTimeout time.Duration `yaml:"delivery_timeout"`
 	// EventHubs, when its namespace is set, targets Azure Event Hubs:
 	// brokers <namespace>.servicebus.windows.net:9093, TLS, and SASL PLAIN
@@ -88,11 +88,6 @@ type Sink struct {
 	cl   *kgo.Client
 	key  *connectors.Template
 	once sync.Once
-	// acks lets a retry send only what the cluster has not acknowledged:
-	// with the idempotent producer a failure fails the rest of its
-	// partition, so what remains is a suffix per key and order holds
-	// without duplicates.
-	acks connectors.Acks
 }
 
 // New connects lazily; bad credentials show on the first delivery.
@@ -117,52 +112,40 @@ func New(cfg Config) (*Sink, error) {
 	return &Sink{cfg: cfg, cl: cl, key: key}, nil
 }
 
-// Deliver implements connectors.Sink.
-func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
-	acked := s.acks.For(b)
-	var recs []*kgo.Record
-	var idx []int
-	for i, e := range b.Events {
-		if acked[i] {
-			continue
-		}
-		recs = append(recs, &kgo.Record{
-			Key:   s.key.Render(nil, b.Topic, b.Partition, e.Timestamp, e),
-			Value: connectors.AppendEvent(nil, b, i),
-			Headers: append([]kgo.RecordHeader{
-				{Key: "event_type", Value: []byte(e.EventType)},
-				{Key: "account_id", Value: []byte(e.AccountID)},
-				{Key: "event_id", Value: []byte(e.EventID)},
-			}, connectors.EventHeaders(b, i)...),
-		})
-		idx = append(idx, i)
+// KeyTemplate implements connectors.RecordSink.
+func (s *Sink) KeyTemplate() *connectors.Template { return s.key }
+
+// Write implements connectors.RecordSink. The idempotent producer fails
+// every record of a partition buffered after one that failed, so a key's
+// later records are never accepted past a failed one.
+func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
+	out := make([]*kgo.Record, len(recs))
+	index := make(map[*kgo.Record]int, len(recs))
+	for i, r := range recs {
+		out[i] = &kgo.Record{Key: r.Key, Value: r.Value, Headers: r.Headers}
+		index[out[i]] = i
 	}
-	results := s.cl.ProduceSync(ctx, recs...)
-	var first error
-	failed := 0
-	for j, r := range results {
-		if r.Err == nil {
-			acked[idx[j]] = true
-			continue
-		}
-		failed++
-		if first == nil {
-			first = r.Err
-		}
+	// Results come in the order records completed, not the order given.
+	for _, res := range s.cl.ProduceSync(ctx, out...) {
+		recs[index[res.Record]].Err = classify(s.cfg.Topic, res.Err)
 	}
-	if first == nil {
-		s.acks.Done(b)
+}
+
+// classify marks what no retry can fix as permanent: a record over the
+// topic's or the client's size limit, or one the broker calls invalid.
+func classify(topic string, err error) error {
+	if err == nil {
 		return nil
 	}
-	err := fmt.Errorf("deliver batch %s to topic %s: %d of %d records failed: %w", b.ID, s.cfg.Topic, failed, len(recs), first)
+	err = fmt.Errorf("produce to topic %s: %w", topic, err)
 	var ke *kerr.Error
-	if errors.As(first, &ke) && !ke.Retriable && (errors.Is(first, kerr.MessageTooLarge) || errors.Is(first, kerr.InvalidRecord) || errors.Is(first, kerr.CorruptMessage)) {
-		return connectors.Permanent(err, first.Error())
+	if errors.As(err, &ke) && !ke.Retriable && (errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord) || errors.Is(err, kerr.CorruptMessage)) {
+		return connectors.Permanent(err, ke.Error())
 	}
 	return connectors.Retryable(err, 0)
 }
 
-// Close implements connectors.Sink.
+// Close implements connectors.RecordSink.
 func (s *Sink) Close(context.Context) error {
 	s.once.Do(s.cl.Close)
 	return nil

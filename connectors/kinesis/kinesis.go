@@ -3,16 +3,16 @@
 // id). Per-key order holds because a PutRecords call never carries two
 // records of one key: a key's next record goes only after the previous
 // one was accepted, so a partial failure cannot let a later record
-// overtake an earlier one.
+// overtake an earlier one. Records that fail are retried by the runtime,
+// under the connector's retry policy; this package makes no retry rounds
+// of its own.
 package kinesis
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -40,19 +40,12 @@ type Config struct {
 	Endpoint        string `yaml:"endpoint"` // e.g. a local kinesalite
 	AccessKeyID     string `yaml:"access_key_id"`
 	SecretAccessKey string `yaml:"secret_access_key"`
-	// Rounds bounds the PutRecords calls one delivery makes for records
-	// that failed (throttling, internal errors) before the batch goes back
-	// to the runtime's retry; default 8.
-	Rounds int `yaml:"rounds"`
 }
 
 // Defaults fills empty fields.
 func (c *Config) Defaults() {
 	if c.PartitionKey == "" {
 		c.PartitionKey = "{{resource_id}}"
-	}
-	if c.Rounds == 0 {
-		c.Rounds = 8
 	}
 }
 
@@ -68,9 +61,6 @@ func (c *Config) Validate() error {
 	if (c.AccessKeyID == "") != (c.SecretAccessKey == "") {
 		errs = append(errs, config.Errorf("access_key_id", "access_key_id and secret_access_key go together"))
 	}
-	if c.Rounds < 1 {
-		errs = append(errs, config.Errorf("rounds", "must be at least 1"))
-	}
 	return errors.Join(errs...)
 }
 
@@ -79,12 +69,11 @@ type Sink struct {
 	cfg    Config
 	client *kinesis.Client
 	key    *connectors.Template
-	acks   connectors.Acks // records already accepted, by batch
 }
 
 // New builds the client from the default AWS configuration and cfg. The
-// SDK retries a call once more without its retry quota; failed records
-// are retried here, per record.
+// SDK retries a failed call as it does by default; records a call did not
+// take are retried by the runtime.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
 	key, err := connectors.ParseTemplate(cfg.PartitionKey)
 	if err != nil {
@@ -102,134 +91,95 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	return &Sink{cfg: cfg, client: client, key: key}, nil
 }
 
-type entry struct {
-	i    int
-	key  string
-	data []byte
-}
+// KeyTemplate implements connectors.RecordSink.
+func (s *Sink) KeyTemplate() *connectors.Template { return s.key }
 
-// Deliver implements connectors.Sink.
-func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
-	acked := s.acks.For(b)
-
-	// Each key's records, in order, not yet accepted.
-	queues := map[string][]entry{}
-	var keys []string // keys in order of first appearance
-	var oversize []int
-	for i, e := range b.Events {
-		if acked[i] {
+// Write implements connectors.RecordSink. Each call carries the head of
+// every key's queue, within the API's limits; a key whose record failed
+// sends nothing more in this Write, so its later records wait for the
+// runtime's retry behind it.
+func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
+	queues := map[string][]*connectors.Record{}
+	var keys []string // in order of first appearance
+	for _, r := range recs {
+		if len(r.Value)+len(r.Key) > maxRecordBytes {
+			r.Err = connectors.Permanent(fmt.Errorf("kinesis %s: record of %d bytes with its key is over the 1 MiB limit", s.cfg.Stream, len(r.Value)+len(r.Key)), "")
 			continue
 		}
-		k := string(s.key.Render(nil, b.Topic, b.Partition, e.Timestamp, e))
-		data := connectors.AppendEvent(nil, b, i)
-		if len(data)+len(k) > maxRecordBytes {
-			oversize = append(oversize, i)
-			acked[i] = true // it goes to the DLQ; never send it
-			continue
-		}
+		k := string(r.Key)
 		if _, ok := queues[k]; !ok {
 			keys = append(keys, k)
 		}
-		queues[k] = append(queues[k], entry{i, k, data})
+		queues[k] = append(queues[k], r)
 	}
-
-	var lastErr error
-	backoff := 100 * time.Millisecond
-	for round := 0; len(queues) > 0; {
-		// One call: the head of each key's queue, within the API limits.
-		var call []entry
+	for len(queues) > 0 && ctx.Err() == nil {
+		var call []*connectors.Record
 		bytes := 0
 		for _, k := range keys {
 			q := queues[k]
 			if len(q) == 0 {
 				continue
 			}
-			n := len(q[0].data) + len(k)
+			n := len(q[0].Value) + len(q[0].Key)
 			if len(call) == maxRecordsPerCall || bytes+n > maxBytesPerCall {
 				break
 			}
 			call = append(call, q[0])
 			bytes += n
 		}
-		ok, failure, err := s.put(ctx, call)
-		failed := 0
-		for j, e := range call {
-			if err != nil || !ok[j] {
-				failed++
+		s.put(ctx, call)
+		for _, r := range call {
+			k := string(r.Key)
+			if r.Err != nil {
+				delete(queues, k) // the rest of the key waits behind it
 				continue
 			}
-			acked[e.i] = true
-			if queues[e.key] = queues[e.key][1:]; len(queues[e.key]) == 0 {
-				delete(queues, e.key)
+			if queues[k] = queues[k][1:]; len(queues[k]) == 0 {
+				delete(queues, k)
 			}
 		}
-		if failed == 0 {
-			backoff = 100 * time.Millisecond
-			continue
-		}
-		lastErr = err
-		if err == nil {
-			lastErr = fmt.Errorf("%d of %d records failed: %s", failed, len(call), failure)
-		}
-		if round++; round >= s.cfg.Rounds || ctx.Err() != nil {
-			break
-		}
-		// Throttling and partial failures back off before the failed
-		// records, still at the head of their keys, go again.
-		d := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
-		backoff = min(backoff*2, 2*time.Second)
-		select {
-		case <-ctx.Done():
-		case <-time.After(d):
+	}
+	for _, q := range queues {
+		for _, r := range q {
+			r.Err = ctx.Err()
 		}
 	}
-	if len(queues) > 0 {
-		return connectors.Retryable(fmt.Errorf("deliver batch %s to kinesis %s: %d records not accepted: %w", b.ID, s.cfg.Stream, pendingCount(queues), lastErr), 0)
-	}
-	if len(oversize) > 0 {
-		return connectors.PermanentEvents(fmt.Errorf("deliver batch %s to kinesis %s: %d events over the 1 MiB record limit", b.ID, s.cfg.Stream, len(oversize)), oversize)
-	}
-	s.acks.Done(b)
-	return nil
 }
 
-// put sends one PutRecords call. ok[j] reports whether call[j] was
-// accepted; failure describes the first rejected record.
-func (s *Sink) put(ctx context.Context, call []entry) (ok []bool, failure string, err error) {
+// put sends one PutRecords call and sets each record's outcome.
+func (s *Sink) put(ctx context.Context, call []*connectors.Record) {
 	in := &kinesis.PutRecordsInput{Records: make([]types.PutRecordsRequestEntry, len(call))}
 	if strings.HasPrefix(s.cfg.Stream, "arn:") {
 		in.StreamARN = aws.String(s.cfg.Stream)
 	} else {
 		in.StreamName = aws.String(s.cfg.Stream)
 	}
-	for j, e := range call {
-		in.Records[j] = types.PutRecordsRequestEntry{Data: e.data, PartitionKey: aws.String(e.key)}
+	for j, r := range call {
+		in.Records[j] = types.PutRecordsRequestEntry{Data: r.Value, PartitionKey: aws.String(string(r.Key))}
 	}
 	out, err := s.client.PutRecords(ctx, in)
+	if err == nil && len(out.Records) != len(call) {
+		err = fmt.Errorf("PutRecords answered %d records for %d", len(out.Records), len(call))
+	}
 	if err != nil {
-		return nil, "", err
+		err = connectors.Retryable(fmt.Errorf("kinesis %s: %w", s.cfg.Stream, err), 0)
+		for _, r := range call {
+			r.Err = err
+		}
+		return
 	}
-	if len(out.Records) != len(call) {
-		return nil, "", fmt.Errorf("PutRecords answered %d records for %d", len(out.Records), len(call))
-	}
-	ok = make([]bool, len(call))
-	for j, r := range out.Records {
-		if r.ErrorCode == nil {
-			ok[j] = true
-		} else if failure == "" {
-			failure = aws.ToString(r.ErrorCode) + ": " + aws.ToString(r.ErrorMessage)
+	for j, res := range out.Records {
+		call[j].Err = nil
+		if res.ErrorCode != nil {
+			// ProvisionedThroughputExceeded and InternalFailure, the
+			// only per-record codes, are both worth another try.
+			call[j].Err = connectors.Retryable(fmt.Errorf("kinesis %s: %s: %s", s.cfg.Stream, aws.ToString(res.ErrorCode), aws.ToString(res.ErrorMessage)), 0)
 		}
 	}
-	return ok, failure, nil
 }
 
-func pendingCount(queues map[string][]entry) int {
-	n := 0
-	for _, q := range queues {
-		n += len(q)
-	}
-	return n
+// Close implements connectors.RecordSink: it closes idle connections.
+func (s *Sink) Close(context.Context) error {
+	awsconf.CloseIdle(s.client.Options().HTTPClient)
+	return nil
 }
-
-// Close implements connectors.Sink.
-func (s *Sink) Close(context.Context) error { return nil }

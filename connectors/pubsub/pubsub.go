@@ -32,7 +32,7 @@ type Config struct {
 	// Endpoint overrides the service address (tests, private endpoints).
 	Endpoint string `yaml:"endpoint"`
 	// PublishTimeout bounds the client's own retries of one publish;
-	// then the batch fails and the runtime retries it. Default 60s.
+	// then the message fails and the runtime retries it. Default 60s.
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
 
 	// options are extra client options, for tests.
@@ -78,7 +78,6 @@ type Sink struct {
 	pub       *pubsub.Publisher
 	key       *connectors.Template
 	closeOnce sync.Once
-	acks      connectors.Acks
 }
 
 // New creates the client. The publisher's batching follows the
@@ -109,67 +108,51 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	return &Sink{client: client, pub: pub, key: key}, nil
 }
 
-// Deliver implements connectors.Sink. After a failure on an ordering key
-// the publisher pauses that key; the key is resumed only once every
-// message of this attempt has an outcome, so the retry resends the failed
-// messages (a suffix per key) before anything newer.
-func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
-	acked := s.acks.For(b)
-	type pending struct {
-		i   int
-		key string
-		res *pubsub.PublishResult
-	}
-	var ps []pending
-	for i, e := range b.Events {
-		if acked[i] {
-			continue
-		}
-		key := string(s.key.Render(nil, b.Topic, b.Partition, e.Timestamp, e))
-		attrs := map[string]string{"event_type": e.EventType, "account_id": e.AccountID, "event_id": e.EventID}
-		for _, h := range connectors.EventHeaders(b, i) {
-			// Producer headers that Pub/Sub can hold as attributes:
-			// keys up to 256 bytes not starting with "goog", values
-			// of valid UTF-8 up to 1024 bytes; ours win on a clash.
-			if _, ours := attrs[h.Key]; !ours && len(h.Key) <= 256 && !strings.HasPrefix(strings.ToLower(h.Key), "goog") && len(h.Value) <= 1024 && utf8.Valid(h.Value) {
+// KeyTemplate implements connectors.RecordSink.
+func (s *Sink) KeyTemplate() *connectors.Template { return s.key }
+
+// Write implements connectors.RecordSink. After a failure on an ordering
+// key the publisher refuses that key's later messages (they come back as
+// failed, to be written again); the key is resumed only once every
+// message of this call has its outcome, so the runtime's retry sends the
+// failed ones before anything newer.
+func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
+	results := make([]*pubsub.PublishResult, len(recs))
+	for i, r := range recs {
+		attrs := make(map[string]string, len(r.Headers))
+		for _, h := range r.Headers {
+			// Headers that Pub/Sub can hold as attributes: keys up to
+			// 256 bytes not starting with "goog", values of valid
+			// UTF-8 up to 1024 bytes; the first of a key wins, so
+			// event_type, account_id and event_id are ours.
+			if _, seen := attrs[h.Key]; !seen && len(h.Key) <= 256 && !strings.HasPrefix(strings.ToLower(h.Key), "goog") && len(h.Value) <= 1024 && utf8.Valid(h.Value) {
 				attrs[h.Key] = string(h.Value)
 			}
 		}
-		res := s.pub.Publish(ctx, &pubsub.Message{
-			Data:        connectors.AppendEvent(nil, b, i),
-			OrderingKey: key,
-			Attributes:  attrs,
-		})
-		ps = append(ps, pending{i, key, res})
+		results[i] = s.pub.Publish(ctx, &pubsub.Message{Data: r.Value, OrderingKey: string(r.Key), Attributes: attrs})
 	}
 	s.pub.Flush()
-	var first error
-	failedKeys := map[string]bool{}
-	for _, p := range ps {
-		if _, err := p.res.Get(ctx); err != nil {
-			failedKeys[p.key] = true
-			if first == nil {
-				first = err
-			}
+	failed := map[string]bool{}
+	for i, res := range results {
+		_, err := res.Get(ctx)
+		recs[i].Err = nil
+		if err == nil {
 			continue
 		}
-		acked[p.i] = true
+		failed[string(recs[i].Key)] = true
+		err = fmt.Errorf("publish to %s: %w", s.pub, err)
+		if errors.Is(err, pubsub.ErrOversizedMessage) || status.Code(err) == codes.InvalidArgument {
+			recs[i].Err = connectors.Permanent(err, "")
+		} else {
+			recs[i].Err = connectors.Retryable(err, 0)
+		}
 	}
-	for k := range failedKeys {
+	for k := range failed {
 		s.pub.ResumePublish(k)
 	}
-	if first == nil {
-		s.acks.Done(b)
-		return nil
-	}
-	err := fmt.Errorf("deliver batch %s to pubsub %s: %d ordering keys failed: %w", b.ID, s.pub, len(failedKeys), first)
-	if errors.Is(first, pubsub.ErrOversizedMessage) || status.Code(first) == codes.InvalidArgument {
-		return connectors.Permanent(err, first.Error())
-	}
-	return connectors.Retryable(err, 0)
 }
 
-// Close implements connectors.Sink.
+// Close implements connectors.RecordSink.
 func (s *Sink) Close(context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {

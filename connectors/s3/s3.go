@@ -222,9 +222,7 @@ func classify(err error) error {
 // Close implements connectors.Sink.
 func (s *Sink) Close(context.Context) error {
 	s.closeOnce.Do(func() {
-		if c, ok := s.client.Options().HTTPClient.(interface{ CloseIdleConnections() }); ok {
-			c.CloseIdleConnections()
-		}
+		awsconf.CloseIdle(s.client.Options().HTTPClient)
 	})
 	return nil
 }

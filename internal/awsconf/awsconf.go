@@ -6,10 +6,12 @@ package awsconf
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 )
@@ -41,5 +43,22 @@ func Load(ctx context.Context, region, accessKeyID, secretAccessKey string) (aws
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
+	// A client of its own, so that CloseIdle can release its connections
+	// when the destination closes.
+	// The transport has the SDK's defaults; redirects are answered, not
+	// followed, as the SDK's own client does.
+	cfg.HTTPClient = &http.Client{
+		Transport:     awshttp.NewBuildableClient().GetTransport(),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	return cfg, nil
+}
+
+// CloseIdle closes the idle connections of an HTTP client Load made (a
+// service client's Options().HTTPClient): a closed destination leaves no
+// connection, nor its goroutines, behind.
+func CloseIdle(hc aws.HTTPClient) {
+	if c, ok := hc.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }

@@ -191,7 +191,7 @@ type observer struct {
 func (o *observer) Delivered(b *connectors.Batch, skip func(i int) bool, at time.Time) {
 	o.ok.Inc()
 	o.events.Observe(float64(len(b.Records)))
-	o.bytes.Observe(float64(len(b.Body)))
+	o.bytes.Observe(float64(b.Bytes()))
 	for i, e := range b.Events {
 		if e == nil || (skip != nil && skip(i)) {
 			continue

@@ -8,7 +8,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -25,7 +24,7 @@ const LanesPerPartition = 8
 // I/O and takes no lock: the worker's mu guards it and the partitions.
 type batcher struct {
 	name           string
-	bounds         config.Batch
+	bounds         Bounds
 	limit          int64 // max_buffered_bytes; 0: none
 	ordered        bool
 	tmpl           *Template // path template, or nil
@@ -100,7 +99,7 @@ func (bt *batcher) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.
 	bt.avgRecord = (bt.avgRecord*15 + int64(n)) / 16
 	b.bytes += n
 	bt.buffered += int64(n)
-	if len(b.records) >= bt.bounds.MaxEvents || int64(b.bytes) >= int64(bt.bounds.MaxBytes) {
+	if len(b.records) >= bt.bounds.MaxEvents || int64(b.bytes) >= bt.bounds.MaxBytes {
 		bt.seal(ps, key)
 	}
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -18,7 +17,7 @@ func rec(off int64, key string, size int) (*kgo.Record, *schemas.Event) {
 	return r, &schemas.Event{EventID: fmt.Sprint(off), ResourceID: key, Timestamp: time.Unix(0, 0)}
 }
 
-func testBatcher(ordered bool, bounds config.Batch, limit int64) *batcher {
+func testBatcher(ordered bool, bounds Bounds, limit int64) *batcher {
 	return &batcher{name: "c", bounds: bounds, limit: limit, ordered: ordered, ext: ".ndjson"}
 }
 
@@ -26,16 +25,16 @@ func TestBatcherBounds(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	for _, tc := range []struct {
 		name      string
-		bounds    config.Batch
+		bounds    Bounds
 		adds      int // records of 100 bytes (196 counted), one key
 		age       time.Duration
 		sealed    []int // events per sealed batch
 		stillOpen int
 	}{
-		{"count", config.Batch{MaxEvents: 3, MaxBytes: 1 << 20, MaxAge: time.Hour}, 7, 0, []int{3, 3}, 1},
-		{"bytes", config.Batch{MaxEvents: 100, MaxBytes: 500, MaxAge: time.Hour}, 7, 0, []int{3, 3}, 1},
-		{"age not reached", config.Batch{MaxEvents: 100, MaxBytes: 1 << 20, MaxAge: time.Minute}, 5, 59 * time.Second, nil, 5},
-		{"age reached", config.Batch{MaxEvents: 100, MaxBytes: 1 << 20, MaxAge: time.Minute}, 5, time.Minute, []int{5}, 0},
+		{"count", Bounds{MaxEvents: 3, MaxBytes: 1 << 20, MaxAge: time.Hour}, 7, 0, []int{3, 3}, 1},
+		{"bytes", Bounds{MaxEvents: 100, MaxBytes: 500, MaxAge: time.Hour}, 7, 0, []int{3, 3}, 1},
+		{"age not reached", Bounds{MaxEvents: 100, MaxBytes: 1 << 20, MaxAge: time.Minute}, 5, 59 * time.Second, nil, 5},
+		{"age reached", Bounds{MaxEvents: 100, MaxBytes: 1 << 20, MaxAge: time.Minute}, 5, time.Minute, []int{5}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bt := testBatcher(false, tc.bounds, 0)
@@ -69,7 +68,7 @@ func TestBatcherBounds(t *testing.T) {
 func TestBatcherLanes(t *testing.T) {
 	keys := []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}
 	for _, ordered := range []bool{true, false} {
-		bt := testBatcher(ordered, config.Batch{MaxEvents: 1000, MaxBytes: 1 << 20, MaxAge: time.Hour}, 0)
+		bt := testBatcher(ordered, Bounds{MaxEvents: 1000, MaxBytes: 1 << 20, MaxAge: time.Hour}, 0)
 		ps := newPartState()
 		for i := range 100 {
 			r, e := rec(int64(i), keys[i%len(keys)], 10)
@@ -109,7 +108,7 @@ func TestBatcherLanes(t *testing.T) {
 
 // Over the cap, the largest open batches are sealed down to half of it.
 func TestBatcherCap(t *testing.T) {
-	bt := testBatcher(false, config.Batch{MaxEvents: 1000, MaxBytes: 1 << 20, MaxAge: time.Hour}, 2000)
+	bt := testBatcher(false, Bounds{MaxEvents: 1000, MaxBytes: 1 << 20, MaxAge: time.Hour}, 2000)
 	parts := map[tp]*partState{{"events", 0}: newPartState(), {"events", 1}: newPartState()}
 	for i := range 8 {
 		r, e := rec(int64(i), "k", 104) // 200 bytes counted
@@ -134,7 +133,7 @@ func TestBatcherCap(t *testing.T) {
 // The commit point stops at the first undelivered batch, whatever was
 // delivered after it; revoking a partition gives its bytes back.
 func TestCommitPointWithHoles(t *testing.T) {
-	bt := testBatcher(false, config.Batch{MaxEvents: 10, MaxBytes: 1 << 20, MaxAge: time.Hour}, 0)
+	bt := testBatcher(false, Bounds{MaxEvents: 10, MaxBytes: 1 << 20, MaxAge: time.Hour}, 0)
 	ps := newPartState()
 	for i := range 35 {
 		r, e := rec(int64(i), "k", 4)

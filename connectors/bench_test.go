@@ -17,7 +17,6 @@ import (
 	"github.com/firehose/firehose/connectors/connectortest"
 	"github.com/firehose/firehose/connectors/file"
 	s3dest "github.com/firehose/firehose/connectors/s3"
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/versitygw"
 )
 
@@ -54,7 +53,7 @@ func cpuTime() time.Duration {
 // FIREHOSE_BENCH_BROKER (another process, so only the connector's CPU is
 // counted) until it delivered n events, and reports events per
 // CPU-second and peak heap.
-func runConnector(b *testing.B, name string, c config.Connector, sink connectors.Sink) {
+func runConnector(b *testing.B, name string, c connectors.Config, sink connectors.Sink) {
 	broker := os.Getenv("FIREHOSE_BENCH_BROKER")
 	n, _ := strconv.Atoi(os.Getenv("FIREHOSE_BENCH_EVENTS"))
 	if broker == "" || n == 0 || os.Getenv("FIREHOSE_BENCH_TOPIC") == "" {
@@ -62,10 +61,8 @@ func runConnector(b *testing.B, name string, c config.Connector, sink connectors
 	}
 	c.Name, c.Topic = name, os.Getenv("FIREHOSE_BENCH_TOPIC")
 	c.Group = "bench-" + name + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	cfg := config.Config{Kafka: config.Kafka{Brokers: []string{broker}}, Connectors: []config.Connector{c}}
-	cfg.SetDefaults()
 	w, err := connectors.New(connectors.Options{
-		Connector: cfg.Connectors[0], DLQTopic: "events.dlq", EventsEncoding: "json",
+		Connector: c, DLQTopic: "events.dlq", EventsEncoding: "json",
 		Sink: sink, Kafka: []kgo.Opt{kgo.SeedBrokers(broker)},
 	})
 	if err != nil {
@@ -123,8 +120,8 @@ func BenchmarkFileConnectorKafka(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		runConnector(b, "file", config.Connector{Type: "file", Encoding: "ndjson", Compression: "gzip",
-			Batch: config.Batch{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: time.Second}}, sink)
+		runConnector(b, "file", connectors.Config{Encoding: "ndjson", Compression: "gzip",
+			Batch: connectors.Bounds{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: time.Second}}, sink)
 	}
 }
 
@@ -142,7 +139,7 @@ func BenchmarkS3ConnectorKafka(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		runConnector(b, "s3", config.Connector{Type: "s3", Encoding: "ndjson", Compression: "gzip",
-			Batch: config.Batch{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: time.Second}}, sink)
+		runConnector(b, "s3", connectors.Config{Encoding: "ndjson", Compression: "gzip",
+			Batch: connectors.Bounds{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: time.Second}}, sink)
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/firehose/firehose/connectors/connectortest"
 	httpdest "github.com/firehose/firehose/connectors/http"
 	s3dest "github.com/firehose/firehose/connectors/s3"
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/embedded"
 	"github.com/firehose/firehose/internal/generator"
 	"github.com/firehose/firehose/internal/versitygw"
@@ -37,11 +36,9 @@ func (f *inFlight) leave() { f.now.Add(-1) }
 
 // deliverAll runs a connector until it delivered n events and returns
 // how long that took.
-func deliverAll(b *testing.B, br *embedded.Broker, c config.Connector, sink connectors.Sink, n int) time.Duration {
+func deliverAll(b *testing.B, br *embedded.Broker, c connectors.Config, sink connectors.Sink, n int) time.Duration {
 	c.Name, c.Topic, c.Group = "bench", "events", "bench-"+time.Now().Format("150405.000000")
-	cfg := config.Config{Kafka: config.Kafka{Brokers: []string{br.Addr}}, Connectors: []config.Connector{c}}
-	cfg.SetDefaults()
-	w, err := connectors.New(connectors.Options{Connector: cfg.Connectors[0], DLQTopic: "events.dlq", EventsEncoding: "json",
+	w, err := connectors.New(connectors.Options{Connector: c, DLQTopic: "events.dlq", EventsEncoding: "json",
 		Sink: sink, Kafka: []kgo.Opt{kgo.SeedBrokers(br.Addr)}})
 	if err != nil {
 		b.Fatal(err)
@@ -104,8 +101,8 @@ func BenchmarkWebhook50ms(b *testing.B) {
 		}))
 		hc := httpdest.Config{URL: srv.URL}
 		hc.Defaults()
-		took := deliverAll(b, br, config.Connector{Type: "http", Encoding: "json", Compression: "none",
-			Batch: config.Batch{MaxEvents: 100, MaxBytes: 1 << 20, MaxAge: time.Second}}, httpdest.New(hc), len(evs))
+		took := deliverAll(b, br, connectors.Config{Encoding: "json", Compression: "none",
+			Batch: connectors.Bounds{MaxEvents: 100, MaxBytes: 1 << 20, MaxAge: time.Second}}, httpdest.New(hc), len(evs))
 		srv.Close()
 		if outOfOrder > 0 {
 			b.Fatalf("%d events arrived before an earlier event of their resource", outOfOrder)
@@ -138,8 +135,8 @@ func BenchmarkS3Delay50ms(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		took := deliverAll(b, br, config.Connector{Type: "s3", Encoding: "ndjson", Compression: "gzip",
-			Batch: config.Batch{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: time.Second}}, sink, len(evs))
+		took := deliverAll(b, br, connectors.Config{Encoding: "ndjson", Compression: "gzip",
+			Batch: connectors.Bounds{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: time.Second}}, sink, len(evs))
 		b.ReportMetric(float64(n)/took.Seconds(), "events/s")
 		b.ReportMetric(float64(flight.peak.Load()), "max-in-flight")
 	}

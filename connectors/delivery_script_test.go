@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/firehose/firehose/connectors"
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/embedded"
 	"github.com/firehose/firehose/internal/generator"
@@ -95,16 +94,14 @@ func oneBatchTopic(t *testing.T, n int) (*embedded.Broker, *kadm.Client) {
 	return br, adm
 }
 
-func runScripted(t *testing.T, br *embedded.Broker, s connectors.Destination, mod func(*config.Connector)) (*connectors.Worker, context.CancelFunc, chan error) {
-	c := config.Connector{Name: "script", Type: "file", Topic: "events", Group: "script", Encoding: "ndjson", Compression: "none",
-		Batch: config.Batch{MaxEvents: 10, MaxBytes: 1 << 20, MaxAge: time.Hour},
-		Retry: config.Retry{MaxAttempts: 5, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}}
+func runScripted(t *testing.T, br *embedded.Broker, s connectors.Destination, mod func(*connectors.Config)) (*connectors.Worker, context.CancelFunc, chan error) {
+	c := connectors.Config{Name: "script", Topic: "events", Group: "script", Encoding: "ndjson", Compression: "none",
+		Batch: connectors.Bounds{MaxEvents: 10, MaxBytes: 1 << 20, MaxAge: time.Hour},
+		Retry: connectors.RetryPolicy{MaxAttempts: 5, Initial: time.Millisecond, Max: 5 * time.Millisecond}}
 	if mod != nil {
 		mod(&c)
 	}
-	cfg := config.Config{Kafka: config.Kafka{Brokers: []string{br.Addr}}, Connectors: []config.Connector{c}}
-	cfg.SetDefaults()
-	w, err := connectors.New(connectors.Options{Connector: cfg.Connectors[0], DLQTopic: "events.dlq", EventsEncoding: "json",
+	w, err := connectors.New(connectors.Options{Connector: c, DLQTopic: "events.dlq", EventsEncoding: "json",
 		Sink: s, Kafka: []kgo.Opt{kgo.SeedBrokers(br.Addr)}})
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +200,7 @@ func TestRecordOutcomesByAnswer(t *testing.T) {
 		25: {connectors.Permanent(errors.New("record 25 is invalid"), "")},
 	}}
 	// A destination that keeps order cuts a partition's batches by lane.
-	w, cancel, done := runScripted(t, br, s, func(c *config.Connector) { c.Type = "kafka"; c.Batch.MaxAge = 100 * time.Millisecond })
+	w, cancel, done := runScripted(t, br, s, func(c *connectors.Config) { c.Batch.MaxAge = 100 * time.Millisecond })
 	waitUntil(t, "everything committed", func() bool { return committed(t, adm) == 40 })
 	cancel()
 	if err := <-done; err != nil {
@@ -248,7 +245,7 @@ func TestStopPolicyCommitsNothingPastTheRejection(t *testing.T) {
 	s := &scripted{attempts: map[int64]int{}, delivered: map[int64]int{}, script: map[int64][]error{
 		10: {connectors.Permanent(errors.New("rejected"), "")},
 	}}
-	_, cancel, done := runScripted(t, br, s, func(c *config.Connector) { c.OnPermanentError = "stop" })
+	_, cancel, done := runScripted(t, br, s, func(c *connectors.Config) { c.StopOnPermanentError = true })
 	defer cancel()
 	select {
 	case err := <-done:

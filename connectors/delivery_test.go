@@ -15,7 +15,6 @@ import (
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
 	httpdest "github.com/firehose/firehose/connectors/http"
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/embedded"
 	"github.com/firehose/firehose/internal/generator"
 	"github.com/firehose/firehose/schemas"
@@ -90,14 +89,12 @@ func webhookEnv(t *testing.T, n int, rc *receiver) (*embedded.Broker, []*schemas
 
 func startWorker(t *testing.T, br *embedded.Broker, url string, mod func(*connectors.Options)) (*connectors.Worker, func()) {
 	t.Helper()
-	c := config.Connector{Name: "hook", Type: "http", Topic: "events", Group: "hook", Encoding: "json", Compression: "none",
-		Batch: config.Batch{MaxEvents: 50, MaxBytes: 1 << 20, MaxAge: 200 * time.Millisecond},
-		Retry: config.Retry{MaxAttempts: 100000, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}}
-	cfg := config.Config{Kafka: config.Kafka{Brokers: []string{br.Addr}}, Connectors: []config.Connector{c}}
-	cfg.SetDefaults()
+	c := connectors.Config{Name: "hook", Topic: "events", Group: "hook", Encoding: "json", Compression: "none",
+		Batch: connectors.Bounds{MaxEvents: 50, MaxBytes: 1 << 20, MaxAge: 200 * time.Millisecond},
+		Retry: connectors.RetryPolicy{MaxAttempts: 100000, Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}}
 	hc := httpdest.Config{URL: url}
 	hc.Defaults()
-	o := connectors.Options{Connector: cfg.Connectors[0], DLQTopic: "events.dlq", EventsEncoding: "json",
+	o := connectors.Options{Connector: c, DLQTopic: "events.dlq", EventsEncoding: "json",
 		Sink: httpdest.New(hc), Kafka: []kgo.Opt{kgo.SeedBrokers(br.Addr), kgo.SessionTimeout(6 * time.Second)}, ShutdownTimeout: 10 * time.Second}
 	if mod != nil {
 		mod(&o)

@@ -134,7 +134,7 @@ func (w *Worker) deliverRecords(ctx context.Context, cl *kgo.Client, b *Batch) e
 		}
 		if len(dead) > 0 {
 			w.o.Observer.Failed(true)
-			if w.o.Connector.OnPermanentError == "stop" {
+			if w.o.Connector.StopOnPermanentError {
 				w.log.Error("destination refused an event; stopping the connector", "batch", b.ID, "events", len(dead), "err", b.recs[dead[0]].Err)
 				return ErrStopped
 			}
@@ -155,7 +155,7 @@ func (w *Worker) deliverRecords(ctx context.Context, cl *kgo.Client, b *Batch) e
 		} else {
 			attempt++
 		}
-		if attempt >= w.o.Retry.MaxAttempts {
+		if attempt >= w.o.Connector.Retry.MaxAttempts {
 			var left []int
 			for i, s := range b.recState {
 				if s == recPending {
@@ -168,7 +168,7 @@ func (w *Worker) deliverRecords(ctx context.Context, cl *kgo.Client, b *Batch) e
 			}
 			break
 		}
-		d := w.o.Retry.backoff(attempt, retry)
+		d := w.o.Connector.Retry.backoff(attempt, retry)
 		w.stats.Retries.Add(1)
 		w.log.Warn("events not accepted; retrying them", "batch", b.ID, "events", retries, "of", len(b.recs), "in", d, "err", retry)
 		t := time.NewTimer(d)

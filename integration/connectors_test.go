@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/connectors/connectortest"
 	s3dest "github.com/firehose/firehose/connectors/s3"
 	"github.com/firehose/firehose/internal/app"
@@ -378,7 +379,7 @@ connectors:
 		}
 		defer sink.Close(context.Background())
 		w, err := connectors.New(connectors.Options{
-			Connector: c, DLQTopic: cfg.Topology.DLQ.Name, EventsEncoding: "json",
+			Connector: destinations.RuntimeConfig(c), DLQTopic: cfg.Topology.DLQ.Name, EventsEncoding: "json",
 			Sink: slowSink{Sink: sink, delay: 15 * time.Millisecond}, Kafka: []kgo.Opt{kgo.SeedBrokers(b.Addr)},
 			ShutdownTimeout: shutdown,
 		})

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/connectors/connectortest"
 	httpdest "github.com/firehose/firehose/connectors/http"
 	"github.com/firehose/firehose/internal/generator"
@@ -129,7 +130,7 @@ connectors:
 		c := cfg.Connectors[0]
 		c.Batch.MaxEvents = batch
 		w, err := connectors.New(connectors.Options{
-			Connector: c, DLQTopic: cfg.Topology.DLQ.Name, EventsEncoding: "json",
+			Connector: destinations.RuntimeConfig(c), DLQTopic: cfg.Topology.DLQ.Name, EventsEncoding: "json",
 			Sink: httpdest.New(*c.Destination.(*httpdest.Config)), Kafka: []kgo.Opt{kgo.SeedBrokers(b.Addr)},
 			ShutdownTimeout: shutdown,
 		})

@@ -11,15 +11,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/connectors/spec"
 	"github.com/firehose/firehose/internal/generator"
 	"github.com/firehose/firehose/schemas"
 )
 
 // Encodings and Compressions are every combination a destination must
-// carry byte for byte.
+// carry byte for byte: every one config accepts.
 var (
-	Encodings    = []string{"ndjson", "json", "avro"}
-	Compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
+	Encodings    = spec.Encodings
+	Compressions = spec.Compressions
 )
 
 // Target is a destination under test.

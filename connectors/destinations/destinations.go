@@ -177,3 +177,24 @@ func NewSink(ctx context.Context, c config.Connector) (connectors.Destination, e
 	}
 	return d.New(ctx, c.Destination)
 }
+
+// RuntimeConfig is the runtime's config of a loaded connector.
+func RuntimeConfig(c config.Connector) connectors.Config {
+	return connectors.Config{
+		Name:        c.Name,
+		Topic:       c.Topic,
+		Group:       c.Group,
+		Batch:       connectors.Bounds{MaxEvents: c.Batch.MaxEvents, MaxBytes: int64(c.Batch.MaxBytes), MaxAge: c.Batch.MaxAge},
+		Encoding:    c.Encoding,
+		Compression: c.Compression,
+		AvroCodec:   c.AvroCodec,
+		// config validated time_source and on_permanent_error against
+		// spec's vocabularies.
+		ProcessingTime:       c.TimeSource == "processing",
+		Retry:                connectors.RetryPolicy{MaxAttempts: c.Retry.MaxAttempts, Initial: c.Retry.InitialBackoff, Max: c.Retry.MaxBackoff},
+		StopOnPermanentError: c.OnPermanentError == "stop",
+		MaxBufferedBytes:     int64(c.MaxBufferedBytes),
+		MaxInFlight:          c.MaxInFlight,
+		Filter:               c.Filter,
+	}
+}

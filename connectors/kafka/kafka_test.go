@@ -237,11 +237,10 @@ func runWorker(ctx context.Context, t *testing.T, src string, cfg Config, group 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := config.Config{Kafka: config.Kafka{Brokers: []string{src}}, Connectors: []config.Connector{{Name: "hub", Type: "kafka", Group: group,
-		Batch: config.Batch{MaxEvents: 500, MaxBytes: 5_000_000, MaxAge: 200 * time.Millisecond},
-		Retry: config.Retry{MaxAttempts: 1000, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}}}}
-	c.SetDefaults()
-	w, err := connectors.New(connectors.Options{Connector: c.Connectors[0], DLQTopic: "events.dlq", EventsEncoding: "json",
+	c := connectors.Config{Name: "hub", Topic: "events", Group: group,
+		Batch: connectors.Bounds{MaxEvents: 500, MaxBytes: 5_000_000, MaxAge: 200 * time.Millisecond},
+		Retry: connectors.RetryPolicy{MaxAttempts: 1000, Initial: 100 * time.Millisecond, Max: 500 * time.Millisecond}}
+	w, err := connectors.New(connectors.Options{Connector: c, DLQTopic: "events.dlq", EventsEncoding: "json",
 		Sink: sink, Kafka: []kgo.Opt{kgo.SeedBrokers(src)}, ShutdownTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -146,7 +146,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 				return err
 			}
 			w, err := connectors.New(connectors.Options{
-				Connector:       c,
+				Connector:       destinations.RuntimeConfig(c),
 				DLQTopic:        cfg.Topology.DLQ.Name,
 				DLQMaxBytes:     cfg.Topology.DLQ.MaxRecordBytes(),
 				EventsEncoding:  cfg.Topology.Events.Encoding,

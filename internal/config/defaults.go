@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/firehose/firehose/connectors/spec"
 	"github.com/firehose/firehose/filter"
 	"github.com/firehose/firehose/schemas"
 )
@@ -135,47 +136,39 @@ func (c *Config) SetDefaults() {
 		if cn.Group == "" && cn.Name != "" {
 			cn.Group = "firehose-connector-" + cn.Name
 		}
-		if cn.Batch.MaxEvents == 0 {
-			cn.Batch.MaxEvents = 10000
-		}
-		if cn.Batch.MaxBytes == 0 {
-			cn.Batch.MaxBytes = 5_000_000
-		}
-		if cn.Batch.MaxAge == 0 {
-			cn.Batch.MaxAge = 5 * time.Minute
-		}
+		cn.Batch.fill(Batch{MaxEvents: spec.DefaultBatchMaxEvents, MaxBytes: spec.DefaultBatchMaxBytes, MaxAge: spec.DefaultBatchMaxAge})
 		if cn.Encoding == "" {
-			cn.Encoding = "ndjson"
+			cn.Encoding = spec.DefaultEncoding
 		}
 		if cn.Compression == "" {
-			cn.Compression = "gzip"
+			cn.Compression = spec.DefaultCompression
 			if cn.Encoding == "avro" {
 				cn.Compression = "none" // the container file compresses its blocks
 			}
 		}
 		if cn.AvroCodec == "" {
-			cn.AvroCodec = "deflate"
+			cn.AvroCodec = spec.DefaultAvroCodec
 		}
 		if cn.TimeSource == "" {
-			cn.TimeSource = "event"
+			cn.TimeSource = spec.DefaultTimeSource
 		}
 		if cn.Retry.MaxAttempts == 0 {
-			cn.Retry.MaxAttempts = 10
+			cn.Retry.MaxAttempts = spec.DefaultRetryMaxAttempts
 		}
 		if cn.Retry.InitialBackoff == 0 {
-			cn.Retry.InitialBackoff = 200 * time.Millisecond
+			cn.Retry.InitialBackoff = spec.DefaultRetryInitial
 		}
 		if cn.Retry.MaxBackoff == 0 {
-			cn.Retry.MaxBackoff = 30 * time.Second
+			cn.Retry.MaxBackoff = spec.DefaultRetryMax
 		}
 		if cn.OnPermanentError == "" {
-			cn.OnPermanentError = "dlq"
+			cn.OnPermanentError = spec.DefaultOnPermanentError
 		}
 		if cn.MaxBufferedBytes == 0 {
-			cn.MaxBufferedBytes = 64 << 20
+			cn.MaxBufferedBytes = spec.DefaultMaxBufferedBytes
 		}
 		if cn.MaxInFlight == 0 {
-			cn.MaxInFlight = DefaultMaxInFlight
+			cn.MaxInFlight = spec.DefaultMaxInFlight
 		}
 	}
 	if c.API.Listen == "" {
@@ -206,18 +199,12 @@ var (
 // ProducerCompressions are the values of topology.events.compression.
 var ProducerCompressions = []string{"snappy", "lz4", "zstd", "gzip", "none"}
 
-// DefaultMaxInFlight is connectors[].max_in_flight's default.
-const DefaultMaxInFlight = 32
-
-// Encodings and Compressions are the values connectors accept.
+// Encodings of the topics.
 var (
-	Encodings = []string{"ndjson", "json", "avro"}
 	// TopicEncodings are the encodings of the raw and events topics;
 	// ConfluentEncodings those of them that need a schema registry.
 	TopicEncodings     = []string{"json", "avro", "avro-confluent", "json-confluent"}
 	ConfluentEncodings = []string{"avro-confluent", "json-confluent"}
-	Compressions       = []string{"gzip", "snappy", "lz4", "zstd", "none"}
-	AvroCodecs         = []string{"deflate", "snappy", "null"}
 )
 
 // Validate checks the whole config and returns every problem, each a
@@ -356,21 +343,21 @@ func (c *Config) Validate() error {
 		if cn.Batch.MaxAge < 10*time.Millisecond {
 			v.add(p+".batch.max_age", "must be at least 10ms, got %s", cn.Batch.MaxAge)
 		}
-		if !slices.Contains(Encodings, cn.Encoding) {
-			v.add(p+".encoding", "must be one of %s, got %q", strings.Join(Encodings, ", "), cn.Encoding)
+		if !slices.Contains(spec.Encodings, cn.Encoding) {
+			v.add(p+".encoding", "must be one of %s, got %q", strings.Join(spec.Encodings, ", "), cn.Encoding)
 		}
-		if !slices.Contains(Compressions, cn.Compression) {
-			v.add(p+".compression", "must be one of %s, got %q", strings.Join(Compressions, ", "), cn.Compression)
+		if !slices.Contains(spec.Compressions, cn.Compression) {
+			v.add(p+".compression", "must be one of %s, got %q", strings.Join(spec.Compressions, ", "), cn.Compression)
 		}
 		v.filter(p+".filter", cn.Filter)
-		if !slices.Contains(AvroCodecs, cn.AvroCodec) {
-			v.add(p+".avro_codec", "must be one of %s, got %q", strings.Join(AvroCodecs, ", "), cn.AvroCodec)
+		if !slices.Contains(spec.AvroCodecs, cn.AvroCodec) {
+			v.add(p+".avro_codec", "must be one of %s, got %q", strings.Join(spec.AvroCodecs, ", "), cn.AvroCodec)
 		}
-		if cn.TimeSource != "event" && cn.TimeSource != "processing" {
-			v.add(p+".time_source", `must be "event" or "processing", got %q`, cn.TimeSource)
+		if !slices.Contains(spec.TimeSources, cn.TimeSource) {
+			v.add(p+".time_source", "must be one of %s, got %q", strings.Join(spec.TimeSources, ", "), cn.TimeSource)
 		}
-		if cn.OnPermanentError != "dlq" && cn.OnPermanentError != "stop" {
-			v.add(p+".on_permanent_error", `must be "dlq" or "stop", got %q`, cn.OnPermanentError)
+		if !slices.Contains(spec.OnPermanentError, cn.OnPermanentError) {
+			v.add(p+".on_permanent_error", "must be one of %s, got %q", strings.Join(spec.OnPermanentError, ", "), cn.OnPermanentError)
 		}
 		if cn.Retry.MaxAttempts < 1 {
 			v.add(p+".retry.max_attempts", "must be at least 1")
@@ -378,8 +365,8 @@ func (c *Config) Validate() error {
 		if cn.Retry.InitialBackoff <= 0 || cn.Retry.MaxBackoff < cn.Retry.InitialBackoff {
 			v.add(p+".retry", "initial_backoff must be positive and max_backoff at least initial_backoff")
 		}
-		if cn.MaxInFlight < 1 || cn.MaxInFlight > 1024 {
-			v.add(p+".max_in_flight", "must be from 1 to 1024, got %d", cn.MaxInFlight)
+		if cn.MaxInFlight < 1 || cn.MaxInFlight > spec.MaxInFlightLimit {
+			v.add(p+".max_in_flight", "must be from 1 to %d, got %d", spec.MaxInFlightLimit, cn.MaxInFlight)
 		}
 		if cn.MaxBufferedBytes < cn.Batch.MaxBytes {
 			v.add(p+".max_buffered_bytes", "must be at least batch.max_bytes (%d), got %d", int64(cn.Batch.MaxBytes), int64(cn.MaxBufferedBytes))

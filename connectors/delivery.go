@@ -1,0 +1,288 @@
+// Delivery: the window of batches in flight, one batch's delivery to a
+// Sink with its retries, and dead letters. A RecordSink's delivery is in
+// records.go.
+
+package connectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/firehose/firehose/connectors/spec"
+	"github.com/firehose/firehose/internal/dlq"
+	"github.com/firehose/firehose/internal/tracing"
+)
+
+// RetryPolicy bounds how a failing batch is retried before it is
+// dead-lettered. The backoff doubles from Initial to Max with full jitter;
+// a destination's Retry-After replaces it when longer.
+type RetryPolicy struct {
+	MaxAttempts int           // attempts in all, the first included
+	Initial     time.Duration // the first backoff
+	Max         time.Duration // the longest backoff
+}
+
+func (r *RetryPolicy) defaults() {
+	if r.MaxAttempts == 0 {
+		r.MaxAttempts = spec.DefaultRetryMaxAttempts
+	}
+	if r.Initial == 0 {
+		r.Initial = spec.DefaultRetryInitial
+	}
+	if r.Max == 0 {
+		r.Max = spec.DefaultRetryMax
+	}
+}
+
+func (r RetryPolicy) backoff(attempt int, err error) time.Duration {
+	d := r.Initial << min(attempt, 20)
+	if d > r.Max || d <= 0 {
+		d = r.Max
+	}
+	d = time.Duration(rand.Int64N(int64(d)) + 1) // full jitter
+	if ra := retryAfter(err); ra > d {
+		d = ra
+	}
+	return d
+}
+
+// encodeBuffers hold encoded, uncompressed batches between encoding and
+// compression; a batch is megabytes, so they are reused.
+var encodeBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// Observer hears how deliveries end. Delivered gets the batch, a func
+// telling which events of it were dead-lettered instead (nil: none) and
+// the acknowledgement time.
+type Observer interface {
+	Delivered(b *Batch, skip func(i int) bool, at time.Time)
+	Failed(permanent bool)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Delivered(*Batch, func(int) bool, time.Time) {}
+
+func (nopObserver) Failed(bool) {}
+
+// dispatch starts deliveries of sealed batches while the window has room:
+// for an object store any batch, for an ordered destination the first
+// undelivered batch of each lane of each partition. Called with mu held.
+func (w *Worker) dispatch(cl *kgo.Client) {
+	now := time.Now()
+	for _, ps := range w.parts {
+		if ps.revoked {
+			continue
+		}
+		var busy [LanesPerPartition]bool
+		for _, b := range ps.sealed {
+			if w.inFlight >= w.maxInFlight {
+				return
+			}
+			if w.b.ordered {
+				if busy[b.lane] {
+					continue
+				}
+				busy[b.lane] = true
+			}
+			if b.sending || now.Before(b.retryAt) {
+				continue
+			}
+			b.sending = true
+			ps.active++
+			w.inFlight++
+			w.deliveries.Add(1)
+			go w.deliverOne(ps, b, cl)
+		}
+	}
+}
+
+// deliverOne delivers one batch on its own goroutine and records the
+// outcome: delivered (or dead-lettered) batches leave the partition's
+// queue, so its commit point can pass them.
+func (w *Worker) deliverOne(ps *partState, b *Batch, cl *kgo.Client) {
+	defer w.deliveries.Done()
+	err := w.deliver(ps.ctx, cl, b)
+	w.mu.Lock()
+	ps.active--
+	w.inFlight--
+	b.sending = false
+	switch {
+	case err == nil:
+		w.b.delivered(ps, b)
+	case errors.Is(err, ErrStopped):
+		w.stopped = true
+	case ps.ctx.Err() == nil:
+		// Its outcome could not be stored (the DLQ is unreachable): the
+		// batch is delivered again, not at once.
+		b.retryAt = time.Now().Add(time.Second)
+		w.log.Warn("batch not finished; trying it again in 1s", "batch", b.ID, "err", err)
+	}
+	w.changed.Broadcast()
+	w.mu.Unlock()
+	w.wakeMu.Lock()
+	w.woken = true
+	if w.wake != nil {
+		w.wake()
+	}
+	w.wakeMu.Unlock()
+}
+
+// nextRetry is how long until the first batch waiting to be tried again
+// may be. Called with mu held.
+func (w *Worker) nextRetry() time.Duration {
+	next := time.Second
+	for _, ps := range w.parts {
+		for _, b := range ps.sealed {
+			if d := time.Until(b.retryAt); d < next {
+				next = d
+			}
+		}
+	}
+	return max(next, time.Millisecond)
+}
+
+func (w *Worker) stage() string { return "connector:" + w.name }
+
+// maxSpanLinks bounds the links of a delivery span (OpenTelemetry keeps
+// 128 by default).
+const maxSpanLinks = 128
+
+// deliverSpan starts the span of one batch's delivery: a child of the
+// first event's trace context (the processor's span of it), linked to the
+// others' (a batch has many parents, a span one).
+func (w *Worker) deliverSpan(ctx context.Context, b *Batch) (context.Context, trace.Span) {
+	parent := ctx
+	var links []trace.Link
+	for _, r := range b.Records {
+		sc := trace.SpanContextFromContext(tracing.Extract(ctx, r.Headers))
+		switch {
+		case !sc.IsValid():
+		case !trace.SpanContextFromContext(parent).IsValid():
+			parent = trace.ContextWithRemoteSpanContext(ctx, sc)
+		case len(links) < maxSpanLinks:
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	return tracing.Tracer().Start(parent, "firehose.deliver", trace.WithSpanKind(trace.SpanKindProducer), trace.WithLinks(links...),
+		trace.WithAttributes(attribute.String("firehose.connector", w.name), attribute.String("firehose.batch_id", b.ID), attribute.Int("firehose.events", len(b.Records))))
+}
+
+// dlqRecord is the DLQ record for r, cut to fit the DLQ topic.
+func (w *Worker) dlqRecord(r *kgo.Record, why dlq.Reason, now time.Time) *kgo.Record {
+	return dlq.Fit(dlq.Record(w.o.DLQTopic, r, why, now), w.o.DLQMaxBytes)
+}
+
+// deliver encodes b and hands it to the sink, retrying per the policy. A
+// permanent error, or retries running out, dead-letters the batch's
+// records; the partition goes on. It returns an error only when ctx ended
+// before the batch had an outcome.
+func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
+	if w.records != nil {
+		if tracing.Enabled() {
+			var span trace.Span
+			ctx, span = w.deliverSpan(ctx, b)
+			defer span.End()
+		}
+		return w.deliverRecords(ctx, cl, b)
+	}
+	if b.Body == nil {
+		b.SealedAt = time.Now()
+		size := 0
+		for _, r := range b.Records {
+			size += len(r.Value) + 128 // firehose_metadata, separators
+		}
+		bufp := encodeBuffers.Get().(*[]byte)
+		raw, err := w.enc.Encode(slices.Grow((*bufp)[:0], size), b)
+		if err == nil {
+			if _, none := w.comp.(None); none {
+				b.Body = slices.Clone(raw)
+			} else {
+				b.Body, err = w.comp.Compress(make([]byte, 0, len(raw)/4), raw)
+			}
+		}
+		*bufp = raw[:0]
+		encodeBuffers.Put(bufp)
+		if err != nil {
+			return w.deadLetter(ctx, cl, b, "encode", err)
+		}
+		b.ContentType = w.enc.ContentType()
+		b.ContentEncoding = w.comp.ContentEncoding()
+	}
+	if tracing.Enabled() {
+		var span trace.Span
+		ctx, span = w.deliverSpan(ctx, b)
+		defer span.End()
+	}
+	for attempt := 0; ; attempt++ {
+		err := w.o.Sink.(Sink).Deliver(ctx, b)
+		if err == nil {
+			now := time.Now()
+			w.o.Observer.Delivered(b, nil, now)
+			w.stats.Delivered.Add(int64(len(b.Records)))
+			w.stats.Batches.Add(1)
+			w.stats.LastDelivery.Store(now.UnixNano())
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.o.Observer.Failed(IsPermanent(err))
+		if IsPermanent(err) {
+			if w.o.Connector.StopOnPermanentError {
+				w.log.Error("batch rejected by destination; stopping the connector", "batch", b.ID, "events", len(b.Records), "err", err)
+				return ErrStopped
+			}
+			w.log.Warn("batch rejected by destination; sending to DLQ", "batch", b.ID, "events", len(b.Records), "err", err)
+			return w.deadLetter(ctx, cl, b, "permanent", err)
+		}
+		if attempt+1 >= w.o.Connector.Retry.MaxAttempts {
+			w.log.Error("batch failed after retries; sending to DLQ", "batch", b.ID, "attempts", attempt+1, "err", err)
+			return w.deadLetter(ctx, cl, b, "retries-exhausted", err)
+		}
+		d := w.o.Connector.Retry.backoff(attempt, err)
+		w.stats.Retries.Add(1)
+		w.log.Warn("delivery failed; retrying", "batch", b.ID, "attempt", attempt+1, "in", d, "err", err)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (w *Worker) deadLetter(ctx context.Context, cl *kgo.Client, b *Batch, class string, cause error) error {
+	var extra []kgo.RecordHeader
+	if resp := response(cause); resp != "" {
+		extra = append(extra, kgo.RecordHeader{Key: dlq.HeaderResponse, Value: []byte(resp)})
+	}
+	now := time.Now()
+	recs := make([]*kgo.Record, len(b.Records))
+	for i, r := range b.Records {
+		recs[i] = w.dlqRecord(r, dlq.Reason{Stage: w.stage(), Class: class, Message: cause.Error(), Extra: extra}, now)
+	}
+	if err := w.produceDLQ(ctx, cl, recs); err != nil {
+		return err
+	}
+	w.stats.DeadLettered.Add(int64(len(recs)))
+	return nil
+}
+
+// produceDLQ writes dead letters and waits for them: offsets past a record
+// are committed only once its dead letter is stored.
+func (w *Worker) produceDLQ(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("connector %s: write to DLQ %s: %w", w.name, w.o.DLQTopic, err)
+	}
+	return nil
+}

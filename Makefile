@@ -35,7 +35,7 @@ SUDO        := $(shell [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null && ech
 FUZZTIME    ?= 50000x
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test unit lint alerts fuzz bench tools pins clean
+.PHONY: help build run test unit chart lint alerts fuzz bench tools pins clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,16 +51,22 @@ build: ## build bin/firehose, stamped with its version and revision
 run: build ## start firehose dev: embedded broker, processor, file connector, demo events
 	./$(BIN) dev
 
-test: pins tools lint alerts unit fuzz ## everything CI checks: tool pins, lint, alert rules, go test -race ./..., short fuzz runs
+test: pins tools lint alerts unit chart fuzz ## everything CI checks: tool pins, lint, alert rules, go test -race ./..., the Helm chart, short fuzz runs
 
 unit: tools
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The chart's tests are a module of their own (deploy/helm), so that Helm's
+# and Kubernetes' dependencies stay out of Firehose's.
+chart: ## render the Helm chart with Helm's engine and decode every object strictly
+	cd deploy/helm && $(GO) test -count=1 ./...
 
 lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	staticcheck ./...
+	cd deploy/helm && $(GO) vet ./... && staticcheck ./...
 
 alerts: tools ## check the Prometheus alert rules and prove each fires (promtool)
 	promtool check rules deploy/prometheus/alerts.yml

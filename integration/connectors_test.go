@@ -24,8 +24,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/connectors"
-	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/connectors/connectortest"
+	"github.com/firehose/firehose/connectors/destinations"
 	s3dest "github.com/firehose/firehose/connectors/s3"
 	"github.com/firehose/firehose/internal/app"
 	"github.com/firehose/firehose/internal/config"

@@ -16,8 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/firehose/firehose/connectors"
-	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/connectors/connectortest"
+	"github.com/firehose/firehose/connectors/destinations"
 	httpdest "github.com/firehose/firehose/connectors/http"
 	"github.com/firehose/firehose/internal/generator"
 	"github.com/firehose/firehose/schemas"

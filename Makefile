@@ -53,8 +53,10 @@ run: build ## start firehose dev: embedded broker, processor, file connector, de
 
 test: pins tools lint alerts unit chart fuzz ## everything CI checks: tool pins, lint, alert rules, go test -race ./..., the Helm chart, short fuzz runs
 
+# The firehosetest container suites run on podman through
+# scripts/with-podman.sh (they skip, saying why, where it cannot run).
 unit: tools
-	$(GO) test -race -count=1 -timeout 20m ./...
+	TOOLS=$(TOOLS) ./scripts/with-podman.sh $(GO) test -race -count=1 -timeout 20m ./...
 
 # The chart's tests are a module of their own (deploy/helm), so that Helm's
 # and Kubernetes' dependencies stay out of Firehose's.
@@ -100,7 +102,7 @@ bench: build ## run the benchmarks: per-stage ones, then 1,000,000 events throug
 	./scripts/bench-kafka.sh
 	./scripts/bench-pipeline.sh
 
-tools: $(STATICCHECK) $(VERSITYGW) $(KINESALITE) ## install what the tests need: kcat and promtool (Debian), staticcheck and versitygw (Go), kinesalite (npm)
+tools: $(STATICCHECK) $(VERSITYGW) $(KINESALITE) ## install what the tests need: kcat, promtool, podman and runc (Debian), staticcheck and versitygw (Go), kinesalite (npm)
 	@pkgs=""; \
 	  command -v kcat >/dev/null 2>&1 || pkgs="$$pkgs kcat"; \
 	  command -v promtool >/dev/null 2>&1 || pkgs="$$pkgs prometheus"; \
@@ -108,6 +110,13 @@ tools: $(STATICCHECK) $(VERSITYGW) $(KINESALITE) ## install what the tests need:
 	    echo "installing$$pkgs from Debian's packages"; \
 	    $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs; \
 	  fi
+	@# podman with what it recommends (its storage and runtime helpers), and
+	@# runc, which scripts/with-podman.sh configures as the runtime.
+	@if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; then \
+	  echo "installing podman and runc from Debian's packages"; \
+	  { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc; } \
+	    || echo "podman could not be installed: the container tests will skip"; \
+	fi
 
 # Every pin must resolve on the registries, asked afresh: the Go pins through
 # an empty, throw-away module cache (a cached copy would hide a version the

@@ -12,6 +12,8 @@
 //		got := fh.WaitDelivered(t, 1)
 //		// got[0]["lead_data"].(map[string]any)["ssn"] == "***-**-6789"
 //	}
+//
+// StartContainer runs the same in containers, with testcontainers-go.
 package firehosetest
 
 import (
@@ -98,11 +100,42 @@ func Start(t testing.TB, o Options) *Firehose {
 		t.Cleanup(b.Close)
 		f.Broker = b.Addr
 	}
+	f.config(t, o, "127.0.0.1:0")
+	f.applyTopology(t)
+	cfg := f.Config
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, cfg, app.Options{OnReady: func(addr string) { ready <- addr }, ShutdownTimeout: 10 * time.Second})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("firehosetest: firehose stopped with %v", err)
+		}
+	})
+	select {
+	case addr := <-ready:
+		f.HTTP = "http://" + addr
+	case err := <-done:
+		t.Fatalf("firehosetest: firehose stopped at start: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("firehosetest: firehose not ready after 60s")
+	}
+	return f
+}
+
+// config returns the config to run, with its api section listening on
+// listen, and the environment its ${VAR}s take; it parses it into
+// f.Config and connects f's client to the broker.
+func (f *Firehose) config(t testing.TB, o Options, listen string) (string, map[string]string) {
+	t.Helper()
 	doc := o.Config
 	if doc == "" {
 		doc = DefaultConfig
 	}
-	doc += "\napi:\n  listen: 127.0.0.1:0\n"
+	doc += "\napi:\n  listen: " + listen + "\n"
 	env := map[string]string{"BROKER": f.Broker, "OUT": f.Out}
 	for k, v := range o.Env {
 		env[k] = v
@@ -134,35 +167,19 @@ func Start(t testing.TB, o Options) *Firehose {
 		t.Fatalf("firehosetest: %v", err)
 	}
 	t.Cleanup(f.cl.Close)
-	plan, err := topology.MakePlan(context.Background(), f.cl, topology.Specs(cfg.Topology))
+	return doc, env
+}
+
+// applyTopology creates the config's topics, as topology apply does.
+func (f *Firehose) applyTopology(t testing.TB) {
+	t.Helper()
+	plan, err := topology.MakePlan(context.Background(), f.cl, topology.Specs(f.Config.Topology))
 	if err != nil {
 		t.Fatalf("firehosetest: topology: %v", err)
 	}
 	if err := plan.Apply(context.Background(), f.cl); err != nil {
 		t.Fatalf("firehosetest: topology: %v", err)
 	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, cfg, app.Options{OnReady: func(addr string) { ready <- addr }, ShutdownTimeout: 10 * time.Second})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("firehosetest: firehose stopped with %v", err)
-		}
-	})
-	select {
-	case addr := <-ready:
-		f.HTTP = "http://" + addr
-	case err := <-done:
-		t.Fatalf("firehosetest: firehose stopped at start: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("firehosetest: firehose not ready after 60s")
-	}
-	return f
 }
 
 // Produce writes events (JSON objects) to the raw topic, each keyed by its

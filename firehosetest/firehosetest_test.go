@@ -17,7 +17,45 @@ func event(account, resource string, seq int, typ string) string {
 // connector delivered, masked, in order per resource, a duplicate dropped;
 // and the same events through the pull API with a token.
 func TestStartProduceAndReadBack(t *testing.T) {
-	fh := firehosetest.Start(t, firehosetest.Options{Tokens: map[string]string{"acc_1": "token-of-acc-1"}})
+	produceAndReadBack(t, firehosetest.Start(t, firehosetest.Options{Tokens: map[string]string{"acc_1": "token-of-acc-1"}}))
+}
+
+// The same with Firehose and its broker in containers (testcontainers-go;
+// make test runs it on podman), producing from the host with franz-go.
+func TestStartContainerProduceAndReadBack(t *testing.T) {
+	produceAndReadBack(t, firehosetest.StartContainer(t, firehosetest.ContainerOptions{Options: firehosetest.Options{Tokens: map[string]string{"acc_1": "token-of-acc-1"}}}))
+}
+
+// And against a broker the suite runs itself (here the in-process one of
+// another Firehose, whose topics this one shares by name: it gets its own
+// through a config of its own).
+func TestStartContainerOnTheSuitesBroker(t *testing.T) {
+	other := firehosetest.Start(t, firehosetest.Options{})
+	produceAndReadBack(t, firehosetest.StartContainer(t, firehosetest.ContainerOptions{Options: firehosetest.Options{
+		Broker: other.Broker,
+		Tokens: map[string]string{"acc_1": "token-of-acc-1"},
+		Config: `
+kafka:
+  brokers: ["${BROKER}"]
+topology:
+  raw: {name: c.raw}
+  events: {name: c.events}
+  dlq: {name: c.dlq}
+  state: {name: c.state}
+processor: {group: c-processor, transactional_id: c-processor}
+connectors:
+  - name: files
+    type: file
+    group: c-files
+    batch: {max_events: 1000, max_age: 200ms}
+    encoding: ndjson
+    compression: none
+    file: {dir: "${OUT}"}
+`,
+	}}))
+}
+
+func produceAndReadBack(t *testing.T, fh *firehosetest.Firehose) {
 	fh.Produce(t,
 		event("acc_1", "lead_1", 1, "lead.created"),
 		event("acc_1", "lead_1", 2, "lead.updated"),

@@ -88,7 +88,8 @@ FUZZ_TARGETS := \
 	./pullapi:FuzzDecodePosition \
 	./internal/config:FuzzParseTokens \
 	./internal/ops:FuzzParseOffsets \
-	./connectors:FuzzRenderIsSafe
+	./connectors:FuzzRenderIsSafe \
+	./connectors:FuzzSpliceMatchesDecode
 
 fuzz: ## run every fuzz target for FUZZTIME (default 50000x executions; e.g. FUZZTIME=1m)
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -1,6 +1,7 @@
 package connectors
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"strconv"
@@ -27,6 +28,7 @@ type batcher struct {
 	bounds         Bounds
 	limit          int64 // max_buffered_bytes; 0: none
 	ordered        bool
+	splice         bool // JSON bodies may be spliced from record values
 	tmpl           *Template // path template, or nil
 	processingTime bool      // render paths from the processing time
 	ext            string    // object name extension
@@ -57,6 +59,58 @@ type partState struct {
 	cancel  func()
 	revoked bool // no more deliveries start
 	gone    bool // given up: its bytes no longer count
+
+	// arena and recs hold copies of the partition's records (see own).
+	arena []byte
+	recs  []kgo.Record
+}
+
+// Sizes of the chunks own copies records into: a chunk is freed when no
+// batch holds a record in it any more.
+const (
+	arenaChunk   = 64 << 10
+	recordsChunk = 256
+)
+
+// own copies a fetched record, with its key, value and headers, into the
+// partition's own memory, and returns the copy. The client decompresses a
+// whole record batch into one buffer, of up to the producer's batch size
+// (megabytes), and a record slice per batch: a batch of ours holding one
+// record of it would keep all of it alive, and open and undelivered
+// batches span many. The copies are chunked by arrival, which is close to
+// how batches are delivered, so a chunk is freed soon after its batches.
+func (ps *partState) own(r *kgo.Record) *kgo.Record {
+	if len(ps.recs) == cap(ps.recs) {
+		ps.recs = make([]kgo.Record, 0, recordsChunk)
+	}
+	ps.recs = append(ps.recs, kgo.Record{
+		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, LeaderEpoch: r.LeaderEpoch,
+		Timestamp: r.Timestamp, Attrs: r.Attrs, ProducerID: r.ProducerID, ProducerEpoch: r.ProducerEpoch,
+		Key: ps.copyBytes(r.Key), Value: ps.copyBytes(r.Value),
+	})
+	c := &ps.recs[len(ps.recs)-1]
+	if len(r.Headers) > 0 {
+		c.Headers = make([]kgo.RecordHeader, len(r.Headers))
+		for i, h := range r.Headers {
+			c.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: ps.copyBytes(h.Value)}
+		}
+	}
+	return c
+}
+
+func (ps *partState) copyBytes(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	if len(b) > arenaChunk/4 {
+		return bytes.Clone(b) // a large value gets memory of its own
+	}
+	if cap(ps.arena)-len(ps.arena) < len(b) {
+		ps.arena = make([]byte, 0, arenaChunk)
+	}
+	n := len(ps.arena)
+	ps.arena = append(ps.arena, b...)
+	return ps.arena[n:len(ps.arena):len(ps.arena)]
 }
 
 type openBatch struct {
@@ -64,6 +118,7 @@ type openBatch struct {
 	lane    int
 	records []*kgo.Record
 	events  []*schemas.Event
+	times   []time.Time
 	bytes   int
 	opened  time.Time
 }
@@ -94,6 +149,10 @@ func (bt *batcher) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.
 		ps.open[key] = b
 	}
 	b.records = append(b.records, r)
+	b.times = append(b.times, e.Timestamp)
+	if bt.splice && spliceable(r.Value) && e.Extra[MetadataKey] == nil {
+		e = nil // encoded from r.Value: the decoded event need not be kept
+	}
 	b.events = append(b.events, e)
 	n := len(r.Value) + 96 // firehose_metadata and a newline
 	bt.avgRecord = (bt.avgRecord*15 + int64(n)) / 16
@@ -123,6 +182,7 @@ func (bt *batcher) seal(ps *partState, key string) {
 		Key:         b.path + ObjectName(first.Topic, first.Partition, first.Offset, bt.ext),
 		Records:     b.records,
 		Events:      b.events,
+		Times:       b.times,
 	})
 }
 

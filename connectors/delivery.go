@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -58,6 +59,12 @@ func (r RetryPolicy) backoff(attempt int, err error) time.Duration {
 // encodeBuffers hold encoded, uncompressed batches between encoding and
 // compression; a batch is megabytes, so they are reused.
 var encodeBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// encoding admits as many batches to encoding and compression at once as
+// the process has cores: the work is CPU-bound, so more at once would
+// finish none sooner and only hold more uncompressed bodies (a batch's
+// worth each) in memory. It is shared by every connector of the process.
+var encoding = make(chan struct{}, runtime.GOMAXPROCS(0))
 
 // Observer hears how deliveries end. Delivered gets the batch, a func
 // telling which events of it were dead-lettered instead (nil: none) and
@@ -195,6 +202,11 @@ func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 		return w.deliverRecords(ctx, cl, b)
 	}
 	if b.Body == nil {
+		select {
+		case encoding <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		b.SealedAt = time.Now()
 		size := 0
 		for _, r := range b.Records {
@@ -211,6 +223,7 @@ func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 		}
 		*bufp = raw[:0]
 		encodeBuffers.Put(bufp)
+		<-encoding
 		if err != nil {
 			return w.deadLetter(ctx, cl, b, "encode", err)
 		}

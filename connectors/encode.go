@@ -76,10 +76,34 @@ func metadataField(dst []byte, b *Batch, i int) []byte {
 }
 
 // AppendEvent appends the i-th event of b as one JSON object with its
-// firehose_metadata, for destinations that store one record per event.
+// firehose_metadata. A kept event is encoded; otherwise its record's value,
+// the event as the processor wrote it, is copied with the field spliced in
+// before its closing brace: the same bytes, without decoding and encoding
+// every event again.
 func AppendEvent(dst []byte, b *Batch, i int) []byte {
 	var meta [128]byte
-	return schemas.AppendJSON(dst, b.Events[i], []schemas.Field{{Name: MetadataKey, JSON: metadataField(meta[:0], b, i)}})
+	m := metadataField(meta[:0], b, i)
+	if e := b.Events[i]; e != nil {
+		return schemas.AppendJSON(dst, e, []schemas.Field{{Name: MetadataKey, JSON: m}})
+	}
+	v := bytes.TrimRight(b.Records[i].Value, " \t")
+	dst = append(dst, v[:len(v)-1]...)
+	dst = append(dst, `,"`+MetadataKey+`":`...)
+	dst = append(dst, m...)
+	return append(dst, '}')
+}
+
+// spliceable reports whether a record value that decoded as an event can
+// be written as it is, with firehose_metadata spliced in: it holds no line
+// break (JSON strings cannot hold one raw, so one would be whitespace
+// between tokens, and would split an NDJSON line), and it ends with its
+// object's closing brace.
+func spliceable(v []byte) bool {
+	if bytes.IndexByte(v, '\n') >= 0 || bytes.IndexByte(v, '\r') >= 0 {
+		return false
+	}
+	v = bytes.TrimRight(v, " \t")
+	return len(v) > 2 && v[len(v)-1] == '}'
 }
 
 // MetadataKey is the name of the field every delivered event gains.
@@ -90,10 +114,8 @@ type NDJSON struct{}
 
 // Encode implements Encoder.
 func (NDJSON) Encode(dst []byte, b *Batch) ([]byte, error) {
-	var meta []byte
-	for i, e := range b.Events {
-		meta = metadataField(meta[:0], b, i)
-		dst = schemas.AppendJSON(dst, e, []schemas.Field{{Name: MetadataKey, JSON: meta}})
+	for i := range b.Events {
+		dst = AppendEvent(dst, b, i)
 		dst = append(dst, '\n')
 	}
 	return dst, nil
@@ -111,13 +133,11 @@ type JSONArray struct{}
 // Encode implements Encoder.
 func (JSONArray) Encode(dst []byte, b *Batch) ([]byte, error) {
 	dst = append(dst, '[')
-	var meta []byte
-	for i, e := range b.Events {
+	for i := range b.Events {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		meta = metadataField(meta[:0], b, i)
-		dst = schemas.AppendJSON(dst, e, []schemas.Field{{Name: MetadataKey, JSON: meta}})
+		dst = AppendEvent(dst, b, i)
 	}
 	return append(dst, ']', '\n'), nil
 }

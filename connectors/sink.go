@@ -63,9 +63,13 @@ type Batch struct {
 	ContentType     string // e.g. application/x-ndjson
 	ContentEncoding string // e.g. gzip; "" when not compressed
 	// Records are the source records, in offset order; Events are the
-	// decoded events, one per record.
+	// decoded events, one per record. An event is nil where the runtime
+	// did not keep it, because its record's value is the event as JSON,
+	// written as it is (see AppendEvent); Times holds every event's
+	// timestamp.
 	Records []*kgo.Record
 	Events  []*schemas.Event
+	Times   []time.Time
 	// SealedAt is when the batch was closed for delivery; it is the
 	// delivered_at of every event in it.
 	SealedAt time.Time

@@ -181,6 +181,9 @@ func New(o Options) (*Worker, error) {
 		maxInFlight: o.Connector.MaxInFlight,
 		b: &batcher{name: o.Connector.Name, bounds: o.Connector.Batch, limit: o.Connector.MaxBufferedBytes,
 			ordered: !objects, tmpl: tmpl, processingTime: o.Connector.ProcessingTime,
+			// Avro bodies and record sinks' keys and headers need the
+			// decoded events; JSON bodies splice the processor's bytes.
+			splice: records == nil && o.Connector.Encoding != "avro" && isJSON(codec),
 			ext: enc.Extension() + comp.Extension()},
 	}
 	w.changed = sync.NewCond(&w.mu)
@@ -300,6 +303,8 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 					w.stats.Filtered.Add(1) // redriven for another connector
 					continue
 				}
+				// The event borrows the copy's memory, not the fetch's.
+				r = ps.own(r)
 				e, err := w.codec.Decode(r.Value)
 				if err != nil {
 					dead = append(dead, w.dlqRecord(r, dlq.Reason{Stage: w.stage(), Class: schemas.ClassOf(err), Message: schemas.Detail(err)}, now))
@@ -413,4 +418,11 @@ func (w *Worker) drain(ctx context.Context, cl *kgo.Client) error {
 		return ErrStopped
 	}
 	return nil
+}
+
+// isJSON reports whether the topic's values are plain JSON events, which
+// JSON bodies can copy as they are.
+func isJSON(c schemas.Codec) bool {
+	_, ok := c.(schemas.JSON)
+	return ok
 }

@@ -192,11 +192,11 @@ func (o *observer) Delivered(b *connectors.Batch, skip func(i int) bool, at time
 	o.ok.Inc()
 	o.events.Observe(float64(len(b.Records)))
 	o.bytes.Observe(float64(b.Bytes()))
-	for i, e := range b.Events {
-		if e == nil || (skip != nil && skip(i)) {
+	for i, ts := range b.Times {
+		if ts.IsZero() || (skip != nil && skip(i)) {
 			continue
 		}
-		o.latency.Observe(max(0, at.Sub(e.Timestamp).Seconds()))
+		o.latency.Observe(max(0, at.Sub(ts).Seconds()))
 	}
 }
 

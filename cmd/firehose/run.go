@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -60,6 +62,13 @@ and leaves the groups.`,
 			}
 			o.Log = log
 			o.OnReady = func(addr string) { log.Info("ready", "http", addr) }
+			if v, set := os.LookupEnv("GOMEMLIMIT"); set {
+				log.Info("memory limit from GOMEMLIMIT", "limit", v)
+			} else {
+				limit, source := app.MemoryLimit(cfg, o, app.CgroupMemoryMax())
+				debug.SetMemoryLimit(limit)
+				log.Info("memory limit", "bytes", limit, "from", source)
+			}
 			return app.Run(cmd.Context(), cfg, o)
 		},
 	}

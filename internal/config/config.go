@@ -32,6 +32,10 @@ type Config struct {
 	// SchemaRegistry is needed by topics whose encoding is avro-confluent
 	// or json-confluent.
 	SchemaRegistry SchemaRegistry `yaml:"schema_registry"`
+	// MemoryLimit is the soft memory limit `firehose run` gives Go's
+	// collector; 0 (the default) derives it from the connectors run (see
+	// README, Memory). GOMEMLIMIT in the environment wins.
+	MemoryLimit ByteSize `yaml:"memory_limit"`
 }
 
 // SchemaRegistry is a Confluent-compatible Schema Registry (Confluent's,

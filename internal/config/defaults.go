@@ -372,6 +372,9 @@ func (c *Config) Validate() error {
 			v.add(p+".max_buffered_bytes", "must be at least batch.max_bytes (%d), got %d", int64(cn.Batch.MaxBytes), int64(cn.MaxBufferedBytes))
 		}
 	}
+	if c.MemoryLimit != 0 && c.MemoryLimit < 64<<20 {
+		v.add("memory_limit", "must be at least 64MiB (or 0 to derive it), got %d bytes", int64(c.MemoryLimit))
+	}
 	v.tokens("api.tokens", c.API.Tokens)
 	if k := c.API.PositionKey; k != "" && len(k) < 32 {
 		v.add("api.position_key", "is %d bytes; it must be at least 32 (e.g. openssl rand -base64 48)", len(k))

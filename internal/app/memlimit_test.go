@@ -1,0 +1,37 @@
+package app
+
+import (
+	"testing"
+
+	"github.com/firehose/firehose/internal/config"
+)
+
+func TestMemoryLimit(t *testing.T) {
+	off := false
+	cfg := &config.Config{Connectors: []config.Connector{
+		{Name: "a", MaxBufferedBytes: 64 << 20},
+		{Name: "b", MaxBufferedBytes: 128 << 20},
+		{Name: "c", MaxBufferedBytes: 64 << 20, Enabled: &off},
+	}}
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		name   string
+		limit  config.ByteSize
+		o      Options
+		cgroup int64
+		want   int64
+	}{
+		{"every role, every enabled connector", 0, Options{}, 0, 256*mib + 96*mib + 192*mib},
+		{"one connector", 0, Options{Roles: []string{RoleConnector}, Connectors: []string{"b"}}, 0, 256*mib + 192*mib},
+		{"the processor alone", 0, Options{Roles: []string{RoleProcessor}}, 0, 256 * mib},
+		{"set in the config", 1 << 30, Options{}, 0, 1 << 30},
+		{"a container's limit caps it", 0, Options{}, 400 * mib, 400 * mib / 10 * 9},
+		{"a larger container changes nothing", 0, Options{Roles: []string{RoleProcessor}}, 4 << 30, 256 * mib},
+	} {
+		c := *cfg
+		c.MemoryLimit = tc.limit
+		if got, src := MemoryLimit(&c, tc.o, tc.cgroup); got != tc.want || src == "" {
+			t.Errorf("%s: %d (%s), want %d", tc.name, got, src, tc.want)
+		}
+	}
+}

@@ -28,7 +28,7 @@ type batcher struct {
 	bounds         Bounds
 	limit          int64 // max_buffered_bytes; 0: none
 	ordered        bool
-	splice         bool // JSON bodies may be spliced from record values
+	splice         bool      // JSON bodies may be spliced from record values
 	tmpl           *Template // path template, or nil
 	processingTime bool      // render paths from the processing time
 	ext            string    // object name extension

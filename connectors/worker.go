@@ -184,7 +184,7 @@ func New(o Options) (*Worker, error) {
 			// Avro bodies and record sinks' keys and headers need the
 			// decoded events; JSON bodies splice the processor's bytes.
 			splice: records == nil && o.Connector.Encoding != "avro" && isJSON(codec),
-			ext: enc.Extension() + comp.Extension()},
+			ext:    enc.Extension() + comp.Extension()},
 	}
 	w.changed = sync.NewCond(&w.mu)
 	return w, nil

@@ -79,6 +79,7 @@ FUZZ_TARGETS := \
 	./schemas:FuzzJSONDecode \
 	./schemas:FuzzAvroDecode \
 	./schemas:FuzzConfluentAvroDecode \
+	./schemas:FuzzDecodeHeader \
 	./internal/config:FuzzParse \
 	./internal/config:FuzzExpand \
 	./filter:FuzzMatch \

@@ -169,6 +169,11 @@ func (f *Filter) Empty() bool {
 	return f == nil || len(f.include) == 0 && len(f.exclude) == 0 && len(f.outcomes) == 0 && len(f.rules) == 0
 }
 
+// Scalar reports whether the filter reads only an event's top-level scalar
+// fields (types and outcomes; no rules), so that schemas.DecodeHeader
+// gives it what it needs.
+func (f *Filter) Scalar() bool { return f == nil || len(f.rules) == 0 }
+
 // Match reports whether e passes. The error is non-nil only when a rule
 // with the dlq policy failed on e; it is an *Error.
 func (f *Filter) Match(e *schemas.Event) (bool, error) {

@@ -264,13 +264,21 @@ func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 		d := w.o.Connector.Retry.backoff(attempt, err)
 		w.stats.Retries.Add(1)
 		w.log.Warn("delivery failed; retrying", "batch", b.ID, "attempt", attempt+1, "in", d, "err", err)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := sleep(ctx, d); err != nil {
+			return err
 		}
+	}
+}
+
+// sleep waits d, or until ctx ends, and then returns its error.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

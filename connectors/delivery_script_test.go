@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/internal/dlq"
@@ -267,28 +266,9 @@ func TestUnwritableDeadLettersAreRetriedWithAPause(t *testing.T) {
 	br, adm := oneBatchTopic(t, 10)
 	var refuse atomic.Bool
 	refuse.Store(true)
-	br.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		br.KeepControl()
-		// The events were produced before the worker started: every
-		// produce now is the worker's, to the DLQ.
-		req := kreq.(*kmsg.ProduceRequest)
-		if !refuse.Load() {
-			return nil, nil, false
-		}
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	// The events were produced before the worker started: every produce
+	// now is the worker's, to the DLQ.
+	br.RefuseProduce(kerr.TopicAuthorizationFailed.Code, refuse.Load)
 	s := &scripted{attempts: map[int64]int{}, delivered: map[int64]int{}, script: map[int64][]error{
 		0: {connectors.Permanent(errors.New("rejected"), "")},
 	}}

@@ -171,12 +171,8 @@ func (w *Worker) deliverRecords(ctx context.Context, cl *kgo.Client, b *Batch) e
 		d := w.o.Connector.Retry.backoff(attempt, retry)
 		w.stats.Retries.Add(1)
 		w.log.Warn("events not accepted; retrying them", "batch", b.ID, "events", retries, "of", len(b.recs), "in", d, "err", retry)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := sleep(ctx, d); err != nil {
+			return err
 		}
 	}
 	accepted := 0

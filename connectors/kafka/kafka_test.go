@@ -22,7 +22,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	"github.com/firehose/firehose/connectors"
@@ -186,28 +185,14 @@ func TestRecordSuite(t *testing.T) {
 // refuseProduce makes the broker answer every produce request with
 // NotEnoughReplicas until the given time, counting them in refused.
 func refuseProduce(hb *embedded.Broker, until time.Time, refused *atomic.Int64) {
-	hb.ControlKey(0, func(req kmsg.Request) (kmsg.Response, error, bool) {
+	hb.RefuseProduce(kerr.NotEnoughReplicas.Code, func() bool {
 		if time.Now().After(until) {
-			return nil, nil, false
+			return false
 		}
-		hb.KeepControl()
 		if refused != nil {
 			refused.Add(1)
 		}
-		pr := req.(*kmsg.ProduceRequest)
-		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range pr.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.NotEnoughReplicas.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return true
 	})
 }
 

@@ -120,3 +120,26 @@ func FuzzSpliceMatchesDecode(f *testing.F) {
 		}
 	})
 }
+
+// A delivered event sent round again (a redrive) carries its old
+// firehose_metadata: the batcher keeps its event without it, so the body
+// holds the new metadata once, whether the body splices or not.
+func TestRedrivenEventGetsItsMetadataOnce(t *testing.T) {
+	v := []byte(`{"event_id":"e2","timestamp":"2026-01-01T00:00:00Z","account_id":"a","resource_id":"r","sequence":2,"event_type":"lead.created","firehose_metadata":{"batch_id":"old"}}`)
+	for _, splice := range []bool{true, false} {
+		bt := testBatcher(false, Bounds{MaxEvents: 1, MaxBytes: 1 << 20, MaxAge: time.Hour}, 0)
+		bt.splice = splice
+		ps := newPartState()
+		e, err := schemas.JSON{Borrow: true}.Decode(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bt.add(ps, &kgo.Record{Topic: "events", Value: v}, e, time.Unix(0, 0))
+		b := ps.sealed[0]
+		b.ID, b.SealedAt = "new-batch", time.Unix(0, 0)
+		body, _ := NDJSON{}.Encode(nil, b)
+		if bytes.Count(body, []byte(MetadataKey)) != 1 || bytes.Contains(body, []byte(`"old"`)) || !bytes.Contains(body, []byte(`"new-batch"`)) {
+			t.Fatalf("splice %v: %s", splice, body)
+		}
+	}
+}

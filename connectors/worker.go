@@ -322,7 +322,6 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 					w.stats.Filtered.Add(1)
 					continue
 				}
-				delete(e.Extra, MetadataKey) // a redriven delivered event: replace, don't repeat
 				w.b.add(ps, r, e, now)
 			}
 		})

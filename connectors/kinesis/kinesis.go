@@ -102,6 +102,7 @@ func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
 	queues := map[string][]*connectors.Record{}
 	var keys []string // in order of first appearance
 	for _, r := range recs {
+		r.Err = connectors.ErrNotWritten // until a call says otherwise
 		if len(r.Value)+len(r.Key) > maxRecordBytes {
 			r.Err = connectors.Permanent(fmt.Errorf("kinesis %s: record of %d bytes with its key is over the 1 MiB limit", s.cfg.Stream, len(r.Value)+len(r.Key)), "")
 			continue

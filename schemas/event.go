@@ -49,33 +49,45 @@ type Event struct {
 // name, and whether the name is one. Templates and filters use it to read
 // fields without reflection.
 func (e *Event) StringField(name string) (string, bool) {
+	if p := e.stringPtr(name); p != nil {
+		return *p, true
+	}
 	switch name {
-	case "event_id":
-		return e.EventID, true
 	case "timestamp":
 		return e.Timestamp.UTC().Format(TimestampLayout), true
-	case "account_id":
-		return e.AccountID, true
-	case "resource_id":
-		return e.ResourceID, true
 	case "sequence":
 		return strconv.FormatInt(e.Sequence, 10), true
-	case "event_type":
-		return e.EventType, true
-	case "resource_type":
-		return e.ResourceType, true
-	case "flow_id":
-		return e.FlowID, true
-	case "lead_id":
-		return e.LeadID, true
-	case "entity_type":
-		return e.EntityType, true
-	case "entity_id":
-		return e.EntityID, true
-	case "outcome":
-		return e.Outcome, true
 	}
 	return "", false
+}
+
+// stringPtr returns the field of e that the JSON string field name holds,
+// or nil when name is not one: the one list the decoders and StringField
+// share.
+func (e *Event) stringPtr(name string) *string {
+	switch name {
+	case "event_id":
+		return &e.EventID
+	case "account_id":
+		return &e.AccountID
+	case "resource_id":
+		return &e.ResourceID
+	case "event_type":
+		return &e.EventType
+	case "resource_type":
+		return &e.ResourceType
+	case "flow_id":
+		return &e.FlowID
+	case "lead_id":
+		return &e.LeadID
+	case "entity_type":
+		return &e.EntityType
+	case "entity_id":
+		return &e.EntityID
+	case "outcome":
+		return &e.Outcome
+	}
+	return nil
 }
 
 // IsField reports whether name is a top-level field of the event schema.

@@ -41,27 +41,12 @@ func DecodeHeader(data []byte, reject string) (e *Event, ok bool) {
 		}
 	}
 	root.ForEach(func(key, v gjson.Result) bool {
-		switch key.String() {
-		case "event_id":
-			str(v, &e.EventID)
-		case "account_id":
-			str(v, &e.AccountID)
-		case "resource_id":
-			str(v, &e.ResourceID)
-		case "event_type":
-			str(v, &e.EventType)
-		case "resource_type":
-			str(v, &e.ResourceType)
-		case "flow_id":
-			str(v, &e.FlowID)
-		case "lead_id":
-			str(v, &e.LeadID)
-		case "entity_type":
-			str(v, &e.EntityType)
-		case "entity_id":
-			str(v, &e.EntityID)
-		case "outcome":
-			str(v, &e.Outcome)
+		k := key.String()
+		if p := e.stringPtr(k); p != nil {
+			str(v, p)
+			return ok
+		}
+		switch k {
 		case "timestamp":
 			t, err := time.Parse(time.RFC3339Nano, v.Str)
 			if v.Type != gjson.String || err != nil {

@@ -102,27 +102,12 @@ func (j JSON) Decode(data []byte) (*Event, error) {
 		}
 	}
 	root.ForEach(func(key, v gjson.Result) bool {
-		switch k := key.String(); k {
-		case "event_id":
-			str(k, v, &e.EventID)
-		case "account_id":
-			str(k, v, &e.AccountID)
-		case "resource_id":
-			str(k, v, &e.ResourceID)
-		case "event_type":
-			str(k, v, &e.EventType)
-		case "resource_type":
-			str(k, v, &e.ResourceType)
-		case "flow_id":
-			str(k, v, &e.FlowID)
-		case "lead_id":
-			str(k, v, &e.LeadID)
-		case "entity_type":
-			str(k, v, &e.EntityType)
-		case "entity_id":
-			str(k, v, &e.EntityID)
-		case "outcome":
-			str(k, v, &e.Outcome)
+		k := key.String()
+		if p := e.stringPtr(k); p != nil {
+			str(k, v, p)
+			return true
+		}
+		switch k {
 		case "timestamp":
 			switch v.Type {
 			case gjson.Null:

@@ -80,6 +80,7 @@ FUZZ_TARGETS := \
 	./schemas:FuzzAvroDecode \
 	./schemas:FuzzConfluentAvroDecode \
 	./schemas:FuzzDecodeHeader \
+	./schemas:FuzzScan \
 	./internal/config:FuzzParse \
 	./internal/config:FuzzExpand \
 	./filter:FuzzMatch \

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
-	"github.com/tidwall/gjson"
 )
 
 // Avro is the Avro single-object codec (a 0xC3 0x01 marker, the schema's
@@ -226,12 +225,12 @@ func FromAvro(r *AvroRecord) (*Event, error) {
 		if s == nil {
 			return nil
 		}
-		structure, tooDeep, _ := checkStructure([]byte(*s), k)
+		structure, tooDeep, object := checkStructure([]byte(*s), k)
 		ps = append(ps, structure...)
 		if tooDeep {
 			return nil
 		}
-		if !gjson.Valid(*s) || !gjson.Parse(*s).IsObject() {
+		if !object {
 			ps = append(ps, Problem{k, "must hold JSON object text"})
 			return nil
 		}

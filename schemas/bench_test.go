@@ -43,3 +43,34 @@ func BenchmarkJSONEncode(b *testing.B) {
 		buf, _ = schemas.JSON{}.Append(buf[:0], decoded[i%len(decoded)])
 	}
 }
+
+// BenchmarkJSONDecodeBorrow is the processor's decode: the event shares
+// the record value's memory.
+func BenchmarkJSONDecodeBorrow(b *testing.B) {
+	evs := corpus(1024)
+	b.ReportAllocs()
+	var n int64
+	for i := 0; b.Loop(); i++ {
+		e := evs[i%len(evs)]
+		n += int64(len(e))
+		if _, err := (schemas.JSON{Borrow: true}).Decode(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(n / int64(b.N))
+}
+
+// BenchmarkDecodeHeader is the connectors' read of a processed event.
+func BenchmarkDecodeHeader(b *testing.B) {
+	evs := corpus(1024)
+	b.ReportAllocs()
+	var n int64
+	for i := 0; b.Loop(); i++ {
+		e := evs[i%len(evs)]
+		n += int64(len(e))
+		if _, ok := schemas.DecodeHeader(e, "firehose_metadata"); !ok {
+			b.Fatal("not decoded")
+		}
+	}
+	b.SetBytes(n / int64(b.N))
+}

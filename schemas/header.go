@@ -1,11 +1,6 @@
 package schemas
 
-import (
-	"time"
-	"unsafe"
-
-	"github.com/tidwall/gjson"
-)
+import "time"
 
 // DecodeHeader reads only an event's top-level scalar fields (event_id,
 // timestamp, account_id, resource_id, sequence, event_type and the optional
@@ -21,56 +16,46 @@ import (
 // reject: the caller then decodes it with JSON.Decode, which says what is
 // wrong, or keeps everything.
 func DecodeHeader(data []byte, reject string) (e *Event, ok bool) {
-	if !gjson.ValidBytes(data) {
-		return nil, false
-	}
-	root := gjson.Parse(unsafe.String(unsafe.SliceData(data), len(data)))
-	if !root.IsObject() {
-		return nil, false
-	}
 	e = new(Event)
 	ok = true
 	haveSeq := false
-	str := func(v gjson.Result, dst *string) {
-		switch v.Type {
-		case gjson.Null:
-		case gjson.String:
-			*dst = v.String()
-		default:
-			ok = false
+	r := scan(data, "", false, func(m member) {
+		if !ok {
+			return
 		}
-	}
-	root.ForEach(func(key, v gjson.Result) bool {
-		k := key.String()
+		k := m.key
 		if p := e.stringPtr(k); p != nil {
-			str(v, p)
-			return ok
+			switch m.kind {
+			case kindNull:
+			case kindString:
+				*p = m.text()
+			default:
+				ok = false
+			}
+			return
 		}
 		switch k {
 		case "timestamp":
-			t, err := time.Parse(time.RFC3339Nano, v.Str)
-			if v.Type != gjson.String || err != nil {
-				ok = false
-			}
+			t, err := time.Parse(time.RFC3339Nano, m.text())
+			ok = m.kind == kindString && err == nil
 			e.Timestamp = t.UTC()
 		case "sequence":
-			n, err := integer(v)
-			ok = ok && err == nil
+			n, err := integer(m)
+			ok = err == nil
 			e.Sequence, haveSeq = n, true
 		case "duration_ms":
-			if v.Type != gjson.Null {
-				n, err := integer(v)
-				ok = ok && err == nil
+			if m.kind != kindNull {
+				n, err := integer(m)
+				ok = err == nil
 				e.DurationMS = &n
 			}
 		case "metadata", "lead_data":
-			ok = ok && (v.Type == gjson.Null || v.IsObject())
+			ok = m.kind == kindNull || m.kind == kindObject
 		case reject:
 			ok = false
 		}
-		return ok
 	})
-	if !ok || !haveSeq || e.Validate() != nil {
+	if !ok || !r.valid || r.root != kindObject || !haveSeq || e.Validate() != nil {
 		return nil, false
 	}
 	return e, true

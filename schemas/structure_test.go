@@ -1,9 +1,13 @@
 package schemas
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
 )
 
 const base = `"event_id":"e","timestamp":"2024-01-15T14:30:45Z","account_id":"a","resource_id":"r","sequence":1,"event_type":"t"`
@@ -98,5 +102,64 @@ func TestSchemaRegistryFramingIsNamed(t *testing.T) {
 	_, err := JSON{}.Decode(framed)
 	if ClassOf(err) != ClassDecode || !strings.Contains(Detail(err), "Confluent Schema Registry framing (magic byte 0, schema id 300)") {
 		t.Fatalf("%v", err)
+	}
+}
+
+// grammarCases are texts at the edges of JSON's grammar, valid and not.
+var grammarCases = []string{
+	``, ` `, `{}`, `[]`, `""`, `0`, `-0`, `-`, `01`, `1.`, `1.5e`, `1e+`, `1E-7`, `-0.0e0`, `.5`, `+1`,
+	`true`, `tru`, `truex`, `nul`, `null `, ` false`, `{"a":1,}`, `[1,]`, `[,1]`, `{"a" 1}`, `{"a":}`,
+	`{a:1}`, `{"a":1}}`, `[[]`, `[]]`, `{"a":[1,{"b":null}],"c":"d"}`, `"\u00e9\n\/"`, `"\x"`, `"\u12"`,
+	`"\u12g4"`, "\"a\tb\"", "\"\x7f\"", `"ab\"cd\\"`, `"ab\\\"cd"`, `{"":""}`, `1 2`, `{} {}`, "\"\xff\"",
+	`["aaaaaaaaaaaaaaaa\"bbbbbbbbbbbbbbbbbbbbb\\","c"]`, "{\"a\"\n:\r\n1\t}",
+	"\"aaaaaaaaaaaa\x01aaaaaaaaaaaa\"", "\"aaaaaaaaaaaa\\qaaaaaaaaaaaa\"",
+}
+
+// scan accepts exactly the texts encoding/json accepts, and reads the same
+// top-level members gjson reads.
+func TestScanGrammarMatchesEncodingJSON(t *testing.T) {
+	for _, in := range grammarCases {
+		checkScan(t, []byte(in))
+	}
+}
+
+func FuzzScan(f *testing.F) {
+	for _, in := range grammarCases {
+		f.Add([]byte(in))
+	}
+	f.Add([]byte(`{` + base + `,"metadata":{"a":[1,2,{"b":"c"}]},"x":-1.5e3,"y":true}`))
+	f.Fuzz(checkScan)
+}
+
+func checkScan(t *testing.T, data []byte) {
+	var got []member
+	r := scan(data, "", false, func(m member) { got = append(got, m) })
+	if r.tooDeep {
+		return
+	}
+	if r.valid != json.Valid(data) {
+		t.Fatalf("%q: scan says valid %v, encoding/json %v", data, r.valid, !r.valid)
+	}
+	if !r.valid || r.root != kindObject {
+		return
+	}
+	var want []member
+	gjson.ParseBytes(data).ForEach(func(k, v gjson.Result) bool {
+		want = append(want, member{key: k.String(), raw: []byte(v.Raw)})
+		return true
+	})
+	if len(got) != len(want) {
+		t.Fatalf("%q: %d members, gjson reads %d", data, len(got), len(want))
+	}
+	for i := range got {
+		if got[i].key != want[i].key || string(got[i].raw) != string(want[i].raw) {
+			t.Fatalf("%q: member %d is %q: %s, gjson reads %q: %s", data, i, got[i].key, got[i].raw, want[i].key, want[i].raw)
+		}
+		if got[i].kind == kindString && utf8.Valid(got[i].raw) {
+			var s string
+			if err := json.Unmarshal(got[i].raw, &s); err != nil || s != got[i].text() {
+				t.Fatalf("%q: member %q reads %q, want %q", data, got[i].key, got[i].text(), s)
+			}
+		}
 	}
 }

@@ -81,6 +81,7 @@ FUZZ_TARGETS := \
 	./schemas:FuzzConfluentAvroDecode \
 	./schemas:FuzzDecodeHeader \
 	./schemas:FuzzScan \
+	./schemas:FuzzAppendTimestamp \
 	./internal/config:FuzzParse \
 	./internal/config:FuzzExpand \
 	./filter:FuzzMatch \

@@ -71,7 +71,7 @@ func metadataField(dst []byte, b *Batch, i int) []byte {
 	dst = append(dst, `","sequence":`...)
 	dst = strconv.AppendInt(dst, int64(i), 10)
 	dst = append(dst, `,"delivered_at":"`...)
-	dst = b.SealedAt.UTC().AppendFormat(dst, schemas.TimestampLayout)
+	dst = schemas.AppendTimestamp(dst, b.SealedAt)
 	return append(dst, `"}`...)
 }
 

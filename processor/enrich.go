@@ -134,7 +134,7 @@ func (en *Enricher) formatted(now time.Time) []byte {
 	defer en.lastMu.Unlock()
 	if ms != en.lastMS || en.lastFmt == nil {
 		en.lastMS = ms
-		en.lastFmt = now.UTC().AppendFormat(append(make([]byte, 0, 32), '"'), schemas.TimestampLayout)
+		en.lastFmt = schemas.AppendTimestamp(append(make([]byte, 0, 32), '"'), now)
 		en.lastFmt = append(en.lastFmt, '"')
 	}
 	return en.lastFmt

@@ -10,7 +10,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/tidwall/gjson"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/internal/config"
@@ -100,7 +99,7 @@ func (m *Masker) Apply(_ *kgo.Record, e *schemas.Event) (bool, error) {
 		if raw == nil || node == nil {
 			return nil
 		}
-		out, c := m.walk(make([]byte, 0, len(raw)+16), gjson.ParseBytes(raw), node)
+		out, c := m.walk(make([]byte, 0, len(raw)+16), raw, node)
 		if c == 0 {
 			return nil
 		}
@@ -126,67 +125,76 @@ func (m *Masker) Apply(_ *kgo.Record, e *schemas.Event) (bool, error) {
 
 // walk appends v to out with the rules below node applied: in an object,
 // to the keys that match node's children; in an array, to every element.
-// It returns how many values it masked. Depth is bounded by the decoder
+// It returns how many values it masked. v is text the decoder checked, so
+// walk only finds where values end; its depth is bounded by the decoder
 // (schemas.MaxDepth), so the recursion is too.
-func (m *Masker) walk(out []byte, v gjson.Result, node *maskNode) ([]byte, int) {
+func (m *Masker) walk(out []byte, v []byte, node *maskNode) ([]byte, int) {
 	n := 0
-	switch {
-	case v.IsObject():
+	switch kind(v) {
+	case '{':
 		out = append(out, '{')
 		first := true
-		v.ForEach(func(k, val gjson.Result) bool {
-			child := node.child(k.Str)
-			if child != nil && child.strategy == "drop" && val.Type != gjson.Null {
+		for mb := range schemas.Members(v) {
+			child := node.child(mb.Key)
+			if child != nil && child.strategy == "drop" && kind(mb.Value) != 'n' {
 				n++
-				return true
+				continue
 			}
 			if !first {
 				out = append(out, ',')
 			}
 			first = false
-			out = append(out, k.Raw...)
+			out = append(out, mb.RawKey...)
 			out = append(out, ':')
 			var c int
 			switch {
 			case child == nil:
-				out = append(out, val.Raw...)
+				out = append(out, mb.Value...)
 			case child.strategy != "":
-				out, c = m.leaf(out, val, child.strategy)
+				out, c = m.leaf(out, mb.Value, child.strategy)
 			default:
-				out, c = m.walk(out, val, child)
+				out, c = m.walk(out, mb.Value, child)
 			}
 			n += c
-			return true
-		})
+		}
 		out = append(out, '}')
-	case v.IsArray():
-		out, n = eachElement(out, v, func(out []byte, el gjson.Result) ([]byte, int) { return m.walk(out, el, node) })
+	case '[':
+		out, n = eachElement(out, v, func(out []byte, el []byte) ([]byte, int) { return m.walk(out, el, node) })
 	default:
-		out = append(out, v.Raw...)
+		out = append(out, v...)
 	}
 	return out, n
+}
+
+// kind is the first byte of JSON value text: '{', '[', '"', 'n', 't', 'f',
+// or the start of a number.
+func kind(v []byte) byte {
+	if len(v) == 0 {
+		return 0
+	}
+	return v[0]
 }
 
 // leaf appends the masked form of a value a rule names: a string or number
 // masked by strategy, each element of an array masked alike, null kept,
 // and anything else (an object, a boolean) "***", or its hash.
-func (m *Masker) leaf(out []byte, v gjson.Result, strategy string) ([]byte, int) {
-	switch {
-	case v.Type == gjson.Null:
-		return append(out, v.Raw...), 0
-	case v.IsArray():
-		return eachElement(out, v, func(out []byte, el gjson.Result) ([]byte, int) { return m.leaf(out, el, strategy) })
+func (m *Masker) leaf(out []byte, v []byte, strategy string) ([]byte, int) {
+	switch kind(v) {
+	case 'n':
+		return append(out, v...), 0
+	case '[':
+		return eachElement(out, v, func(out []byte, el []byte) ([]byte, int) { return m.leaf(out, el, strategy) })
 	}
 	return schemas.AppendString(out, m.maskValue(v, strategy)), 1
 }
 
 // eachElement appends the JSON array v to out with each element written by
 // fn, and adds up the values fn masked.
-func eachElement(out []byte, v gjson.Result, fn func(out []byte, el gjson.Result) ([]byte, int)) ([]byte, int) {
+func eachElement(out []byte, v []byte, fn func(out []byte, el []byte) ([]byte, int)) ([]byte, int) {
 	n := 0
 	out = append(out, '[')
 	first := true
-	v.ForEach(func(_, el gjson.Result) bool {
+	for el := range schemas.Elements(v) {
 		if !first {
 			out = append(out, ',')
 		}
@@ -194,21 +202,20 @@ func eachElement(out []byte, v gjson.Result, fn func(out []byte, el gjson.Result
 		var c int
 		out, c = fn(out, el)
 		n += c
-		return true
-	})
+	}
 	return append(out, ']'), n
 }
 
-func (m *Masker) maskValue(v gjson.Result, strategy string) string {
+func (m *Masker) maskValue(v []byte, strategy string) string {
 	var s string
-	switch v.Type {
-	case gjson.String:
-		s = v.Str
-	case gjson.Number:
-		s = v.Raw
+	switch c := kind(v); {
+	case c == '"':
+		s = schemas.StringValue(v)
+	case c == '-' || '0' <= c && c <= '9':
+		s = string(v)
 	default:
 		if strategy == "hash" {
-			return m.Hash(v.Raw)
+			return m.Hash(string(v))
 		}
 		return "***" // an object, array or boolean where a string was expected
 	}
@@ -250,6 +257,7 @@ func MaskLast4(s string) string {
 		keepFrom = alnum
 	}
 	var b strings.Builder
+	b.Grow(len(s))
 	i := 0
 	for _, r := range s {
 		if unicode.IsLetter(r) || unicode.IsDigit(r) {
@@ -297,6 +305,7 @@ func MaskPhoneArea(s string) string {
 		keep, skip = 0, 0
 	}
 	var b strings.Builder
+	b.Grow(len(s))
 	i := 0
 	for _, r := range s {
 		if r >= '0' && r <= '9' {

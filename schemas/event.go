@@ -19,6 +19,32 @@ var AvroSchema string
 // with exactly three fractional digits.
 const TimestampLayout = "2006-01-02T15:04:05.000Z07:00"
 
+// AppendTimestamp appends t in UTC as TimestampLayout does, in a fraction
+// of AppendFormat's time: every event written goes through it.
+func AppendTimestamp(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(dst, TimestampLayout)
+	}
+	hour, minute, sec := t.Clock()
+	ms := t.Nanosecond() / 1e6
+	two := func(dst []byte, n int) []byte { return append(dst, byte('0'+n/10), byte('0'+n%10)) }
+	dst = two(dst, year/100)
+	dst = two(dst, year%100)
+	dst = append(dst, '-')
+	dst = two(dst, int(month))
+	dst = append(dst, '-')
+	dst = two(dst, day)
+	dst = append(dst, 'T')
+	dst = two(dst, hour)
+	dst = append(dst, ':')
+	dst = two(dst, minute)
+	dst = append(dst, ':')
+	dst = two(dst, sec)
+	return append(dst, '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+}
+
 // Event is one event about one resource. Events of a resource are ordered by
 // Sequence; Kafka records carrying them are keyed by ResourceID.
 //

@@ -195,7 +195,7 @@ func AppendJSON(dst []byte, e *Event, more []Field) []byte {
 	dst = append(dst, `{"event_id":`...)
 	dst = appendString(dst, e.EventID)
 	dst = append(dst, `,"timestamp":"`...)
-	dst = e.Timestamp.UTC().AppendFormat(dst, TimestampLayout)
+	dst = AppendTimestamp(dst, e.Timestamp)
 	dst = append(dst, `","account_id":`...)
 	dst = appendString(dst, e.AccountID)
 	dst = append(dst, `,"resource_id":`...)

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 const sample = `{"event_id":"evt_1","timestamp":"2024-01-15T14:30:45.234Z","account_id":"acc_1",
@@ -184,4 +185,33 @@ func FuzzAvroDecode(f *testing.F) {
 			t.Fatalf("decoded event does not re-encode: %v", err)
 		}
 	})
+}
+
+// AppendTimestamp writes what TimestampLayout does, for any instant and
+// zone, including years it cannot write in four digits.
+func FuzzAppendTimestamp(f *testing.F) {
+	f.Add(int64(1705329045), int64(234567891), 0)
+	f.Add(int64(-62135596801), int64(999999999), 3600)
+	f.Add(int64(253402300800), int64(0), -7200)
+	f.Fuzz(func(t *testing.T, sec, nsec int64, offset int) {
+		ts := time.Unix(sec, nsec%1e9).In(time.FixedZone("z", offset%86400))
+		if got, want := string(AppendTimestamp([]byte("x"), ts)), "x"+ts.UTC().Format(TimestampLayout); got != want {
+			t.Fatalf("%v: %s, want %s", ts, got, want)
+		}
+	})
+}
+
+func TestAppendTimestamp(t *testing.T) {
+	for _, ts := range []time.Time{
+		time.Date(2024, 1, 15, 14, 30, 45, 234567891, time.UTC),
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.FixedZone("x", -3600)),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 6, 1, 0, 0, 0, 5e6, time.UTC),
+		{},
+	} {
+		if got, want := string(AppendTimestamp(nil, ts)), ts.UTC().Format(TimestampLayout); got != want {
+			t.Errorf("%v: %s, want %s", ts, got, want)
+		}
+	}
 }

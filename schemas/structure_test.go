@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -110,7 +111,7 @@ var grammarCases = []string{
 	``, ` `, `{}`, `[]`, `""`, `0`, `-0`, `-`, `01`, `1.`, `1.5e`, `1e+`, `1E-7`, `-0.0e0`, `.5`, `+1`,
 	`true`, `tru`, `truex`, `nul`, `null `, ` false`, `{"a":1,}`, `[1,]`, `[,1]`, `{"a" 1}`, `{"a":}`,
 	`{a:1}`, `{"a":1}}`, `[[]`, `[]]`, `{"a":[1,{"b":null}],"c":"d"}`, `"\u00e9\n\/"`, `"\x"`, `"\u12"`,
-	`"\u12g4"`, "\"a\tb\"", "\"\x7f\"", `"ab\"cd\\"`, `"ab\\\"cd"`, `{"":""}`, `1 2`, `{} {}`, "\"\xff\"",
+	`"\u12g4"`, ` [ 1 , "a" , [ ] , { "b" : [ 2 ] } ] `, `{ "a" : { "b" : "}" } , "c\u0041" : -1e5 }`, "\"a\tb\"", "\"\x7f\"", `"ab\"cd\\"`, `"ab\\\"cd"`, `{"":""}`, `1 2`, `{} {}`, "\"\xff\"",
 	`["aaaaaaaaaaaaaaaa\"bbbbbbbbbbbbbbbbbbbbb\\","c"]`, "{\"a\"\n:\r\n1\t}",
 	"\"aaaaaaaaaaaa\x01aaaaaaaaaaaa\"", "\"aaaaaaaaaaaa\\qaaaaaaaaaaaa\"",
 }
@@ -140,8 +141,33 @@ func checkScan(t *testing.T, data []byte) {
 	if r.valid != json.Valid(data) {
 		t.Fatalf("%q: scan says valid %v, encoding/json %v", data, r.valid, !r.valid)
 	}
+	if r.valid && r.root == kindArray {
+		var want, got []string
+		gjson.ParseBytes(data).ForEach(func(_, v gjson.Result) bool { want = append(want, v.Raw); return true })
+		for el := range Elements(data) {
+			got = append(got, string(el))
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%q: Elements reads %q, gjson %q", data, got, want)
+		}
+	}
 	if !r.valid || r.root != kindObject {
 		return
+	}
+	var walked []member
+	for m := range Members(data) {
+		walked = append(walked, member{key: m.Key, raw: m.Value})
+		if m.Key != StringValue(m.RawKey) {
+			t.Fatalf("%q: key %q, raw %s", data, m.Key, m.RawKey)
+		}
+	}
+	if len(walked) != len(got) {
+		t.Fatalf("%q: Members reads %d members, scan %d", data, len(walked), len(got))
+	}
+	for i := range got {
+		if walked[i].key != got[i].key || string(walked[i].raw) != string(got[i].raw) {
+			t.Fatalf("%q: Members reads %q: %s, scan %q: %s", data, walked[i].key, walked[i].raw, got[i].key, got[i].raw)
+		}
 	}
 	var want []member
 	gjson.ParseBytes(data).ForEach(func(k, v gjson.Result) bool {

@@ -85,6 +85,7 @@ FUZZ_TARGETS := \
 	./internal/config:FuzzParse \
 	./internal/config:FuzzExpand \
 	./filter:FuzzMatch \
+	./filter:FuzzGlobMatch \
 	./processor:FuzzMaskFunctions \
 	./processor:FuzzMaskerApply \
 	./processor:FuzzMaskingHoldsForEveryReader \

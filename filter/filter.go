@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -239,9 +240,23 @@ func (f *Filter) env(e *schemas.Event) *Env {
 
 func globAny(patterns []string, s string) bool {
 	for _, p := range patterns {
-		if ok, _ := path.Match(p, s); ok {
+		if globMatch(p, s) {
 			return true
 		}
 	}
 	return false
+}
+
+// globMatch is path.Match for a pattern that compiled, with the common
+// shapes (an exact type, a prefix and "*") matched without it: every event
+// goes through here.
+func globMatch(p, s string) bool {
+	switch i := strings.IndexAny(p, `*?[\`); {
+	case i < 0:
+		return p == s
+	case i == len(p)-1 && p[i] == '*':
+		return strings.HasPrefix(s, p[:i]) && !strings.Contains(s[i:], "/")
+	}
+	ok, _ := path.Match(p, s)
+	return ok
 }

@@ -2,6 +2,7 @@ package filter
 
 import (
 	"errors"
+	"path"
 	"strings"
 	"testing"
 
@@ -150,6 +151,26 @@ func FuzzMatch(f *testing.F) {
 		}
 		if _, err := flt.Match(e); err != nil {
 			t.Fatalf("no_match policy returned an error: %v", err)
+		}
+	})
+}
+
+// globMatch's shortcuts answer as path.Match does.
+func FuzzGlobMatch(f *testing.F) {
+	for _, c := range [][2]string{
+		{"lead.*", "lead.created"}, {"lead.*", "lead."}, {"lead.*", "lead"}, {"lead.*", "lead.a/b"}, {"*", ""},
+		{"*", "a/b"}, {"lead.created", "lead.created"}, {"lead.created", "lead.createdx"}, {"l?ad.*", "lead.x"},
+		{`lead\*`, "lead*"}, {"[a-c]*", "b.x"}, {"a*b", "axxb"}, {"", ""},
+	} {
+		f.Add(c[0], c[1])
+	}
+	f.Fuzz(func(t *testing.T, p, s string) {
+		want, err := path.Match(p, s)
+		if err != nil {
+			return // Compile refuses such patterns
+		}
+		if got := globMatch(p, s); got != want {
+			t.Fatalf("globMatch(%q, %q) = %v, path.Match says %v", p, s, got, want)
 		}
 	})
 }

@@ -6,10 +6,12 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -122,6 +124,12 @@ func (p *Pipeline) Emit(partition int32, e *schemas.Event) (*kgo.Record, Outcome
 	return p.run(rec, e, p.EmitStages)
 }
 
+// scratchPool holds the encoding buffers of run; one larger than
+// maxScratch is dropped rather than kept.
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+const maxScratch = 1 << 20
+
 func (p *Pipeline) run(rec *kgo.Record, e *schemas.Event, stages []Stage) (*kgo.Record, Outcome) {
 	for _, s := range stages {
 		keep, err := s.Apply(rec, e)
@@ -136,10 +144,21 @@ func (p *Pipeline) run(rec *kgo.Record, e *schemas.Event, stages []Stage) (*kgo.
 			return nil, Dropped
 		}
 	}
-	val, err := p.Out.Append(make([]byte, 0, len(rec.Value)+64), e)
+	// Encode into a scratch buffer and keep an exact copy: the value
+	// waits in the producer's buffers until its batch is written, and an
+	// estimate of its size would either waste memory there or grow (and
+	// copy) while encoding.
+	scratch := scratchPool.Get().(*[]byte)
+	enc, err := p.Out.Append((*scratch)[:0], e)
 	if err != nil {
+		scratchPool.Put(scratch)
 		return p.dead(rec, "encode", err.Error()), DeadLettered
 	}
+	val := bytes.Clone(enc)
+	if cap(enc) <= maxScratch {
+		*scratch = enc
+	}
+	scratchPool.Put(scratch)
 	return &kgo.Record{
 		Topic:     p.EventsTopic,
 		Key:       []byte(e.ResourceID),

@@ -231,7 +231,8 @@ func AppendJSON(dst []byte, e *Event, more []Field) []byte {
 		dst = append(dst, e.LeadData...)
 	}
 	if len(e.Extra) > 0 {
-		keys := make([]string, 0, len(e.Extra))
+		var keysArr [8]string
+		keys := keysArr[:0]
 		for k := range e.Extra {
 			keys = append(keys, k)
 		}

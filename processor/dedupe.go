@@ -138,7 +138,8 @@ func (d *Deduper) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 		return false, fmt.Errorf("dedupe state of partition %d is not loaded", rec.Partition)
 	}
 	now := d.now().UnixMilli()
-	cur, ok := dp.pending[e.ResourceID]
+	cur, inPending := dp.pending[e.ResourceID]
+	ok := inPending
 	if !ok {
 		cur, ok = dp.seen[e.ResourceID]
 	}
@@ -146,7 +147,7 @@ func (d *Deduper) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 		d.Dropped.Add(1)
 		return false, nil
 	}
-	if _, ok := dp.pending[e.ResourceID]; ok {
+	if inPending {
 		dp.pending[e.ResourceID] = seqEntry{seq: e.Sequence, at: now}
 	} else {
 		// The decoded id shares the record's fetch buffer; a key kept for

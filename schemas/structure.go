@@ -252,13 +252,19 @@ func scan(data []byte, prefix string, strict bool, top func(member)) (r scanned)
 				f.last = key
 				if strict {
 					k := scanKey{key: key, folded: foldKey(key)}
-					if first, dup := f.lookup(keys[f.start:], k.folded); dup {
-						if first == key {
-							r.problems = append(r.problems, Problem{path(key), "duplicate key: JSON readers disagree on which copy counts"})
-						} else {
-							r.problems = append(r.problems, Problem{path(key), fmt.Sprintf("differs from key %q only in case: readers that ignore case (Go's encoding/json) would merge them", first)})
+					// A key whose bit is not set yet is new: most are,
+					// and need no comparison.
+					bit := uint64(1) << (keyHash(k.folded) & 63)
+					if f.keyBits&bit != 0 {
+						if first, dup := f.lookup(keys[f.start:], k.folded); dup {
+							if first == key {
+								r.problems = append(r.problems, Problem{path(key), "duplicate key: JSON readers disagree on which copy counts"})
+							} else {
+								r.problems = append(r.problems, Problem{path(key), fmt.Sprintf("differs from key %q only in case: readers that ignore case (Go's encoding/json) would merge them", first)})
+							}
 						}
 					}
+					f.keyBits |= bit
 					keys = append(keys, k)
 					f.index(keys[f.start:])
 				}
@@ -418,14 +424,23 @@ func checkStructure(data []byte, prefix string) (ps []Problem, tooDeep, object b
 	return r.problems, r.tooDeep, r.valid && r.root == kindObject
 }
 
+// keyHash is a cheap hash of a folded key, for scanFrame.keyBits.
+func keyHash(folded string) int {
+	if folded == "" {
+		return 0
+	}
+	return len(folded) + int(folded[0]) + 7*int(folded[len(folded)-1])
+}
+
 // scanFrame is one open object or array of scan.
 type scanFrame struct {
-	object bool
-	offset int    // where it starts in the text
-	name   string // the key this container is the value of ("" in an array or at the root)
-	last   string // the last key read, in an object
-	start  int    // where this object's keys start in the key stack
-	byFold map[string]string
+	keyBits uint64 // bit keyHash%64 of every key read in this object
+	object  bool
+	offset  int    // where it starts in the text
+	name    string // the key this container is the value of ("" in an array or at the root)
+	last    string // the last key read, in an object
+	start   int    // where this object's keys start in the key stack
+	byFold  map[string]string
 }
 
 type scanKey struct{ key, folded string }

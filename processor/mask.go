@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -185,7 +186,10 @@ func (m *Masker) leaf(out []byte, v []byte, strategy string) ([]byte, int) {
 	case '[':
 		return eachElement(out, v, func(out []byte, el []byte) ([]byte, int) { return m.leaf(out, el, strategy) })
 	}
-	return schemas.AppendString(out, m.maskValue(v, strategy)), 1
+	// Masked values are short: most are built on the stack.
+	var buf [64]byte
+	masked := m.appendMasked(buf[:0], v, strategy)
+	return schemas.AppendString(out, unsafe.String(unsafe.SliceData(masked), len(masked))), 1
 }
 
 // eachElement appends the JSON array v to out with each element written by
@@ -206,32 +210,33 @@ func eachElement(out []byte, v []byte, fn func(out []byte, el []byte) ([]byte, i
 	return append(out, ']'), n
 }
 
-func (m *Masker) maskValue(v []byte, strategy string) string {
+// appendMasked appends the masked form of v by strategy, unquoted.
+func (m *Masker) appendMasked(dst []byte, v []byte, strategy string) []byte {
 	var s string
 	switch c := kind(v); {
 	case c == '"':
 		s = schemas.StringValue(v)
 	case c == '-' || '0' <= c && c <= '9':
-		s = string(v)
+		s = unsafe.String(unsafe.SliceData(v), len(v))
 	default:
 		if strategy == "hash" {
-			return m.Hash(string(v))
+			return append(dst, m.Hash(string(v))...)
 		}
-		return "***" // an object, array or boolean where a string was expected
+		return append(dst, "***"...) // an object, array or boolean where a string was expected
 	}
 	switch strategy {
 	case "last4":
-		return MaskLast4(s)
+		return appendLast4(dst, s)
 	case "email":
-		return MaskEmail(s)
+		return appendEmail(dst, s)
 	case "phone_area":
-		return MaskPhoneArea(s)
+		return appendPhoneArea(dst, s)
 	case "initial":
-		return MaskInitial(s)
+		return appendInitial(dst, s)
 	case "hash":
-		return m.Hash(s)
+		return append(dst, m.Hash(s)...)
 	}
-	return "***"
+	return append(dst, "***"...)
 }
 
 // Hash returns the hex HMAC-SHA-256 of s under the masker's key: the same
@@ -245,7 +250,9 @@ func (m *Masker) Hash(s string) string {
 // MaskLast4 keeps the last four letters or digits and the separators, and
 // stars the rest: 123-45-6789 becomes ***-**-6789. A value with four or
 // fewer letters and digits is starred whole.
-func MaskLast4(s string) string {
+func MaskLast4(s string) string { return string(appendLast4(nil, s)) }
+
+func appendLast4(dst []byte, s string) []byte {
 	alnum := 0
 	for _, r := range s {
 		if unicode.IsLetter(r) || unicode.IsDigit(r) {
@@ -256,40 +263,44 @@ func MaskLast4(s string) string {
 	if alnum <= 4 {
 		keepFrom = alnum
 	}
-	var b strings.Builder
-	b.Grow(len(s))
 	i := 0
 	for _, r := range s {
 		if unicode.IsLetter(r) || unicode.IsDigit(r) {
 			if i < keepFrom {
-				b.WriteByte('*')
+				dst = append(dst, '*')
 			} else {
-				b.WriteRune(r)
+				dst = utf8.AppendRune(dst, r)
 			}
 			i++
 		} else {
-			b.WriteRune(r)
+			dst = utf8.AppendRune(dst, r)
 		}
 	}
-	return b.String()
+	return dst
 }
 
 // MaskEmail keeps the first character of the local part and the domain:
 // jane@example.com becomes j***@example.com. Without an @ it is ***.
-func MaskEmail(s string) string {
+func MaskEmail(s string) string { return string(appendEmail(nil, s)) }
+
+func appendEmail(dst []byte, s string) []byte {
 	at := strings.LastIndexByte(s, '@')
 	if at <= 0 {
-		return "***"
+		return append(dst, "***"...)
 	}
 	r, _ := utf8.DecodeRuneInString(s)
-	return string(r) + "***" + s[at:]
+	dst = utf8.AppendRune(dst, r)
+	dst = append(dst, "***"...)
+	return append(dst, s[at:]...)
 }
 
 // MaskPhoneArea keeps the area code, the first three digits after an
 // optional leading country code 1, and stars the other digits and any
 // letters, keeping the punctuation: 412-087-5956 becomes 412-***-****. A
 // value with fewer than seven digits is starred whole.
-func MaskPhoneArea(s string) string {
+func MaskPhoneArea(s string) string { return string(appendPhoneArea(nil, s)) }
+
+func appendPhoneArea(dst []byte, s string) []byte {
 	digits := 0
 	for _, r := range s {
 		if r >= '0' && r <= '9' {
@@ -304,32 +315,32 @@ func MaskPhoneArea(s string) string {
 	if digits < 7 {
 		keep, skip = 0, 0
 	}
-	var b strings.Builder
-	b.Grow(len(s))
 	i := 0
 	for _, r := range s {
 		if r >= '0' && r <= '9' {
 			if i < skip || i-skip < keep {
-				b.WriteRune(r)
+				dst = utf8.AppendRune(dst, r)
 			} else {
-				b.WriteByte('*')
+				dst = append(dst, '*')
 			}
 			i++
 		} else if unicode.IsLetter(r) || unicode.IsDigit(r) {
-			b.WriteByte('*') // text in a phone field is not safe to keep
+			dst = append(dst, '*') // text in a phone field is not safe to keep
 		} else {
-			b.WriteRune(r)
+			dst = utf8.AppendRune(dst, r)
 		}
 	}
-	return b.String()
+	return dst
 }
 
 // MaskInitial keeps the first letter only: Jane becomes J.
-func MaskInitial(s string) string {
+func MaskInitial(s string) string { return string(appendInitial(nil, s)) }
+
+func appendInitial(dst []byte, s string) []byte {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return ""
+		return dst
 	}
 	r, _ := utf8.DecodeRuneInString(s)
-	return string(r)
+	return utf8.AppendRune(dst, r)
 }

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -84,8 +85,10 @@ func (en *Enricher) Name() string { return "enrich" }
 
 // Apply implements Stage.
 func (en *Enricher) Apply(_ *kgo.Record, e *schemas.Event) (bool, error) {
-	b := make([]byte, 0, 256)
-	b = append(b, '{')
+	// Built on the stack, and kept as an exact copy: it stays with the
+	// event until the event is encoded.
+	var buf [512]byte
+	b := append(buf[:0], '{')
 	add := func(key string, v []byte) {
 		if len(b) > 1 {
 			b = append(b, ',')
@@ -122,7 +125,7 @@ func (en *Enricher) Apply(_ *kgo.Record, e *schemas.Event) (bool, error) {
 	if e.Extra == nil {
 		e.Extra = make(map[string]json.RawMessage, 1)
 	}
-	e.Extra[EnrichmentKey] = b
+	e.Extra[EnrichmentKey] = bytes.Clone(b)
 	return true, nil
 }
 

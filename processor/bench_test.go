@@ -81,7 +81,7 @@ func BenchmarkStageDedupe(b *testing.B) {
 	evs := decoded(b, recs)
 	d := NewDeduper("firehose.state", "events.dlq", 72*time.Hour, nil, time.Now, nil)
 	for p := range int32(6) {
-		d.parts.put(p, &dedupePart{seen: map[string]seqEntry{}, pending: map[string]seqEntry{}, lastSweep: time.Now()})
+		d.parts.put(p, newDedupePart(time.Now()))
 	}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
@@ -172,7 +172,7 @@ func benchPipeline(b *testing.B, recs []*kgo.Record) {
 		b.Fatal(err)
 	}
 	for part := range int32(6) {
-		p.dedupe.parts.put(part, &dedupePart{seen: map[string]seqEntry{}, pending: map[string]seqEntry{}, lastSweep: time.Now()})
+		p.dedupe.parts.put(part, newDedupePart(time.Now()))
 	}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
@@ -191,7 +191,7 @@ func benchPipeline(b *testing.B, recs []*kgo.Record) {
 // (lead_000123) and reports bytes per resource.
 func BenchmarkDedupeMemory(b *testing.B) {
 	d := NewDeduper("firehose.state", "events.dlq", 72*time.Hour, nil, time.Now, nil)
-	dp := &dedupePart{seen: map[string]seqEntry{}, pending: map[string]seqEntry{}, lastSweep: time.Now()}
+	dp := newDedupePart(time.Now())
 	d.parts.put(0, dp)
 	ids := make([]string, b.N)
 	for i := range ids {

@@ -54,11 +54,20 @@ type seqEntry struct {
 }
 
 type dedupePart struct {
-	seen      map[string]seqEntry
-	pending   map[string]seqEntry
+	seen map[string]seqEntry
+	// pending holds this transaction's updates. Its values are pointers
+	// so that an update never assigns the map: assigning an existing
+	// string key stores the new key, and the decoded id shares the
+	// record's fetch buffer, which a key must not pin (or, with pooled
+	// fetch buffers, see overwritten).
+	pending   map[string]*seqEntry
 	expired   []string // tombstones to write in this transaction
 	loadedTo  int64    // state topic offset read up to
 	lastSweep time.Time
+}
+
+func newDedupePart(now time.Time) *dedupePart {
+	return &dedupePart{seen: map[string]seqEntry{}, pending: map[string]*seqEntry{}, lastSweep: now}
 }
 
 // NewDeduper returns a deduper over the state topic.
@@ -138,21 +147,23 @@ func (d *Deduper) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 		return false, fmt.Errorf("dedupe state of partition %d is not loaded", rec.Partition)
 	}
 	now := d.now().UnixMilli()
-	cur, inPending := dp.pending[e.ResourceID]
-	ok := inPending
-	if !ok {
+	var cur seqEntry
+	pending, ok := dp.pending[e.ResourceID]
+	if ok {
+		cur = *pending
+	} else {
 		cur, ok = dp.seen[e.ResourceID]
 	}
 	if ok && now-cur.at < d.ttl.Milliseconds() && e.Sequence <= cur.seq {
 		d.Dropped.Add(1)
 		return false, nil
 	}
-	if inPending {
-		dp.pending[e.ResourceID] = seqEntry{seq: e.Sequence, at: now}
+	if pending != nil {
+		*pending = seqEntry{seq: e.Sequence, at: now}
 	} else {
 		// The decoded id shares the record's fetch buffer; a key kept for
 		// days must not pin it.
-		dp.pending[strings.Clone(e.ResourceID)] = seqEntry{seq: e.Sequence, at: now}
+		dp.pending[strings.Clone(e.ResourceID)] = &seqEntry{seq: e.Sequence, at: now}
 	}
 	return true, nil
 }
@@ -160,7 +171,7 @@ func (d *Deduper) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 // Load reads a partition's state from the state topic, replacing what was
 // held. It is called when the partition is assigned.
 func (d *Deduper) Load(ctx context.Context, partition int32) error {
-	dp := &dedupePart{seen: map[string]seqEntry{}, pending: map[string]seqEntry{}, lastSweep: d.now()}
+	dp := newDedupePart(d.now())
 	if err := d.read(ctx, partition, dp); err != nil {
 		return err
 	}
@@ -246,7 +257,7 @@ func (d *Deduper) End(committed bool) {
 	d.parts.each(func(dp *dedupePart) {
 		if committed {
 			for k, e := range dp.pending {
-				dp.seen[k] = e
+				dp.seen[k] = *e
 			}
 		}
 		clear(dp.pending)

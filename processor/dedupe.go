@@ -55,19 +55,20 @@ type seqEntry struct {
 
 type dedupePart struct {
 	seen map[string]seqEntry
-	// pending holds this transaction's updates. Its values are pointers
-	// so that an update never assigns the map: assigning an existing
+	// pending holds this transaction's updates, as indexes into
+	// updates. An update never assigns the map: assigning an existing
 	// string key stores the new key, and the decoded id shares the
 	// record's fetch buffer, which a key must not pin (or, with pooled
 	// fetch buffers, see overwritten).
-	pending   map[string]*seqEntry
+	pending   map[string]int
+	updates   []seqEntry
 	expired   []string // tombstones to write in this transaction
 	loadedTo  int64    // state topic offset read up to
 	lastSweep time.Time
 }
 
 func newDedupePart(now time.Time) *dedupePart {
-	return &dedupePart{seen: map[string]seqEntry{}, pending: map[string]*seqEntry{}, lastSweep: now}
+	return &dedupePart{seen: map[string]seqEntry{}, pending: map[string]int{}, lastSweep: now}
 }
 
 // NewDeduper returns a deduper over the state topic.
@@ -148,9 +149,10 @@ func (d *Deduper) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 	}
 	now := d.now().UnixMilli()
 	var cur seqEntry
-	pending, ok := dp.pending[e.ResourceID]
+	i, pending := dp.pending[e.ResourceID]
+	ok := pending
 	if ok {
-		cur = *pending
+		cur = dp.updates[i]
 	} else {
 		cur, ok = dp.seen[e.ResourceID]
 	}
@@ -158,12 +160,13 @@ func (d *Deduper) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 		d.Dropped.Add(1)
 		return false, nil
 	}
-	if pending != nil {
-		*pending = seqEntry{seq: e.Sequence, at: now}
+	if pending {
+		dp.updates[i] = seqEntry{seq: e.Sequence, at: now}
 	} else {
 		// The decoded id shares the record's fetch buffer; a key kept for
 		// days must not pin it.
-		dp.pending[strings.Clone(e.ResourceID)] = &seqEntry{seq: e.Sequence, at: now}
+		dp.pending[strings.Clone(e.ResourceID)] = len(dp.updates)
+		dp.updates = append(dp.updates, seqEntry{seq: e.Sequence, at: now})
 	}
 	return true, nil
 }
@@ -236,7 +239,8 @@ func (d *Deduper) Records(partition int32, out []*kgo.Record) []*kgo.Record {
 			}
 		}
 	}
-	for k, e := range dp.pending {
+	for k, i := range dp.pending {
+		e := dp.updates[i]
 		v := make([]byte, 0, 48)
 		v = append(v, `{"seq":`...)
 		v = strconv.AppendInt(v, e.seq, 10)
@@ -256,11 +260,12 @@ func (d *Deduper) Records(partition int32, out []*kgo.Record) []*kgo.Record {
 func (d *Deduper) End(committed bool) {
 	d.parts.each(func(dp *dedupePart) {
 		if committed {
-			for k, e := range dp.pending {
-				dp.seen[k] = *e
+			for k, i := range dp.pending {
+				dp.seen[k] = dp.updates[i]
 			}
 		}
 		clear(dp.pending)
+		dp.updates = dp.updates[:0]
 		dp.expired = dp.expired[:0]
 	})
 }

@@ -198,6 +198,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerLinger(5*time.Millisecond),
+		kgo.WithPools(new(kafkaclient.Pools)), // see recycle
 		kgo.ProducerBatchCompression(kafkaclient.Compression(cfg.Topology.Events.Compression)),
 		kgo.ProducerBatchMaxBytes(config.ProducerMaxBytes),
 		kgo.RecordPartitioner(statePartitioner{state: cfg.Topology.State.Name, keyed: kgo.StickyKeyPartitioner(nil)}),
@@ -311,6 +312,9 @@ func (p *Processor) Run(ctx context.Context) error {
 		}
 		err := p.transact(ctx, sess, fetches, tick)
 		var se *stateError
+		if err == nil || errors.As(err, &se) {
+			recycle(fetches)
+		}
 		if errors.As(err, &se) {
 			// The transaction was aborted and the session rewound to
 			// the committed offsets: the records come again once the
@@ -330,6 +334,15 @@ func (p *Processor) Run(ctx context.Context) error {
 		}
 		backoff = 0
 	}
+}
+
+// recycle gives a poll's records back to the client's pools once its
+// transaction has ended (committed, or aborted with nothing left
+// buffered): the events, dead letters and carried headers produced from
+// them share their memory until then, and nothing kept longer does (the
+// dedupe and profile state copy what they keep).
+func recycle(fetches kgo.Fetches) {
+	fetches.EachRecord(func(r *kgo.Record) { r.Recycle() })
 }
 
 // stateError is a failure to read dedupe state: transient, retried.

@@ -82,19 +82,6 @@ func Elements(arr []byte) iter.Seq[[]byte] {
 	}
 }
 
-// Kind returns the kind of the JSON value text v: "object", "array",
-// "string", "number", "boolean" or "null".
-func Kind(v []byte) string {
-	if len(v) == 0 {
-		return "nothing"
-	}
-	switch c := v[0]; c {
-	case '{', '[', '"', 'n', 't', 'f':
-		return kindName(c)
-	}
-	return kindName(kindNumber)
-}
-
 // StringValue returns the value of JSON string text, unescaped, and ""
 // for other text.
 func StringValue(v []byte) string {

@@ -116,6 +116,24 @@ func (e *Event) stringPtr(name string) *string {
 	return nil
 }
 
+// setString sets the string field that member m names. known is false
+// when m names none; ok is false when its value is neither a string nor
+// null (null leaves the field empty).
+func (e *Event) setString(m member) (known, ok bool) {
+	p := e.stringPtr(m.key)
+	if p == nil {
+		return false, false
+	}
+	switch m.kind {
+	case kindNull:
+	case kindString:
+		*p = m.text()
+	default:
+		return true, false
+	}
+	return true, true
+}
+
 // IsField reports whether name is a top-level field of the event schema.
 func IsField(name string) bool {
 	_, ok := order[name]

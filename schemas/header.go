@@ -24,14 +24,8 @@ func DecodeHeader(data []byte, reject string) (e *Event, ok bool) {
 			return
 		}
 		k := m.key
-		if p := e.stringPtr(k); p != nil {
-			switch m.kind {
-			case kindNull:
-			case kindString:
-				*p = m.text()
-			default:
-				ok = false
-			}
+		if known, good := e.setString(m); known {
+			ok = good
 			return
 		}
 		switch k {

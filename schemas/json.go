@@ -82,12 +82,8 @@ func (j JSON) Decode(data []byte) (*Event, error) {
 	var extra []member
 	r := scan(data, "", true, func(m member) {
 		k := m.key
-		if p := e.stringPtr(k); p != nil {
-			switch m.kind {
-			case kindNull:
-			case kindString:
-				*p = m.text()
-			default:
+		if known, ok := e.setString(m); known {
+			if !ok {
 				ps = append(ps, Problem{k, "must be a string, got " + kindName(m.kind)})
 			}
 			return

@@ -312,10 +312,11 @@ func (p *Processor) Run(ctx context.Context) error {
 		}
 		err := p.transact(ctx, sess, fetches, tick)
 		var se *stateError
-		if err == nil || errors.As(err, &se) {
+		stateErr := errors.As(err, &se)
+		if err == nil || stateErr {
 			recycle(fetches)
 		}
-		if errors.As(err, &se) {
+		if stateErr {
 			// The transaction was aborted and the session rewound to
 			// the committed offsets: the records come again once the
 			// state can be read. A broker restarting or a process out

@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"bytes"
 	"iter"
 	"unsafe"
 )
@@ -88,16 +89,7 @@ func StringValue(v []byte) string {
 	if len(v) < 2 || v[0] != '"' {
 		return ""
 	}
-	return member{raw: v, kind: kindString, escaped: hasEscape(v)}.text()
-}
-
-func hasEscape(v []byte) bool {
-	for _, c := range v {
-		if c == '\\' {
-			return true
-		}
-	}
-	return false
+	return member{raw: v, kind: kindString, escaped: bytes.IndexByte(v, '\\') >= 0}.text()
 }
 
 func skipSpace(data []byte, i int) int {

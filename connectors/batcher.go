@@ -150,10 +150,10 @@ func (bt *batcher) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.
 	}
 	b.records = append(b.records, r)
 	b.times = append(b.times, e.Timestamp)
-	if _, redriven := e.Extra[MetadataKey]; redriven {
+	if e.Extra.Get(MetadataKey) != nil {
 		// A delivered event sent round again: its old metadata is
 		// replaced, not repeated, so it is encoded from the event.
-		delete(e.Extra, MetadataKey)
+		e.Extra.Delete(MetadataKey)
 	} else if bt.splice && spliceable(r.Value) {
 		e = nil // encoded from r.Value: the decoded event need not be kept
 	}

@@ -24,7 +24,7 @@ func spliceBatch(t testing.TB, values [][]byte, spliced bool) *Batch {
 			t.Fatalf("value %d: %v", i, err)
 		}
 		b.Records = append(b.Records, &kgo.Record{Value: v, Offset: int64(i)})
-		if spliced && spliceable(v) && e.Extra[MetadataKey] == nil {
+		if spliced && spliceable(v) && e.Extra.Get(MetadataKey) == nil {
 			e = nil
 		}
 		b.Events = append(b.Events, e)
@@ -71,7 +71,7 @@ func TestUnspliceableValuesAreEncoded(t *testing.T) {
 	if b.Events[0] == nil || b.Events[1] == nil {
 		t.Fatal("an unspliceable value's event was not kept")
 	}
-	delete(b.Events[1].Extra, MetadataKey) // as the worker does
+	b.Events[1].Extra.Delete(MetadataKey) // as the worker does
 	body, _ := NDJSON{}.Encode(nil, b)
 	lines := bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n"))
 	if len(lines) != 2 {
@@ -90,7 +90,7 @@ func FuzzSpliceMatchesDecode(f *testing.F) {
 	f.Add([]byte("{\"event_id\":\"e1\",\"timestamp\":\"2026-01-01T00:00:00Z\",\"account_id\":\"a\",\"resource_id\":\"r\",\"sequence\":1,\"event_type\":\"t\"}\t"))
 	f.Fuzz(func(t *testing.T, v []byte) {
 		e, err := schemas.JSON{}.Decode(v)
-		if err != nil || !spliceable(v) || e.Extra[MetadataKey] != nil {
+		if err != nil || !spliceable(v) || e.Extra.Get(MetadataKey) != nil {
 			return
 		}
 		b := &Batch{ID: "c-e-0-0-0-0000000000000000", Records: []*kgo.Record{{Value: v}}, Events: []*schemas.Event{nil}}
@@ -105,13 +105,10 @@ func FuzzSpliceMatchesDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("the spliced line does not decode: %v\n%q", err, line)
 		}
-		if got.Extra[MetadataKey] == nil {
+		if got.Extra.Get(MetadataKey) == nil {
 			t.Fatalf("no %s in %q", MetadataKey, line)
 		}
-		delete(got.Extra, MetadataKey)
-		if len(got.Extra) == 0 {
-			got.Extra = nil
-		}
+		got.Extra.Delete(MetadataKey)
 		if len(e.Extra) == 0 {
 			e.Extra = nil
 		}

@@ -231,8 +231,8 @@ func (f *Filter) env(e *schemas.Event) *Env {
 	}
 	if f.needs.extra && len(e.Extra) > 0 {
 		env.Extra = make(map[string]any, len(e.Extra))
-		for k, raw := range e.Extra {
-			env.Extra[k] = gjson.ParseBytes(raw).Value()
+		for _, f := range e.Extra {
+			env.Extra[f.Name] = gjson.ParseBytes(f.JSON).Value()
 		}
 	}
 	return env

@@ -160,7 +160,7 @@ func readOutput(t *testing.T, dir string) []outLine {
 				t.Fatalf("%s: line does not decode: %v\n%s", f.path, err, sc.Bytes())
 			}
 			var meta map[string]any
-			if raw, ok := e.Extra["firehose_metadata"]; ok {
+			if raw := e.Extra.Get("firehose_metadata"); raw != nil {
 				_ = json.Unmarshal(raw, &meta)
 			}
 			out = append(out, outLine{File: f.path, Partition: f.part, First: f.first, Event: e, Meta: meta})

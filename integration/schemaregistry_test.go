@@ -126,7 +126,7 @@ func TestConfluentAvroProducerThroughThePipeline(t *testing.T) {
 	checkExactPerResource(t, sent, got)
 	withChannel := 0
 	for _, l := range got {
-		if c, ok := l.Event.Extra["channel"]; ok {
+		if c := l.Event.Extra.Get("channel"); c != nil {
 			if string(c) != `"web"` {
 				t.Fatalf("channel %s", c)
 			}

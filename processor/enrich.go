@@ -122,10 +122,7 @@ func (en *Enricher) Apply(_ *kgo.Record, e *schemas.Event) (bool, error) {
 		return true, nil
 	}
 	b = append(b, '}')
-	if e.Extra == nil {
-		e.Extra = make(map[string]json.RawMessage, 1)
-	}
-	e.Extra[EnrichmentKey] = bytes.Clone(b)
+	e.Extra.Set(EnrichmentKey, bytes.Clone(b))
 	return true, nil
 }
 

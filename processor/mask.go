@@ -113,9 +113,9 @@ func (m *Masker) Apply(_ *kgo.Record, e *schemas.Event) (bool, error) {
 	if out := mask("metadata", e.Metadata); out != nil {
 		e.Metadata = out
 	}
-	for k, v := range e.Extra {
-		if out := mask(k, v); out != nil {
-			e.Extra[k] = out
+	for i, f := range e.Extra {
+		if out := mask(f.Name, f.JSON); out != nil {
+			e.Extra[i].JSON = out
 		}
 	}
 	if n > 0 && m.Masked != nil {

@@ -292,7 +292,7 @@ processor:
 			ProcessedAt string `json:"processed_at"`
 			LatencyMS   int64  `json:"latency_ms"`
 		}
-		if err := json.Unmarshal(ev.Extra[EnrichmentKey], &en); err != nil {
+		if err := json.Unmarshal(ev.Extra.Get(EnrichmentKey), &en); err != nil {
 			t.Fatalf("no enrichment on %s: %v", key(ev), err)
 		}
 		if en.Tags["env"] != "test" || en.ProcessedAt != "2030-01-01T00:00:01.000Z" || en.LatencyMS != 1500 {

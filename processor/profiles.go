@@ -136,9 +136,9 @@ func (p *Profiles) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 	if !p.isChange(e) {
 		return true, nil
 	}
-	raw, ok := e.Extra[p.cfg.PropertiesField]
+	raw := e.Extra.Get(p.cfg.PropertiesField)
 	props := gjson.ParseBytes(raw)
-	if !ok || !props.IsObject() {
+	if raw == nil || !props.IsObject() {
 		return false, &schemas.Error{Class: schemas.ClassInvalid, Problems: []schemas.Problem{{Field: p.cfg.PropertiesField, Msg: "a profile change must hold its changed properties in an object"}}}
 	}
 	pp := p.part(rec.Partition)
@@ -245,12 +245,12 @@ func (p *Profiles) updated(id string, prof *profile) *schemas.Event {
 		ResourceID: id,
 		Sequence:   prof.Seq,
 		EventType:  ProfileUpdated,
-		Extra: map[string]json.RawMessage{
-			p.cfg.PropertiesField: props,
-			"changes":             json.RawMessage(strconv.Itoa(prof.Changes)),
-			"first_change_at":     ts(prof.First),
-			"last_change_at":      ts(prof.Last),
-		},
+		Extra: schemas.MakeFields(
+			schemas.Field{Name: p.cfg.PropertiesField, JSON: props},
+			schemas.Field{Name: "changes", JSON: strconv.AppendInt(nil, int64(prof.Changes), 10)},
+			schemas.Field{Name: "first_change_at", JSON: ts(prof.First)},
+			schemas.Field{Name: "last_change_at", JSON: ts(prof.Last)},
+		),
 	}
 }
 
@@ -304,7 +304,11 @@ func (p *Profiles) evaluate(id string, prof *profile, now time.Time) *schemas.Ev
 		ResourceID: id,
 		Sequence:   prof.Seq,
 		EventType:  ProfileSegmentsChanged,
-		Extra:      map[string]json.RawMessage{"segments": list(members), "joined": list(joined), "left": list(left)},
+		Extra: schemas.MakeFields(
+			schemas.Field{Name: "segments", JSON: list(members)},
+			schemas.Field{Name: "joined", JSON: list(joined)},
+			schemas.Field{Name: "left", JSON: list(left)},
+		),
 	}
 }
 

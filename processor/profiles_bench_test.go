@@ -64,7 +64,7 @@ func TestCoalescingCutsOutputTenfold(t *testing.T) {
 		t.Fatalf("%d changes in, %d records out; want %d", in, len(out), in/10)
 	}
 	var props map[string]any
-	if err := json.Unmarshal(out[0].Extra["properties"], &props); err != nil || props["visits"] != 10.0 || len(props) != 20 {
+	if err := json.Unmarshal(out[0].Extra.Get("properties"), &props); err != nil || props["visits"] != 10.0 || len(props) != 20 {
 		t.Fatalf("coalesced properties %v (%v)", props, err)
 	}
 }
@@ -143,7 +143,7 @@ func TestProfileChangeWithoutPropertiesIsInvalid(t *testing.T) {
 	for _, props := range []string{"", `[1,2]`, `"visits"`} {
 		e := change("prof_1", 1, props)
 		if props == "" {
-			delete(e.Extra, "properties")
+			e.Extra.Delete("properties")
 		}
 		keep, err := p.Apply(&kgo.Record{}, e)
 		if keep || schemas.ClassOf(err) != schemas.ClassInvalid || !strings.Contains(err.Error(), "properties: a profile change must hold its changed properties in an object") {
@@ -234,7 +234,7 @@ func TestProfilesUndoAnAbortedTransaction(t *testing.T) {
 	}
 	apply(change("prof_1", 2, `{"visits":2}`)) // the records come again
 	out := p.Tick(0, now.Add(2*time.Minute), true, false)
-	if len(out) != 1 || string(out[0].Extra["changes"]) != "2" {
+	if len(out) != 1 || string(out[0].Extra.Get("changes")) != "2" {
 		t.Fatalf("emitted %v", out)
 	}
 }

@@ -49,7 +49,7 @@ func change(profile string, seq int64, props string) *schemas.Event {
 	return &schemas.Event{
 		EventID: fmt.Sprintf("chg_%s_%d", profile, seq), Timestamp: time.Date(2026, 1, 1, 0, 0, 0, int(seq)*int(time.Millisecond), time.UTC),
 		AccountID: "acc_1", ResourceID: profile, Sequence: seq, EventType: "profile.property_changed",
-		Extra: map[string]json.RawMessage{"properties": json.RawMessage(props)},
+		Extra: schemas.Fields{{Name: "properties", JSON: []byte(props)}},
 	}
 }
 
@@ -67,8 +67,8 @@ func waitIn(t *testing.T, n int64, ps ...*running) {
 
 func extra(t *testing.T, e *schemas.Event, k string, into any) {
 	t.Helper()
-	if err := json.Unmarshal(e.Extra[k], into); err != nil {
-		t.Fatalf("%s of %s: %v (%s)", k, e.EventID, err, e.Extra[k])
+	if err := json.Unmarshal(e.Extra.Get(k), into); err != nil {
+		t.Fatalf("%s of %s: %v (%s)", k, e.EventID, err, e.Extra.Get(k))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -201,9 +202,18 @@ func ToAvro(e *Event) (AvroRecord, error) {
 		DurationMS: e.DurationMS, Metadata: optJSON(e.Metadata), LeadData: optJSON(e.LeadData),
 	}
 	if len(e.Extra) > 0 {
-		b, err := json.Marshal(e.Extra)
-		if err != nil {
-			return r, fmt.Errorf("encode extra fields: %w", err)
+		b := []byte{'{'}
+		for i, f := range e.Extra.sorted() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, f.Name)
+			b = append(b, ':')
+			b = append(b, f.JSON...)
+		}
+		b = append(b, '}')
+		if !json.Valid(b) {
+			return r, fmt.Errorf("encode extra fields: a value is not JSON")
 		}
 		r.Extra = optJSON(b)
 	}
@@ -246,15 +256,14 @@ func FromAvro(r *AvroRecord) (*Event, error) {
 	e.Metadata = optJSON("metadata", r.Metadata)
 	e.LeadData = optJSON("lead_data", r.LeadData)
 	if extra := optJSON("extra", r.Extra); extra != nil {
-		if err := json.Unmarshal(extra, &e.Extra); err != nil {
-			ps = append(ps, Problem{"extra", err.Error()})
-		}
-		for k, v := range e.Extra {
-			if _, known := order[k]; known {
-				ps = append(ps, Problem{"extra", "holds schema field " + k})
+		// Checked above: an object, compact, its keys unique.
+		for m := range Members(extra) {
+			if _, known := order[m.Key]; known {
+				ps = append(ps, Problem{"extra", "holds schema field " + m.Key})
 			}
-			e.Extra[k] = compact(string(v))
+			e.Extra = append(e.Extra, Field{m.Key, m.Value})
 		}
+		slices.SortFunc(e.Extra, compareFields)
 	}
 	if len(ps) > 0 {
 		return nil, &Error{Class: ClassInvalid, Problems: ps}

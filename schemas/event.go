@@ -68,7 +68,7 @@ type Event struct {
 	DurationMS   *int64
 	Metadata     json.RawMessage
 	LeadData     json.RawMessage
-	Extra        map[string]json.RawMessage
+	Extra        Fields
 }
 
 // StringField returns the value of a top-level string field by its JSON

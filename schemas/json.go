@@ -9,6 +9,7 @@ import (
 	"iter"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -153,10 +154,11 @@ func (j JSON) Decode(data []byte) (*Event, error) {
 		*o.dst = compactIf(r.spaced, o.raw)
 	}
 	if len(extra) > 0 {
-		e.Extra = make(map[string]json.RawMessage, len(extra))
-		for _, m := range extra {
-			e.Extra[m.key] = compactIf(r.spaced, m.raw)
+		e.Extra = make(Fields, len(extra))
+		for i, m := range extra {
+			e.Extra[i] = Field{m.key, compactIf(r.spaced, m.raw)}
 		}
+		slices.SortFunc(e.Extra, compareFields) // keys are unique: scan checked
 	}
 	ps = append(r.problems, ps...)
 	if !haveSeq && !hasProblem(ps, "sequence") {
@@ -226,19 +228,11 @@ func AppendJSON(dst []byte, e *Event, more []Field) []byte {
 		dst = append(dst, `,"lead_data":`...)
 		dst = append(dst, e.LeadData...)
 	}
-	if len(e.Extra) > 0 {
-		var keysArr [8]string
-		keys := keysArr[:0]
-		for k := range e.Extra {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			dst = append(dst, ',')
-			dst = appendString(dst, k)
-			dst = append(dst, ':')
-			dst = append(dst, e.Extra[k]...)
-		}
+	for _, f := range e.Extra.sorted() {
+		dst = append(dst, ',')
+		dst = appendString(dst, f.Name)
+		dst = append(dst, ':')
+		dst = append(dst, f.JSON...)
 	}
 	for _, f := range more {
 		dst = append(dst, ',')
@@ -249,11 +243,68 @@ func AppendJSON(dst []byte, e *Event, more []Field) []byte {
 	return append(dst, '}')
 }
 
-// Field is a named JSON value to add to an encoded event.
+// Field is a named JSON value: an event's field the schema does not name,
+// or one to add to an encoded event.
 type Field struct {
 	Name string
 	JSON []byte // valid, compact JSON
 }
+
+// Fields are an event's top-level fields that the schema does not name,
+// sorted by name, each name once. A sorted slice rather than a map: an
+// event has few of them (often only the processor's enrichment), and a map
+// cost each event an allocation, hashing and a sort to encode.
+type Fields []Field
+
+// MakeFields returns fs as Fields: sorted, and the last of each name kept.
+func MakeFields(fs ...Field) Fields {
+	var out Fields
+	for _, f := range fs {
+		out.Set(f.Name, f.JSON)
+	}
+	return out
+}
+
+// Get returns the value of the field called name, or nil when there is
+// none (a field's value is never empty).
+func (fs Fields) Get(name string) []byte {
+	for _, f := range fs {
+		if f.Name == name {
+			return f.JSON
+		}
+	}
+	return nil
+}
+
+// Set sets the field called name to v, keeping fs sorted.
+func (fs *Fields) Set(name string, v []byte) {
+	i, found := slices.BinarySearchFunc(*fs, name, func(f Field, name string) int { return strings.Compare(f.Name, name) })
+	if found {
+		(*fs)[i].JSON = v
+		return
+	}
+	*fs = slices.Insert(*fs, i, Field{name, v})
+}
+
+// Delete removes the field called name; fs becomes nil when it was the
+// last.
+func (fs *Fields) Delete(name string) {
+	*fs = slices.DeleteFunc(*fs, func(f Field) bool { return f.Name == name })
+	if len(*fs) == 0 {
+		*fs = nil
+	}
+}
+
+// sorted returns fs sorted by name: fs itself when it is (as decoders and
+// Set keep it), else a sorted copy, for events built by hand.
+func (fs Fields) sorted() Fields {
+	if slices.IsSortedFunc(fs, compareFields) {
+		return fs
+	}
+	return slices.SortedFunc(slices.Values(fs), compareFields)
+}
+
+func compareFields(a, b Field) int { return strings.Compare(a.Name, b.Name) }
 
 var order = map[string]int{
 	"event_id": 1, "timestamp": 2, "account_id": 3, "resource_id": 4, "sequence": 5,

@@ -30,7 +30,7 @@ func TestJSONDecodeKeepsEveryField(t *testing.T) {
 	if string(e.Metadata) != `{"price":25.5,"tags":["a","b"]}` {
 		t.Fatalf("metadata not compacted verbatim: %s", e.Metadata)
 	}
-	if string(e.Extra["custom_field"]) != `{"x":1}` || string(e.Extra["z_last"]) != `"kept"` {
+	if string(e.Extra.Get("custom_field")) != `{"x":1}` || string(e.Extra.Get("z_last")) != `"kept"` {
 		t.Fatalf("unknown fields dropped: %v", e.Extra)
 	}
 }
@@ -213,5 +213,43 @@ func TestAppendTimestamp(t *testing.T) {
 		if got, want := string(AppendTimestamp(nil, ts)), ts.UTC().Format(TimestampLayout); got != want {
 			t.Errorf("%v: %s, want %s", ts, got, want)
 		}
+	}
+}
+
+// An event's unknown fields encode sorted by name however they arrived or
+// were set, so the same event always has the same bytes.
+func TestExtraFieldsEncodeSortedByName(t *testing.T) {
+	e, err := JSON{}.Decode([]byte(`{"event_id":"e","timestamp":"2024-01-15T14:30:45.234Z","account_id":"a","resource_id":"r","sequence":1,"event_type":"t","zeta":1,"alpha":{"b":2},"mid":"m"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range e.Extra {
+		names = append(names, f.Name)
+	}
+	if strings.Join(names, " ") != "alpha mid zeta" {
+		t.Fatalf("decoded fields %q, want them sorted by name", names)
+	}
+	const tail = `"alpha":{"b":2},"enrichment":{"x":1},"mid":"m","zeta":1}`
+	e.Extra.Set("enrichment", []byte(`{"x":0}`))
+	e.Extra.Set("enrichment", []byte(`{"x":1}`)) // replaces
+	e.Extra.Set("mid", []byte(`"m"`))            // replaces a decoded one
+	b, _ := JSON{}.Append(nil, e)
+	if !strings.HasSuffix(string(b), `"event_type":"t",`+tail) {
+		t.Fatalf("encoded %s, want it to end %s", b, tail)
+	}
+	// Built by hand, out of order: encoded sorted all the same.
+	e.Extra = Fields{{"zeta", []byte("1")}, {"mid", []byte(`"m"`)}, {"enrichment", []byte(`{"x":1}`)}, {"alpha", []byte(`{"b":2}`)}}
+	if b2, _ := (JSON{}).Append(nil, e); string(b2) != string(b) {
+		t.Fatalf("hand-built fields encoded %s, want %s", b2, b)
+	}
+	if got := MakeFields(Field{"b", []byte("1")}, Field{"a", []byte("2")}, Field{"b", []byte("3")}); len(got) != 2 || got[0].Name != "a" || string(got.Get("b")) != "3" {
+		t.Fatalf("MakeFields kept %v, want a then the last b", got)
+	}
+	for _, name := range []string{"zeta", "mid", "enrichment", "alpha"} {
+		e.Extra.Delete(name)
+	}
+	if e.Extra != nil || e.Extra.Get("mid") != nil {
+		t.Fatalf("deleting every field left %v", e.Extra)
 	}
 }

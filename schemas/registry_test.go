@@ -167,7 +167,7 @@ func TestConfluentAvroProducerAndEvolution(t *testing.T) {
 		t.Fatalf("v1 read as %+v, want %+v", got1, e)
 	}
 	if got2.EventID != e.EventID || got2.Sequence != e.Sequence || !got2.Timestamp.Equal(e.Timestamp) ||
-		string(got2.Metadata) != string(e.Metadata) || string(got2.LeadData) != string(e.LeadData) || string(got2.Extra["channel"]) != `"web"` {
+		string(got2.Metadata) != string(e.Metadata) || string(got2.LeadData) != string(e.LeadData) || string(got2.Extra.Get("channel")) != `"web"` {
 		t.Fatalf("v2 read as %+v (extra %s), want %+v with channel", got2, got2.Extra, e)
 	}
 }

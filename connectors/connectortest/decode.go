@@ -130,17 +130,14 @@ func decodeJSON(line []byte) (Delivered, error) {
 		Sequence    int64     `json:"sequence"`
 		DeliveredAt time.Time `json:"delivered_at"`
 	}
-	raw, ok := e.Extra[connectors.MetadataKey]
-	if !ok {
+	raw := e.Extra.Get(connectors.MetadataKey)
+	if raw == nil {
 		return Delivered{}, fmt.Errorf("event %s has no %s", e.EventID, connectors.MetadataKey)
 	}
 	if err := json.Unmarshal(raw, &meta); err != nil {
 		return Delivered{}, err
 	}
-	delete(e.Extra, connectors.MetadataKey)
-	if len(e.Extra) == 0 {
-		e.Extra = nil
-	}
+	e.Extra.Delete(connectors.MetadataKey)
 	return Delivered{Event: e, BatchID: meta.BatchID, Sequence: meta.Sequence, DeliveredAt: meta.DeliveredAt}, nil
 }
 

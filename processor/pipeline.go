@@ -6,13 +6,13 @@
 package processor
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"path"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
@@ -124,11 +124,43 @@ func (p *Pipeline) Emit(partition int32, e *schemas.Event) (*kgo.Record, Outcome
 	return p.run(rec, e, p.EmitStages)
 }
 
-// scratchPool holds the encoding buffers of run; one larger than
-// maxScratch is dropped rather than kept.
-var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// valueChunk is memory that run encodes events into, one after another:
+// each value is a slice of it, so an event costs neither an allocation of
+// its own nor a copy out of a scratch buffer. A chunk is freed when the
+// last value in it is (once the producer has written them all), and
+// values are produced in the order they were encoded, so a chunk pins
+// little beyond what the producer still holds.
+type valueChunk struct{ buf []byte }
 
-const maxScratch = 1 << 20
+var valueChunks = sync.Pool{New: func() any { return new(valueChunk) }}
+
+const (
+	valueChunkSize = 64 << 10
+	// minChunkFree is the room a chunk must have left to take the next
+	// event; an event that outgrows the room has memory of its own.
+	minChunkFree = 4 << 10
+)
+
+// encode returns e encoded by p.Out, in memory shared with other values
+// only: nothing writes to it once it is returned.
+func (p *Pipeline) encode(e *schemas.Event) ([]byte, error) {
+	c := valueChunks.Get().(*valueChunk)
+	defer valueChunks.Put(c)
+	if cap(c.buf)-len(c.buf) < minChunkFree {
+		c.buf = make([]byte, 0, valueChunkSize)
+	}
+	free := c.buf[len(c.buf):len(c.buf)]
+	enc, err := p.Out.Append(free, e)
+	if err != nil {
+		return nil, err
+	}
+	// Unless the event outgrew the room, and so has memory of its own,
+	// the chunk keeps it.
+	if cap(enc) == cap(free) && unsafe.SliceData(enc) == unsafe.SliceData(free) {
+		c.buf = c.buf[:len(c.buf)+len(enc)]
+	}
+	return enc[:len(enc):len(enc)], nil
+}
 
 func (p *Pipeline) run(rec *kgo.Record, e *schemas.Event, stages []Stage) (*kgo.Record, Outcome) {
 	for _, s := range stages {
@@ -144,21 +176,10 @@ func (p *Pipeline) run(rec *kgo.Record, e *schemas.Event, stages []Stage) (*kgo.
 			return nil, Dropped
 		}
 	}
-	// Encode into a scratch buffer and keep an exact copy: the value
-	// waits in the producer's buffers until its batch is written, and an
-	// estimate of its size would either waste memory there or grow (and
-	// copy) while encoding.
-	scratch := scratchPool.Get().(*[]byte)
-	enc, err := p.Out.Append((*scratch)[:0], e)
+	val, err := p.encode(e)
 	if err != nil {
-		scratchPool.Put(scratch)
 		return p.dead(rec, "encode", err.Error()), DeadLettered
 	}
-	val := bytes.Clone(enc)
-	if cap(enc) <= maxScratch {
-		*scratch = enc
-	}
-	scratchPool.Put(scratch)
 	return &kgo.Record{
 		Topic:     p.EventsTopic,
 		Key:       []byte(e.ResourceID),

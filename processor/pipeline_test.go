@@ -1,7 +1,10 @@
 package processor
 
 import (
+	"bytes"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,5 +50,43 @@ func TestBadRecordsThatGotThroughAreDeadLettered(t *testing.T) {
 	}
 	if _, outcome := p.Process(&kgo.Record{Key: []byte("lead_1"), Value: ev("lead_1", "")}); outcome != Emitted {
 		t.Fatalf("a good record after them: %v", outcome)
+	}
+}
+
+// Values are encoded one after another into shared chunks: each must keep
+// its own bytes while the producer holds them all, whatever size the
+// events are (some outgrow a chunk's room), from several goroutines at
+// once, and appending to one must not write over the next.
+func TestEncodedValuesKeepTheirBytes(t *testing.T) {
+	p := &Pipeline{In: schemas.JSON{}, Out: schemas.JSON{}, EventsTopic: "events", DLQTopic: "dlq", MaxEventBytes: 4 << 20, Now: time.Now}
+	event := func(g, i int) []byte {
+		pad := strings.Repeat("x", (i*397)%(3*minChunkFree)) // from 0 to 3 chunk rooms
+		return []byte(fmt.Sprintf(`{"event_id":"e%d_%d","timestamp":"2024-01-15T14:30:45.000Z","account_id":"a","resource_id":"r%d","sequence":%d,"event_type":"t","metadata":{"pad":%q}}`, g, i, g, i, pad))
+	}
+	const goroutines, n = 4, 600
+	outs := make([][]*kgo.Record, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				out, outcome := p.Process(&kgo.Record{Key: fmt.Appendf(nil, "r%d", g), Value: event(g, i)})
+				if outcome != Emitted {
+					t.Errorf("event %d_%d: %v", g, i, outcome)
+					return
+				}
+				outs[g] = append(outs[g], out)
+			}
+		}()
+	}
+	wg.Wait()
+	for g := range goroutines {
+		for i, out := range outs[g] {
+			_ = append(out.Value, "garbage"...) // a careless reader of one value
+			if want := event(g, i); !bytes.Equal(out.Value, want) {
+				t.Fatalf("value of event %d_%d is\n%.200s\nwant\n%.200s", g, i, out.Value, want)
+			}
+		}
 	}
 }

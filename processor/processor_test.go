@@ -236,9 +236,15 @@ func TestMaskedValuesNeverReachEvents(t *testing.T) {
 			secrets = append(secrets, `"`+ld[k].(string)+`"`)
 		}
 	}
-	e.start("p1", nil)
+	r := e.start("p1", nil)
 	e.produce(in...)
 	got := e.events(len(in))
+	// The metric counts values, committed with the events.
+	for deadline := time.Now().Add(30 * time.Second); r.p.Stats().Masked.Load() != int64(len(secrets)); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("counted %d values masked, want %d", r.p.Stats().Masked.Load(), len(secrets))
+		}
+	}
 	var all strings.Builder
 	for _, ev := range got {
 		b, _ := schemas.JSON{}.Append(nil, ev)

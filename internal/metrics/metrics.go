@@ -143,7 +143,7 @@ func (s *Set) Processor(st *processor.Stats) {
 		s.reg.MustRegister(counter(name, help, prometheus.Labels{"result": result}, v))
 	}
 	s.reg.MustRegister(
-		counter("firehose_processor_masked_total", "Events in which at least one value was masked.", nil, st.Masked.Load),
+		counter("firehose_processor_masked_total", "Values masked, dropped or hashed by mask rules.", nil, st.Masked.Load),
 		counter("firehose_processor_transactions_total", "Transactions by outcome.", prometheus.Labels{"outcome": "commit"}, st.Transactions.Load),
 		counter("firehose_processor_transactions_total", "Transactions by outcome.", prometheus.Labels{"outcome": "abort"}, st.Aborts.Load),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "firehose_processor_profiles", Help: "Profiles this process holds (processor.profiles), after its last commit."},

@@ -42,7 +42,7 @@ type Deduper struct {
 	verifiedMu sync.Mutex
 	verified   map[redriveClaim]bool
 
-	parts partMap[dedupePart]
+	parts *partMap[dedupePart]
 
 	// Dropped counts duplicates dropped.
 	Dropped atomic.Int64

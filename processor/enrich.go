@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -27,25 +28,29 @@ const EnrichmentKey = "enrichment"
 // topic that changes them without a restart. It is safe for concurrent
 // use.
 type Enricher struct {
-	mu       sync.RWMutex
-	flows    map[string]json.RawMessage
-	accounts map[string]json.RawMessage
-	tags     json.RawMessage
-	procTime bool
-	now      func() time.Time
+	// The reference tables, id to json.RawMessage: written seldom (by
+	// config and the reference topic) and read for every event on every
+	// partition, which sync.Map does without a lock or a shared write.
+	flows, accounts sync.Map
+	tags            json.RawMessage
+	procTime        bool
+	now             func() time.Time
 
 	// The processed_at text of the last millisecond seen, reused while
-	// the clock stays in it.
-	lastMu  sync.Mutex
-	lastMS  int64
-	lastFmt []byte
+	// the clock stays in it; an atomic pointer rather than a lock, as
+	// every event on every partition reads it.
+	last atomic.Pointer[stamp]
+}
+
+// stamp is a millisecond and its quoted JSON timestamp.
+type stamp struct {
+	ms   int64
+	text []byte
 }
 
 // NewEnricher builds an enricher from config.
 func NewEnricher(c config.Enrich, now func() time.Time) (*Enricher, error) {
 	en := &Enricher{
-		flows:    map[string]json.RawMessage{},
-		accounts: map[string]json.RawMessage{},
 		procTime: c.ProcessingTime == nil || *c.ProcessingTime,
 		now:      now,
 	}
@@ -54,14 +59,14 @@ func NewEnricher(c config.Enrich, now func() time.Time) (*Enricher, error) {
 		if err != nil {
 			return nil, fmt.Errorf("processor.enrich.flows.%s: %w", id, err)
 		}
-		en.flows[id] = b
+		en.flows.Store(id, json.RawMessage(b))
 	}
 	for id, v := range c.Accounts {
 		b, err := json.Marshal(v)
 		if err != nil {
 			return nil, fmt.Errorf("processor.enrich.accounts.%s: %w", id, err)
 		}
-		en.accounts[id] = b
+		en.accounts.Store(id, json.RawMessage(b))
 	}
 	if len(c.Tags) > 0 {
 		b, err := json.Marshal(c.Tags)
@@ -75,9 +80,21 @@ func NewEnricher(c config.Enrich, now func() time.Time) (*Enricher, error) {
 
 // Empty reports whether the enricher would add nothing.
 func (en *Enricher) Empty() bool {
-	en.mu.RLock()
-	defer en.mu.RUnlock()
-	return !en.procTime && en.tags == nil && len(en.flows) == 0 && len(en.accounts) == 0
+	return !en.procTime && en.tags == nil && empty(&en.flows) && empty(&en.accounts)
+}
+
+func empty(m *sync.Map) bool {
+	none := true
+	m.Range(func(any, any) bool { none = false; return false })
+	return none
+}
+
+func lookup(m *sync.Map, id string) (json.RawMessage, bool) {
+	v, ok := m.Load(id)
+	if !ok {
+		return nil, false
+	}
+	return v.(json.RawMessage), true
 }
 
 // Name implements Stage.
@@ -98,17 +115,17 @@ func (en *Enricher) Apply(_ *kgo.Record, e *schemas.Event) (bool, error) {
 		b = append(b, '"', ':')
 		b = append(b, v...)
 	}
-	en.mu.RLock()
-	if v, ok := en.flows[e.FlowID]; ok && e.FlowID != "" {
-		add("flow", v)
+	if e.FlowID != "" {
+		if v, ok := lookup(&en.flows, e.FlowID); ok {
+			add("flow", v)
+		}
 	}
-	if v, ok := en.accounts[e.AccountID]; ok {
+	if v, ok := lookup(&en.accounts, e.AccountID); ok {
 		add("account", v)
 	}
 	if en.tags != nil {
 		add("tags", en.tags)
 	}
-	en.mu.RUnlock()
 	if en.procTime {
 		now := en.now()
 		add("processed_at", en.formatted(now))
@@ -130,41 +147,38 @@ func (en *Enricher) Apply(_ *kgo.Record, e *schemas.Event) (bool, error) {
 // the millisecond changed.
 func (en *Enricher) formatted(now time.Time) []byte {
 	ms := now.UnixMilli()
-	en.lastMu.Lock()
-	defer en.lastMu.Unlock()
-	if ms != en.lastMS || en.lastFmt == nil {
-		en.lastMS = ms
-		en.lastFmt = schemas.AppendTimestamp(append(make([]byte, 0, 32), '"'), now)
-		en.lastFmt = append(en.lastFmt, '"')
+	if s := en.last.Load(); s != nil && s.ms == ms {
+		return s.text
 	}
-	return en.lastFmt
+	text := schemas.AppendTimestamp(append(make([]byte, 0, 32), '"'), now)
+	text = append(text, '"')
+	en.last.Store(&stamp{ms, text})
+	return text
 }
 
 // Set stores reference data: kind is flow or account.
 func (en *Enricher) Set(kind, id string, v json.RawMessage) error {
-	en.mu.Lock()
-	defer en.mu.Unlock()
 	m, err := en.table(kind)
 	if err != nil {
 		return err
 	}
 	if v == nil {
-		delete(m, id)
+		m.Delete(id)
 		return nil
 	}
 	if !json.Valid(v) || !strings.HasPrefix(strings.TrimSpace(string(v)), "{") {
 		return fmt.Errorf("reference data for %s:%s is not a JSON object", kind, id)
 	}
-	m[id] = append(json.RawMessage(nil), v...)
+	m.Store(id, append(json.RawMessage(nil), v...))
 	return nil
 }
 
-func (en *Enricher) table(kind string) (map[string]json.RawMessage, error) {
+func (en *Enricher) table(kind string) (*sync.Map, error) {
 	switch kind {
 	case "flow":
-		return en.flows, nil
+		return &en.flows, nil
 	case "account":
-		return en.accounts, nil
+		return &en.accounts, nil
 	}
 	return nil, fmt.Errorf("unknown reference kind %q (want flow or account)", kind)
 }

@@ -51,7 +51,7 @@ type Profiles struct {
 	now      func() time.Time
 	log      *slog.Logger
 
-	parts partMap[profilePart]
+	parts *partMap[profilePart]
 
 	// Coalesced counts changes taken in; Stale those dropped as stale or
 	// duplicate; Expired profiles forgotten after the TTL.

@@ -5,32 +5,43 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // partMap is a stage's state per raw partition, read from the state topic
 // (dedupe's and the profiles stage's): loaded when the partition is
 // assigned, read once more before its first use, forgotten when it goes.
 type partMap[P any] struct {
+	// m is read for every record and replaced, under mu, only when
+	// partitions come and go: a copy on write, so that readers on
+	// several partitions share no lock.
+	m      atomic.Pointer[map[int32]*P]
 	mu     sync.Mutex
-	m      map[int32]*P
 	caught map[int32]bool // read again since loaded
 }
 
-func newPartMap[P any]() partMap[P] {
-	return partMap[P]{m: map[int32]*P{}, caught: map[int32]bool{}}
+func newPartMap[P any]() *partMap[P] {
+	pm := &partMap[P]{caught: map[int32]bool{}}
+	pm.m.Store(&map[int32]*P{})
+	return pm
 }
 
 func (pm *partMap[P]) get(partition int32) *P {
-	pm.mu.Lock()
-	defer pm.mu.Unlock()
-	return pm.m[partition]
+	return (*pm.m.Load())[partition]
+}
+
+// update replaces m with a changed copy; mu must be held.
+func (pm *partMap[P]) update(change func(m map[int32]*P)) {
+	m := maps.Clone(*pm.m.Load())
+	change(m)
+	pm.m.Store(&m)
 }
 
 // put replaces a partition's state with a freshly loaded one.
 func (pm *partMap[P]) put(partition int32, v *P) {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
-	pm.m[partition] = v
+	pm.update(func(m map[int32]*P) { m[partition] = v })
 	pm.caught[partition] = false
 }
 
@@ -38,26 +49,29 @@ func (pm *partMap[P]) put(partition int32, v *P) {
 func (pm *partMap[P]) drop(partitions []int32) {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
+	pm.update(func(m map[int32]*P) {
+		for _, p := range partitions {
+			delete(m, p)
+		}
+	})
 	for _, p := range partitions {
-		delete(pm.m, p)
 		delete(pm.caught, p)
 	}
 }
 
-// each calls fn for every partition's state, with the map locked.
+// each calls fn for every partition's state, with the map locked against
+// puts and drops.
 func (pm *partMap[P]) each(fn func(*P)) {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
-	for _, v := range pm.m {
+	for _, v := range *pm.m.Load() {
 		fn(v)
 	}
 }
 
 // partitions returns the partitions held, in order.
 func (pm *partMap[P]) partitions() []int32 {
-	pm.mu.Lock()
-	defer pm.mu.Unlock()
-	return slices.Sorted(maps.Keys(pm.m))
+	return slices.Sorted(maps.Keys(*pm.m.Load()))
 }
 
 // ensure makes a partition's state current before its first records are

@@ -141,9 +141,10 @@ const (
 	minChunkFree = 4 << 10
 )
 
-// encode returns e encoded by p.Out, in memory shared with other values
-// only: nothing writes to it once it is returned.
-func (p *Pipeline) encode(e *schemas.Event) ([]byte, error) {
+// encode returns e's record key (its resource id) and e encoded by p.Out,
+// in memory shared with other keys and values only: nothing writes to it
+// once it is returned.
+func (p *Pipeline) encode(e *schemas.Event) (key, val []byte, err error) {
 	c := valueChunks.Get().(*valueChunk)
 	defer valueChunks.Put(c)
 	if cap(c.buf)-len(c.buf) < minChunkFree {
@@ -152,14 +153,20 @@ func (p *Pipeline) encode(e *schemas.Event) ([]byte, error) {
 	free := c.buf[len(c.buf):len(c.buf)]
 	enc, err := p.Out.Append(free, e)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Unless the event outgrew the room, and so has memory of its own,
-	// the chunk keeps it.
+	// the chunk keeps it, and the key after it when there is room.
 	if cap(enc) == cap(free) && unsafe.SliceData(enc) == unsafe.SliceData(free) {
 		c.buf = c.buf[:len(c.buf)+len(enc)]
 	}
-	return enc[:len(enc):len(enc)], nil
+	val = enc[:len(enc):len(enc)]
+	if cap(c.buf)-len(c.buf) < len(e.ResourceID) {
+		return []byte(e.ResourceID), val, nil
+	}
+	at := len(c.buf)
+	c.buf = append(c.buf, e.ResourceID...)
+	return c.buf[at:len(c.buf):len(c.buf)], val, nil
 }
 
 func (p *Pipeline) run(rec *kgo.Record, e *schemas.Event, stages []Stage) (*kgo.Record, Outcome) {
@@ -176,13 +183,13 @@ func (p *Pipeline) run(rec *kgo.Record, e *schemas.Event, stages []Stage) (*kgo.
 			return nil, Dropped
 		}
 	}
-	val, err := p.encode(e)
+	key, val, err := p.encode(e)
 	if err != nil {
 		return p.dead(rec, "encode", err.Error()), DeadLettered
 	}
 	return &kgo.Record{
 		Topic:     p.EventsTopic,
-		Key:       []byte(e.ResourceID),
+		Key:       key,
 		Value:     val,
 		Headers:   p.carried(rec.Headers),
 		Timestamp: rec.Timestamp,

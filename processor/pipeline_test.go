@@ -53,7 +53,7 @@ func TestBadRecordsThatGotThroughAreDeadLettered(t *testing.T) {
 	}
 }
 
-// Values are encoded one after another into shared chunks: each must keep
+// Keys and values are written one after another into shared chunks: each must keep
 // its own bytes while the producer holds them all, whatever size the
 // events are (some outgrow a chunk's room), from several goroutines at
 // once, and appending to one must not write over the next.
@@ -84,8 +84,12 @@ func TestEncodedValuesKeepTheirBytes(t *testing.T) {
 	for g := range goroutines {
 		for i, out := range outs[g] {
 			_ = append(out.Value, "garbage"...) // a careless reader of one value
+			_ = append(out.Key, "garbage"...)
 			if want := event(g, i); !bytes.Equal(out.Value, want) {
 				t.Fatalf("value of event %d_%d is\n%.200s\nwant\n%.200s", g, i, out.Value, want)
+			}
+			if want := fmt.Sprintf("r%d", g); string(out.Key) != want {
+				t.Fatalf("key of event %d_%d is %q, want %q", g, i, out.Key, want)
 			}
 		}
 	}

@@ -82,6 +82,7 @@ FUZZ_TARGETS := \
 	./schemas:FuzzDecodeHeader \
 	./schemas:FuzzScan \
 	./schemas:FuzzAppendTimestamp \
+	./schemas:FuzzAppendString \
 	./internal/config:FuzzParse \
 	./internal/config:FuzzExpand \
 	./filter:FuzzMatch \

@@ -104,18 +104,26 @@ func TestJSONDecodeReportsEveryProblem(t *testing.T) {
 	}
 }
 
-func TestAppendStringEscapes(t *testing.T) {
-	for _, s := range []string{"plain", `quo"te`, `back\slash`, "nl\n\t\r", "\x00\x1f", "ünï©ødé 🎉", "bad\xffutf8", "</script>"} {
-		b := appendString(nil, s)
+// Every string encodes to a JSON string that reads back as itself, each
+// byte that is not UTF-8 replaced by U+FFFD.
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"plain", `quo"te`, `back\slash`, "nl\n\t\r", "\x00\x1f\x7f", "ünï©ødé 🎉", "bad\xffutf8", "\xe2\x82", "</script>", "\u2028"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b := appendString([]byte("x"), s)
 		var got string
-		if err := json.Unmarshal(b, &got); err != nil {
+		if err := json.Unmarshal(b[1:], &got); err != nil || b[0] != 'x' {
 			t.Fatalf("%q encoded to invalid JSON %s: %v", s, b, err)
 		}
-		want := strings.ToValidUTF8(s, "\uFFFD")
-		if got != want {
-			t.Fatalf("%q came back as %q", want, got)
+		var want strings.Builder
+		for _, r := range s {
+			want.WriteRune(r) // utf8.RuneError for each byte that is not UTF-8
 		}
-	}
+		if got != want.String() {
+			t.Fatalf("%q came back as %q", want.String(), got)
+		}
+	})
 }
 
 func TestAvroRoundTripMatchesJSON(t *testing.T) {

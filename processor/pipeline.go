@@ -10,9 +10,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
-	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
@@ -124,49 +122,24 @@ func (p *Pipeline) Emit(partition int32, e *schemas.Event) (*kgo.Record, Outcome
 	return p.run(rec, e, p.EmitStages)
 }
 
-// valueChunk is memory that run encodes events into, one after another:
-// each value is a slice of it, so an event costs neither an allocation of
-// its own nor a copy out of a scratch buffer. A chunk is freed when the
-// last value in it is (once the producer has written them all), and
-// values are produced in the order they were encoded, so a chunk pins
-// little beyond what the producer still holds.
-type valueChunk struct{ buf []byte }
-
-var valueChunks = sync.Pool{New: func() any { return new(valueChunk) }}
-
-const (
-	valueChunkSize = 64 << 10
-	// minChunkFree is the room a chunk must have left to take the next
-	// event; an event that outgrows the room has memory of its own.
-	minChunkFree = 4 << 10
-)
+// encodeRoom is the room encode asks of the arena: an event that outgrows
+// it (few do) has memory of its own.
+const encodeRoom = 4 << 10
 
 // encode returns e's record key (its resource id) and e encoded by p.Out,
-// in memory shared with other keys and values only: nothing writes to it
-// once it is returned.
+// both in the arena: neither costs an allocation of its own, nor a copy
+// out of a scratch buffer.
 func (p *Pipeline) encode(e *schemas.Event) (key, val []byte, err error) {
-	c := valueChunks.Get().(*valueChunk)
-	defer valueChunks.Put(c)
-	if cap(c.buf)-len(c.buf) < minChunkFree {
-		c.buf = make([]byte, 0, valueChunkSize)
-	}
-	free := c.buf[len(c.buf):len(c.buf)]
-	enc, err := p.Out.Append(free, e)
+	val = arenaAppend(encodeRoom, func(dst []byte) []byte {
+		var enc []byte
+		enc, err = p.Out.Append(dst, e)
+		return enc
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	// Unless the event outgrew the room, and so has memory of its own,
-	// the chunk keeps it, and the key after it when there is room.
-	if cap(enc) == cap(free) && unsafe.SliceData(enc) == unsafe.SliceData(free) {
-		c.buf = c.buf[:len(c.buf)+len(enc)]
-	}
-	val = enc[:len(enc):len(enc)]
-	if cap(c.buf)-len(c.buf) < len(e.ResourceID) {
-		return []byte(e.ResourceID), val, nil
-	}
-	at := len(c.buf)
-	c.buf = append(c.buf, e.ResourceID...)
-	return c.buf[at:len(c.buf):len(c.buf)], val, nil
+	key = arenaAppend(len(e.ResourceID), func(dst []byte) []byte { return append(dst, e.ResourceID...) })
+	return key, val, nil
 }
 
 func (p *Pipeline) run(rec *kgo.Record, e *schemas.Event, stages []Stage) (*kgo.Record, Outcome) {

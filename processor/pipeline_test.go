@@ -60,7 +60,7 @@ func TestBadRecordsThatGotThroughAreDeadLettered(t *testing.T) {
 func TestEncodedValuesKeepTheirBytes(t *testing.T) {
 	p := &Pipeline{In: schemas.JSON{}, Out: schemas.JSON{}, EventsTopic: "events", DLQTopic: "dlq", MaxEventBytes: 4 << 20, Now: time.Now}
 	event := func(g, i int) []byte {
-		pad := strings.Repeat("x", (i*397)%(3*minChunkFree)) // from 0 to 3 chunk rooms
+		pad := strings.Repeat("x", (i*397)%(3*encodeRoom)) // from 0 to 3 times the room asked for
 		return []byte(fmt.Sprintf(`{"event_id":"e%d_%d","timestamp":"2024-01-15T14:30:45.000Z","account_id":"a","resource_id":"r%d","sequence":%d,"event_type":"t","metadata":{"pad":%q}}`, g, i, g, i, pad))
 	}
 	const goroutines, n = 4, 600

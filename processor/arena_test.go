@@ -1,0 +1,51 @@
+package processor
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// Pieces from the arena keep their bytes however many are made, of
+// whatever size, from several goroutines; appending to one never writes
+// over another; a piece that outgrows its room, or asks for more than a
+// chunk should give, is whole all the same.
+func TestArenaPiecesKeepTheirBytes(t *testing.T) {
+	const goroutines, n = 4, 3000
+	piece := func(g, i int) []byte {
+		return bytes.Repeat(fmt.Appendf(nil, "<%d.%d>", g, i), 1+(i*31)%(maxArenaRoom/4))
+	}
+	got := make([][][]byte, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				want := piece(g, i)
+				room := len(want)
+				switch i % 4 {
+				case 1:
+					room = len(want) / 2 // outgrown
+				case 2:
+					room = maxArenaRoom + 1 // too large for a chunk
+				}
+				got[g] = append(got[g], arenaAppend(room, func(dst []byte) []byte { return append(dst, want...) }))
+				// Room given back: nothing appended.
+				if b := arenaAppend(64, func(dst []byte) []byte { return dst }); len(b) != 0 {
+					t.Errorf("an empty piece has %d bytes", len(b))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for g := range goroutines {
+		for i, b := range got[g] {
+			_ = append(b, "garbage"...)
+			if want := piece(g, i); !bytes.Equal(b, want) {
+				t.Fatalf("piece %d.%d is %.60q..., want %.60q...", g, i, b, want)
+			}
+		}
+	}
+}

@@ -3,6 +3,8 @@ package processor
 import (
 	"sync"
 	"unsafe"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // The arena is memory that the processor writes the bytes of its output
@@ -42,4 +44,25 @@ func arenaAppend(room int, fill func(dst []byte) []byte) []byte {
 		a.buf = a.buf[:len(a.buf)+len(b)] // it fit: the chunk keeps it
 	}
 	return b[:len(b):len(b)]
+}
+
+// recordSlab hands out the processor's output records from a shared
+// slice, as the arena hands out their bytes: one allocation per
+// recordSlabSize records rather than one each.
+type recordSlab struct{ recs []kgo.Record }
+
+var recordSlabs = sync.Pool{New: func() any { return new(recordSlab) }}
+
+const recordSlabSize = 128
+
+// newRecord returns a zero record of its own.
+func newRecord() *kgo.Record {
+	s := recordSlabs.Get().(*recordSlab)
+	defer recordSlabs.Put(s)
+	if len(s.recs) == 0 {
+		s.recs = make([]kgo.Record, recordSlabSize)
+	}
+	r := &s.recs[0]
+	s.recs = s.recs[1:]
+	return r
 }

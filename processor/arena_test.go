@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Pieces from the arena keep their bytes however many are made, of
@@ -45,6 +47,37 @@ func TestArenaPiecesKeepTheirBytes(t *testing.T) {
 			_ = append(b, "garbage"...)
 			if want := piece(g, i); !bytes.Equal(b, want) {
 				t.Fatalf("piece %d.%d is %.60q..., want %.60q...", g, i, b, want)
+			}
+		}
+	}
+}
+
+// Records from the slab are zero and each its own, from several
+// goroutines at once.
+func TestNewRecordsAreZeroAndDistinct(t *testing.T) {
+	const goroutines, n = 4, 1000
+	got := make([][]*kgo.Record, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				r := newRecord()
+				if r.Topic != "" || r.Key != nil || r.Value != nil || r.Offset != 0 {
+					t.Errorf("a new record is not zero: %+v", r)
+					return
+				}
+				r.Value = fmt.Appendf(nil, "%d.%d", g, i)
+				got[g] = append(got[g], r)
+			}
+		}()
+	}
+	wg.Wait()
+	for g := range goroutines {
+		for i, r := range got[g] {
+			if want := fmt.Sprintf("%d.%d", g, i); string(r.Value) != want {
+				t.Fatalf("record %s holds %s: another took it too", want, r.Value)
 			}
 		}
 	}

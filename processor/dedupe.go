@@ -239,18 +239,41 @@ func (d *Deduper) Records(partition int32, out []*kgo.Record) []*kgo.Record {
 			}
 		}
 	}
-	for k, i := range dp.pending {
-		e := dp.updates[i]
-		v := make([]byte, 0, 48)
-		v = append(v, `{"seq":`...)
-		v = strconv.AppendInt(v, e.seq, 10)
-		v = append(v, `,"at":`...)
-		v = strconv.AppendInt(v, e.at, 10)
-		v = append(v, '}')
-		out = append(out, &kgo.Record{Topic: d.topic, Partition: partition, Key: []byte(k), Value: v})
+	// A transaction writes about one state record per resource it saw,
+	// nearly one per event: the records, keys and values are made in
+	// three allocations, not three each.
+	recs := make([]kgo.Record, len(dp.pending)+len(dp.expired))
+	size := 0
+	for k := range dp.pending {
+		size += len(k) + len(`{"seq":,"at":}`) + 2*20
 	}
 	for _, k := range dp.expired {
-		out = append(out, &kgo.Record{Topic: d.topic, Partition: partition, Key: []byte(k)})
+		size += len(k)
+	}
+	buf := make([]byte, 0, size)
+	piece := func(from int) []byte { return buf[from:len(buf):len(buf)] }
+	n := 0
+	for k, i := range dp.pending {
+		e := dp.updates[i]
+		at := len(buf)
+		buf = append(buf, k...)
+		key := piece(at)
+		at = len(buf)
+		buf = append(buf, `{"seq":`...)
+		buf = strconv.AppendInt(buf, e.seq, 10)
+		buf = append(buf, `,"at":`...)
+		buf = strconv.AppendInt(buf, e.at, 10)
+		buf = append(buf, '}')
+		recs[n] = kgo.Record{Topic: d.topic, Partition: partition, Key: key, Value: piece(at)}
+		out = append(out, &recs[n])
+		n++
+	}
+	for _, k := range dp.expired {
+		at := len(buf)
+		buf = append(buf, k...)
+		recs[n] = kgo.Record{Topic: d.topic, Partition: partition, Key: piece(at)}
+		out = append(out, &recs[n])
+		n++
 	}
 	return out
 }

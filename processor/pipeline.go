@@ -160,13 +160,15 @@ func (p *Pipeline) run(rec *kgo.Record, e *schemas.Event, stages []Stage) (*kgo.
 	if err != nil {
 		return p.dead(rec, "encode", err.Error()), DeadLettered
 	}
-	return &kgo.Record{
+	out := newRecord()
+	*out = kgo.Record{
 		Topic:     p.EventsTopic,
 		Key:       key,
 		Value:     val,
 		Headers:   p.carried(rec.Headers),
 		Timestamp: rec.Timestamp,
-	}, Emitted
+	}
+	return out, Emitted
 }
 
 // carried returns the headers of a raw record that go with its event: a

@@ -50,13 +50,43 @@ func (n *maskNode) child(key string) *maskNode {
 	if len(n.children) == 0 {
 		return nil
 	}
-	folded := schemas.FoldKey(key)
+	// Most keys are ASCII: compare them with the folded names byte by
+	// byte, lowering as it goes, rather than fold each first.
+	for i := 0; i < len(key); i++ {
+		if key[i] >= utf8.RuneSelf {
+			return n.childFolded(schemas.FoldKey(key))
+		}
+	}
+	for _, c := range n.children {
+		if len(c.folded) == len(key) && asciiFoldEqual(key, c.folded) {
+			return c.node
+		}
+	}
+	return nil
+}
+
+func (n *maskNode) childFolded(folded string) *maskNode {
 	for _, c := range n.children {
 		if c.folded == folded {
 			return c.node
 		}
 	}
 	return nil
+}
+
+// asciiFoldEqual reports whether the ASCII key equals folded, a folded
+// key of the same length, ignoring case.
+func asciiFoldEqual(key, folded string) bool {
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != folded[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // NewMasker compiles the rules in force (config.Mask.MaskRules).

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -64,23 +63,17 @@ func TestEncodedValuesKeepTheirBytes(t *testing.T) {
 		return []byte(fmt.Sprintf(`{"event_id":"e%d_%d","timestamp":"2024-01-15T14:30:45.000Z","account_id":"a","resource_id":"r%d","sequence":%d,"event_type":"t","metadata":{"pad":%q}}`, g, i, g, i, pad))
 	}
 	const goroutines, n = 4, 600
-	outs := make([][]*kgo.Record, goroutines)
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range n {
-				out, outcome := p.Process(&kgo.Record{Key: fmt.Appendf(nil, "r%d", g), Value: event(g, i)})
-				if outcome != Emitted {
-					t.Errorf("event %d_%d: %v", g, i, outcome)
-					return
-				}
-				outs[g] = append(outs[g], out)
-			}
-		}()
+	outs := inParallel(goroutines, n, func(g, i int) *kgo.Record {
+		out, outcome := p.Process(&kgo.Record{Key: fmt.Appendf(nil, "r%d", g), Value: event(g, i)})
+		if outcome != Emitted {
+			t.Errorf("event %d_%d: %v", g, i, outcome)
+			return &kgo.Record{}
+		}
+		return out
+	})
+	if t.Failed() {
+		return
 	}
-	wg.Wait()
 	for g := range goroutines {
 		for i, out := range outs[g] {
 			_ = append(out.Value, "garbage"...) // a careless reader of one value

@@ -97,11 +97,7 @@ FUZZ_TARGETS := \
 	./connectors:FuzzSpliceMatchesDecode
 
 fuzz: ## run every fuzz target for FUZZTIME (default 50000x executions; e.g. FUZZTIME=1m)
-	@set -e; for t in $(FUZZ_TARGETS); do \
-	  pkg=$${t%%:*}; name=$${t##*:}; \
-	  echo "fuzz $$pkg $$name"; \
-	  $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME); \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh $(FUZZ_TARGETS)
 
 bench: build ## run the benchmarks: per-stage ones, then 1,000,000 events through a broker (BENCH_EVENTS): each stage, then the whole pipeline in one process
 	$(GO) test -run '^$$' -bench . -benchmem ./...

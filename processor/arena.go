@@ -8,9 +8,10 @@ import (
 )
 
 // The arena is memory that the processor writes the bytes of its output
-// records into, one piece after another: their keys and values. Each piece is a capped slice of a shared chunk,
-// so a piece costs no allocation of its own, and the collector tracks one
-// chunk instead of hundreds of pieces. A chunk is freed when the last
+// records into, one piece after another: their keys and values. Each piece
+// is a capped slice of a shared chunk, so a piece costs no allocation of
+// its own, and the collector tracks one chunk instead of hundreds of
+// pieces. A chunk is freed when the last
 // piece in it is; pieces are made, produced and dropped in order, so a
 // chunk pins little beyond what the producer still holds.
 type arena struct{ buf []byte }

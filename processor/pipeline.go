@@ -132,7 +132,9 @@ const encodeRoom = 4 << 10
 func (p *Pipeline) encode(e *schemas.Event) (key, val []byte, err error) {
 	val = arenaAppend(encodeRoom, func(dst []byte) []byte {
 		var enc []byte
-		enc, err = p.Out.Append(dst, e)
+		if enc, err = p.Out.Append(dst, e); err != nil {
+			return dst // nothing kept
+		}
 		return enc
 	})
 	if err != nil {

@@ -761,6 +761,31 @@ func (s *Server) decode(v []byte) (item, string, error) {
 	return item{data: v}, acc.Str, nil
 }
 
+// metaString is the text of a top-level field for an item's meta: a
+// string's value, nothing for null or no field, else the value's JSON.
+func metaString(v []byte) string {
+	switch {
+	case len(v) == 0 || v[0] == 'n':
+		return ""
+	case v[0] == '"':
+		return schemas.StringValue(v)
+	}
+	return string(v)
+}
+
+// metaInt is the value of a top-level number field, and whether it is
+// one; a fraction or exponent is cut to an integer.
+func metaInt(v []byte) (int64, bool) {
+	if len(v) == 0 || !(v[0] == '-' || '0' <= v[0] && v[0] <= '9') {
+		return 0, false
+	}
+	if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+		return n, true
+	}
+	f, _ := strconv.ParseFloat(string(v), 64)
+	return int64(f), true
+}
+
 // page renders the answer.
 func (s *Server) page(account string, items []item, next []int64, top bool) []byte {
 	size := 96
@@ -773,15 +798,26 @@ func (s *Server) page(account string, items []item, next []int64, top bool) []by
 	for _, it := range items {
 		if it.eventType == "" && s.codec == nil {
 			// Events are written by the processor, valid; but anyone
-			// can write to the topic. The depth check is iterative, so
-			// the recursive grammar check after it is bounded.
-			if !schemas.WithinDepth(it.data) || !gjson.ValidBytes(it.data) {
+			// can write to the topic. One iterative pass checks the
+			// grammar and the depth and reads the fields the meta needs
+			// (the first of each, as a path lookup would).
+			var eventType, resourceID, sequence []byte
+			ok := schemas.TopMembers(it.data, func(key string, v []byte) {
+				switch {
+				case key == "event_type" && eventType == nil:
+					eventType = v
+				case key == "resource_id" && resourceID == nil:
+					resourceID = v
+				case key == "sequence" && sequence == nil:
+					sequence = v
+				}
+			})
+			if !ok {
 				s.o.Log.Warn("pull API skipped a record that is not JSON", "topic", s.o.Topic, "partition", it.partition, "offset", it.offset)
 				continue
 			}
-			r := gjson.GetManyBytes(it.data, "event_type", "resource_id", "sequence")
-			it.eventType, it.resourceID = r[0].String(), r[1].String()
-			it.sequence, it.hasSeq = r[2].Int(), r[2].Type == gjson.Number
+			it.eventType, it.resourceID = metaString(eventType), metaString(resourceID)
+			it.sequence, it.hasSeq = metaInt(sequence)
 		}
 		if count > 0 {
 			b = append(b, ',')

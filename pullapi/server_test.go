@@ -640,9 +640,9 @@ func TestFollowShrinksItsPageInsteadOfLooping(t *testing.T) {
 	}
 }
 
-// An event nested 500,000 levels deep, written to the events topic past the
-// processor, is skipped without a recursive parse: the page comes back
-// with the events around it.
+// An event nested 500,000 levels deep, or cut short, written to the events
+// topic past the processor, is skipped without a recursive parse: the page
+// comes back with the events around it.
 func TestDeeplyNestedEventIsSkipped(t *testing.T) {
 	e := newEnv(t, 1)
 	deep := fmt.Appendf(nil, `{"event_id":"deep","timestamp":"2026-11-23T10:00:00Z","account_id":"acc_A","resource_id":"r","sequence":1,"event_type":"lead.updated","metadata":{"a":%s1%s}}`,
@@ -652,7 +652,10 @@ func TestDeeplyNestedEventIsSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if err := cl.ProduceSync(context.Background(), &kgo.Record{Key: []byte("r"), Value: deep}, &kgo.Record{Key: []byte("r"), Value: eventJSON("acc_A", "r", 2)}).FirstErr(); err != nil {
+	cut := eventJSON("acc_A", "r", 3)
+	cut = cut[:len(cut)-1]
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Key: []byte("r"), Value: deep}, &kgo.Record{Key: []byte("r"), Value: eventJSON("acc_A", "r", 2)},
+		&kgo.Record{Key: []byte("r"), Value: cut}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	url, _ := e.server(0)

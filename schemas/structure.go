@@ -16,30 +16,6 @@ import (
 // of stack in every stage that reads it.
 const MaxDepth = 64
 
-// WithinDepth reports whether JSON text nests no deeper than MaxDepth,
-// without recursion: what a reader must know before it hands text to a
-// recursive parser.
-func WithinDepth(data []byte) bool {
-	depth := 0
-	for i := 0; i < len(data); i++ {
-		switch data[i] {
-		case '{', '[':
-			if depth++; depth > MaxDepth {
-				return false
-			}
-		case '}', ']':
-			depth--
-		case '"':
-			for i++; i < len(data) && data[i] != '"'; i++ {
-				if data[i] == '\\' {
-					i++
-				}
-			}
-		}
-	}
-	return true
-}
-
 // Kinds of JSON values, as scan reports them.
 const (
 	kindString byte = '"'

@@ -142,3 +142,14 @@ func valueEnd(data []byte, i int) int {
 	}
 	return j
 }
+
+// TopMembers checks, in one iterative pass, that data is one JSON value
+// (RFC 8259) that nests no deeper than MaxDepth, and calls fn with each
+// member of it when it is an object, in order, as it is read: before the
+// rest of the text is checked, so what fn finds counts only when
+// TopMembers returns true. It checks nothing beyond that (not repeated
+// keys, not UTF-8). key and value share data's memory.
+func TopMembers(data []byte, fn func(key string, value []byte)) bool {
+	r := scan(data, "", false, func(m member) { fn(m.key, m.raw) })
+	return r.valid
+}

@@ -1,7 +1,6 @@
 package connectors
 
 import (
-	"bytes"
 	"context"
 	"slices"
 	"strconv"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/firehose/firehose/internal/chunks"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -61,16 +61,9 @@ type partState struct {
 	gone    bool // given up: its bytes no longer count
 
 	// arena and recs hold copies of the partition's records (see own).
-	arena []byte
-	recs  []kgo.Record
+	arena chunks.Bytes
+	recs  chunks.RecordSlab
 }
-
-// Sizes of the chunks own copies records into: a chunk is freed when no
-// batch holds a record in it any more.
-const (
-	arenaChunk   = 64 << 10
-	recordsChunk = 256
-)
 
 // own copies a fetched record, with its key, value and headers, into the
 // partition's own memory, and returns the copy. The client decompresses a
@@ -80,37 +73,19 @@ const (
 // batches span many. The copies are chunked by arrival, which is close to
 // how batches are delivered, so a chunk is freed soon after its batches.
 func (ps *partState) own(r *kgo.Record) *kgo.Record {
-	if len(ps.recs) == cap(ps.recs) {
-		ps.recs = make([]kgo.Record, 0, recordsChunk)
-	}
-	ps.recs = append(ps.recs, kgo.Record{
+	c := ps.recs.New()
+	*c = kgo.Record{
 		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, LeaderEpoch: r.LeaderEpoch,
 		Timestamp: r.Timestamp, Attrs: r.Attrs, ProducerID: r.ProducerID, ProducerEpoch: r.ProducerEpoch,
-		Key: ps.copyBytes(r.Key), Value: ps.copyBytes(r.Value),
-	})
-	c := &ps.recs[len(ps.recs)-1]
+		Key: ps.arena.Copy(r.Key), Value: ps.arena.Copy(r.Value),
+	}
 	if len(r.Headers) > 0 {
 		c.Headers = make([]kgo.RecordHeader, len(r.Headers))
 		for i, h := range r.Headers {
-			c.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: ps.copyBytes(h.Value)}
+			c.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: ps.arena.Copy(h.Value)}
 		}
 	}
 	return c
-}
-
-func (ps *partState) copyBytes(b []byte) []byte {
-	if b == nil {
-		return nil
-	}
-	if len(b) > arenaChunk/4 {
-		return bytes.Clone(b) // a large value gets memory of its own
-	}
-	if cap(ps.arena)-len(ps.arena) < len(b) {
-		ps.arena = make([]byte, 0, arenaChunk)
-	}
-	n := len(ps.arena)
-	ps.arena = append(ps.arena, b...)
-	return ps.arena[n:len(ps.arena):len(ps.arena)]
 }
 
 type openBatch struct {

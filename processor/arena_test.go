@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/internal/chunks"
 )
 
 // Pieces from the arena keep their bytes however many are made, of
@@ -16,7 +18,7 @@ import (
 func TestArenaPiecesKeepTheirBytes(t *testing.T) {
 	const goroutines, n = 4, 3000
 	piece := func(g, i int) []byte {
-		return bytes.Repeat(fmt.Appendf(nil, "<%d.%d>", g, i), 1+(i*31)%(maxArenaRoom/4))
+		return bytes.Repeat(fmt.Appendf(nil, "<%d.%d>", g, i), 1+(i*31)%(chunks.MaxRoom/4))
 	}
 	got := inParallel(goroutines, n, func(g, i int) []byte {
 		want := piece(g, i)
@@ -25,7 +27,7 @@ func TestArenaPiecesKeepTheirBytes(t *testing.T) {
 		case 1:
 			room = len(want) / 2 // outgrown
 		case 2:
-			room = maxArenaRoom + 1 // too large for a chunk
+			room = chunks.MaxRoom + 1 // too large for a chunk
 		}
 		// Room given back: nothing appended.
 		if b := arenaAppend(64, func(dst []byte) []byte { return dst }); len(b) != 0 {

@@ -79,6 +79,7 @@ FUZZ_TARGETS := \
 	./schemas:FuzzJSONDecode \
 	./schemas:FuzzAvroDecode \
 	./schemas:FuzzConfluentAvroDecode \
+	./schemas:FuzzAvroSchemaAndPayload \
 	./schemas:FuzzDecodeHeader \
 	./schemas:FuzzScan \
 	./schemas:FuzzAppendTimestamp \

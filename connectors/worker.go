@@ -288,7 +288,7 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 		})
 		// Schemas the registry has to tell first: an outage waits
 		// here instead of dead-lettering.
-		if err := schemas.Resolve(schemas.WithProgress(ctx, w.o.Beat.Beat), w.codec, kafkaclient.Values(fetches)); err != nil {
+		if err := schemas.Resolve(ctx, w.codec, kafkaclient.Values(fetches)); err != nil {
 			return nil
 		}
 		var dead []*kgo.Record

@@ -307,7 +307,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		}
 		// Schemas the registry has to tell first; an outage waits here,
 		// before the transaction, rather than dead-letter.
-		if err := schemas.Resolve(schemas.WithProgress(ctx, p.o.Beat.Beat), p.pipe.In, kafkaclient.Values(fetches)); err != nil {
+		if err := schemas.Resolve(ctx, p.pipe.In, kafkaclient.Values(fetches)); err != nil {
 			return nil // ctx ended; the records come again after a restart
 		}
 		err := p.transact(ctx, sess, fetches, tick)

@@ -143,7 +143,11 @@ func (Avro) Decode(data []byte) (*Event, error) {
 }
 
 // decodeAvroBody reads one binary event.avsc record and validates it.
+// The body must hold that one record and nothing after it.
 func decodeAvroBody(s avro.Schema, body []byte) (*Event, error) {
+	if _, err := readAvro(s, body, false, nil); err != nil {
+		return nil, decodeError(fmt.Errorf("not an Avro event: %w", err))
+	}
 	var r AvroRecord
 	if err := avroAPI.Unmarshal(s, body, &r); err != nil {
 		return nil, decodeError(fmt.Errorf("not an Avro event: %w", err))

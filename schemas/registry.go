@@ -10,13 +10,17 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"math"
 	"net/http"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hamba/avro/v2"
 	"github.com/tidwall/gjson"
 	"github.com/twmb/franz-go/pkg/sr"
+	"golang.org/x/sync/errgroup"
 )
 
 // The Schema Registry encodings: Confluent's wire format (magic byte 0, a
@@ -38,22 +42,48 @@ func IsConfluent(encoding string) bool {
 	return encoding == EncodingAvroConfluent || encoding == EncodingJSONConfluent
 }
 
-// maxUnknownIDs bounds how many schema ids the registry answered "not
-// found" for are remembered; a producer writing random ids costs one
-// registry request per id, not unbounded memory.
-const maxUnknownIDs = 4096
+// Bounds of a Registry's cache: schemas never change under their id, but
+// producers may register as many as they like, so what is kept is
+// bounded by bytes, and what the registry refused is asked again after a
+// while.
+const (
+	// DefaultSchemaCacheBytes is the default budget of parsed schemas
+	// kept, counted as schemaCost of their text; the least recently used
+	// go first.
+	DefaultSchemaCacheBytes = 64 << 20
+	// refusedTTL is how long an id the registry answered 404 or another
+	// 4xx for is remembered as such.
+	refusedTTL = 5 * time.Minute
+	// fetchConcurrency bounds the registry requests one Resolve has in
+	// flight at once.
+	fetchConcurrency = 8
+)
+
+// schemaCost is what a cached schema is counted as: a parsed Avro schema
+// holds about ten times its text.
+func schemaCost(text int) int { return 16*text + 512 }
 
 // Registry resolves schema ids through a Confluent-compatible Schema
-// Registry and caches what it learns; one Registry is shared by every
-// codec of a process. Schemas are immutable under their id, so the cache
-// never expires.
+// Registry and caches what it learns, within a byte budget; one Registry
+// is shared by every codec of a process and is safe for concurrent use.
 type Registry struct {
-	cl  *sr.Client
-	log *slog.Logger
+	cl     *sr.Client
+	log    *slog.Logger
+	budget int
+	now    func() time.Time
 
-	mu      sync.RWMutex
-	known   map[int]*writerSchema
-	unknown map[int]struct{}
+	mu    sync.RWMutex
+	cache map[int]*cached
+	cost  int
+	clock atomic.Int64 // advances once per Resolve; stamps uses
+}
+
+// cached is one id's entry: its schema, or why its values cannot be read.
+type cached struct {
+	w       *writerSchema
+	cost    int
+	expires time.Time    // zero: kept until evicted
+	used    atomic.Int64 // Registry.clock at the last use
 }
 
 // writerSchema is what one schema id says about the payloads under it.
@@ -62,14 +92,18 @@ type writerSchema struct {
 	avro  avro.Schema // Avro only
 	event bool        // an Avro schema equal to event.avsc: the fast path
 	bad   string      // why payloads under this id cannot be read, if so
+	// refused: the registry itself refused the id, and bad says so
+	// whole, id and all.
+	refused bool
 }
 
-// NewRegistry returns a Registry over a franz-go sr client.
+// NewRegistry returns a Registry over a franz-go sr client, with the
+// default cache budget.
 func NewRegistry(cl *sr.Client, log *slog.Logger) *Registry {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{cl: cl, log: log, known: map[int]*writerSchema{}, unknown: map[int]struct{}{}}
+	return &Registry{cl: cl, log: log, budget: DefaultSchemaCacheBytes, now: time.Now, cache: map[int]*cached{}}
 }
 
 // Codec returns the codec of a Schema Registry encoding. With a subject,
@@ -113,25 +147,38 @@ func (r *Registry) Codec(ctx context.Context, encoding, subject string, register
 		return nil, fmt.Errorf("schema registry: %s subject %q: %w", verb, subject, err)
 	}
 	c.id = ss.ID
-	r.mu.Lock()
-	r.known[ss.ID] = r.parse(schema)
-	r.mu.Unlock()
+	r.store(ss.ID, parseWriterSchema(schema), len(schema.Schema), time.Time{})
 	return c, nil
 }
 
-// parse turns a registry schema into a writerSchema.
-func (r *Registry) parse(s sr.Schema) *writerSchema {
+// parseWriterSchema turns a registry schema into a writerSchema. An Avro
+// schema is checked before use: its size, its nesting, no recursion, no
+// arrays of items that take no bytes (checkAvroSchema). Its named types
+// are parsed in a cache of their own, so one producer's names neither
+// stay in memory nor meet another's.
+func parseWriterSchema(s sr.Schema) *writerSchema {
 	w := &writerSchema{kind: s.Type}
 	switch s.Type {
 	case sr.TypeJSON:
 	case sr.TypeAvro:
-		if len(s.References) > 0 {
+		switch {
+		case len(s.References) > 0:
 			w.bad = "Avro schemas with references are not supported"
 			return w
+		case len(s.Schema) > MaxAvroSchemaBytes:
+			w.bad = fmt.Sprintf("the registry's Avro schema is %d bytes, over the %d read", len(s.Schema), MaxAvroSchemaBytes)
+			return w
+		case !jsonDepthWithin([]byte(s.Schema), 2*MaxAvroSchemaDepth+8):
+			w.bad = fmt.Sprintf("the registry's Avro schema nests deeper than %d levels", MaxAvroSchemaDepth)
+			return w
 		}
-		as, err := avro.ParseBytes([]byte(s.Schema))
+		as, err := avro.ParseBytesWithCache([]byte(s.Schema), "", &avro.SchemaCache{})
 		if err != nil {
 			w.bad = "the registry's Avro schema does not parse: " + err.Error()
+			return w
+		}
+		if err := checkAvroSchema(as); err != nil {
+			w.bad = "the registry's Avro schema is not read: " + err.Error()
 			return w
 		}
 		w.avro = as
@@ -144,71 +191,91 @@ func (r *Registry) parse(s sr.Schema) *writerSchema {
 	return w
 }
 
-// Resolve fetches the schemas of every framed value that the cache does
-// not know. A registry that cannot be reached is retried with backoff
-// until ctx ends, so an outage delays events instead of dead-lettering
-// them; an id the registry does not have is remembered as such, and
-// Decode rejects its values. Call it with a poll's values before
-// decoding them.
-func (r *Registry) Resolve(ctx context.Context, values iter.Seq[[]byte]) error {
-	var need []int
+// store keeps w under id, evicting the least recently used entries while
+// the cache is over its budget.
+func (r *Registry) store(id int, w *writerSchema, text int, expires time.Time) {
+	e := &cached{w: w, cost: schemaCost(text), expires: expires}
+	e.used.Store(r.clock.Load())
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.cache[id]; ok {
+		r.cost -= old.cost
+	}
+	r.cache[id] = e
+	r.cost += e.cost
+	for r.cost > r.budget && len(r.cache) > 1 {
+		victim, oldest := 0, int64(math.MaxInt64)
+		for k, c := range r.cache {
+			if u := c.used.Load(); k != id && u < oldest {
+				victim, oldest = k, u
+			}
+		}
+		r.cost -= r.cache[victim].cost
+		delete(r.cache, victim)
+	}
+}
+
+// lookup returns id's live entry, marking it used.
+func (r *Registry) lookup(id int) *writerSchema {
 	r.mu.RLock()
+	e := r.cache[id]
+	r.mu.RUnlock()
+	if e == nil || (!e.expires.IsZero() && r.now().After(e.expires)) {
+		return nil
+	}
+	if c := r.clock.Load(); e.used.Load() != c {
+		e.used.Store(c)
+	}
+	return e.w
+}
+
+// Resolve fetches the schemas of every framed value that the cache does
+// not know, up to fetchConcurrency at a time. What the registry cannot
+// answer now (no connection, 408, 429, 5xx) is retried with backoff
+// until it answers or ctx ends, so an outage delays events instead of
+// dead-lettering them; the wait reports no progress, so /healthz fails
+// once it lasts longer than api.stall_timeout. An id the registry does
+// not have (404) or refuses (another 4xx, such as 403 for a subject the
+// credentials may not read) is remembered as such for refusedTTL, and
+// Decode dead-letters its values with the registry's answer. Call it
+// with a poll's values before decoding them.
+func (r *Registry) Resolve(ctx context.Context, values iter.Seq[[]byte]) error {
+	r.clock.Add(1)
+	var need []int
 	for v := range values {
 		id, ok := frameID(v)
-		if !ok {
+		if !ok || r.lookup(id) != nil || slices.Contains(need, id) {
 			continue
 		}
-		if _, ok := r.known[id]; ok {
-			continue
-		}
-		if _, ok := r.unknown[id]; ok {
-			continue
-		}
-		if !contains(need, id) {
-			need = append(need, id)
-		}
+		need = append(need, id)
 	}
-	r.mu.RUnlock()
+	if len(need) == 0 {
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(fetchConcurrency)
 	for _, id := range need {
-		if err := r.fetch(ctx, id); err != nil {
-			return err
-		}
+		g.Go(func() error { return r.fetch(gctx, id) })
 	}
-	return nil
+	return g.Wait()
 }
 
-func contains(ids []int, id int) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
-}
-
+// fetch asks the registry for one id until it answers, and caches the
+// answer.
 func (r *Registry) fetch(ctx context.Context, id int) error {
 	var backoff time.Duration
 	for {
 		s, err := r.cl.SchemaByID(ctx, id)
-		var re *sr.ResponseError
-		switch {
-		case err == nil:
-			w := r.parse(s)
-			r.mu.Lock()
-			r.known[id] = w
-			r.mu.Unlock()
-			return nil
-		case errors.As(err, &re) && re.StatusCode == http.StatusNotFound:
-			r.mu.Lock()
-			if len(r.unknown) >= maxUnknownIDs {
-				clear(r.unknown)
-			}
-			r.unknown[id] = struct{}{}
-			r.mu.Unlock()
+		if err == nil {
+			r.store(id, parseWriterSchema(s), len(s.Schema), time.Time{})
 			return nil
 		}
-		if fn, ok := ctx.Value(progressKey{}).(func()); ok {
-			fn() // waiting, not stuck
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if why, refused := refusal(id, err); refused {
+			r.store(id, &writerSchema{bad: why, refused: true}, 0, r.now().Add(refusedTTL))
+			return nil
 		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
 		r.log.Warn("schema registry: cannot fetch a schema; retrying, events wait", "schema_id", id, "err", err, "in", backoff)
@@ -218,6 +285,27 @@ func (r *Registry) fetch(ctx context.Context, id int) error {
 		case <-time.After(backoff):
 		}
 	}
+}
+
+// refusal tells an answer that holds for this id (404, or a 4xx other
+// than 408 and 429) from one worth asking again, and says why the id's
+// values cannot be read.
+func refusal(id int, err error) (string, bool) {
+	var re *sr.ResponseError
+	if !errors.As(err, &re) {
+		return "", false
+	}
+	switch s := re.StatusCode; {
+	case s == http.StatusNotFound:
+		return fmt.Sprintf("schema id %d is not in the schema registry", id), true
+	case s >= 400 && s < 500 && s != http.StatusRequestTimeout && s != http.StatusTooManyRequests:
+		msg := re.Message
+		if len(msg) > 200 {
+			msg = msg[:200] + "…"
+		}
+		return fmt.Sprintf("the schema registry refused schema id %d: %d %s", id, s, msg), true
+	}
+	return "", false
 }
 
 // frameID returns the schema id of a value in Confluent's wire format.
@@ -261,16 +349,26 @@ func (c *Confluent) Decode(data []byte) (*Event, error) {
 		}
 		return nil, decodeError(fmt.Errorf("not in Schema Registry framing (magic byte 0, then a 4-byte schema id), which this topic's encoding %s requires%s", c.encoding, hint))
 	}
-	c.reg.mu.RLock()
-	w := c.reg.known[id]
-	_, unknown := c.reg.unknown[id]
-	c.reg.mu.RUnlock()
+	w := c.reg.lookup(id)
+	if w == nil {
+		// Evicted since Resolve, by another codec's poll: ask once.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		s, err := c.reg.cl.SchemaByID(ctx, id)
+		cancel()
+		if why, refused := refusal(id, err); refused {
+			return nil, decodeError(errors.New(why))
+		}
+		if err != nil {
+			return nil, decodeError(fmt.Errorf("schema id %d could not be fetched from the schema registry: %w", id, err))
+		}
+		w = parseWriterSchema(s)
+		c.reg.store(id, w, len(s.Schema), time.Time{})
+	}
 	switch {
-	case unknown:
-		return nil, decodeError(fmt.Errorf("schema id %d is not in the schema registry", id))
-	case w == nil:
-		return nil, decodeError(fmt.Errorf("schema id %d was not resolved from the schema registry", id))
 	case w.bad != "":
+		if w.refused {
+			return nil, decodeError(errors.New(w.bad))
+		}
 		return nil, decodeError(fmt.Errorf("schema id %d: %s", id, w.bad))
 	case w.kind != c.kind:
 		return nil, decodeError(fmt.Errorf("schema id %d is a %s schema, but this topic's encoding is %s", id, w.kind, c.encoding))
@@ -310,50 +408,61 @@ func (c *Confluent) Append(dst []byte, e *Event) ([]byte, error) {
 // than event.avsc: by name, into the JSON form of an event, which the
 // JSON codec then reads and validates, so both encodings meet one set of
 // rules. metadata, lead_data and extra may be records or maps, or (as in
-// event.avsc) JSON object text.
+// event.avsc) JSON object text; extra's members join the event's
+// top-level fields, and a null extra is no field at all. The payload is
+// read by readAvro: exactly one record, within the Avro bounds.
 func decodeAvroGeneric(s avro.Schema, payload []byte) (*Event, error) {
-	if _, ok := s.(*avro.RecordSchema); !ok {
+	rs, ok := s.(*avro.RecordSchema)
+	if !ok {
 		return nil, decodeError(fmt.Errorf("the writer schema is an Avro %s, not a record", s.Type()))
 	}
-	var m map[string]any
-	if err := avroAPI.Unmarshal(s, payload, &m); err != nil {
+	body, err := readAvro(s, payload, true, nil)
+	if err != nil {
 		return nil, decodeError(fmt.Errorf("not an Avro record of its writer schema: %w", err))
 	}
-	obj := make(map[string]any, len(m))
-	var extra map[string]json.RawMessage
-	for k, v := range m {
-		switch x := v.(type) {
-		case time.Time:
-			v = x.UTC().Format(TimestampLayout)
-		case string:
-			if (k == "metadata" || k == "lead_data" || k == "extra") && gjson.Valid(x) {
-				v = json.RawMessage(x)
+	out := make([]byte, 0, len(body)+16)
+	out = append(out, '{')
+	var extra []byte
+	taken := make(map[string]bool, len(rs.Fields()))
+	for m := range Members(body) {
+		v := m.Value
+		switch m.Key {
+		case "metadata", "lead_data", "extra":
+			if len(v) > 0 && v[0] == '"' {
+				var text string
+				if json.Unmarshal(v, &text) == nil && gjson.Valid(text) {
+					v = []byte(text)
+				}
 			}
 		}
-		if k == "extra" {
-			if raw, ok := v.(json.RawMessage); ok && json.Unmarshal(raw, &extra) == nil {
+		if m.Key == "extra" {
+			if string(v) == "null" {
+				continue
+			}
+			if len(v) > 0 && v[0] == '{' {
+				extra = v
 				continue
 			}
 		}
-		obj[k] = v
-	}
-	for k, v := range extra {
-		if _, taken := obj[k]; !taken {
-			obj[k] = v
+		taken[m.Key] = true
+		if len(out) > 1 {
+			out = append(out, ',')
 		}
+		out = appendString(out, m.Key)
+		out = append(out, ':')
+		out = append(out, v...)
 	}
-	b, err := json.Marshal(obj)
-	if err != nil {
-		return nil, decodeError(fmt.Errorf("the Avro record has a value JSON cannot hold: %w", err))
+	for m := range Members(extra) {
+		if taken[m.Key] {
+			continue
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = appendString(out, m.Key)
+		out = append(out, ':')
+		out = append(out, m.Value...)
 	}
-	return JSON{Borrow: true}.Decode(b)
-}
-
-type progressKey struct{}
-
-// WithProgress returns a context whose Resolve calls fn while it waits for
-// an unreachable registry, so that a caller's liveness check can tell
-// waiting from being stuck.
-func WithProgress(ctx context.Context, fn func()) context.Context {
-	return context.WithValue(ctx, progressKey{}, fn)
+	out = append(out, '}')
+	return JSON{Borrow: true}.Decode(out)
 }

@@ -19,11 +19,17 @@ import (
 )
 
 // Deduper drops an event whose sequence is less than or equal to the
-// highest already passed for its resource. Its state is kept per raw
-// partition, in memory and in the compacted state topic (key: resource id,
-// value: {"seq":N,"at":unix-ms}, written to the same partition number as
-// the raw partition), inside the processor's transactions: a restart or a
+// highest already passed for its (account, resource): two accounts'
+// resources of one id never meet. Its state is kept per raw partition, in
+// memory and in the compacted state topic (key: appendStateKey's, value:
+// {"seq":N,"at":unix-ms}, written to the same partition number as the raw
+// partition), inside the processor's transactions: a restart or a
 // rebalance restores exactly the state that matches the committed offsets.
+//
+// State written before it was kept per account (keyed by the resource id
+// alone) is still read: such an entry stands for every account's resource
+// of that id until the account's own entry is written, and expires with
+// the TTL as any entry does, its tombstone written then.
 //
 // Within a transaction, updates are pending; Commit makes them current and
 // Abort throws them away, because the records will be processed again.
@@ -54,7 +60,10 @@ type seqEntry struct {
 }
 
 type dedupePart struct {
-	seen map[string]seqEntry
+	seen map[string]seqEntry // by state key
+	// legacy holds entries of the earlier form, by resource id alone.
+	legacy map[string]seqEntry
+	key    []byte // the state key of the event at hand
 	// pending holds this transaction's updates, as indexes into
 	// updates. An update never assigns the map: assigning an existing
 	// string key stores the new key, and the decoded id shares the
@@ -68,7 +77,7 @@ type dedupePart struct {
 }
 
 func newDedupePart(now time.Time) *dedupePart {
-	return &dedupePart{seen: map[string]seqEntry{}, pending: map[string]int{}, lastSweep: now}
+	return &dedupePart{seen: map[string]seqEntry{}, legacy: map[string]seqEntry{}, pending: map[string]int{}, lastSweep: now}
 }
 
 // NewDeduper returns a deduper over the state topic.
@@ -148,13 +157,14 @@ func (d *Deduper) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 		return false, fmt.Errorf("dedupe state of partition %d is not loaded", rec.Partition)
 	}
 	now := d.now().UnixMilli()
+	dp.key = appendStateKey(dp.key[:0], e.AccountID, e.ResourceID)
 	var cur seqEntry
-	i, pending := dp.pending[e.ResourceID]
+	i, pending := dp.pending[string(dp.key)]
 	ok := pending
 	if ok {
 		cur = dp.updates[i]
-	} else {
-		cur, ok = dp.seen[e.ResourceID]
+	} else if cur, ok = dp.seen[string(dp.key)]; !ok {
+		cur, ok = dp.legacy[e.ResourceID]
 	}
 	if ok && now-cur.at < d.ttl.Milliseconds() && e.Sequence <= cur.seq {
 		d.Dropped.Add(1)
@@ -163,9 +173,8 @@ func (d *Deduper) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 	if pending {
 		dp.updates[i] = seqEntry{seq: e.Sequence, at: now}
 	} else {
-		// The decoded id shares the record's fetch buffer; a key kept for
-		// days must not pin it.
-		dp.pending[strings.Clone(e.ResourceID)] = len(dp.updates)
+		// A key of its own: the scratch key is reused.
+		dp.pending[string(dp.key)] = len(dp.updates)
 		dp.updates = append(dp.updates, seqEntry{seq: e.Sequence, at: now})
 	}
 	return true, nil
@@ -185,28 +194,35 @@ func (d *Deduper) Load(ctx context.Context, partition int32) error {
 
 func (d *Deduper) read(ctx context.Context, partition int32, dp *dedupePart) error {
 	now := d.now().UnixMilli()
-	next, err := readPartition(ctx, d.kopts, d.topic, partition, dp.loadedTo, func(r *kgo.Record) {
-		key := string(r.Key)
-		if strings.HasPrefix(key, profileKeyPrefix) {
-			return // the profiles stage's
-		}
-		if r.Value == nil {
-			delete(dp.seen, key)
-			return
-		}
-		v := gjson.ParseBytes(r.Value)
-		e := seqEntry{seq: v.Get("seq").Int(), at: v.Get("at").Int()}
-		if now-e.at >= d.ttl.Milliseconds() {
-			delete(dp.seen, key)
-			return
-		}
-		dp.seen[key] = e
-	}, -1)
+	next, err := readPartition(ctx, d.kopts, d.topic, partition, dp.loadedTo, func(r *kgo.Record) { d.load(dp, r, now) }, -1)
 	if err != nil {
 		return fmt.Errorf("load dedupe state of partition %d from %s: %w", partition, d.topic, err)
 	}
 	dp.loadedTo = next
 	return nil
+}
+
+// load applies one state-topic record to a partition's state.
+func (d *Deduper) load(dp *dedupePart, r *kgo.Record, now int64) {
+	key := string(r.Key)
+	if strings.HasPrefix(key, profileKeyPrefix) {
+		return // the profiles stage's
+	}
+	m := dp.seen
+	if !strings.HasPrefix(key, stateKeyPrefix) {
+		m = dp.legacy
+	}
+	if r.Value == nil {
+		delete(m, key)
+		return
+	}
+	v := gjson.ParseBytes(r.Value)
+	e := seqEntry{seq: v.Get("seq").Int(), at: v.Get("at").Int()}
+	if now-e.at >= d.ttl.Milliseconds() {
+		delete(m, key)
+		return
+	}
+	m[key] = e
 }
 
 // Ensure makes the partition's state current before its first records are
@@ -236,6 +252,12 @@ func (d *Deduper) Records(partition int32, out []*kgo.Record) []*kgo.Record {
 					dp.expired = append(dp.expired, k)
 				}
 				delete(dp.seen, k)
+			}
+		}
+		for k, e := range dp.legacy {
+			if e.at <= limit {
+				dp.expired = append(dp.expired, k)
+				delete(dp.legacy, k)
 			}
 		}
 	}
@@ -297,6 +319,6 @@ func (d *Deduper) End(committed bool) {
 // capacity planning.
 func (d *Deduper) Resources() int {
 	n := 0
-	d.parts.each(func(dp *dedupePart) { n += len(dp.seen) })
+	d.parts.each(func(dp *dedupePart) { n += len(dp.seen) + len(dp.legacy) })
 	return n
 }

@@ -34,7 +34,7 @@ func TestDedupeStateOwnsItsKeys(t *testing.T) {
 	}
 	d.End(true)
 	dp := d.parts.get(0)
-	if got, ok := dp.seen["lead_1"]; !ok || got.seq != 3 || len(dp.seen) != 1 {
+	if got, ok := dp.seen[string(appendStateKey(nil, "a", "lead_1"))]; !ok || got.seq != 3 || len(dp.seen) != 1 {
 		t.Fatalf("state after the buffer was reused: %v", dp.seen)
 	}
 }

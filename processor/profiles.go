@@ -38,8 +38,10 @@ const profileKeyPrefix = "\xffprofile:"
 // on Tick emits one profile.updated per changed profile and one
 // profile.segments_changed per profile at rest whose membership changed.
 //
-// Its state lives in memory and in the compacted state topic (key
-// profileKeyPrefix + profile id, written to the raw partition's number),
+// A profile is one account's resource: two accounts' profiles of one id
+// never meet. Its state lives in memory and in the compacted state topic
+// (key profileKeyPrefix + appendStateKey's key, written to the raw
+// partition's number),
 // inside the processor's transactions, like dedupe's: a crash or a
 // rebalance neither loses a pending change nor emits one twice. Within a
 // transaction, changes are undoable; End(false) undoes them.
@@ -64,7 +66,12 @@ type namedSegment struct {
 }
 
 type profilePart struct {
-	profiles map[string]*profile
+	profiles map[string]*profile // by state key
+	key      []byte              // the state key of the change at hand
+	// migrate holds the ids of profiles read under the earlier key (the
+	// resource id alone): the next transaction writes them under their
+	// state key and deletes the old record.
+	migrate map[string]string // old key's id → state key
 	// undo holds the state before this transaction of each profile it
 	// changed (nil: the profile did not exist).
 	undo map[string]*profile
@@ -77,7 +84,8 @@ type profilePart struct {
 
 // profile is one profile's state, as kept in the state topic.
 type profile struct {
-	Account string `json:"a"`
+	Account  string `json:"a"`
+	Resource string `json:"r,omitempty"` // the profile's id; absent in state written before per-account keys
 	// Snap is the snapshot, every property's latest value, as one
 	// compact JSON object (pending changes are merged into it when they
 	// are emitted): a third of the memory of a map of 20 properties.
@@ -93,6 +101,73 @@ type profile struct {
 	// Unevaluated: changed since segments were last evaluated.
 	Unevaluated bool     `json:"u,omitempty"`
 	Segments    []string `json:"g,omitempty"` // membership, sorted
+
+	legacy bool // read from a record of the earlier key
+	// snapN is how many properties Snap holds, once counted (snapKnown).
+	snapN     int
+	snapKnown bool
+}
+
+// fits refuses a change that would take a profile past the stage's
+// bounds: its properties' bytes (snapshot and pending changes, as its
+// state record holds them) and their number.
+func (p *Profiles) fits(prof *profile, props gjson.Result) error {
+	var (
+		size    int
+		snapN   int
+		pending map[string]json.RawMessage
+	)
+	if prof != nil {
+		size, pending = len(prof.Snap), prof.Pending
+		for k, v := range pending {
+			size += len(k) + len(v) + 4
+		}
+		if !prof.snapKnown && len(prof.Snap) > 0 {
+			prof.snapN = 0
+			gjson.ParseBytes(prof.Snap).ForEach(func(_, _ gjson.Result) bool { prof.snapN++; return true })
+		}
+		prof.snapKnown = true
+		snapN = prof.snapN
+	}
+	count := snapN + len(pending)
+	var added []string
+	props.ForEach(func(k, v gjson.Result) bool {
+		key := k.String()
+		if old, ok := pending[key]; ok {
+			size += len(v.Raw) - len(old)
+		} else {
+			size += len(key) + len(v.Raw) + 4
+			count++
+			added = append(added, key)
+		}
+		return true
+	})
+	if size > int(p.cfg.MaxBytes) {
+		return &schemas.Error{Class: schemas.ClassOversize, Problems: []schemas.Problem{{Field: p.cfg.PropertiesField,
+			Msg: fmt.Sprintf("the profile would hold %d bytes of properties, over processor.profiles.max_bytes (%d)", size, p.cfg.MaxBytes)}}}
+	}
+	if count > p.cfg.MaxProperties && prof != nil && len(prof.Snap) > 0 {
+		// The count above takes a changed property that the snapshot
+		// has as a new one: near the bound, count exactly.
+		inSnap := map[string]bool{}
+		gjson.ParseBytes(prof.Snap).ForEach(func(k, _ gjson.Result) bool { inSnap[k.String()] = true; return true })
+		count = snapN
+		for k := range pending {
+			if !inSnap[k] {
+				count++
+			}
+		}
+		for _, k := range added {
+			if !inSnap[k] {
+				count++
+			}
+		}
+	}
+	if count > p.cfg.MaxProperties {
+		return &schemas.Error{Class: schemas.ClassOversize, Problems: []schemas.Problem{{Field: p.cfg.PropertiesField,
+			Msg: fmt.Sprintf("the profile would have %d properties, over processor.profiles.max_properties (%d)", count, p.cfg.MaxProperties)}}}
+	}
+	return nil
 }
 
 func (p *profile) clone() *profile {
@@ -104,6 +179,7 @@ func (p *profile) clone() *profile {
 
 // NewProfiles compiles the stage's segments.
 func NewProfiles(cfg config.Profiles, stateTopic string, kopts []kgo.Opt, now func() time.Time, log *slog.Logger) (*Profiles, error) {
+	cfg.SetBounds()
 	p := &Profiles{cfg: cfg, topic: stateTopic, kopts: kopts, now: now, log: log, parts: newPartMap[profilePart]()}
 	for i, s := range cfg.Segments {
 		seg, err := filter.CompileSegment(s.Expr)
@@ -145,17 +221,21 @@ func (p *Profiles) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 	if pp == nil {
 		return false, fmt.Errorf("profile state of partition %d is not loaded", rec.Partition)
 	}
-	prof := pp.profiles[e.ResourceID]
+	pp.key = appendStateKey(pp.key[:0], e.AccountID, e.ResourceID)
+	prof := pp.profiles[string(pp.key)]
 	if prof != nil && e.Sequence <= prof.Seq {
 		p.Stale.Add(1)
 		return false, nil
 	}
+	if err := p.fits(prof, props); err != nil {
+		return false, err
+	}
 	// The decoded id and values share the record's fetch buffer; state
 	// kept for days must not pin it.
-	id := strings.Clone(e.ResourceID)
+	id := string(pp.key)
 	pp.touch(id, prof)
 	if prof == nil {
-		prof = &profile{}
+		prof = &profile{Account: strings.Clone(e.AccountID), Resource: strings.Clone(e.ResourceID)}
 		pp.profiles[id] = prof
 	}
 	if prof.Pending == nil {
@@ -172,7 +252,6 @@ func (p *Profiles) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 	}
 	prof.Last = max(prof.Last, ts)
 	prof.Changes++
-	prof.Account = strings.Clone(e.AccountID)
 	prof.Seq = e.Sequence
 	prof.ChangedAt = p.now().UnixMilli()
 	prof.Unevaluated = true
@@ -217,14 +296,15 @@ func (p *Profiles) Tick(partition int32, now time.Time, coalesce, rest bool) []*
 		}
 		if coalesce && prof.Changes > 0 {
 			pp.touch(id, prof)
-			out = append(out, p.updated(id, prof))
+			out = append(out, p.updated(prof))
 			prof.Snap = mergeSnapshot(prof.Snap, prof.Pending)
+			prof.snapKnown = false
 			prof.Pending, prof.Changes, prof.First, prof.Last = nil, 0, 0, 0
 		}
 		if rest && prof.Unevaluated && nowMS-prof.ChangedAt >= p.cfg.RestInterval.Milliseconds() {
 			pp.touch(id, prof)
 			prof.Unevaluated = false
-			if e := p.evaluate(id, prof, now); e != nil {
+			if e := p.evaluate(prof, now); e != nil {
 				out = append(out, e)
 			}
 		}
@@ -232,17 +312,23 @@ func (p *Profiles) Tick(partition int32, now time.Time, coalesce, rest bool) []*
 	return out
 }
 
-func (p *Profiles) updated(id string, prof *profile) *schemas.Event {
+// profileEventID is the id of an event the stage emits about a profile:
+// deterministic, so the same emission after a crash has the same id, and
+// distinct for two accounts' profiles of one resource id.
+func profileEventID(kind string, prof *profile) string {
+	return kind + ":" + prof.Account + ":" + prof.Resource + ":" + strconv.FormatInt(prof.Seq, 10)
+}
+
+func (p *Profiles) updated(prof *profile) *schemas.Event {
 	props, _ := json.Marshal(prof.Pending)
 	ts := func(ms int64) json.RawMessage {
 		return json.RawMessage(strconv.Quote(time.UnixMilli(ms).UTC().Format(schemas.TimestampLayout)))
 	}
 	return &schemas.Event{
-		// Deterministic: the same emission after a crash has the same id.
-		EventID:    ProfileUpdated + ":" + id + ":" + strconv.FormatInt(prof.Seq, 10),
+		EventID:    profileEventID(ProfileUpdated, prof),
 		Timestamp:  time.UnixMilli(prof.Last).UTC(),
 		AccountID:  prof.Account,
-		ResourceID: id,
+		ResourceID: prof.Resource,
 		Sequence:   prof.Seq,
 		EventType:  ProfileUpdated,
 		Extra: schemas.MakeFields(
@@ -256,8 +342,8 @@ func (p *Profiles) updated(id string, prof *profile) *schemas.Event {
 
 // evaluate sets the profile's membership and returns the event that
 // tells of a change, or nil.
-func (p *Profiles) evaluate(id string, prof *profile, now time.Time) *schemas.Event {
-	env := &filter.SegmentEnv{Properties: map[string]any{}, AccountID: prof.Account, ResourceID: id}
+func (p *Profiles) evaluate(prof *profile, now time.Time) *schemas.Event {
+	env := &filter.SegmentEnv{Properties: map[string]any{}, AccountID: prof.Account, ResourceID: prof.Resource}
 	if len(prof.Snap) > 0 {
 		_ = json.Unmarshal(prof.Snap, &env.Properties)
 	}
@@ -271,7 +357,7 @@ func (p *Profiles) evaluate(id string, prof *profile, now time.Time) *schemas.Ev
 	for _, s := range p.segments {
 		ok, err := s.seg.Match(env)
 		if err != nil {
-			p.log.Debug("segment expression failed on a profile; not a member", "segment", s.name, "profile", id, "err", err)
+			p.log.Debug("segment expression failed on a profile; not a member", "segment", s.name, "profile", prof.Resource, "err", err)
 		}
 		if ok {
 			members = append(members, s.name)
@@ -298,10 +384,10 @@ func (p *Profiles) evaluate(id string, prof *profile, now time.Time) *schemas.Ev
 		return b
 	}
 	return &schemas.Event{
-		EventID:    ProfileSegmentsChanged + ":" + id + ":" + strconv.FormatInt(prof.Seq, 10),
+		EventID:    profileEventID(ProfileSegmentsChanged, prof),
 		Timestamp:  now.UTC(),
 		AccountID:  prof.Account,
-		ResourceID: id,
+		ResourceID: prof.Resource,
 		Sequence:   prof.Seq,
 		EventType:  ProfileSegmentsChanged,
 		Extra: schemas.MakeFields(
@@ -319,6 +405,12 @@ func (p *Profiles) Records(partition int32, out []*kgo.Record) []*kgo.Record {
 	pp := p.part(partition)
 	if pp == nil {
 		return out
+	}
+	for _, old := range slices.Sorted(maps.Keys(pp.migrate)) {
+		if key := pp.migrate[old]; pp.profiles[key] != nil {
+			pp.dirty[key] = struct{}{}
+		}
+		out = append(out, &kgo.Record{Topic: p.topic, Partition: partition, Key: []byte(profileKeyPrefix + old)})
 	}
 	for _, id := range slices.Sorted(maps.Keys(pp.dirty)) {
 		v, err := json.Marshal(pp.profiles[id])
@@ -348,6 +440,9 @@ func (p *Profiles) End(committed bool) {
 				}
 			}
 		}
+		if committed {
+			clear(pp.migrate)
+		}
 		clear(pp.undo)
 		clear(pp.dirty)
 		clear(pp.gone)
@@ -357,7 +452,7 @@ func (p *Profiles) End(committed bool) {
 // Load reads a partition's profiles from the state topic, replacing what
 // was held; it is called when the partition is assigned.
 func (p *Profiles) Load(ctx context.Context, partition int32) error {
-	pp := &profilePart{profiles: map[string]*profile{}, undo: map[string]*profile{}, dirty: map[string]struct{}{}, gone: map[string]struct{}{}}
+	pp := newProfilePart()
 	if err := p.read(ctx, partition, pp); err != nil {
 		return err
 	}
@@ -366,29 +461,58 @@ func (p *Profiles) Load(ctx context.Context, partition int32) error {
 	return nil
 }
 
+func newProfilePart() *profilePart {
+	return &profilePart{profiles: map[string]*profile{}, undo: map[string]*profile{}, dirty: map[string]struct{}{}, gone: map[string]struct{}{}, migrate: map[string]string{}}
+}
+
 func (p *Profiles) read(ctx context.Context, partition int32, pp *profilePart) error {
-	next, err := readPartition(ctx, p.kopts, p.topic, partition, pp.loadedTo, func(r *kgo.Record) {
-		id, ok := strings.CutPrefix(string(r.Key), profileKeyPrefix)
-		if !ok {
-			return // dedupe's
-		}
-		if r.Value == nil {
-			delete(pp.profiles, id)
-			return
-		}
-		var prof profile
-		if err := json.Unmarshal(r.Value, &prof); err != nil {
-			p.log.Error("unreadable profile state; the profile starts over", "partition", partition, "offset", r.Offset, "err", err)
-			delete(pp.profiles, id)
-			return
-		}
-		pp.profiles[id] = &prof
-	}, -1)
+	next, err := readPartition(ctx, p.kopts, p.topic, partition, pp.loadedTo, func(r *kgo.Record) { p.load(pp, r) }, -1)
 	if err != nil {
 		return fmt.Errorf("load profile state of partition %d from %s: %w", partition, p.topic, err)
 	}
 	pp.loadedTo = next
 	return nil
+}
+
+// load applies one state-topic record to a partition's profiles.
+func (p *Profiles) load(pp *profilePart, r *kgo.Record) {
+	id, ok := strings.CutPrefix(string(r.Key), profileKeyPrefix)
+	if !ok {
+		return // dedupe's
+	}
+	legacy := !strings.HasPrefix(id, stateKeyPrefix)
+	if r.Value == nil {
+		if legacy {
+			// Its migrated copy goes with it, unless written since.
+			if key, ok := pp.migrate[id]; ok {
+				if prof := pp.profiles[key]; prof != nil && prof.legacy {
+					delete(pp.profiles, key)
+				}
+				delete(pp.migrate, id)
+			}
+			return
+		}
+		delete(pp.profiles, id)
+		return
+	}
+	var prof profile
+	if err := json.Unmarshal(r.Value, &prof); err != nil {
+		p.log.Error("unreadable profile state; the profile starts over", "partition", r.Partition, "offset", r.Offset, "err", err)
+		if !legacy {
+			delete(pp.profiles, id)
+		}
+		return
+	}
+	if legacy {
+		// Written before profiles were kept per account: its
+		// account is in the value.
+		prof.Resource, prof.legacy = id, true
+		id = string(appendStateKey(nil, prof.Account, prof.Resource))
+		pp.migrate[prof.Resource] = id
+	} else if _, resource, ok := splitStateKey(id); ok {
+		prof.Resource = resource
+	}
+	pp.profiles[id] = &prof
 }
 
 // Ensure makes a partition's state current before it is used (see

@@ -25,7 +25,7 @@ func profileStage(tb testing.TB, now func() time.Time) *Profiles {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p.parts.put(0, &profilePart{profiles: map[string]*profile{}, undo: map[string]*profile{}, dirty: map[string]struct{}{}, gone: map[string]struct{}{}})
+	p.parts.put(0, newProfilePart())
 	return p
 }
 
@@ -228,7 +228,7 @@ func TestProfilesUndoAnAbortedTransaction(t *testing.T) {
 	apply(change("prof_1", 2, `{"visits":2}`))
 	p.Tick(0, now.Add(2*time.Minute), true, true)
 	p.End(false)
-	prof := p.parts.get(0).profiles["prof_1"]
+	prof := p.parts.get(0).profiles[string(appendStateKey(nil, "acc_1", "prof_1"))]
 	if prof.Seq != 1 || prof.Changes != 1 || string(prof.Pending["visits"]) != "1" || prof.Snap != nil {
 		t.Fatalf("after an abort: %+v", prof)
 	}

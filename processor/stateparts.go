@@ -2,8 +2,10 @@ package processor
 
 import (
 	"context"
+	"encoding/binary"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -100,4 +102,36 @@ func (pm *partMap[P]) ensure(ctx context.Context, partition int32, load func(con
 	pm.caught[partition] = true
 	pm.mu.Unlock()
 	return nil
+}
+
+// stateKeyPrefix starts the key of a stage's state for one (account,
+// resource): 0xFE never occurs in UTF-8, and decoders reject ids that are
+// not UTF-8, so such a key is never an id alone, as keys were before
+// state was kept per account.
+const stateKeyPrefix = "\xfe"
+
+// appendStateKey appends the state key of a resource of an account: the
+// prefix, the account id's length, the account id, the resource id. Two
+// accounts' resources of one id have distinct keys, and no choice of ids
+// makes two pairs meet.
+func appendStateKey(dst []byte, account, resource string) []byte {
+	dst = append(dst, stateKeyPrefix...)
+	dst = binary.AppendUvarint(dst, uint64(len(account)))
+	dst = append(dst, account...)
+	return append(dst, resource...)
+}
+
+// splitStateKey returns the account and resource ids of a state key, and
+// false for a key of the earlier form (a resource id alone).
+func splitStateKey(key string) (account, resource string, ok bool) {
+	rest, ok := strings.CutPrefix(key, stateKeyPrefix)
+	if !ok {
+		return "", "", false
+	}
+	n, w := binary.Uvarint([]byte(rest[:min(len(rest), binary.MaxVarintLen64)]))
+	if w <= 0 || uint64(len(rest)-w) < n {
+		return "", "", false
+	}
+	rest = rest[w:]
+	return rest[:n], rest[n:], true
 }

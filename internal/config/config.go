@@ -231,6 +231,29 @@ type Profiles struct {
 	// (default 720h, 30 days); then its state is deleted.
 	TTL      time.Duration `yaml:"ttl"`
 	Segments []Segment     `yaml:"segments"`
+	// MaxBytes bounds one profile's properties, snapshot and pending
+	// changes together, as JSON (default 1 MiB); MaxProperties bounds
+	// how many it has (default 1,000). A change that would take a
+	// profile past either goes to the DLQ, class oversize: a profile's
+	// state record and its profile.updated must fit their topics.
+	MaxBytes      ByteSize `yaml:"max_bytes"`
+	MaxProperties int      `yaml:"max_properties"`
+}
+
+// The defaults of Profiles.MaxBytes and MaxProperties.
+const (
+	DefaultProfileMaxBytes      = 1 << 20
+	DefaultProfileMaxProperties = 1000
+)
+
+// SetBounds sets MaxBytes and MaxProperties to their defaults where zero.
+func (p *Profiles) SetBounds() {
+	if p.MaxBytes == 0 {
+		p.MaxBytes = DefaultProfileMaxBytes
+	}
+	if p.MaxProperties == 0 {
+		p.MaxProperties = DefaultProfileMaxProperties
+	}
 }
 
 // Enabled reports whether the profiles stage runs.

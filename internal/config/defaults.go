@@ -108,6 +108,7 @@ func (c *Config) SetDefaults() {
 		if pr.TTL == 0 {
 			pr.TTL = 720 * time.Hour
 		}
+		pr.SetBounds()
 	}
 	if c.SchemaRegistry.Timeout == 0 {
 		c.SchemaRegistry.Timeout = 10 * time.Second
@@ -300,6 +301,14 @@ func (c *Config) Validate() error {
 	}
 	v.filter("processor.filter", c.Processor.Filter)
 	v.profiles(c.Processor.Profiles, c.Processor.Dedupe.IsEnabled(), c.Topology.Raw.Partitions, c.Topology.State.Partitions)
+	if pr := c.Processor.Profiles; pr.Enabled() {
+		// A profile's state record and its profile.updated hold its
+		// properties, with room for the rest.
+		limit := min(c.Topology.State.MaxRecordBytes(), c.Topology.Events.MaxRecordBytes()) - 64<<10
+		if pr.MaxBytes < 1024 || int(pr.MaxBytes) > limit {
+			v.add("processor.profiles.max_bytes", "must be between 1KiB and %d (the state and events topics' max.message.bytes less 64KiB), got %d", limit, pr.MaxBytes)
+		}
+	}
 	if c.Processor.Dedupe.IsEnabled() {
 		if c.Processor.Dedupe.TTL < time.Minute {
 			v.add("processor.dedupe.ttl", "must be at least 1m, got %s", c.Processor.Dedupe.TTL)
@@ -508,6 +517,9 @@ func (v *validator) profiles(pr Profiles, dedupe bool, rawPartitions, stateParti
 		if d < 100*time.Millisecond {
 			v.add(p+"."+key, "must be at least 100ms, got %s", d)
 		}
+	}
+	if pr.MaxProperties < 1 {
+		v.add(p+".max_properties", "must be at least 1, got %d", pr.MaxProperties)
 	}
 	if pr.TTL < pr.RestInterval {
 		v.add(p+".ttl", "must be at least rest_interval (%s), got %s", pr.RestInterval, pr.TTL)

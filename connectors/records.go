@@ -78,9 +78,9 @@ func EncodeRecords(b *Batch, key *Template) []*Record {
 		r.Value = buf[start:len(buf):len(buf)]
 		r.Key = key.Render(nil, b.Topic, b.Partition, e.Timestamp, e)
 		r.Headers = append([]kgo.RecordHeader{
-			{Key: "event_type", Value: []byte(e.EventType)},
-			{Key: "account_id", Value: []byte(e.AccountID)},
-			{Key: "event_id", Value: []byte(e.EventID)},
+			{Key: RecordHeaders[0], Value: []byte(e.EventType)},
+			{Key: RecordHeaders[1], Value: []byte(e.AccountID)},
+			{Key: RecordHeaders[2], Value: []byte(e.EventID)},
 		}, EventHeaders(b, i)...)
 		out[i] = r
 	}

@@ -107,19 +107,39 @@ func Lane(key []byte) int {
 
 // EventHeaders returns the headers event i of b carries from its producer
 // (the processor carries them from the raw record: a trace context such as
-// traceparent, and the producer's own), without Firehose's own
-// (firehose.*). Record destinations add them to what they write.
+// traceparent, and the producer's own), without any named as Firehose's
+// own are, in any case: firehose.*, and the headers record destinations
+// write first (RecordHeaders). A reader that takes the last header of a
+// name (Java's lastHeader) then reads Firehose's, never a forged one.
 func EventHeaders(b *Batch, i int) []kgo.RecordHeader {
 	if i >= len(b.Records) || b.Records[i] == nil {
 		return nil
 	}
 	var out []kgo.RecordHeader
 	for _, h := range b.Records[i].Headers {
-		if !strings.HasPrefix(h.Key, "firehose.") {
+		if !ReservedHeader(h.Key) {
 			out = append(out, h)
 		}
 	}
 	return out
+}
+
+// RecordHeaders are the headers a record destination writes first on
+// every record, from the event.
+var RecordHeaders = [...]string{"event_type", "account_id", "event_id"}
+
+// ReservedHeader reports whether a header name is Firehose's, in any
+// case: firehose.*, or one of RecordHeaders.
+func ReservedHeader(name string) bool {
+	if len(name) >= len("firehose.") && strings.EqualFold(name[:len("firehose.")], "firehose.") {
+		return true
+	}
+	for _, r := range RecordHeaders {
+		if strings.EqualFold(name, r) {
+			return true
+		}
+	}
+	return false
 }
 
 // BatchID returns the id of a batch of records of one topic partition, in

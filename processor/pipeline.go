@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -42,15 +43,33 @@ type Pipeline struct {
 	// letter over it has its value cut (dlq.Fit). 0: no limit.
 	DLQMaxBytes   int
 	MaxEventBytes int
+	// EventsMaxBytes is the largest record the events topic takes: an
+	// event whose key, value and headers outgrow it after enrichment
+	// goes to the DLQ (class oversize) instead of failing its
+	// transaction for ever. 0: no limit.
+	EventsMaxBytes int
 	Stages        []Stage
 	// EmitStages are the stages that events the processor makes itself
 	// go through (see Emit): filter, enrich and mask, not dedupe.
 	EmitStages []Stage
 	Now        func() time.Time
 	// Headers are the globs of record headers carried to the event; nil
-	// carries all. Headers named firehose.* never are.
+	// carries all. Headers named firehose.* (in any case) never are,
+	// nor a traceparent or tracestate that is not W3C trace context,
+	// nor more than MaxCarriedHeaders headers or MaxCarriedHeaderBytes.
 	Headers []string
+
+	// HeadersDropped counts the producer's headers not carried.
+	HeadersDropped atomic.Int64
 }
+
+// The bounds on a raw record's headers carried to its event; the rest
+// are dropped (Pipeline.HeadersDropped counts them). W3C trace context
+// takes at most 55 + 512 bytes of them.
+const (
+	MaxCarriedHeaders     = 32
+	MaxCarriedHeaderBytes = 8 << 10
+)
 
 // Outcome tells what happened to one raw record.
 type Outcome int
@@ -162,15 +181,34 @@ func (p *Pipeline) run(rec *kgo.Record, e *schemas.Event, stages []Stage) (*kgo.
 	if err != nil {
 		return p.dead(rec, "encode", err.Error()), DeadLettered
 	}
+	headers := p.carried(rec.Headers)
+	if size := recordSize(key, val, headers); p.EventsMaxBytes > 0 && size+dlq.RecordOverhead > p.EventsMaxBytes {
+		return p.dead(rec, schemas.ClassOversize, fmt.Sprintf("the event is %d bytes with its key and headers after enrichment, over what the events topic takes (max.message.bytes %d)", size, p.EventsMaxBytes)), DeadLettered
+	}
 	out := newRecord()
 	*out = kgo.Record{
 		Topic:     p.EventsTopic,
 		Key:       key,
 		Value:     val,
-		Headers:   p.carried(rec.Headers),
+		Headers:   headers,
 		Timestamp: rec.Timestamp,
 	}
 	return out, Emitted
+}
+
+func recordSize(key, value []byte, hs []kgo.RecordHeader) int {
+	n := len(key) + len(value)
+	for _, h := range hs {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// reserved reports whether a header name is Firehose's own (firehose.*,
+// in any case): a producer's header of such a name is never carried, so
+// no reader takes it for Firehose's.
+func reserved(name string) bool {
+	return len(name) >= len("firehose.") && strings.EqualFold(name[:len("firehose.")], "firehose.")
 }
 
 // carried returns the headers of a raw record that go with its event: a
@@ -178,9 +216,20 @@ func (p *Pipeline) run(rec *kgo.Record, e *schemas.Event, stages []Stage) (*kgo.
 // p.Headers, and never Firehose's (firehose.redrive, the DLQ reason).
 func (p *Pipeline) carried(hs []kgo.RecordHeader) []kgo.RecordHeader {
 	var out []kgo.RecordHeader
-	for _, h := range hs {
-		if strings.HasPrefix(h.Key, "firehose.") {
+	bytes := 0
+	for i, h := range hs {
+		if reserved(h.Key) {
 			continue
+		}
+		switch {
+		case strings.EqualFold(h.Key, tracing.HeaderTraceparent) && !tracing.ValidTraceparent(h.Value),
+			strings.EqualFold(h.Key, tracing.HeaderTracestate) && !tracing.ValidTracestate(h.Value):
+			p.HeadersDropped.Add(1)
+			continue
+		}
+		if len(out) == MaxCarriedHeaders || bytes+len(h.Key)+len(h.Value) > MaxCarriedHeaderBytes {
+			p.HeadersDropped.Add(int64(len(hs) - i))
+			break
 		}
 		keep := len(p.Headers) == 0
 		for _, g := range p.Headers {
@@ -191,6 +240,7 @@ func (p *Pipeline) carried(hs []kgo.RecordHeader) []kgo.RecordHeader {
 		}
 		if keep {
 			out = append(out, h)
+			bytes += len(h.Key) + len(h.Value)
 		}
 	}
 	return out

@@ -87,3 +87,47 @@ func TestEncodedValuesKeepTheirBytes(t *testing.T) {
 		}
 	}
 }
+
+// A producer's headers are its own to send, not to carry anywhere: at most
+// MaxCarriedHeaders and MaxCarriedHeaderBytes of them reach the event,
+// never one named like Firehose's (in any case), never trace context that
+// is not W3C's; and an event that outgrows the events topic after
+// enrichment is dead-lettered as oversize, not retried for ever.
+func TestHeadersAreBoundedAndOutputFits(t *testing.T) {
+	p := &Pipeline{In: schemas.JSON{}, Out: schemas.JSON{}, EventsTopic: "events", DLQTopic: "dlq", MaxEventBytes: 1 << 20, Now: time.Now}
+	value := []byte(`{"event_id":"e","timestamp":"2024-01-15T14:30:45Z","account_id":"a","resource_id":"lead_1","sequence":1,"event_type":"t"}`)
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	flood := []kgo.RecordHeader{
+		{Key: "FIREHOSE.connector", Value: []byte("other")}, {Key: "Firehose.Error.Class", Value: []byte("x")},
+		{Key: "traceparent", Value: []byte(tp + "\r\nX: 1")}, {Key: "tracestate", Value: bytes.Repeat([]byte("a"), 70<<10)},
+		{Key: "x-ok", Value: []byte("1")},
+	}
+	for range 100_000 {
+		flood = append(flood, kgo.RecordHeader{Key: "x-h", Value: bytes.Repeat([]byte("v"), 80)})
+	}
+	out, outcome := p.Process(&kgo.Record{Key: []byte("lead_1"), Value: value, Headers: flood})
+	if outcome != Emitted {
+		t.Fatalf("outcome %v: %v", outcome, out.Headers)
+	}
+	n := 0
+	for _, h := range out.Headers {
+		n += len(h.Key) + len(h.Value)
+		if reserved(h.Key) || h.Key == "traceparent" || h.Key == "tracestate" {
+			t.Fatalf("carried %s", h.Key)
+		}
+	}
+	if len(out.Headers) > MaxCarriedHeaders || n > MaxCarriedHeaderBytes || out.Headers[0].Key != "x-ok" || p.HeadersDropped.Load() < 100_000-MaxCarriedHeaders {
+		t.Fatalf("carried %d headers of %d bytes, dropped %d", len(out.Headers), n, p.HeadersDropped.Load())
+	}
+	out, _ = p.Process(&kgo.Record{Key: []byte("lead_1"), Value: value, Headers: []kgo.RecordHeader{{Key: "traceparent", Value: []byte(tp)}}})
+	if len(out.Headers) != 1 || string(out.Headers[0].Value) != tp {
+		t.Fatalf("a valid traceparent was not carried: %v", out.Headers)
+	}
+
+	p.EventsMaxBytes = dlq.RecordOverhead + len(value) + 40
+	big := bytes.Replace(value, []byte(`"t"}`), []byte(`"t","note":"`+strings.Repeat("n", 64)+`"}`), 1)
+	out, outcome = p.Process(&kgo.Record{Key: []byte("lead_1"), Value: big})
+	if outcome != DeadLettered || dlq.Header(out, dlq.HeaderClass) != schemas.ClassOversize || !strings.Contains(dlq.Header(out, dlq.HeaderMessage), "over what the events topic takes") {
+		t.Fatalf("an event over the events topic's limit: %v %v", outcome, out.Headers)
+	}
+}

@@ -150,14 +150,15 @@ func New(o Options) (*Processor, error) {
 	}
 	p.pipe = &Pipeline{
 		In: in, Out: out,
-		EventsTopic:   cfg.Topology.Events.Name,
-		DLQTopic:      cfg.Topology.DLQ.Name,
-		DLQMaxBytes:   cfg.Topology.DLQ.MaxRecordBytes(),
-		Headers:       pc.Headers,
-		MaxEventBytes: int(pc.MaxEventBytes),
-		Stages:        stages,
-		EmitStages:    emitStages,
-		Now:           o.Now,
+		EventsTopic:    cfg.Topology.Events.Name,
+		DLQTopic:       cfg.Topology.DLQ.Name,
+		DLQMaxBytes:    cfg.Topology.DLQ.MaxRecordBytes(),
+		EventsMaxBytes: cfg.Topology.Events.MaxRecordBytes(),
+		Headers:        pc.Headers,
+		MaxEventBytes:  int(pc.MaxEventBytes),
+		Stages:         stages,
+		EmitStages:     emitStages,
+		Now:            o.Now,
 	}
 	return p, nil
 }

@@ -215,13 +215,17 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 }
 
 // firstTraceContext sets traceparent (and tracestate) from the first event
-// of b that has one.
+// of b that has a valid one. A producer's headers are its own: one that
+// is not W3C trace context (a CR or LF, 70 KB of tracestate) never reaches
+// a request, where it would fail the whole batch, other accounts' events
+// included.
 func (*Sink) firstTraceContext(b *connectors.Batch, h http.Header) {
 	for i := range b.Records {
-		if tp := headerOf(connectors.EventHeaders(b, i), "traceparent"); tp != "" {
-			h.Set("traceparent", tp)
-			if ts := headerOf(connectors.EventHeaders(b, i), "tracestate"); ts != "" {
-				h.Set("tracestate", ts)
+		hs := connectors.EventHeaders(b, i)
+		if tp := headerOf(hs, tracing.HeaderTraceparent); tp != "" && tracing.ValidTraceparent([]byte(tp)) {
+			h.Set(tracing.HeaderTraceparent, tp)
+			if ts := headerOf(hs, tracing.HeaderTracestate); ts != "" && tracing.ValidTracestate([]byte(ts)) {
+				h.Set(tracing.HeaderTracestate, ts)
 			}
 			break
 		}

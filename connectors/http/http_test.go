@@ -1,6 +1,7 @@
 package http
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -199,5 +200,34 @@ func TestWebhookCarriesTraceparent(t *testing.T) {
 	}
 	if got != tp {
 		t.Fatalf("traceparent %q", got)
+	}
+}
+
+// A producer's trace headers that are not W3C trace context (a CR/LF
+// that would split the request's headers, a 70 KB tracestate) never reach
+// a request, and the batch is delivered.
+func TestWebhookLeavesOutInvalidTraceContext(t *testing.T) {
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	cfg := Config{URL: srv.URL}
+	cfg.Defaults()
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for name, hs := range map[string][]kgo.RecordHeader{
+		"CR LF in traceparent": {{Key: "traceparent", Value: []byte(tp + "\r\nX-Injected: 1")}},
+		"70 KB tracestate":     {{Key: "traceparent", Value: []byte(tp)}, {Key: "tracestate", Value: bytes.Repeat([]byte("a=b,"), 70<<8)}},
+		"not trace context":    {{Key: "traceparent", Value: []byte("00-zz")}},
+	} {
+		b := connectortest.MakeBatch(t, 0, 0, connectortest.EventsOver(3, 1, 3), "ndjson", "none")
+		b.Records[0].Headers = hs
+		if err := New(cfg).Deliver(context.Background(), b); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got.Get("X-Injected") != "" || got.Get("tracestate") != "" || (got.Get("traceparent") != "" && got.Get("traceparent") != tp) {
+			t.Fatalf("%s: request headers %v", name, got)
+		}
 	}
 }

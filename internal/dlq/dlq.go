@@ -28,6 +28,9 @@ const (
 	// in bytes and its SHA-256 (hex), so it can be found and checked.
 	HeaderValueSize   = "firehose.value.size"
 	HeaderValueSHA256 = "firehose.value.sha256"
+	// HeaderHeadersDropped is set when the source record's own headers
+	// were too many to keep: how many there were.
+	HeaderHeadersDropped = "firehose.headers.dropped"
 
 	// HeaderRedrive marks a record re-submitted from the DLQ by
 	// `firehose dlq redrive`; its value is the DLQ partition:offset. The
@@ -43,7 +46,7 @@ var reasonHeaders = map[string]bool{
 	HeaderStage: true, HeaderClass: true, HeaderMessage: true, HeaderTime: true,
 	HeaderSourceTopic: true, HeaderSourcePartition: true, HeaderSourceOffset: true,
 	HeaderResponse: true, HeaderRedrive: true, HeaderConnector: true,
-	HeaderValueSize: true, HeaderValueSHA256: true,
+	HeaderValueSize: true, HeaderValueSHA256: true, HeaderHeadersDropped: true,
 }
 
 // Original returns the headers a dead-lettered record came with, without
@@ -102,10 +105,13 @@ func Record(topic string, src *kgo.Record, r Reason, now time.Time) *kgo.Record 
 	return &kgo.Record{Topic: topic, Key: src.Key, Value: src.Value, Headers: h}
 }
 
-// recordOverhead bounds what a record adds to its key, value and headers
+// RecordOverhead bounds what a record adds to its key, value and headers
 // in a record batch: the batch header, the record's varints and the header
 // lengths, with room to spare.
-const recordOverhead = 1024
+const RecordOverhead = 1024
+
+// headerOverhead bounds the varints a header adds to its key and value.
+const headerOverhead = 6
 
 // Fit returns rec, or, when its key, value and headers would not fit in a
 // record of maxBytes (the dead-letter topic's max.message.bytes), a copy
@@ -113,22 +119,47 @@ const recordOverhead = 1024
 // in headers. A dead letter must always be writable: one that is not would
 // abort the transaction that carries it, again and again, and stop its
 // partition for good.
+//
+// Headers count with their length prefixes. When the source's own headers
+// take more than half the limit (a producer may send megabytes of them),
+// they are left out, and HeaderHeadersDropped says how many there were.
 func Fit(rec *kgo.Record, maxBytes int) *kgo.Record {
-	size := len(rec.Key) + len(rec.Value)
+	size, own := len(rec.Key)+len(rec.Value), 0
 	for _, h := range rec.Headers {
-		size += len(h.Key) + len(h.Value)
+		n := len(h.Key) + len(h.Value) + headerOverhead
+		size += n
+		if !reasonHeaders[h.Key] {
+			own += n
+		}
 	}
-	if maxBytes <= 0 || size+recordOverhead <= maxBytes {
+	if maxBytes <= 0 || size+RecordOverhead <= maxBytes {
 		return rec
 	}
-	sum := sha256.Sum256(rec.Value)
 	out := *rec
-	out.Headers = append(slices.Clip(rec.Headers),
+	out.Headers = slices.Clip(rec.Headers)
+	if own > maxBytes/2 {
+		var kept []kgo.RecordHeader
+		dropped := 0
+		for _, h := range rec.Headers {
+			if reasonHeaders[h.Key] {
+				kept = append(kept, h)
+			} else {
+				dropped++
+			}
+		}
+		out.Headers = append(kept, kgo.RecordHeader{Key: HeaderHeadersDropped, Value: strconv.AppendInt(nil, int64(dropped), 10)})
+		size -= own - len(HeaderHeadersDropped) - 20 - headerOverhead
+		if size+RecordOverhead <= maxBytes {
+			return &out
+		}
+	}
+	sum := sha256.Sum256(rec.Value)
+	out.Headers = append(out.Headers,
 		kgo.RecordHeader{Key: HeaderValueSize, Value: strconv.AppendInt(nil, int64(len(rec.Value)), 10)},
 		kgo.RecordHeader{Key: HeaderValueSHA256, Value: []byte(hex.EncodeToString(sum[:]))},
 	)
 	size += len(HeaderValueSize) + 20 + len(HeaderValueSHA256) + 64
-	over := size + recordOverhead - maxBytes
+	over := size + RecordOverhead - maxBytes
 	cut := min(over, len(out.Value))
 	out.Value = rec.Value[:len(rec.Value)-cut]
 	// A key as large as the limit (no producer of events sends one, but

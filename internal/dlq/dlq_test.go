@@ -30,7 +30,7 @@ func TestFitAlwaysFits(t *testing.T) {
 	for _, tt := range []struct{ key, value int }{{10, limit - 200}, {10, limit}, {10, 10 * limit}, {limit, limit}, {2 * limit, 10}} {
 		src := &kgo.Record{Topic: "raw", Key: bytes.Repeat([]byte("k"), tt.key), Value: bytes.Repeat([]byte("v"), tt.value)}
 		r := Fit(Record("dlq", src, Reason{Stage: "processor", Class: "oversize", Message: "m"}, time.Now()), limit)
-		if size(r)+recordOverhead > limit {
+		if size(r)+RecordOverhead > limit {
 			t.Errorf("key %d, value %d: dead letter of %d bytes does not fit %d", tt.key, tt.value, size(r), limit)
 		}
 		if Header(r, HeaderValueSize) != strconv.Itoa(tt.value) || len(Header(r, HeaderValueSHA256)) != 64 {
@@ -39,5 +39,23 @@ func TestFitAlwaysFits(t *testing.T) {
 		if !bytes.HasPrefix(src.Value, r.Value) || !bytes.HasPrefix(src.Key, r.Key) {
 			t.Errorf("key %d, value %d: not a prefix of the original", tt.key, tt.value)
 		}
+	}
+}
+
+// A record whose own headers are megabytes (700,000 empty ones, say) still
+// makes a dead letter that fits: its headers are left out and counted,
+// and the reason headers stay.
+func TestFitDropsAFloodOfHeaders(t *testing.T) {
+	const limit = 1 << 20
+	src := &kgo.Record{Topic: "raw", Key: []byte("lead_1"), Value: []byte(`{"a":1}`), Headers: make([]kgo.RecordHeader, 700_000)}
+	for i := range src.Headers {
+		src.Headers[i].Key = "h"
+	}
+	r := Fit(Record("dlq", src, Reason{Stage: "processor", Class: "invalid", Message: "m"}, time.Now()), limit)
+	if size(r)+6*len(r.Headers)+RecordOverhead > limit {
+		t.Fatalf("a dead letter of %d bytes in %d headers does not fit %d", size(r), len(r.Headers), limit)
+	}
+	if Header(r, HeaderHeadersDropped) != "700000" || Header(r, HeaderClass) != "invalid" || string(r.Value) != `{"a":1}` {
+		t.Fatalf("headers %v, value %q", r.Headers, r.Value)
 	}
 }

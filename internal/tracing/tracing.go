@@ -120,3 +120,64 @@ func (h headers) Keys() []string {
 	}
 	return keys
 }
+
+// The W3C trace context headers, and what they may hold.
+const (
+	HeaderTraceparent = "traceparent"
+	HeaderTracestate  = "tracestate"
+	// MaxTracestate is the longest tracestate carried: the W3C
+	// specification's 32 members of at most 256 characters leave room,
+	// and propagators may cut at 512.
+	MaxTracestate = 512
+)
+
+// ValidTraceparent reports whether v is a W3C traceparent: a version
+// other than ff, a trace id and a parent id not all zeros, and flags,
+// lower-case hex joined by dashes (55 bytes for version 00; later
+// versions may append fields after a dash).
+func ValidTraceparent(v []byte) bool {
+	if len(v) < 55 || (len(v) > 55 && (v[0] == '0' && v[1] == '0' || v[55] != '-' || len(v) > 512)) {
+		return false
+	}
+	for i, c := range v[:55] {
+		switch i {
+		case 2, 35, 52:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+	}
+	for _, c := range v[55:] {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	allZero := func(b []byte) bool {
+		for _, c := range b {
+			if c != '0' {
+				return false
+			}
+		}
+		return true
+	}
+	return string(v[:2]) != "ff" && !allZero(v[3:35]) && !allZero(v[36:52])
+}
+
+// ValidTracestate reports whether v may travel as a tracestate header: at
+// most MaxTracestate bytes of printable ASCII (no CR, LF or other control
+// byte that could split a header).
+func ValidTracestate(v []byte) bool {
+	if len(v) > MaxTracestate {
+		return false
+	}
+	for _, c := range v {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}

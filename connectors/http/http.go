@@ -10,7 +10,9 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -78,7 +80,9 @@ func (c *Config) Validate() error {
 	case c.URL == "":
 		errs = append(errs, config.Errorf("url", "required"))
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		errs = append(errs, config.Errorf("url", "must be an http:// or https:// URL, got %q", c.URL))
+		// Not echoed: without a scheme, user:token@host parses as
+		// something else, and the secret would be printed whole.
+		errs = append(errs, config.Errorf("url", "must be an http:// or https:// URL with a host (the value is not shown: it may hold a secret)"))
 	}
 	if c.Method != http.MethodPost && c.Method != http.MethodPut {
 		errs = append(errs, config.Errorf("method", "must be POST or PUT, got %q", c.Method))
@@ -102,12 +106,15 @@ type Sink struct {
 	// query values, bearer token, signature secret, header values) in
 	// what errors and dead letters keep: a receiver may echo a request.
 	redact *strings.Replacer
+	// longest is the longest secret's length.
+	longest int
 }
 
 // New returns a webhook sink. Redirects are not followed: a webhook that
 // moved is a configuration error to see, not to guess around.
 func New(cfg Config) *Sink {
-	return &Sink{cfg: cfg, target: RedactURL(cfg.URL), redact: secretReplacer(cfg), client: &http.Client{
+	redact, longest := secretReplacer(cfg)
+	return &Sink{cfg: cfg, target: RedactURL(cfg.URL), redact: redact, longest: longest, client: &http.Client{
 		Timeout:       cfg.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
@@ -141,12 +148,14 @@ func RedactURL(raw string) string {
 // secretReplacer replaces the secrets of cfg, longest first. Values
 // shorter than six bytes are left alone: they would redact ordinary words
 // and protect little.
-func secretReplacer(cfg Config) *strings.Replacer {
+func secretReplacer(cfg Config) (*strings.Replacer, int) {
 	secrets := []string{cfg.URL, cfg.BearerToken, cfg.Signature.Secret}
 	if u, err := url.Parse(cfg.URL); err == nil {
 		secrets = append(secrets, u.User.String(), u.User.Username(), u.RawQuery)
 		if p, ok := u.User.Password(); ok {
-			secrets = append(secrets, p, url.QueryEscape(p))
+			secrets = append(secrets, p, url.QueryEscape(p),
+				// the Authorization header Go sends for them
+				base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+p)))
 		}
 		for _, vs := range u.Query() {
 			for _, v := range vs {
@@ -156,14 +165,29 @@ func secretReplacer(cfg Config) *strings.Replacer {
 	}
 	for _, v := range cfg.Headers {
 		secrets = append(secrets, v)
+		// A Basic credential's user:password, decoded.
+		if b, ok := strings.CutPrefix(v, "Basic "); ok {
+			if plain, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b)); err == nil {
+				secrets = append(secrets, string(plain))
+			}
+		}
+	}
+	// A receiver that echoes the request as JSON escapes them: "\/" for
+	// "/", \u0026 for "&", and so on.
+	for _, s := range secrets {
+		if j, err := json.Marshal(s); err == nil {
+			secrets = append(secrets, string(j[1:len(j)-1]), strings.ReplaceAll(string(j[1:len(j)-1]), "/", `\/`))
+		}
 	}
 	secrets = slices.DeleteFunc(secrets, func(s string) bool { return len(s) < 6 })
 	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
 	var pairs []string
+	longest := 0
 	for _, s := range slices.Compact(secrets) {
 		pairs = append(pairs, s, Redacted)
+		longest = max(longest, len(s))
 	}
-	return strings.NewReplacer(pairs...)
+	return strings.NewReplacer(pairs...), longest
 }
 
 // maxResponse bounds how much of an error response is kept for the DLQ.
@@ -209,9 +233,15 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 		return connectors.Retryable(fmt.Errorf("deliver batch %s to %s: %s", b.ID, s.target, s.redact.Replace(err.Error())), 0)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	// Read past what is kept, redact, then cut: a secret astride the
+	// cut would otherwise keep its first part.
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, int64(maxResponse+s.longest)))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
-	return Classify(resp.StatusCode, resp.Header.Get("Retry-After"), []byte(s.redact.Replace(string(body))), b.ID, s.target)
+	kept := []byte(s.redact.Replace(string(body)))
+	if len(kept) > maxResponse {
+		kept = kept[:maxResponse]
+	}
+	return Classify(resp.StatusCode, resp.Header.Get("Retry-After"), kept, b.ID, s.target)
 }
 
 // firstTraceContext sets traceparent (and tracestate) from the first event

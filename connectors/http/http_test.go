@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -229,5 +231,50 @@ func TestWebhookLeavesOutInvalidTraceContext(t *testing.T) {
 		if got.Get("X-Injected") != "" || got.Get("tracestate") != "" || (got.Get("traceparent") != "" && got.Get("traceparent") != tp) {
 			t.Fatalf("%s: request headers %v", name, got)
 		}
+	}
+}
+
+// A receiver that echoes the request (its Authorization header, its URL as
+// JSON with "\/" for "/") never puts the connector's secrets into errors,
+// logs or dead letters, nor the first part of one astride the response's
+// cut.
+func TestEchoedSecretsAreRedacted(t *testing.T) {
+	const pass, token = "s3cretpass99", "tok3nvalue77"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, _ := json.Marshal("http://user:" + pass + "@" + r.Host + r.URL.String())
+		echo := fmt.Sprintf(`{"auth":%q,"url":%s}`, r.Header.Get("Authorization"), strings.ReplaceAll(string(u), "/", `\/`))
+		// Then the password again, astride the 4096 bytes kept.
+		pad := strings.Repeat(" ", maxResponse-len(echo)-len(pass)/2)
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(echo + pad + pass))
+	}))
+	defer srv.Close()
+	cfg := Config{URL: strings.Replace(srv.URL, "http://", "http://user:"+pass+"@", 1) + "/in?token=" + token}
+	cfg.Defaults()
+	b := connectortest.MakeBatch(t, 0, 0, connectortest.EventsOver(2, 1, 2), "ndjson", "none")
+	err := New(cfg).Deliver(context.Background(), b)
+	if err == nil {
+		t.Fatal("a 400 was taken for delivery")
+	}
+	msg := err.Error()
+	basic := base64.StdEncoding.EncodeToString([]byte("user:" + pass))
+	for _, secret := range []string{pass, pass[:len(pass)/2], token, basic} {
+		if strings.Contains(msg, secret) {
+			t.Fatalf("the error holds %q: %s", secret, msg)
+		}
+	}
+	if !strings.Contains(msg, Redacted) {
+		t.Fatalf("nothing redacted: %s", msg)
+	}
+}
+
+// A URL without a scheme is refused without being echoed: user:token@host
+// does not parse as credentials there, and would be printed whole.
+func TestInvalidURLIsNotEchoed(t *testing.T) {
+	cfg := Config{URL: "user:tok3nsecret@hooks.example.com/in"}
+	cfg.Defaults()
+	err := cfg.Validate()
+	if err == nil || strings.Contains(err.Error(), "tok3nsecret") {
+		t.Fatalf("%v", err)
 	}
 }

@@ -35,6 +35,12 @@ type Config struct {
 	// DeliveryTimeout bounds how long the client tries one record before
 	// the record fails and the runtime retries it; default 30s.
 	DeliveryTimeout time.Duration `yaml:"delivery_timeout"`
+	// MaxRecordBytes is the largest record sent, key, value and headers
+	// with their batch's framing: the destination topic's
+	// max.message.bytes. Default 1 MiB (1,048,576), what Kafka and Event
+	// Hubs (Standard) take; franz-go's own default, 1,000,012, would
+	// refuse valid events near 1 MiB. A larger record is dead-lettered.
+	MaxRecordBytes config.ByteSize `yaml:"max_record_bytes"`
 	// EventHubs, when its namespace is set, targets Azure Event Hubs:
 	// brokers <namespace>.servicebus.windows.net:9093, TLS, and SASL PLAIN
 	// with user $ConnectionString and the connection string as password.
@@ -55,6 +61,9 @@ func (c *Config) Defaults() {
 	if c.DeliveryTimeout == 0 {
 		c.DeliveryTimeout = 30 * time.Second
 	}
+	if c.MaxRecordBytes == 0 {
+		c.MaxRecordBytes = DefaultMaxRecordBytes
+	}
 	if c.EventHubs.Namespace != "" {
 		if len(c.Brokers) == 0 {
 			c.Brokers = []string{c.EventHubs.Namespace + ".servicebus.windows.net:9093"}
@@ -73,6 +82,9 @@ func (c *Config) Validate() error {
 	if c.Topic == "" {
 		errs = append(errs, config.Errorf("topic", "required"))
 	}
+	if c.MaxRecordBytes < 1024 || c.MaxRecordBytes > config.ProducerMaxBytes {
+		errs = append(errs, config.Errorf("max_record_bytes", "must be between 1KiB and %d, got %d", config.ProducerMaxBytes, c.MaxRecordBytes))
+	}
 	if _, err := connectors.ParseTemplate(c.Key); err != nil {
 		errs = append(errs, config.Errorf("key", "%v", err))
 	}
@@ -81,6 +93,9 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// DefaultMaxRecordBytes is Config.MaxRecordBytes' default.
+const DefaultMaxRecordBytes = 1 << 20
 
 // Sink produces each event as a record.
 type Sink struct {
@@ -104,6 +119,7 @@ func New(cfg Config) (*Sink, error) {
 		kgo.DefaultProduceTopic(cfg.Topic),
 		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout),
 		kgo.ProducerLinger(5*time.Millisecond),
+		kgo.ProducerBatchMaxBytes(int32(cfg.MaxRecordBytes)),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

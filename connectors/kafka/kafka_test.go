@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -334,4 +335,26 @@ func TestWrongConnectionStringCommitsNothing(t *testing.T) {
 			t.Fatalf("partition %d committed at %d with nothing delivered", o.Partition, o.At)
 		}
 	})
+}
+
+// An event just under the destination's 1 MiB limit is delivered: the
+// client's batch limit is the topic's, not franz-go's default of 1,000,012
+// bytes, which refused it.
+func TestEventsNearOneMiBAreDelivered(t *testing.T) {
+	hb, ca := hubBroker(t)
+	cfg := eventHubsConfig(hb.Addr, ca, connString)
+	sink, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close(context.Background())
+	value := bytes.Repeat([]byte("v"), 1_040_000)
+	recs := []*connectors.Record{{Key: []byte("lead_1"), Value: value}}
+	sink.Write(context.Background(), recs)
+	if recs[0].Err != nil {
+		t.Fatalf("a %d-byte record: %v", len(value), recs[0].Err)
+	}
+	if got := readHub(t, hb.Addr, ca, 1); len(got) != 1 || !bytes.Equal(got[0].Value, value) {
+		t.Fatal("the record did not arrive whole")
+	}
 }

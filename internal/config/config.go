@@ -582,6 +582,33 @@ func Load(path string, opts Options) (*Config, error) {
 }
 
 // Parse is Load for bytes already in memory; name is used in errors.
+// maxExpandedNodes bounds the values of a config file with its aliases
+// expanded: a few kilobytes of anchors that alias each other stand for
+// billions of values, which every walk of the document would visit.
+const maxExpandedNodes = 100_000
+
+// expandedNodes counts n's values with aliases expanded, stopping once
+// the count passes limit.
+func expandedNodes(n *yaml.Node, limit int) int {
+	count := 0
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n == nil || count > limit {
+			return
+		}
+		count++
+		if n.Kind == yaml.AliasNode {
+			walk(n.Alias)
+			return
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(n)
+	return count
+}
+
 func Parse(name string, data []byte, opts Options) (*Config, error) {
 	if opts.Lookup == nil {
 		opts.Lookup = os.LookupEnv
@@ -592,6 +619,9 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	}
 	if root.Kind == 0 {
 		return nil, &FieldError{File: name, Msg: "the file is empty"}
+	}
+	if n := expandedNodes(&root, maxExpandedNodes); n > maxExpandedNodes {
+		return nil, &FieldError{File: name, Msg: fmt.Sprintf("the file's aliases expand to more than %d values: an alias may repeat an anchored value, not multiply it", maxExpandedNodes)}
 	}
 	notRun := opts.Scope.prune(&root)
 	var errs []error

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -284,6 +285,8 @@ func TestSchemaRegistrySection(t *testing.T) {
 		"topology:\n  events: {encoding: protobuf}\n":                                      `must be one of json, avro, avro-confluent, json-confluent, got "protobuf"`,
 		"schema_registry: {url: \"https://u:hunter2@sr:8081\"}\n":                          `schema_registry.url: must not hold credentials (https://u:xxxxx@sr:8081)`,
 		"schema_registry: {url: \"sr:8081\"}\n":                                            `schema_registry.url: must be an http:// or https:// URL with a host`,
+		"schema_registry: {url: \"sr:8081?key=hunter2\"}\n":                                `schema_registry.url: must be an http:// or https:// URL with a host`,
+		"schema_registry: {url: \"https://sr:8081/?api_key=hunter2\"}\n":                   `schema_registry.url: must not hold a query (https://sr:8081/?api_key=xxxxx)`,
 		"schema_registry: {url: \"http://sr:8081\", username: u}\n":                        `schema_registry.password: username and password go together`,
 		"schema_registry: {url: \"http://sr:8081\", username: u, password: p, token: t}\n": `schema_registry.token: use either a token or a username and password`,
 	} {
@@ -401,5 +404,31 @@ func TestEventsCompression(t *testing.T) {
 	}
 	if c, err := Parse("f.yaml", []byte(base+"topology:\n  events: {compression: zstd}\n"), Options{Lookup: env(nil)}); err != nil || c.Topology.Events.Compression != "zstd" {
 		t.Fatalf("zstd: %v", err)
+	}
+}
+
+// A few kilobytes of anchors that alias each other (a "billion laughs")
+// are refused at once, saying why; aliases that repeat a value still work.
+func TestAliasesThatMultiplyAreRefused(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("x-anchors:\n  a0: &a0 {k0: v, k1: v, k2: v, k3: v, k4: v, k5: v, k6: v, k7: v, k8: v, k9: v}\n")
+	for i := 1; i < 9; i++ {
+		fmt.Fprintf(&b, "  a%d: &a%d [", i, i)
+		for j := range 10 {
+			if j > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, "*a%d", i-1)
+		}
+		b.WriteString("]\n")
+	}
+	b.WriteString("kafka: {brokers: [k:9092]}\nconnectors:\n  - {name: f, type: file, file: {dir: /tmp}, x: *a8}\n")
+	_, err := Parse("f.yaml", []byte(b.String()), Options{Lookup: func(string) (string, bool) { return "", false }})
+	if err == nil || !strings.Contains(err.Error(), "aliases expand to more than 100000 values") {
+		t.Fatalf("%v", err)
+	}
+	repeat := "kafka: {brokers: &b [k:9092]}\nschema_registry: {url: \"http://r\"}\nx-y: *b\n"
+	if _, err := Parse("f.yaml", []byte(repeat), Options{Lookup: func(string) (string, bool) { return "", false }}); err != nil && strings.Contains(err.Error(), "aliases expand") {
+		t.Fatalf("an alias that repeats a value: %v", err)
 	}
 }

@@ -472,15 +472,33 @@ func (v *validator) err() error {
 	return errors.Join(v.errs...)
 }
 
+// RedactURL returns u as logs and errors may show it: its password and
+// the values of its query replaced by xxxxx.
+func RedactURL(u *url.URL) string {
+	c := *u
+	if c.RawQuery != "" {
+		q := c.Query()
+		for k := range q {
+			q[k] = []string{"xxxxx"}
+		}
+		c.RawQuery = q.Encode()
+	}
+	c.Fragment = ""
+	return c.Redacted()
+}
+
 func (v *validator) schemaRegistry(sr SchemaRegistry) {
 	u, err := url.Parse(sr.URL)
 	switch {
 	case err != nil:
 		v.add("schema_registry.url", "is not a URL")
 	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
-		v.add("schema_registry.url", "must be an http:// or https:// URL with a host, got %q", u.Redacted())
+		// Not echoed: without a scheme, a secret may be anywhere in it.
+		v.add("schema_registry.url", "must be an http:// or https:// URL with a host (the value is not shown: it may hold a secret)")
 	case u.User != nil:
-		v.add("schema_registry.url", "must not hold credentials (%s): the URL is logged; use schema_registry.username and password, or token", u.Redacted())
+		v.add("schema_registry.url", "must not hold credentials (%s): the URL is logged; use schema_registry.username and password, or token", RedactURL(u))
+	case u.RawQuery != "":
+		v.add("schema_registry.url", "must not hold a query (%s): the URL is logged; use schema_registry.username and password, or token", RedactURL(u))
 	}
 	if (sr.Username == "") != (sr.Password == "") {
 		v.add("schema_registry.password", "username and password go together")

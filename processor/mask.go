@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/schemas"
@@ -21,11 +23,18 @@ import (
 // object where a string was expected, say) is replaced by "***" rather than
 // passed through: an unmasked value must never reach the events topic.
 //
-// Rules match keys ignoring case, as Go's encoding/json does (the rule
-// lead_data.ssn masks "SSN" too), and a path that crosses an array applies
-// to every element of it. Events with keys that are equal ignoring case in
-// one object never get here: the decoder rejects them, so there is no copy
-// of a value that a reader could prefer to the masked one.
+// Rules match keys by their letters and digits alone, ignoring case and
+// compatibility forms (maskKey): the rule lead_data.ssn masks "SSN",
+// "ssn\u0000" and "S-S-N" too, and lead_data.email masks "emaıl" (dotless
+// ı) and "ｅｍａｉｌ". A path that crosses an array applies to every
+// element of it. Events with keys that are equal ignoring case in one
+// object never get here: the decoder rejects them, so there is no copy of
+// a value that a reader could prefer to the masked one; keys that differ
+// otherwise but match one rule are all masked.
+//
+// A string where a rule expects an object or array (JSON text in
+// metadata.contact, say) is read as JSON and masked inside, and stays a
+// string; one that is not JSON text is replaced by "***".
 type Masker struct {
 	root  maskNode // children: the containers (lead_data, metadata, unknown top-level fields)
 	rules int
@@ -42,7 +51,7 @@ type maskNode struct {
 }
 
 type maskChild struct {
-	folded string // the key, case-folded
+	folded string // the key by maskKey
 	node   *maskNode
 }
 
@@ -51,18 +60,38 @@ func (n *maskNode) child(key string) *maskNode {
 		return nil
 	}
 	// Most keys are ASCII: compare them with the folded names byte by
-	// byte, lowering as it goes, rather than fold each first.
+	// byte, lowering and skipping what is not a letter or digit as it
+	// goes, rather than fold each first.
 	for i := 0; i < len(key); i++ {
 		if key[i] >= utf8.RuneSelf {
-			return n.childFolded(schemas.FoldKey(key))
+			return n.childFolded(maskKey(key))
 		}
 	}
 	for _, c := range n.children {
-		if len(c.folded) == len(key) && asciiFoldEqual(key, c.folded) {
+		if asciiFoldEqual(key, c.folded) {
 			return c.node
 		}
 	}
 	return nil
+}
+
+// maskKey is the form in which rule keys and event keys are compared:
+// the key in Unicode compatibility form (NFKC: fullwidth and circled
+// characters become plain ones), its letters and digits only (no NUL,
+// no zero-width space, no separators), case-folded as the decoder folds
+// keys, with the Turkish dotless and dotted i taken as i.
+func maskKey(s string) string {
+	s = norm.NFKC.String(s)
+	b := make([]rune, 0, len(s))
+	for _, r := range s {
+		switch {
+		case r == 'ı' || r == 'İ':
+			b = append(b, 'i')
+		case unicode.IsLetter(r) || unicode.IsNumber(r):
+			b = append(b, r)
+		}
+	}
+	return schemas.FoldKey(string(b))
 }
 
 func (n *maskNode) childFolded(folded string) *maskNode {
@@ -74,19 +103,25 @@ func (n *maskNode) childFolded(folded string) *maskNode {
 	return nil
 }
 
-// asciiFoldEqual reports whether the ASCII key equals folded, a folded
-// key of the same length, ignoring case.
+// asciiFoldEqual reports whether the ASCII key's letters and digits,
+// lowered, are folded, a key by maskKey.
 func asciiFoldEqual(key, folded string) bool {
+	j := 0
 	for i := 0; i < len(key); i++ {
 		c := key[i]
-		if 'A' <= c && c <= 'Z' {
+		switch {
+		case 'A' <= c && c <= 'Z':
 			c += 'a' - 'A'
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		default:
+			continue
 		}
-		if c != folded[i] {
+		if j == len(folded) || c != folded[j] {
 			return false
 		}
+		j++
 	}
-	return true
+	return j == len(folded)
 }
 
 // NewMasker compiles the rules in force (config.Mask.MaskRules).
@@ -105,7 +140,7 @@ func NewMasker(c config.Mask) (*Masker, error) {
 			next := n.child(seg)
 			if next == nil {
 				next = &maskNode{}
-				n.children = append(n.children, maskChild{folded: schemas.FoldKey(seg), node: next})
+				n.children = append(n.children, maskChild{folded: maskKey(seg), node: next})
 			}
 			n = next
 		}
@@ -191,6 +226,16 @@ func (m *Masker) walk(out []byte, v []byte, node *maskNode) ([]byte, int) {
 		out = append(out, '}')
 	case '[':
 		out, n = eachElement(out, v, func(out []byte, el []byte) ([]byte, int) { return m.walk(out, el, node) })
+	case '"':
+		// A string where rules look inside: JSON text is masked as the
+		// value it holds, anything else cannot be looked into.
+		text := []byte(schemas.StringValue(v))
+		if k := kind(bytes.TrimSpace(text)); (k == '{' || k == '[') && schemas.CheckedJSON(text) {
+			var inner []byte
+			inner, n = m.walk(nil, text, node)
+			return schemas.AppendString(out, string(inner)), n
+		}
+		return append(out, `"***"`...), 1
 	default:
 		out = append(out, v...)
 	}
@@ -283,9 +328,11 @@ func (m *Masker) Hash(s string) string {
 func MaskLast4(s string) string { return string(appendLast4(nil, s)) }
 
 func appendLast4(dst []byte, s string) []byte {
+	// Numbers of every kind count: circled and fullwidth digits are
+	// digits to a reader.
 	alnum := 0
 	for _, r := range s {
-		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+		if unicode.IsLetter(r) || unicode.IsNumber(r) {
 			alnum++
 		}
 	}
@@ -295,7 +342,7 @@ func appendLast4(dst []byte, s string) []byte {
 	}
 	i := 0
 	for _, r := range s {
-		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+		if unicode.IsLetter(r) || unicode.IsNumber(r) {
 			if i < keepFrom {
 				dst = append(dst, '*')
 			} else {
@@ -354,8 +401,8 @@ func appendPhoneArea(dst []byte, s string) []byte {
 				dst = append(dst, '*')
 			}
 			i++
-		} else if unicode.IsLetter(r) || unicode.IsDigit(r) {
-			dst = append(dst, '*') // text in a phone field is not safe to keep
+		} else if unicode.IsLetter(r) || unicode.IsNumber(r) {
+			dst = append(dst, '*') // text or other digits in a phone field are not safe to keep
 		} else {
 			dst = utf8.AppendRune(dst, r)
 		}

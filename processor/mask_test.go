@@ -181,3 +181,38 @@ func TestMaskerLeavesOutWhatItCannotRead(t *testing.T) {
 		}
 	}
 }
+
+// Keys that a reader takes for a rule's name match it: NUL and other
+// characters that are not letters or digits, compatibility forms
+// (fullwidth), the dotless ı. Numbers of every kind count as digits. A
+// string where a rule looks inside is masked as the JSON it holds, or
+// replaced whole.
+func TestMaskerMatchesWhatReadersRead(t *testing.T) {
+	m := masker(t, config.Mask{Rules: []config.MaskRule{
+		{Path: "lead_data.ssn", Strategy: "last4"}, {Path: "lead_data.email", Strategy: "email"},
+		{Path: "metadata.contact.email", Strategy: "email"}, {Path: "metadata.other.phone", Strategy: "phone_area"},
+	}})
+	for _, tc := range []struct{ doc, want, secret string }{
+		{`"lead_data":{"ssn\u0000":"123-45-6789"}`, `***-**-6789`, "123-45"},
+		{`"lead_data":{"S-S-N":"123-45-6789"}`, `***-**-6789`, "123-45"},
+		{`"lead_data":{"ｓｓｎ":"123-45-6789"}`, `***-**-6789`, "123-45"},
+		{`"lead_data":{"emaıl":"jane@example.com"}`, `j***@example.com`, "jane@"},
+		{`"lead_data":{"e\u200bmail":"jane@example.com"}`, `j***@example.com`, "jane@"},
+		{`"lead_data":{"ssn":"①②③-④⑤-⑥⑦⑧⑨"}`, `***-**-⑥⑦⑧⑨`, "①②③"},
+		{`"metadata":{"contact":"{\"email\":\"bob@corp.io\",\"n\":1}"}`, `{\"email\":\"b***@corp.io\",\"n\":1}`, "bob@"},
+		{`"metadata":{"contact":"call bob@corp.io"}`, `"contact":"***"`, "bob@"},
+		{`"metadata":{"other":"[{\"phone\":\"412-087-5956\"}]"}`, `412-***-****`, "087-5956"},
+	} {
+		e, err := schemas.JSON{}.Decode([]byte(`{"event_id":"e","timestamp":"2024-01-15T14:30:45Z","account_id":"a","resource_id":"r","sequence":1,"event_type":"t",` + tc.doc + `}`))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.doc, err)
+		}
+		if _, err := m.Apply(nil, e); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := schemas.JSON{}.Append(nil, e)
+		if !strings.Contains(string(out), tc.want) || strings.Contains(string(out), tc.secret) {
+			t.Errorf("%s masked as\n%s\nwant %s", tc.doc, out, tc.want)
+		}
+	}
+}

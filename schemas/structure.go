@@ -495,3 +495,12 @@ func foldKey(s string) string {
 	}
 	return b.String()
 }
+
+// CheckedJSON reports whether text is JSON that the decoder would take
+// inside an event: valid, nested at most MaxDepth levels, valid UTF-8, no
+// two keys of an object equal ignoring case. Walkers of this package's
+// output (Members, Elements) may then read it.
+func CheckedJSON(text []byte) bool {
+	r := scan(text, "", true, nil)
+	return r.valid && !r.tooDeep && len(r.problems) == 0
+}

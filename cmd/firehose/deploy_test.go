@@ -125,7 +125,12 @@ func TestComposeIsPinnedAndWired(t *testing.T) {
 		} `yaml:"scrape_configs"`
 	}
 	readYAML(t, "../../deploy/compose/prometheus.yml", &prom)
-	if len(prom.ScrapeConfigs) == 0 || !slices.Contains(prom.ScrapeConfigs[0].StaticConfigs[0].Targets, "firehose:8080") {
+	// /metrics is on the admin listener, which is not published to the
+	// host.
+	if !strings.HasSuffix(cfg.API.AdminListen, ":9091") || slices.ContainsFunc(fh.Ports, func(p string) bool { return strings.HasSuffix(p, ":9091") }) {
+		t.Errorf("api.admin_listen %q, published ports %v: /metrics must stay off the host", cfg.API.AdminListen, fh.Ports)
+	}
+	if len(prom.ScrapeConfigs) == 0 || !slices.Contains(prom.ScrapeConfigs[0].StaticConfigs[0].Targets, "firehose:9091") {
 		t.Errorf("prometheus scrapes %+v", prom.ScrapeConfigs)
 	}
 	pv := c.Services["prometheus"].Volumes

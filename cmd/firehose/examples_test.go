@@ -28,6 +28,12 @@ func TestExamplesValidate(t *testing.T) {
 		if err != nil || !strings.Contains(out, "is valid") {
 			t.Errorf("%s: %v\n%s", f, err, out)
 		}
+		// /metrics and pprof never on a public address: an example
+		// that listens on every interface keeps them on loopback.
+		data, _ := os.ReadFile(f)
+		if strings.Contains(string(data), "listen: 0.0.0.0") && !strings.Contains(string(data), "admin_listen: 127.0.0.1:") {
+			t.Errorf("%s listens on 0.0.0.0 with /metrics there: set api.admin_listen to a loopback address", f)
+		}
 	}
 	// And the check is not vacuous: a broken example fails.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")

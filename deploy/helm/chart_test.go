@@ -28,6 +28,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	sigsyaml "sigs.k8s.io/yaml"
 
@@ -71,6 +72,7 @@ var types = map[string]func() any{
 	"apps/v1/StatefulSet":                     func() any { return &appsv1.StatefulSet{} },
 	"batch/v1/Job":                            func() any { return &batchv1.Job{} },
 	"policy/v1/PodDisruptionBudget":           func() any { return &policyv1.PodDisruptionBudget{} },
+	"networking.k8s.io/v1/NetworkPolicy":      func() any { return &networkingv1.NetworkPolicy{} },
 	"keda.sh/v1alpha1/ScaledObject":           func() any { return &kedav1alpha1.ScaledObject{} },
 	"monitoring.coreos.com/v1/PodMonitor":     func() any { return &monitoringv1.PodMonitor{} },
 	"monitoring.coreos.com/v1/PrometheusRule": func() any { return &monitoringv1.PrometheusRule{} },
@@ -252,6 +254,18 @@ func TestDefaultValues(t *testing.T) {
 	if _, err := loadAs(t, r, &config.Scope{Processor: true, Connectors: []string{}}, nil); err != nil {
 		t.Errorf("the default config does not load: %v", err)
 	}
+	// The admin port (/metrics, pprof) takes traffic only from the
+	// monitoring namespace; every Firehose pod is selected.
+	np := r.get(t, "NetworkPolicy", "fh-firehose").(*networkingv1.NetworkPolicy)
+	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 1 || np.Spec.Ingress[0].Ports[0].Port.IntValue() != 9090 ||
+		np.Spec.Ingress[0].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
+		t.Errorf("admin NetworkPolicy %+v", np.Spec)
+	}
+	for k, v := range np.Spec.PodSelector.MatchLabels {
+		if sts.Spec.Template.Labels[k] != v {
+			t.Errorf("the NetworkPolicy selects %s=%s; the processor's pods have %v", k, v, sts.Spec.Template.Labels)
+		}
+	}
 	job := r.get(t, "Job", "fh-firehose-topology").(*batchv1.Job)
 	if job.Annotations["helm.sh/hook"] != "pre-install,pre-upgrade" || strings.Join(job.Spec.Template.Spec.Containers[0].Args, " ") != "topology apply -c /etc/firehose/firehose.yaml" {
 		t.Errorf("topology job: %v %v", job.Annotations, job.Spec.Template.Spec.Containers[0].Args)
@@ -363,6 +377,18 @@ func TestMultiConnectorValues(t *testing.T) {
 
 	// The topology hook runs before the release's objects exist: its
 	// config and environment are hooks too, created before it.
+	// The admin port (/metrics, pprof) takes traffic only from the
+	// monitoring namespace; every Firehose pod is selected.
+	np := r.get(t, "NetworkPolicy", "fh-firehose").(*networkingv1.NetworkPolicy)
+	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 1 || np.Spec.Ingress[0].Ports[0].Port.IntValue() != 9090 ||
+		np.Spec.Ingress[0].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
+		t.Errorf("admin NetworkPolicy %+v", np.Spec)
+	}
+	for k, v := range np.Spec.PodSelector.MatchLabels {
+		if sts.Spec.Template.Labels[k] != v {
+			t.Errorf("the NetworkPolicy selects %s=%s; the processor's pods have %v", k, v, sts.Spec.Template.Labels)
+		}
+	}
 	job := r.get(t, "Job", "fh-firehose-topology").(*batchv1.Job)
 	jcm := r.get(t, "ConfigMap", "fh-firehose-topology").(*corev1.ConfigMap)
 	jsec := r.get(t, "Secret", "fh-firehose-topology").(*corev1.Secret)

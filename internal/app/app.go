@@ -244,6 +244,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		if err != nil {
 			return err
 		}
+		srv.Limits.MaxConnectionsPerClient = cfg.API.MaxConnectionsPerClient
 		if pull != nil {
 			pull.Register(srv.Mux)
 		}
@@ -258,6 +259,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		if err != nil {
 			return fmt.Errorf("api.admin_listen: %w", err)
 		}
+		srv.Limits.MaxConnectionsPerClient = cfg.API.MaxConnectionsPerClient
 		admin(srv.Mux)
 		o.Log.Info("admin listener", "addr", srv.Addr())
 		if o.OnAdmin != nil {

@@ -449,11 +449,16 @@ type API struct {
 	MaxRequestsPerToken int `yaml:"max_requests_per_token"`
 	// MaxRequests bounds all pull requests in flight (default 256).
 	MaxRequests int `yaml:"max_requests"`
+	// MaxConnectionsPerClient bounds the open connections of one client
+	// address on each listener (default 256 of the 1,024 a listener
+	// holds), so that one client cannot leave probes waiting. Behind a
+	// proxy or load balancer every client has its address: raise it.
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
 	// StallTimeout: /healthz fails when the processor's or a connector's
 	// loop has not come round for this long (default 2m), so that an
 	// orchestrator restarts a wedged worker. An idle loop comes round
 	// every few seconds; one waiting for an unreachable schema registry
-	// counts as coming round.
+	// does not, so a registry outage longer than this fails /healthz.
 	StallTimeout time.Duration `yaml:"stall_timeout"`
 	// AdminListen, if set, is a second listener for the operators'
 	// endpoints: /metrics and (with Pprof) /debug/pprof/ move there, off

@@ -225,6 +225,9 @@ func (c *Config) Validate() error {
 	if c.API.MaxRequestsPerToken < 0 {
 		v.add("api.max_requests_per_token", "must be positive, got %d", c.API.MaxRequestsPerToken)
 	}
+	if c.API.MaxConnectionsPerClient < 0 {
+		v.add("api.max_connections_per_client", "must be positive, got %d", c.API.MaxConnectionsPerClient)
+	}
 	if c.API.MaxRequests < 0 {
 		v.add("api.max_requests", "must be positive, got %d", c.API.MaxRequests)
 	}

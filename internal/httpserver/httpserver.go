@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"golang.org/x/net/netutil"
@@ -32,6 +33,11 @@ type Limits struct {
 	// MaxConnections bounds open connections; past it new ones wait to
 	// be accepted until one closes.
 	MaxConnections int
+	// MaxConnectionsPerClient bounds the open connections of one client
+	// address; past it a new one is closed at once, so that one client
+	// cannot hold every connection and leave probes waiting. Behind a
+	// proxy every client has the proxy's address: raise it there.
+	MaxConnectionsPerClient int
 }
 
 // DefaultLimits are the listener's limits unless a test sets others.
@@ -42,17 +48,20 @@ var DefaultLimits = Limits{
 	IdleTimeout:       30 * time.Second,
 	MaxHeaderBytes:    16 << 10,
 	MaxConnections:    1024,
+	// A quarter of MaxConnections: one client cannot take them all.
+	MaxConnectionsPerClient: 256,
 }
 
 func (l Limits) orDefaults() Limits {
 	d := DefaultLimits
 	return Limits{
-		ReadHeaderTimeout: cmp.Or(l.ReadHeaderTimeout, d.ReadHeaderTimeout),
-		ReadTimeout:       cmp.Or(l.ReadTimeout, d.ReadTimeout),
-		WriteTimeout:      cmp.Or(l.WriteTimeout, d.WriteTimeout),
-		IdleTimeout:       cmp.Or(l.IdleTimeout, d.IdleTimeout),
-		MaxHeaderBytes:    cmp.Or(max(l.MaxHeaderBytes, 0), d.MaxHeaderBytes),
-		MaxConnections:    cmp.Or(max(l.MaxConnections, 0), d.MaxConnections),
+		ReadHeaderTimeout:       cmp.Or(l.ReadHeaderTimeout, d.ReadHeaderTimeout),
+		ReadTimeout:             cmp.Or(l.ReadTimeout, d.ReadTimeout),
+		WriteTimeout:            cmp.Or(l.WriteTimeout, d.WriteTimeout),
+		IdleTimeout:             cmp.Or(l.IdleTimeout, d.IdleTimeout),
+		MaxHeaderBytes:          cmp.Or(max(l.MaxHeaderBytes, 0), d.MaxHeaderBytes),
+		MaxConnections:          cmp.Or(max(l.MaxConnections, 0), d.MaxConnections),
+		MaxConnectionsPerClient: cmp.Or(max(l.MaxConnectionsPerClient, 0), d.MaxConnectionsPerClient),
 	}
 }
 
@@ -107,6 +116,60 @@ func Listen(addr string, ready func() bool, health func() error, log *slog.Logge
 	return &Server{Mux: mux, addr: ln.Addr().String(), log: log, ln: ln}, nil
 }
 
+// perClient closes a new connection from a client address that already
+// has max open.
+type perClient struct {
+	net.Listener
+	max int
+	log *slog.Logger
+
+	mu      sync.Mutex
+	open    map[string]int
+	refused int
+}
+
+func (l *perClient) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		l.mu.Lock()
+		if l.open[host] >= l.max {
+			l.refused++
+			first := l.refused == 1
+			l.mu.Unlock()
+			_ = c.Close()
+			if first && l.log != nil {
+				l.log.Warn("a client holds the most connections it may; closing its new ones", "client", host, "max", l.max)
+			}
+			continue
+		}
+		l.open[host]++
+		l.mu.Unlock()
+		return &clientConn{Conn: c, l: l, host: host}, nil
+	}
+}
+
+type clientConn struct {
+	net.Conn
+	l    *perClient
+	host string
+	once sync.Once
+}
+
+func (c *clientConn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		if c.l.open[c.host]--; c.l.open[c.host] <= 0 {
+			delete(c.l.open, c.host)
+		}
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
 // Addr is the bound address.
 func (s *Server) Addr() string { return s.addr }
 
@@ -122,7 +185,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		MaxHeaderBytes:    l.MaxHeaderBytes,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(netutil.LimitListener(s.ln, l.MaxConnections)) }()
+	ln := &perClient{Listener: netutil.LimitListener(s.ln, l.MaxConnections), max: l.MaxConnectionsPerClient, open: map[string]int{}, log: s.log}
+	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http server: %w", err)

@@ -104,3 +104,34 @@ func TestConnectionsAreCapped(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// One client that opens more connections than the listener takes cannot
+// leave another client's probe waiting: past its own cap, its new
+// connections are closed at once.
+func TestOneClientCannotStarveProbes(t *testing.T) {
+	addr := serve(t, Limits{MaxConnections: 20, MaxConnectionsPerClient: 8})
+	flooder := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	held := 0
+	for range 30 {
+		c, err := flooder.Dial("tcp", addr)
+		if err != nil {
+			t.Skipf("cannot dial from 127.0.0.2: %v", err)
+		}
+		defer c.Close()
+		// A slow client: a request that never ends.
+		if _, err := fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\n"); err == nil {
+			held++
+		}
+	}
+	if held < 21 {
+		t.Fatalf("only %d connections written to", held)
+	}
+	probe := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for range 5 {
+		resp, err := probe.Get("http://" + addr + "/healthz")
+		if err != nil {
+			t.Fatalf("a probe from another client while one holds 30 connections: %v", err)
+		}
+		resp.Body.Close()
+	}
+}

@@ -239,7 +239,17 @@ func (bt *batcher) delivered(ps *partState, b *Batch) {
 		ps.sealed = slices.Delete(ps.sealed, i, i+1)
 		bt.pending -= int64(b.size)
 	}
+	for _, r := range b.Records {
+		release(r)
+	}
+	clear(b.Events)
 }
+
+// release empties a copy that own made and that nothing needs any more:
+// the slab keeps its record until every record of the slab is released
+// or gone, and a kept record would keep its key, value and headers (a
+// value of up to megabytes, outside max_buffered_bytes) with it.
+func release(r *kgo.Record) { *r = kgo.Record{} }
 
 // forget drops a partition's batches from the byte counts (a revoke).
 func (bt *batcher) forget(ps *partState) {

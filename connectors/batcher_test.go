@@ -1,6 +1,7 @@
 package connectors
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 	"time"
@@ -178,5 +179,28 @@ func TestCommitPointWithHoles(t *testing.T) {
 	bt.delivered(ps, inFlight)
 	if bt.pending != 0 {
 		t.Fatalf("a late delivery made pending %d", bt.pending)
+	}
+}
+
+// A delivered batch's records let go of their bytes: the slab they were
+// handed out from outlives them (its other records may be in open
+// batches), and must not keep megabytes of delivered values with it.
+func TestDeliveredRecordsLetGoOfTheirBytes(t *testing.T) {
+	bt := testBatcher(false, Bounds{MaxEvents: 10, MaxBytes: 1 << 30, MaxAge: time.Hour}, 0)
+	ps := newPartState()
+	var owned []*kgo.Record
+	for i := range 15 {
+		r, e := rec(int64(i), "k", 4)
+		r.Value = bytes.Repeat([]byte("v"), 100<<10) // larger than a chunk's room: memory of its own
+		r = ps.own(r)
+		owned = append(owned, r)
+		bt.add(ps, r, e, time.Unix(0, 0))
+		ps.next = int64(i) + 1
+	}
+	bt.delivered(ps, ps.sealed[0])
+	for i, r := range owned {
+		if delivered := i < 10; delivered != (r.Value == nil) {
+			t.Fatalf("record %d (delivered %v) holds %d bytes", i, delivered, len(r.Value))
+		}
 	}
 }

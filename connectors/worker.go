@@ -320,6 +320,7 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 				}
 				if !keep {
 					w.stats.Filtered.Add(1)
+					release(r)
 					continue
 				}
 				w.b.add(ps, r, e, now)

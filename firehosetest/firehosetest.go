@@ -37,6 +37,7 @@ import (
 
 	"github.com/tidwall/gjson"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/internal/app"
@@ -68,7 +69,11 @@ type Options struct {
 	// section is set by Start. Default DefaultConfig.
 	Config string
 	// Broker is the address of a Kafka the suite already runs; empty
-	// starts an embedded one on loopback.
+	// starts an embedded one on loopback. On a suite's broker each Start
+	// gets topics, consumer groups and a transactional id of its own (its
+	// config's names with a random suffix, in f.Config), so tests that
+	// share the broker, in parallel or one after another, never see each
+	// other's events or state.
 	Broker string
 	// Tokens are pull API tokens by account ("acc_1": "secret-token");
 	// with none the pull API is off.
@@ -155,19 +160,68 @@ func (f *Firehose) config(t testing.TB, o Options, listen string) (string, map[s
 			doc += fmt.Sprintf("    - {account: %q, sha256: %s}\n", a, hex.EncodeToString(sum[:]))
 		}
 	}
-	cfg, err := config.Parse("firehosetest config", []byte(doc), config.Options{
-		Lookup:       func(k string) (string, bool) { v, ok := env[k]; return v, ok },
-		Destinations: destinations.Registry{},
-	})
-	if err != nil {
-		t.Fatalf("firehosetest: %v", err)
+	parse := func(doc string) *config.Config {
+		cfg, err := config.Parse("firehosetest config", []byte(doc), config.Options{
+			Lookup:       func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+			Destinations: destinations.Registry{},
+		})
+		if err != nil {
+			t.Fatalf("firehosetest: %v", err)
+		}
+		return cfg
+	}
+	cfg := parse(doc)
+	if o.Broker != "" {
+		var err error
+		if doc, err = isolate(doc, cfg); err != nil {
+			t.Fatalf("firehosetest: %v", err)
+		}
+		cfg = parse(doc)
 	}
 	f.Config = cfg
+	var err error
 	if f.cl, err = kgo.NewClient(kgo.SeedBrokers(f.Broker), kgo.DefaultProduceTopic(cfg.Topology.Raw.Name)); err != nil {
 		t.Fatalf("firehosetest: %v", err)
 	}
 	t.Cleanup(f.cl.Close)
 	return doc, env
+}
+
+// isolate returns doc with its topics, groups and transactional id named
+// apart: each name of cfg (which has the defaults filled in) with a
+// random suffix.
+func isolate(doc string, cfg *config.Config) (string, error) {
+	var m map[string]any
+	if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+		return "", err
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	suffix := "-" + hex.EncodeToString(b)
+	section := func(parent map[string]any, key string) map[string]any {
+		s, _ := parent[key].(map[string]any)
+		if s == nil {
+			s = map[string]any{}
+			parent[key] = s
+		}
+		return s
+	}
+	topo := section(m, "topology")
+	for key, t := range map[string]config.Topic{"raw": cfg.Topology.Raw, "events": cfg.Topology.Events, "dlq": cfg.Topology.DLQ, "state": cfg.Topology.State} {
+		section(topo, key)["name"] = t.Name + suffix
+	}
+	proc := section(m, "processor")
+	proc["group"] = cfg.Processor.Group + suffix
+	proc["transactional_id"] = cfg.Processor.TransactionalID + suffix
+	if cns, ok := m["connectors"].([]any); ok {
+		for i, c := range cns {
+			if cn, ok := c.(map[string]any); ok && i < len(cfg.Connectors) {
+				cn["group"] = cfg.Connectors[i].Group + suffix
+			}
+		}
+	}
+	out, err := yaml.Marshal(m)
+	return string(out), err
 }
 
 // applyTopology creates the config's topics, as topology apply does.

@@ -89,3 +89,35 @@ func produceAndReadBack(t *testing.T, fh *firehosetest.Firehose) {
 		t.Fatalf("pull API event %s: want it masked (%v)", page.Items[0].Data, err)
 	}
 }
+
+// Two Firehoses on one suite broker, in parallel, with the same config:
+// each delivers its own events only, and an event of one never meets the
+// other's dedupe state (the same resource and sequence in both).
+func TestStartsOnOneBrokerAreApart(t *testing.T) {
+	shared := firehosetest.Start(t, firehosetest.Options{})
+	a := firehosetest.Start(t, firehosetest.Options{Broker: shared.Broker})
+	b := firehosetest.Start(t, firehosetest.Options{Broker: shared.Broker})
+	if a.Config.Topology.Raw.Name == b.Config.Topology.Raw.Name || a.Config.Processor.TransactionalID == b.Config.Processor.TransactionalID ||
+		a.Config.Connectors[0].Group == b.Config.Connectors[0].Group {
+		t.Fatalf("both run on %s, %s, %s", a.Config.Topology.Raw.Name, a.Config.Processor.TransactionalID, a.Config.Connectors[0].Group)
+	}
+	a.Produce(t, event("acc_1", "lead_1", 1, "from.a"))
+	b.Produce(t, event("acc_1", "lead_1", 1, "from.b"))
+	for name, fh := range map[string]*firehosetest.Firehose{"a": a, "b": b} {
+		got := fh.WaitDelivered(t, 1)
+		if len(got) != 1 || got[0]["event_type"] != "from."+name {
+			t.Fatalf("%s delivered %v", name, got)
+		}
+	}
+	// Nothing of one reaches the other afterwards either.
+	a.Produce(t, event("acc_1", "lead_1", 2, "from.a"))
+	if got := a.WaitDelivered(t, 2); len(got) != 2 {
+		t.Fatalf("a delivered %v", got)
+	}
+	if got := b.Delivered(t); len(got) != 1 || got[0]["event_type"] != "from.b" {
+		t.Fatalf("b delivered %v", got)
+	}
+	if got := shared.Delivered(t); len(got) != 0 {
+		t.Fatalf("the suite broker's own Firehose delivered %v", got)
+	}
+}

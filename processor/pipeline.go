@@ -59,8 +59,8 @@ type Pipeline struct {
 	// nor more than MaxCarriedHeaders headers or MaxCarriedHeaderBytes.
 	Headers []string
 
-	// HeadersDropped counts the producer's headers not carried.
-	HeadersDropped atomic.Int64
+	// HeadersDropped, if set, counts the producer's headers not carried.
+	HeadersDropped *atomic.Int64
 }
 
 // The bounds on a raw record's headers carried to its event; the rest
@@ -204,6 +204,12 @@ func recordSize(key, value []byte, hs []kgo.RecordHeader) int {
 	return n
 }
 
+func (p *Pipeline) dropHeaders(n int) {
+	if p.HeadersDropped != nil {
+		p.HeadersDropped.Add(int64(n))
+	}
+}
+
 // reserved reports whether a header name is Firehose's own (firehose.*,
 // in any case): a producer's header of such a name is never carried, so
 // no reader takes it for Firehose's.
@@ -224,11 +230,11 @@ func (p *Pipeline) carried(hs []kgo.RecordHeader) []kgo.RecordHeader {
 		switch {
 		case strings.EqualFold(h.Key, tracing.HeaderTraceparent) && !tracing.ValidTraceparent(h.Value),
 			strings.EqualFold(h.Key, tracing.HeaderTracestate) && !tracing.ValidTracestate(h.Value):
-			p.HeadersDropped.Add(1)
+			p.dropHeaders(1)
 			continue
 		}
 		if len(out) == MaxCarriedHeaders || bytes+len(h.Key)+len(h.Value) > MaxCarriedHeaderBytes {
-			p.HeadersDropped.Add(int64(len(hs) - i))
+			p.dropHeaders(len(hs) - i)
 			break
 		}
 		keep := len(p.Headers) == 0

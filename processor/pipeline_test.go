@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,7 +95,7 @@ func TestEncodedValuesKeepTheirBytes(t *testing.T) {
 // is not W3C's; and an event that outgrows the events topic after
 // enrichment is dead-lettered as oversize, not retried for ever.
 func TestHeadersAreBoundedAndOutputFits(t *testing.T) {
-	p := &Pipeline{In: schemas.JSON{}, Out: schemas.JSON{}, EventsTopic: "events", DLQTopic: "dlq", MaxEventBytes: 1 << 20, Now: time.Now}
+	p := &Pipeline{In: schemas.JSON{}, Out: schemas.JSON{}, EventsTopic: "events", DLQTopic: "dlq", MaxEventBytes: 1 << 20, Now: time.Now, HeadersDropped: new(atomic.Int64)}
 	value := []byte(`{"event_id":"e","timestamp":"2024-01-15T14:30:45Z","account_id":"a","resource_id":"lead_1","sequence":1,"event_type":"t"}`)
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	flood := []kgo.RecordHeader{

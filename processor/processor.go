@@ -55,6 +55,11 @@ type Stats struct {
 	// count as Deduplicated); Profiles is how many profiles this process
 	// holds, after its last commit.
 	Coalesced, Profiles atomic.Int64
+	// HeadersDropped counts the producers' headers not carried to their
+	// events (over the bounds, or trace context that is not W3C's), as
+	// records are processed: a transaction that aborts counts its own
+	// again when its records come again.
+	HeadersDropped atomic.Int64
 }
 
 // Processor consumes the raw topic in a consumer group and produces to the
@@ -154,6 +159,7 @@ func New(o Options) (*Processor, error) {
 		DLQTopic:       cfg.Topology.DLQ.Name,
 		DLQMaxBytes:    cfg.Topology.DLQ.MaxRecordBytes(),
 		EventsMaxBytes: cfg.Topology.Events.MaxRecordBytes(),
+		HeadersDropped: &p.stats.HeadersDropped,
 		Headers:        pc.Headers,
 		MaxEventBytes:  int(pc.MaxEventBytes),
 		Stages:         stages,

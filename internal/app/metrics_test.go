@@ -134,6 +134,7 @@ connectors:
 		`firehose_processor_events_total{result="deduplicated"}`:               dups,
 		`firehose_processor_events_total{result="dlq"}`:                        bad,
 		`firehose_processor_masked_total`:                                      good, // every event has an email, masked by the default rules
+		`firehose_processor_headers_dropped_total`:                             0,
 		`firehose_connector_events_total{connector="files",result="consumed"}`: good,
 		delivered: good,
 		`firehose_connector_events_total{connector="files",result="dlq"}`:                         0,

@@ -144,6 +144,7 @@ func (s *Set) Processor(st *processor.Stats) {
 	}
 	s.reg.MustRegister(
 		counter("firehose_processor_masked_total", "Values masked, dropped or hashed by mask rules.", nil, st.Masked.Load),
+		counter("firehose_processor_headers_dropped_total", "Producers' record headers not carried to their events: past 32 headers or 8 KiB, or trace context that is not W3C's.", nil, st.HeadersDropped.Load),
 		counter("firehose_processor_transactions_total", "Transactions by outcome.", prometheus.Labels{"outcome": "commit"}, st.Transactions.Load),
 		counter("firehose_processor_transactions_total", "Transactions by outcome.", prometheus.Labels{"outcome": "abort"}, st.Aborts.Load),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "firehose_processor_profiles", Help: "Profiles this process holds (processor.profiles), after its last commit."},

@@ -91,6 +91,8 @@ FUZZ_TARGETS := \
 	./processor:FuzzMaskFunctions \
 	./processor:FuzzMaskerApply \
 	./processor:FuzzMaskingHoldsForEveryReader \
+	./processor:FuzzStateKey \
+	./internal/tracing:FuzzTraceContext \
 	./pullapi:FuzzDecodePosition \
 	./internal/config:FuzzParseTokens \
 	./internal/ops:FuzzParseOffsets \

@@ -48,7 +48,7 @@ type Pipeline struct {
 	// goes to the DLQ (class oversize) instead of failing its
 	// transaction for ever. 0: no limit.
 	EventsMaxBytes int
-	Stages        []Stage
+	Stages         []Stage
 	// EmitStages are the stages that events the processor makes itself
 	// go through (see Emit): filter, enrich and mask, not dedupe.
 	EmitStages []Stage

@@ -173,3 +173,17 @@ func TestProfileBounds(t *testing.T) {
 		t.Fatalf("a value past max_bytes: %v", err)
 	}
 }
+
+// A state key gives back the account and resource it was made of, so no
+// two pairs share one, whatever bytes the ids hold.
+func FuzzStateKey(f *testing.F) {
+	f.Add("acc_a", "lead_1")
+	f.Add("a\x00b", "c")
+	f.Add("", "\xfe")
+	f.Fuzz(func(t *testing.T, account, resource string) {
+		a, r, ok := splitStateKey(string(appendStateKey(nil, account, resource)))
+		if !ok || a != account || r != resource {
+			t.Fatalf("(%q, %q) came back as (%q, %q, %v)", account, resource, a, r, ok)
+		}
+	})
+}

@@ -377,18 +377,6 @@ func TestMultiConnectorValues(t *testing.T) {
 
 	// The topology hook runs before the release's objects exist: its
 	// config and environment are hooks too, created before it.
-	// The admin port (/metrics, pprof) takes traffic only from the
-	// monitoring namespace; every Firehose pod is selected.
-	np := r.get(t, "NetworkPolicy", "fh-firehose").(*networkingv1.NetworkPolicy)
-	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 1 || np.Spec.Ingress[0].Ports[0].Port.IntValue() != 9090 ||
-		np.Spec.Ingress[0].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
-		t.Errorf("admin NetworkPolicy %+v", np.Spec)
-	}
-	for k, v := range np.Spec.PodSelector.MatchLabels {
-		if sts.Spec.Template.Labels[k] != v {
-			t.Errorf("the NetworkPolicy selects %s=%s; the processor's pods have %v", k, v, sts.Spec.Template.Labels)
-		}
-	}
 	job := r.get(t, "Job", "fh-firehose-topology").(*batchv1.Job)
 	jcm := r.get(t, "ConfigMap", "fh-firehose-topology").(*corev1.ConfigMap)
 	jsec := r.get(t, "Secret", "fh-firehose-topology").(*corev1.Secret)

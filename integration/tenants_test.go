@@ -2,6 +2,8 @@ package integration
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +69,17 @@ connectors:
 			break
 		}
 		if time.Now().After(deadline) {
+			// What the processor did, to tell "not processed" from
+			// "not served".
+			if resp, err := http.Get(fh.HTTP + "/metrics"); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				for _, l := range strings.Split(string(b), "\n") {
+					if strings.HasPrefix(l, "firehose_processor") {
+						t.Log(l)
+					}
+				}
+			}
 			t.Fatalf("after a minute, A pulled:\n%s\nB pulled:\n%s", a, b)
 		}
 		time.Sleep(200 * time.Millisecond)

@@ -294,7 +294,11 @@ func (p *Processor) Run(ctx context.Context) error {
 			// Wake for the next tick even when no records come, and at
 			// least every 250 ms, so that a clock other than the wall
 			// clock (Options.Now) is followed too.
-			wait := min(max(p.nextTickTime().Sub(p.o.Now()), 0), 250*time.Millisecond)
+			// Never less than minPoll: a poll whose context has
+			// already ended returns no records, so when a
+			// transaction takes longer than an interval, every
+			// loop would tick and none would read the raw topic.
+			wait := min(max(p.nextTickTime().Sub(p.o.Now()), minPoll), 250*time.Millisecond)
 			cancel()
 			pollCtx, cancel = context.WithTimeout(ctx, wait)
 		}
@@ -343,6 +347,10 @@ func (p *Processor) Run(ctx context.Context) error {
 		backoff = 0
 	}
 }
+
+// minPoll is the shortest a poll may wait: long enough that it returns
+// the records the client has buffered.
+const minPoll = 10 * time.Millisecond
 
 // recycle gives a poll's records back to the client's pools once its
 // transaction has ended (committed, or aborted with nothing left

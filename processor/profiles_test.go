@@ -310,3 +310,15 @@ func TestPendingProfilesAreEmittedOnceAcrossCrashAndRebalance(t *testing.T) {
 		t.Fatalf("event id %s", got[60].EventID)
 	}
 }
+
+// A transaction that takes longer than the coalesce interval (a slow
+// broker) does not starve the raw topic: every loop has a tick due, and
+// records are still read and processed.
+func TestSlowTransactionsDoNotStarveRecords(t *testing.T) {
+	e := newEnv(t, strings.Replace(profilesYAML, "coalesce_interval: 1m", "coalesce_interval: 100ms", 1))
+	r := e.start("p1", func(o *Options) {
+		o.beforeEnd = func(context.Context) error { time.Sleep(300 * time.Millisecond); return nil }
+	})
+	e.produce(generatorEvent("lead_1"), generatorEvent("lead_2"), change("prof_1", 1, `{"visits":1}`))
+	waitIn(t, 3, r)
+}

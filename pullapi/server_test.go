@@ -52,7 +52,7 @@ func newEnv(t testing.TB, partitions int32) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, broker: b, cl: cl, secret: map[string]string{}}
-	for _, acc := range []string{"acc_A", "acc_B", "acc_C", "acc_D", "acc_E"} {
+	for _, acc := range []string{"acc_A", "acc_B", "acc_C", "acc_D", "acc_E", "acc_F", "acc_G", "acc_H", "acc_I", "acc_J"} {
 		tok, hash := pullapi.NewToken()
 		e.secret[acc] = tok
 		e.tokens = append(e.tokens, config.APIToken{Account: acc, SHA256: hash})

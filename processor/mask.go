@@ -68,7 +68,8 @@ func (n *maskNode) child(key string) *maskNode {
 		}
 	}
 	for _, c := range n.children {
-		if asciiFoldEqual(key, c.folded) {
+		// Folding only drops bytes: a longer name cannot match.
+		if len(c.folded) <= len(key) && asciiFoldEqual(key, c.folded) {
 			return c.node
 		}
 	}

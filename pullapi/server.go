@@ -45,6 +45,10 @@ const DefaultBudget = 750 * time.Millisecond
 
 const readDeadline = 900 * time.Millisecond
 
+// fetchTimeout bounds one fetch from a broker, which may outlive the
+// request that started it (see fetch).
+const fetchTimeout = 10 * time.Second
+
 // recheck is how often a long poll reads again without news from the head
 // watcher.
 const recheck = 250 * time.Millisecond
@@ -607,20 +611,33 @@ func (s *Server) fetch(ctx context.Context, account string, next, head []int64, 
 		resp *kmsg.FetchResponse
 		err  error
 	}
+	// The broker requests run on a context of their own, bounded by
+	// fetchTimeout: a request's deadline firing while franz-go reads a
+	// response closes the broker connection, and every other request on
+	// it fails (503). This request stops waiting at its own deadline;
+	// the fetch finishes on its goroutine, into the buffered channel.
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 	results := make(chan result, len(byLeader))
+	var pending sync.WaitGroup
 	for leader, req := range byLeader {
-		go func() {
-			resp, err := s.cl.Broker(int(leader)).Request(ctx, req)
+		pending.Go(func() {
+			resp, err := s.cl.Broker(int(leader)).Request(rctx, req)
 			r, _ := resp.(*kmsg.FetchResponse)
 			results <- result{r, err}
-		}()
+		})
 	}
+	go func() { pending.Wait(); rcancel() }()
 	// Take the responses in a fixed order of partitions so a page is
 	// deterministic for a given position.
 	var resps []*kmsg.FetchResponse
 	var firstErr error
 	for range byLeader {
-		r := <-results
+		var r result
+		select {
+		case r = <-results:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		if r.err == nil && r.resp != nil && r.resp.ErrorCode != 0 {
 			r.err = kerr.ErrorForCode(r.resp.ErrorCode)
 		}

@@ -31,8 +31,9 @@ import (
 // of that id until the account's own entry is written, and expires with
 // the TTL as any entry does, its tombstone written then.
 //
-// Within a transaction, updates are pending; Commit makes them current and
-// Abort throws them away, because the records will be processed again.
+// Within a transaction, updates are pending; End(true) makes them current
+// and End(false) throws them away, because the records will be processed
+// again.
 type Deduper struct {
 	ttl   time.Duration
 	topic string

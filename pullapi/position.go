@@ -12,7 +12,7 @@ import (
 	"fmt"
 )
 
-// Errors of DecodePosition. Each maps to an HTTP status in the API.
+// Errors of Signer.Decode. Each maps to an HTTP status in the API.
 var (
 	ErrMalformedPosition = errors.New("malformed position")                  // 400
 	ErrForgedPosition    = errors.New("position fails its integrity check")  // 400

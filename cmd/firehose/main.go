@@ -1,6 +1,7 @@
-// Command firehose is the one Firehose binary: dev, run, produce, topology
-// and validate. It parses flags and wires packages together; the work is
-// done in those packages.
+// Command firehose is the one Firehose binary. Its commands: dev, run,
+// produce, topology, validate, broker, tail, replay, dlq, status, token and
+// version (newRoot lists them). It parses flags and wires packages
+// together; the work is done in those packages.
 package main
 
 import (

@@ -157,7 +157,7 @@ func (w *Worker) nextRetry() time.Duration {
 	return max(next, time.Millisecond)
 }
 
-func (w *Worker) stage() string { return "connector:" + w.name }
+func (w *Worker) stage() string { return dlq.ConnectorStage(w.name) }
 
 // maxSpanLinks bounds the links of a delivery span (OpenTelemetry keeps
 // 128 by default).

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/ops"
 )
 
@@ -41,7 +42,7 @@ func (f *dlqFlags) filter() (ops.DLQFilter, error) {
 		if f.stage != "" {
 			return flt, fmt.Errorf("give --connector or --stage, not both")
 		}
-		flt.Stage = "connector:" + f.connector
+		flt.Stage = dlq.ConnectorStage(f.connector)
 	}
 	if f.since != "" {
 		if d, err := time.ParseDuration(f.since); err == nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/ops"
 )
 
@@ -37,7 +38,7 @@ oldest waiting age shows how far back it still is.`,
 			}
 			for _, c := range cfg.Connectors {
 				if c.IsEnabled() {
-					ws = append(ws, ops.Worker{Name: c.Name, Kind: "connector", Group: c.Group, Topic: c.Topic, Stage: "connector:" + c.Name})
+					ws = append(ws, ops.Worker{Name: c.Name, Kind: "connector", Group: c.Group, Topic: c.Topic, Stage: dlq.ConnectorStage(c.Name)})
 				}
 			}
 			st, err := ops.Status(cmd.Context(), kopts, cfg.Topology.DLQ.Name, ws, interval)

@@ -21,6 +21,7 @@ import (
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/heartbeat"
 	"github.com/firehose/firehose/internal/httpserver"
 	"github.com/firehose/firehose/internal/kafkaclient"
@@ -152,7 +153,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 				EventsEncoding:  cfg.Topology.Events.Encoding,
 				Codec:           codecs.EventsReader,
 				Sink:            sink,
-				Kafka:           append(append(slices.Clip(kopts), kafkaclient.GroupOptions(cfg.Kafka, c.Name)...), m.KafkaHooks("connector:"+c.Name)),
+				Kafka:           append(append(slices.Clip(kopts), kafkaclient.GroupOptions(cfg.Kafka, c.Name)...), m.KafkaHooks(dlq.ConnectorStage(c.Name))),
 				Log:             o.Log,
 				ShutdownTimeout: o.ShutdownTimeout,
 				RevokeTimeout:   cfg.Kafka.RebalanceTimeout / 2,

@@ -41,6 +41,13 @@ const (
 	HeaderConnector = "firehose.connector"
 )
 
+// ConnectorStagePrefix starts the stage of a connector's dead letters.
+const ConnectorStagePrefix = "connector:"
+
+// ConnectorStage is the stage (HeaderStage) of a connector's dead letters,
+// and the name of its Kafka client in metrics: "connector:<name>".
+func ConnectorStage(name string) string { return ConnectorStagePrefix + name }
+
 // reasonHeaders are the headers Record adds; Original removes them.
 var reasonHeaders = map[string]bool{
 	HeaderStage: true, HeaderClass: true, HeaderMessage: true, HeaderTime: true,

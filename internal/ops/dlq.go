@@ -174,7 +174,7 @@ func toDeadLetter(r *kgo.Record) DeadLetter {
 // processor refused go to the raw topic, records a connector could not
 // deliver go to the events topic addressed to that connector alone.
 func RedriveTarget(d DeadLetter, rawTopic, eventsTopic string) (topic, connector string) {
-	if c, ok := strings.CutPrefix(d.Stage, "connector:"); ok {
+	if c, ok := strings.CutPrefix(d.Stage, dlq.ConnectorStagePrefix); ok {
 		return eventsTopic, c
 	}
 	return rawTopic, ""

@@ -72,6 +72,10 @@ type profilePart struct {
 	// resource id alone): the next transaction writes them under their
 	// state key and deletes the old record.
 	migrate map[string]string // old key's id → state key
+	// migrated holds what this transaction's records migrated: gone
+	// from migrate so a later Records call does not write it again, and
+	// put back if the transaction aborts.
+	migrated map[string]string
 	// undo holds the state before this transaction of each profile it
 	// changed (nil: the profile did not exist).
 	undo map[string]*profile
@@ -407,10 +411,13 @@ func (p *Profiles) Records(partition int32, out []*kgo.Record) []*kgo.Record {
 		return out
 	}
 	for _, old := range slices.Sorted(maps.Keys(pp.migrate)) {
-		if key := pp.migrate[old]; pp.profiles[key] != nil {
+		key := pp.migrate[old]
+		if pp.profiles[key] != nil {
 			pp.dirty[key] = struct{}{}
 		}
 		out = append(out, &kgo.Record{Topic: p.topic, Partition: partition, Key: []byte(profileKeyPrefix + old)})
+		pp.migrated[old] = key
+		delete(pp.migrate, old)
 	}
 	for _, id := range slices.Sorted(maps.Keys(pp.dirty)) {
 		v, err := json.Marshal(pp.profiles[id])
@@ -440,9 +447,10 @@ func (p *Profiles) End(committed bool) {
 				}
 			}
 		}
-		if committed {
-			clear(pp.migrate)
+		if !committed {
+			maps.Copy(pp.migrate, pp.migrated)
 		}
+		clear(pp.migrated)
 		clear(pp.undo)
 		clear(pp.dirty)
 		clear(pp.gone)
@@ -462,7 +470,7 @@ func (p *Profiles) Load(ctx context.Context, partition int32) error {
 }
 
 func newProfilePart() *profilePart {
-	return &profilePart{profiles: map[string]*profile{}, undo: map[string]*profile{}, dirty: map[string]struct{}{}, gone: map[string]struct{}{}, migrate: map[string]string{}}
+	return &profilePart{profiles: map[string]*profile{}, undo: map[string]*profile{}, dirty: map[string]struct{}{}, gone: map[string]struct{}{}, migrate: map[string]string{}, migrated: map[string]string{}}
 }
 
 func (p *Profiles) read(ctx context.Context, partition int32, pp *profilePart) error {

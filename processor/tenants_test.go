@@ -136,6 +136,13 @@ func TestProfilesMigrateStateWrittenBeforeAccounts(t *testing.T) {
 			t.Fatalf("state records %v, want %q", keys, want)
 		}
 	}
+	if again := p.Records(0, nil); len(again) != 0 {
+		t.Fatalf("a second Records call in the transaction wrote %d records again", len(again))
+	}
+	p.End(false) // an abort: the next transaction migrates again
+	if again := p.Records(0, nil); len(again) == 0 {
+		t.Fatal("an aborted migration was not written again")
+	}
 	p.End(true)
 	if out := p.Records(0, nil); len(out) != 0 {
 		t.Fatalf("the migration was written again: %v", out)

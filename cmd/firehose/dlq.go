@@ -75,6 +75,12 @@ func newDLQCmd(g *globals) *cobra.Command {
 		Use:   "dlq",
 		Short: "Read the dead-letter topic with its reasons, and redrive records",
 	}
+	cmd.AddCommand(newDLQListCmd(g), newDLQShowCmd(g), newDLQRedriveCmd(g))
+	return cmd
+}
+
+// newDLQListCmd is firehose dlq list.
+func newDLQListCmd(g *globals) *cobra.Command {
 	var lf dlqFlags
 	list := &cobra.Command{
 		Use:   "list -c FILE [--connector NAME | --stage S] [--class C] [--since T]",
@@ -102,7 +108,11 @@ func newDLQCmd(g *globals) *cobra.Command {
 	}
 	lf.add(list, true)
 	list.Flags().BoolVar(&lf.asJSON, "json", false, "one JSON object per line, with key and value")
+	return list
+}
 
+// newDLQShowCmd is firehose dlq show.
+func newDLQShowCmd(g *globals) *cobra.Command {
 	var sf dlqFlags
 	show := &cobra.Command{
 		Use:   "show -c FILE PARTITION:OFFSET",
@@ -126,7 +136,11 @@ func newDLQCmd(g *globals) *cobra.Command {
 		},
 	}
 	sf.add(show, false)
+	return show
+}
 
+// newDLQRedriveCmd is firehose dlq redrive.
+func newDLQRedriveCmd(g *globals) *cobra.Command {
 	var rf dlqFlags
 	redrive := &cobra.Command{
 		Use:   "redrive -c FILE [--connector NAME | --stage S] [--class C] [--since T] [--dry-run]",
@@ -183,8 +197,7 @@ stay in the DLQ; --since keeps the next redrive from repeating them.`,
 	}
 	rf.add(redrive, true)
 	redrive.Flags().BoolVar(&rf.dryRun, "dry-run", false, "print what would be sent and send nothing")
-	cmd.AddCommand(list, show, redrive)
-	return cmd
+	return redrive
 }
 
 // oneLine makes s safe for one line of a terminal: white space runs

@@ -17,6 +17,7 @@ import (
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/embedded"
 	"github.com/firehose/firehose/internal/generator"
+	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -154,7 +155,7 @@ func TestDeliveryOutcomesByAnswer(t *testing.T) {
 		30: {errors.New("down")},
 	}}
 	w, cancel, done := runScripted(t, br, s, nil)
-	waitUntil(t, "everything committed", func() bool { return committed(t, adm) == 40 })
+	wait.Eventually(t, time.Minute, "everything committed", func() bool { return committed(t, adm) == 40 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -200,7 +201,7 @@ func TestRecordOutcomesByAnswer(t *testing.T) {
 	}}
 	// A destination that keeps order cuts a partition's batches by lane.
 	w, cancel, done := runScripted(t, br, s, func(c *connectors.Config) { c.Batch.MaxAge = 100 * time.Millisecond })
-	waitUntil(t, "everything committed", func() bool { return committed(t, adm) == 40 })
+	wait.Eventually(t, time.Minute, "everything committed", func() bool { return committed(t, adm) == 40 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -274,7 +275,7 @@ func TestUnwritableDeadLettersAreRetriedWithAPause(t *testing.T) {
 	}}
 	_, cancel, done := runScripted(t, br, s, nil)
 	defer func() { cancel(); <-done }()
-	waitUntil(t, "a first attempt", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.attempts[0] > 0 })
+	wait.Eventually(t, time.Minute, "a first attempt", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.attempts[0] > 0 })
 	time.Sleep(2 * time.Second)
 	s.mu.Lock()
 	n := s.attempts[0]
@@ -286,5 +287,5 @@ func TestUnwritableDeadLettersAreRetriedWithAPause(t *testing.T) {
 		t.Fatalf("committed %d while the batch's dead letters were not stored", c)
 	}
 	refuse.Store(false)
-	waitUntil(t, "the batch dead-lettered and committed once the DLQ takes it", func() bool { return committed(t, adm) == 10 })
+	wait.Eventually(t, time.Minute, "the batch dead-lettered and committed once the DLQ takes it", func() bool { return committed(t, adm) == 10 })
 }

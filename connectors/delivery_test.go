@@ -17,6 +17,7 @@ import (
 	httpdest "github.com/firehose/firehose/connectors/http"
 	"github.com/firehose/firehose/internal/embedded"
 	"github.com/firehose/firehose/internal/generator"
+	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -119,17 +120,6 @@ func startWorker(t *testing.T, br *embedded.Broker, url string, mod func(*connec
 	return w, stop
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func checkOrder(t *testing.T, rc *receiver, evs []*schemas.Event) {
 	t.Helper()
 	want := map[string][]int64{}
@@ -174,13 +164,13 @@ func TestRetryingPartitionHoldsNeitherOthersNorRebalance(t *testing.T) {
 	}
 	revoke := func(o *connectors.Options) { o.RevokeTimeout = time.Second }
 	a, _ := startWorker(t, br, srv.URL, revoke)
-	waitUntil(t, "every event of partitions 1-5 stored while partition 0 fails", func() bool {
+	wait.Eventually(t, time.Minute, "every event of partitions 1-5 stored while partition 0 fails", func() bool {
 		stored, failed := rc.count()
 		return stored == len(evs)-inZero && failed >= 3
 	})
 
 	b, _ := startWorker(t, br, srv.URL, revoke)
-	waitUntil(t, "the rebalance to complete while partition 0 retries", func() bool { return a.Ready() && b.Ready() })
+	wait.Eventually(t, time.Minute, "the rebalance to complete while partition 0 retries", func() bool { return a.Ready() && b.Ready() })
 	if _, failed := rc.count(); failed < 3 {
 		t.Fatal("partition 0 was not failing")
 	}
@@ -188,7 +178,7 @@ func TestRetryingPartitionHoldsNeitherOthersNorRebalance(t *testing.T) {
 	rc.mu.Lock()
 	rc.failPart = ""
 	rc.mu.Unlock()
-	waitUntil(t, "every event stored once the destination recovers", func() bool { stored, _ := rc.count(); return stored >= len(evs) })
+	wait.Eventually(t, time.Minute, "every event stored once the destination recovers", func() bool { stored, _ := rc.count(); return stored >= len(evs) })
 	checkOrder(t, rc, evs)
 }
 
@@ -199,7 +189,7 @@ func TestOrderKeptWithSeveralBatchesOfAPartitionInFlight(t *testing.T) {
 	rc := &receiver{delay: 30 * time.Millisecond}
 	br, evs, _, srv := webhookEnv(t, 6000, rc)
 	startWorker(t, br, srv.URL, nil)
-	waitUntil(t, "every event stored", func() bool { stored, _ := rc.count(); return stored >= len(evs) })
+	wait.Eventually(t, time.Minute, "every event stored", func() bool { stored, _ := rc.count(); return stored >= len(evs) })
 	checkOrder(t, rc, evs)
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
@@ -245,13 +235,13 @@ func TestFetchingPausesAtTheBufferCap(t *testing.T) {
 		o.Connector.MaxBufferedBytes = 256 << 10 // about 330 events of ~700 bytes
 		o.Connector.Batch.MaxBytes = 32 << 10
 	})
-	waitUntil(t, "the worker to read up to its cap", func() bool { return w.Stats().Consumed.Load() > 0 })
+	wait.Eventually(t, time.Minute, "the worker to read up to its cap", func() bool { return w.Stats().Consumed.Load() > 0 })
 	time.Sleep(time.Second) // it would read all 20,000 in this time without the cap
 	consumed := w.Stats().Consumed.Load()
 	if consumed >= int64(len(evs)) {
 		t.Fatalf("consumed all %d events while nothing could be delivered: fetching never paused", consumed)
 	}
 	close(g.open)
-	waitUntil(t, "every event delivered once deliveries finish", func() bool { return g.count() >= len(evs) })
+	wait.Eventually(t, time.Minute, "every event delivered once deliveries finish", func() bool { return g.count() >= len(evs) })
 	t.Logf("consumed %d of %d events while deliveries were held", consumed, len(evs))
 }

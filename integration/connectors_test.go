@@ -32,6 +32,7 @@ import (
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/generator"
 	"github.com/firehose/firehose/internal/kinesalite"
+	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/internal/versitygw"
 	"github.com/firehose/firehose/schemas"
 )
@@ -119,7 +120,7 @@ func TestEveryEncodingAndCompressionThroughS3(t *testing.T) {
 		for _, comp := range connectortest.Compressions {
 			prefix := enc + "-" + comp + "/"
 			var got []connectortest.Delivered
-			waitFor(t, 60*time.Second, prefix+" holds every event", func() bool {
+			wait.Eventually(t, 60*time.Second, prefix+" holds every event", func() bool {
 				got = got[:0]
 				for _, k := range listObjects(t, srv, "lake", prefix) {
 					m := keyRe.FindStringSubmatch(k)
@@ -265,7 +266,7 @@ connectors:
 	runApp(t, cfg, app.Options{})
 
 	var rejected string
-	waitFor(t, 60*time.Second, "every batch acknowledged or rejected", func() bool {
+	wait.Eventually(t, 60*time.Second, "every batch acknowledged or rejected", func() bool {
 		hook.mu.Lock()
 		defer hook.mu.Unlock()
 		n := 0
@@ -392,7 +393,7 @@ connectors:
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, -1) }()
-	waitFor(t, 60*time.Second, "some objects", func() bool { return len(listObjects(t, srv, "lake", "")) >= 15 })
+	wait.Eventually(t, 60*time.Second, "some objects", func() bool { return len(listObjects(t, srv, "lake", "")) >= 15 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -402,7 +403,7 @@ connectors:
 	// Restart and stop cleanly, which flushes the last open batches.
 	ctx, cancel = context.WithCancel(context.Background())
 	go func() { done <- run(ctx, 30*time.Second) }()
-	waitFor(t, 60*time.Second, "all full batches", func() bool { return len(listObjects(t, srv, "lake", "")) >= 6000/100-6 })
+	wait.Eventually(t, 60*time.Second, "all full batches", func() bool { return len(listObjects(t, srv, "lake", "")) >= 6000/100-6 })
 	time.Sleep(200 * time.Millisecond) // the runtime is idle between polls; nothing is asserted on this
 	cancel()
 	if err := <-done; err != nil {
@@ -447,7 +448,7 @@ connectors:
 		produceEvents(t, cfg, evs)
 		// max_age is 300ms; allow generous slack for a loaded machine,
 		// but far less than the dead connector's retries take.
-		waitFor(t, 10*time.Second, fmt.Sprintf("wave %d in files", wave), func() bool { return len(readOutput(t, out)) >= wave*500 })
+		wait.Eventually(t, 10*time.Second, fmt.Sprintf("wave %d in files", wave), func() bool { return len(readOutput(t, out)) >= wave*500 })
 	}
 }
 
@@ -469,7 +470,7 @@ connectors:
 	if _, err := kc.CreateStream(context.Background(), &kinesis.CreateStreamInput{StreamName: aws.String("events"), ShardCount: aws.Int32(2)}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "stream active", func() bool {
+	wait.Eventually(t, 10*time.Second, "stream active", func() bool {
 		d, err := kc.DescribeStream(context.Background(), &kinesis.DescribeStreamInput{StreamName: aws.String("events")})
 		return err == nil && d.StreamDescription.StreamStatus == kinesistypes.StreamStatusActive
 	})
@@ -484,7 +485,7 @@ connectors:
 		t.Fatalf("dead letter %v %v: %v", e, err, dead[0].Headers)
 	}
 	got := map[string]bool{}
-	waitFor(t, 60*time.Second, "the other 299 events in the stream", func() bool {
+	wait.Eventually(t, 60*time.Second, "the other 299 events in the stream", func() bool {
 		shards, err := kc.ListShards(context.Background(), &kinesis.ListShardsInput{StreamName: aws.String("events")})
 		if err != nil {
 			return false

@@ -172,18 +172,6 @@ func readOutput(t *testing.T, dir string) []outLine {
 	return out
 }
 
-// waitFor polls cond every 50 ms until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // consumeAll reads a topic from the start until n records arrived.
 func consumeAll(t *testing.T, cfg *config.Config, topic string, n int, d time.Duration) []*kgo.Record {
 	t.Helper()

@@ -20,6 +20,7 @@ import (
 	"github.com/firehose/firehose/connectors/destinations"
 	httpdest "github.com/firehose/firehose/connectors/http"
 	"github.com/firehose/firehose/internal/generator"
+	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -145,7 +146,7 @@ connectors:
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, 10, -1) }()
-	waitFor(t, 60*time.Second, "both partitions' events stored", func() bool { return len(recv.events()) == 20 })
+	wait.Eventually(t, 60*time.Second, "both partitions' events stored", func() bool { return len(recv.events()) == 20 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -158,7 +159,7 @@ connectors:
 	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
 	go func() { done <- run(ctx, 100, 30*time.Second) }()
-	waitFor(t, 60*time.Second, "every event stored by the receiver", func() bool { return len(recv.events()) == len(evs) })
+	wait.Eventually(t, 60*time.Second, "every event stored by the receiver", func() bool { return len(recv.events()) == len(evs) })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

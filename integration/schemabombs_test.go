@@ -19,6 +19,7 @@ import (
 	"github.com/firehose/firehose/internal/app"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/generator"
+	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -112,7 +113,7 @@ func TestSchemaBombsUnderAMemoryLimit(t *testing.T) {
 	}
 	runApp(t, cfg, app.Options{})
 
-	waitFor(t, 60*time.Second, "the events around the bombs in files", func() bool { return len(readOutput(t, out)) >= len(good) })
+	wait.Eventually(t, 60*time.Second, "the events around the bombs in files", func() bool { return len(readOutput(t, out)) >= len(good) })
 	reasons := map[string][]string{}
 	for _, r := range consumeAll(t, cfg, cfg.Topology.DLQ.Name, 4, 30*time.Second) {
 		reasons[string(r.Key)] = append(reasons[string(r.Key)], dlq.Header(r, dlq.HeaderClass)+": "+dlq.Header(r, dlq.HeaderMessage))

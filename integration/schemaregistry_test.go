@@ -16,6 +16,7 @@ import (
 	"github.com/firehose/firehose/internal/app"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/generator"
+	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -118,7 +119,7 @@ func TestConfluentAvroProducerThroughThePipeline(t *testing.T) {
 
 	runApp(t, cfg, app.Options{})
 
-	waitFor(t, 60*time.Second, "every event in files", func() bool { return len(readOutput(t, out)) >= len(sent) })
+	wait.Eventually(t, 60*time.Second, "every event in files", func() bool { return len(readOutput(t, out)) >= len(sent) })
 	got := readOutput(t, out)
 	if len(got) != len(sent) {
 		t.Fatalf("delivered %d events, sent %d", len(got), len(sent))

@@ -13,6 +13,7 @@ import (
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/generator"
+	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -106,7 +107,7 @@ func TestWalkingSkeletonKcatToFiles(t *testing.T) {
 	if len(events) > 9900 || len(events) < 9700 {
 		t.Fatalf("%d unique events of 10000; the input should hold about 2%% duplicates", len(events))
 	}
-	waitFor(t, 60*time.Second, "every unique event in files", func() bool { return len(readOutput(t, out)) >= len(events) })
+	wait.Eventually(t, 60*time.Second, "every unique event in files", func() bool { return len(readOutput(t, out)) >= len(events) })
 	got := readOutput(t, out)
 	if len(got) != len(events) {
 		t.Fatalf("delivered %d events, sent %d valid unique ones", len(got), len(events))
@@ -186,7 +187,7 @@ func TestConnectorCrashLosesNothing(t *testing.T) {
 	slow.Connectors = slices.Clone(cfg.Connectors)
 	slow.Connectors[0].Batch.MaxAge = time.Hour
 	crash := runApp(t, &slow, app.Options{Roles: []string{app.RoleConnector}, ShutdownTimeout: -1})
-	waitFor(t, 60*time.Second, "all full batches delivered", func() bool { return len(readOutput(t, out)) >= len(events)-6*150 })
+	wait.Eventually(t, 60*time.Second, "all full batches delivered", func() bool { return len(readOutput(t, out)) >= len(events)-6*150 })
 	crash()
 	before := len(readOutput(t, out))
 	if before >= len(events) {
@@ -211,7 +212,7 @@ func TestConnectorCrashLosesNothing(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, 60*time.Second, "every event delivered after the restart", func() bool { return missing() == 0 })
+	wait.Eventually(t, 60*time.Second, "every event delivered after the restart", func() bool { return missing() == 0 })
 	got := readOutput(t, out)
 	t.Logf("%d events delivered before the crash, %d lines in all after the restart for %d events sent", before, len(got), len(events))
 

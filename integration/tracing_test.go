@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/firehose/firehose/internal/app"
+	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/internal/tracing"
 	"github.com/firehose/firehose/schemas"
 )
@@ -61,7 +62,7 @@ connectors:
 		t.Fatal(err)
 	}
 	stop := runApp(t, cfg, app.Options{})
-	waitFor(t, 60*time.Second, "the webhook request", func() bool {
+	wait.Eventually(t, 60*time.Second, "the webhook request", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return received != ""

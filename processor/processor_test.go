@@ -24,6 +24,7 @@ import (
 	"github.com/firehose/firehose/internal/generator"
 	"github.com/firehose/firehose/internal/heartbeat"
 	"github.com/firehose/firehose/internal/testenv"
+	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -214,7 +215,7 @@ func TestDuplicatesEmittedOnceAcrossRestartAndRebalance(t *testing.T) {
 	// A second instance joins; partitions move between them. Then
 	// duplicates of everything so far, and the rest.
 	b := e.start("p2", nil)
-	waitUntil(t, "both instances own partitions", func() bool { return a.p.Ready() && b.p.Ready() })
+	wait.Eventually(t, 30*time.Second, "both instances own partitions", func() bool { return a.p.Ready() && b.p.Ready() })
 	e.produce(in[:2200]...)
 	e.produce(in[2200:]...)
 	got := e.events(len(in))
@@ -324,7 +325,7 @@ func TestOrderAcrossTwoInstances(t *testing.T) {
 	in := generator.Unique(5, 500, 6000)
 	a := e.start("p1", nil)
 	b := e.start("p2", nil)
-	waitUntil(t, "both instances own partitions", func() bool { return a.p.Ready() && b.p.Ready() })
+	wait.Eventually(t, 30*time.Second, "both instances own partitions", func() bool { return a.p.Ready() && b.p.Ready() })
 	for i := 0; i < len(in); i += 1000 {
 		e.produce(in[i : i+1000]...)
 	}
@@ -371,17 +372,6 @@ func TestCrashBeforeCommitIsExactlyOnce(t *testing.T) {
 	e.start("p1", nil)
 	got := e.events(len(in))
 	assertOnceInOrder(t, in, got)
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func TestRedrivenEventPassesDedupe(t *testing.T) {
@@ -539,7 +529,7 @@ func TestIdleProcessorBeats(t *testing.T) {
 	e := newEnv(t, "")
 	beat := heartbeat.New("the processor")
 	r := e.start("p1", func(o *Options) { o.Beat = beat })
-	waitUntil(t, "the processor to own its partitions", r.p.Ready)
+	wait.Eventually(t, 30*time.Second, "the processor to own its partitions", r.p.Ready)
 	var beats int
 	last := beat.Since(time.Now())
 	deadline := time.Now().Add(20 * time.Second)

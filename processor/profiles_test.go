@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -56,7 +57,7 @@ func change(profile string, seq int64, props string) *schemas.Event {
 // waitIn waits until the processors have committed n input records.
 func waitIn(t *testing.T, n int64, ps ...*running) {
 	t.Helper()
-	waitUntil(t, fmt.Sprintf("%d records processed", n), func() bool {
+	wait.Eventually(t, 30*time.Second, fmt.Sprintf("%d records processed", n), func() bool {
 		var in int64
 		for _, p := range ps {
 			in += p.p.Stats().In.Load()
@@ -259,7 +260,7 @@ func TestPendingProfilesAreEmittedOnceAcrossCrashAndRebalance(t *testing.T) {
 	// The replacement fences the crashed one; its first tick is the
 	// next boundary.
 	a = e.start("p1", func(o *Options) { o.Now = clk.Now })
-	waitUntil(t, "the replacement owns the partitions", func() bool { return len(a.p.profiles.Partitions()) == 6 })
+	wait.Eventually(t, 30*time.Second, "the replacement owns the partitions", func() bool { return len(a.p.profiles.Partitions()) == 6 })
 	clk.Set("2026-01-01T00:02:00Z")
 	got := e.events(60)
 	seen := map[string]int{}
@@ -286,7 +287,7 @@ func TestPendingProfilesAreEmittedOnceAcrossCrashAndRebalance(t *testing.T) {
 	e.produce(more...)
 	waitIn(t, int64(len(more)), a)
 	b := e.start("p2", func(o *Options) { o.Now = clk.Now })
-	waitUntil(t, "both instances own partitions", func() bool {
+	wait.Eventually(t, 30*time.Second, "both instances own partitions", func() bool {
 		return len(a.p.profiles.Partitions()) > 0 && len(b.p.profiles.Partitions()) > 0 && len(a.p.profiles.Partitions())+len(b.p.profiles.Partitions()) == 6
 	})
 	clk.Set("2026-01-01T00:03:00Z")

@@ -19,6 +19,7 @@ import (
 	"github.com/firehose/firehose/internal/embedded"
 	"github.com/firehose/firehose/internal/generator"
 	"github.com/firehose/firehose/internal/ops"
+	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -192,7 +193,7 @@ connectors:
 	// again while they are joining their groups (a JoinGroup pending when
 	// the connection dies is what left ghost members behind), then start
 	// them for good.
-	waitUntil(t, 120*time.Second, "first deliveries", func() bool { return hook.count() > 0 })
+	wait.Eventually(t, 120*time.Second, "first deliveries", func() bool { return hook.count() > 0 })
 	for round, pair := range [][2]int{{0, 2}, {1, 3}, {0, 4}} {
 		for _, i := range pair {
 			<-workers[i].signal(syscall.SIGKILL)
@@ -220,7 +221,7 @@ connectors:
 	// for three and a half minutes on the killed members before they
 	// drained. The deadline is far above the first and below the second.
 	drainStart := time.Now()
-	waitUntil(t, 150*time.Second, "every event delivered", func() bool { return hook.count() == len(evs) })
+	wait.Eventually(t, 150*time.Second, "every event delivered", func() bool { return hook.count() == len(evs) })
 	t.Logf("drained %v after the last restart", time.Since(drainStart))
 	hook.mu.Lock()
 	connectortest.CheckOrder(t, evs, hook.got, false)
@@ -228,7 +229,7 @@ connectors:
 
 	// Both groups report lag 0: firehose status counts records, not the
 	// transaction markers after the last of them.
-	waitUntil(t, 60*time.Second, "lag 0 in firehose status", func() bool {
+	wait.Eventually(t, 60*time.Second, "lag 0 in firehose status", func() bool {
 		st, err := ops.Status(context.Background(), []kgo.Opt{kgo.SeedBrokers(b.Addr)}, "events.dlq", []ops.Worker{
 			{Name: "processor", Kind: "processor", Group: "firehose-processor", Topic: "events.raw", Stage: "processor"},
 			{Name: "hook", Kind: "connector", Group: "firehose-connector-hook", Topic: "events", Stage: "connector:hook"},
@@ -255,16 +256,5 @@ connectors:
 		if w.cmd.ProcessState.ExitCode() != 0 {
 			t.Errorf("%s exited with %d", w.name, w.cmd.ProcessState.ExitCode())
 		}
-	}
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }

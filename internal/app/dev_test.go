@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/firehose/firehose/internal/testenv/wait"
 )
 
 // syncBuffer is a bytes.Buffer safe for the banner's writer and the test.
@@ -53,7 +55,7 @@ api:
 	defer func() { cancel(); <-done }()
 	re := regexp.MustCompile(`Health +http://([0-9.:]+)/healthz`)
 	var addr string
-	waitUntil(t, "the ready banner", func() bool {
+	wait.Eventually(t, time.Minute, "the ready banner", func() bool {
 		if m := re.FindStringSubmatch(out.String()); m != nil {
 			addr = m[1]
 		}

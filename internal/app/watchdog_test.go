@@ -15,6 +15,7 @@ import (
 
 	"github.com/firehose/firehose/internal/embedded"
 	"github.com/firehose/firehose/internal/httpserver"
+	"github.com/firehose/firehose/internal/testenv/wait"
 )
 
 // A group held in a rebalance past the stall limit (here a member's rejoin
@@ -54,7 +55,7 @@ func TestWatchdogReportsAGroupStuckInARebalance(t *testing.T) {
 	}
 	a := member()
 	defer a.Close()
-	waitUntil(t, "the first member to join", stable)
+	wait.Eventually(t, time.Minute, "the first member to join", stable)
 
 	// Hold the first member's rejoin, so the broker waits for it.
 	aID, _ := a.GroupMetadata()
@@ -96,7 +97,7 @@ func TestWatchdogReportsAGroupStuckInARebalance(t *testing.T) {
 	}
 
 	var body string
-	waitUntil(t, "the watchdog to report the stuck group", func() bool {
+	wait.Eventually(t, time.Minute, "the watchdog to report the stuck group", func() bool {
 		var code int
 		code, body = healthz()
 		return code == http.StatusServiceUnavailable
@@ -108,22 +109,11 @@ func TestWatchdogReportsAGroupStuckInARebalance(t *testing.T) {
 		t.Fatalf("/readyz said %d %q while the group was stuck", code, body)
 	}
 	close(release)
-	waitUntil(t, "healthy and ready again once the rebalance completes", func() bool {
+	wait.Eventually(t, time.Minute, "healthy and ready again once the rebalance completes", func() bool {
 		code, _ := healthz()
 		ready, _ := get(srv.Addr(), "/readyz")
 		return code == http.StatusOK && ready == http.StatusOK
 	})
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func get(addr, path string) (int, string) {

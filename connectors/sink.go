@@ -19,6 +19,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -131,7 +132,7 @@ var RecordHeaders = [...]string{"event_type", "account_id", "event_id"}
 // ReservedHeader reports whether a header name is Firehose's, in any
 // case: firehose.*, or one of RecordHeaders.
 func ReservedHeader(name string) bool {
-	if len(name) >= len("firehose.") && strings.EqualFold(name[:len("firehose.")], "firehose.") {
+	if dlq.Reserved(name) {
 		return true
 	}
 	for _, r := range RecordHeaders {

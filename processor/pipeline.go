@@ -210,13 +210,6 @@ func (p *Pipeline) dropHeaders(n int) {
 	}
 }
 
-// reserved reports whether a header name is Firehose's own (firehose.*,
-// in any case): a producer's header of such a name is never carried, so
-// no reader takes it for Firehose's.
-func reserved(name string) bool {
-	return len(name) >= len("firehose.") && strings.EqualFold(name[:len("firehose.")], "firehose.")
-}
-
 // carried returns the headers of a raw record that go with its event: a
 // producer's trace context (traceparent) and its own headers, by
 // p.Headers, and never Firehose's (firehose.redrive, the DLQ reason).
@@ -224,7 +217,7 @@ func (p *Pipeline) carried(hs []kgo.RecordHeader) []kgo.RecordHeader {
 	var out []kgo.RecordHeader
 	bytes := 0
 	for i, h := range hs {
-		if reserved(h.Key) {
+		if dlq.Reserved(h.Key) {
 			continue
 		}
 		switch {

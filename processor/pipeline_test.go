@@ -113,7 +113,7 @@ func TestHeadersAreBoundedAndOutputFits(t *testing.T) {
 	n := 0
 	for _, h := range out.Headers {
 		n += len(h.Key) + len(h.Value)
-		if reserved(h.Key) || h.Key == "traceparent" || h.Key == "tracestate" {
+		if dlq.Reserved(h.Key) || h.Key == "traceparent" || h.Key == "tracestate" {
 			t.Fatalf("carried %s", h.Key)
 		}
 	}

@@ -265,17 +265,12 @@ func (r *Registry) Resolve(ctx context.Context, values iter.Seq[[]byte]) error {
 func (r *Registry) fetch(ctx context.Context, id int) error {
 	var backoff time.Duration
 	for {
-		s, err := r.cl.SchemaByID(ctx, id)
+		_, err := r.ask(ctx, id)
 		if err == nil {
-			r.store(id, parseWriterSchema(s), len(s.Schema), time.Time{})
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
-		}
-		if why, refused := refusal(id, err); refused {
-			r.store(id, &writerSchema{bad: why, refused: true}, 0, r.now().Add(refusedTTL))
-			return nil
 		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
 		r.log.Warn("schema registry: cannot fetch a schema; retrying, events wait", "schema_id", id, "err", err, "in", backoff)
@@ -285,6 +280,24 @@ func (r *Registry) fetch(ctx context.Context, id int) error {
 		case <-time.After(backoff):
 		}
 	}
+}
+
+// ask makes one registry request for id and caches the answer: the
+// schema, or the registry's refusal of it (for refusedTTL). The error is
+// one worth asking again for: no connection, 408, 429, 5xx.
+func (r *Registry) ask(ctx context.Context, id int) (*writerSchema, error) {
+	s, err := r.cl.SchemaByID(ctx, id)
+	if err == nil {
+		w := parseWriterSchema(s)
+		r.store(id, w, len(s.Schema), time.Time{})
+		return w, nil
+	}
+	if why, refused := refusal(id, err); refused {
+		w := &writerSchema{bad: why, refused: true}
+		r.store(id, w, 0, r.now().Add(refusedTTL))
+		return w, nil
+	}
+	return nil, err
 }
 
 // refusal tells an answer that holds for this id (404, or a 4xx other
@@ -353,16 +366,12 @@ func (c *Confluent) Decode(data []byte) (*Event, error) {
 	if w == nil {
 		// Evicted since Resolve, by another codec's poll: ask once.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		s, err := c.reg.cl.SchemaByID(ctx, id)
+		var err error
+		w, err = c.reg.ask(ctx, id)
 		cancel()
-		if why, refused := refusal(id, err); refused {
-			return nil, decodeError(errors.New(why))
-		}
 		if err != nil {
 			return nil, decodeError(fmt.Errorf("schema id %d could not be fetched from the schema registry: %w", id, err))
 		}
-		w = parseWriterSchema(s)
-		c.reg.store(id, w, len(s.Schema), time.Time{})
 	}
 	switch {
 	case w.bad != "":

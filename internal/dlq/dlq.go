@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -40,6 +41,13 @@ const (
 	// connector: the others, and the pull API, skip it.
 	HeaderConnector = "firehose.connector"
 )
+
+// Reserved reports whether a header name is Firehose's own: firehose.*,
+// in any case. A producer's header of such a name is never carried to an
+// event or a destination, so no reader takes it for Firehose's.
+func Reserved(name string) bool {
+	return len(name) >= len("firehose.") && strings.EqualFold(name[:len("firehose.")], "firehose.")
+}
 
 // ConnectorStagePrefix starts the stage of a connector's dead letters.
 const ConnectorStagePrefix = "connector:"

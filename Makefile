@@ -95,7 +95,7 @@ FUZZ_TARGETS := \
 	./internal/tracing:FuzzTraceContext \
 	./pullapi:FuzzDecodePosition \
 	./internal/config:FuzzParseTokens \
-	./internal/ops:FuzzParseOffsets \
+	./ops:FuzzParseOffsets \
 	./connectors:FuzzRenderIsSafe \
 	./connectors:FuzzSpliceMatchesDecode
 

@@ -17,7 +17,7 @@ import (
 	"github.com/firehose/firehose/connectors/connectortest"
 	"github.com/firehose/firehose/connectors/file"
 	s3dest "github.com/firehose/firehose/connectors/s3"
-	"github.com/firehose/firehose/internal/versitygw"
+	"github.com/firehose/firehose/testsupport/versitygw"
 )
 
 // BenchmarkEncodeCompress measures one 5,000-event batch (~3 MB) through

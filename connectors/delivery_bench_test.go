@@ -18,10 +18,10 @@ import (
 	"github.com/firehose/firehose/connectors/connectortest"
 	httpdest "github.com/firehose/firehose/connectors/http"
 	s3dest "github.com/firehose/firehose/connectors/s3"
-	"github.com/firehose/firehose/internal/embedded"
-	"github.com/firehose/firehose/internal/generator"
-	"github.com/firehose/firehose/internal/versitygw"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/embedded"
+	"github.com/firehose/firehose/testsupport/generator"
+	"github.com/firehose/firehose/testsupport/versitygw"
 )
 
 // inFlight counts requests under way and remembers the most seen.

@@ -15,10 +15,10 @@ import (
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/internal/dlq"
-	"github.com/firehose/firehose/internal/embedded"
-	"github.com/firehose/firehose/internal/generator"
-	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/embedded"
+	"github.com/firehose/firehose/testsupport/generator"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 // scripted is an object-store sink (one partition's batches by offset)

@@ -15,10 +15,10 @@ import (
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
 	httpdest "github.com/firehose/firehose/connectors/http"
-	"github.com/firehose/firehose/internal/embedded"
-	"github.com/firehose/firehose/internal/generator"
-	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/embedded"
+	"github.com/firehose/firehose/testsupport/generator"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 // receiver is a webhook that records what it stored, per resource in

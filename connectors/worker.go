@@ -29,7 +29,7 @@ type Options struct {
 	// EventsEncoding is the encoding of the topic read (json or avro).
 	EventsEncoding string
 	// Codec reads the topic instead, when set (a Schema Registry
-	// encoding: see internal/registry).
+	// encoding: see app/codecs).
 	Codec schemas.Codec
 	// PathTemplate, if set, splits batches by the rendered path and
 	// prefixes each batch's Key with it.

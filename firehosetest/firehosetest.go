@@ -39,11 +39,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/firehose/firehose/app"
 	"github.com/firehose/firehose/connectors/destinations"
-	"github.com/firehose/firehose/internal/app"
 	"github.com/firehose/firehose/internal/config"
-	"github.com/firehose/firehose/internal/embedded"
 	"github.com/firehose/firehose/pullapi"
+	"github.com/firehose/firehose/testsupport/embedded"
 	"github.com/firehose/firehose/topology"
 )
 

@@ -23,18 +23,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/firehose/firehose/app"
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
 	"github.com/firehose/firehose/connectors/destinations"
 	s3dest "github.com/firehose/firehose/connectors/s3"
-	"github.com/firehose/firehose/internal/app"
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
-	"github.com/firehose/firehose/internal/generator"
-	"github.com/firehose/firehose/internal/kinesalite"
-	"github.com/firehose/firehose/internal/testenv/wait"
-	"github.com/firehose/firehose/internal/versitygw"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/generator"
+	"github.com/firehose/firehose/testsupport/kinesalite"
+	"github.com/firehose/firehose/testsupport/versitygw"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 // produceEvents writes events to the events topic as the processor does

@@ -19,9 +19,9 @@ import (
 	"github.com/firehose/firehose/connectors/connectortest"
 	"github.com/firehose/firehose/connectors/destinations"
 	httpdest "github.com/firehose/firehose/connectors/http"
-	"github.com/firehose/firehose/internal/generator"
-	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/generator"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 // keyedReceiver is a webhook receiver that does what the README tells

@@ -16,11 +16,11 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
-	"github.com/firehose/firehose/internal/app"
+	"github.com/firehose/firehose/app"
 	"github.com/firehose/firehose/internal/dlq"
-	"github.com/firehose/firehose/internal/generator"
-	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/generator"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 // A producer registers schemas built to exhaust a reader (an array of

@@ -9,7 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/firehose/firehose/internal/app"
+	"github.com/firehose/firehose/app"
 )
 
 // A stop finishes within the shutdown timeout (plus app.StopMargin) even

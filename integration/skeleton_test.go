@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/firehose/firehose/internal/app"
+	"github.com/firehose/firehose/app"
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
-	"github.com/firehose/firehose/internal/generator"
-	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/generator"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 const pipelineYAML = `

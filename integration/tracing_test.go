@@ -13,10 +13,10 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/firehose/firehose/internal/app"
-	"github.com/firehose/firehose/internal/testenv/wait"
+	"github.com/firehose/firehose/app"
 	"github.com/firehose/firehose/internal/tracing"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 // A record produced with a trace context is processed in a span that is

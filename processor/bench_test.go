@@ -12,9 +12,9 @@ import (
 
 	"github.com/firehose/firehose/filter"
 	"github.com/firehose/firehose/internal/config"
-	"github.com/firehose/firehose/internal/generator"
 	"github.com/firehose/firehose/internal/tracing"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/generator"
 )
 
 // benchRecords is a fixed, seeded set of ~600-byte lead events as raw

@@ -31,7 +31,7 @@ type Options struct {
 	// Beat, if set, is beaten at every round of the loop (liveness).
 	Beat *heartbeat.Beat
 	// In and Out are the codecs of the raw and events topics (see
-	// internal/registry); nil builds them from the topology's encodings,
+	// app/codecs); nil builds them from the topology's encodings,
 	// which cannot be Schema Registry ones.
 	In, Out schemas.Codec
 	// Now is the clock; default time.Now.

@@ -21,11 +21,11 @@ import (
 
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
-	"github.com/firehose/firehose/internal/generator"
 	"github.com/firehose/firehose/internal/heartbeat"
-	"github.com/firehose/firehose/internal/testenv"
-	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/generator"
+	"github.com/firehose/firehose/testsupport/testenv"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 type env struct {

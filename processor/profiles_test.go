@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/firehose/firehose/internal/testenv/wait"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 const profilesYAML = `

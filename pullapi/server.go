@@ -51,7 +51,7 @@ type Options struct {
 	Topic    string    // the processed events topic
 	Encoding string    // its encoding: json or avro
 	// Codec reads the topic when its encoding is a Schema Registry one
-	// (see internal/registry); nil for json and avro.
+	// (see app/codecs); nil for json and avro.
 	Codec  schemas.Codec
 	Signer *Signer
 	Tokens *Tokens

@@ -19,8 +19,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/internal/config"
-	"github.com/firehose/firehose/internal/embedded"
 	"github.com/firehose/firehose/pullapi"
+	"github.com/firehose/firehose/testsupport/embedded"
 )
 
 const (

@@ -3,8 +3,8 @@ package schemas_test
 import (
 	"testing"
 
-	"github.com/firehose/firehose/internal/generator"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/generator"
 )
 
 // corpus is a fixed, seeded set of ~600-byte lead events.

@@ -4,8 +4,8 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/firehose/firehose/internal/generator"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/generator"
 )
 
 // scalars is e without what DecodeHeader does not keep.

@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/internal/config"
-	"github.com/firehose/firehose/internal/embedded"
+	"github.com/firehose/firehose/testsupport/embedded"
 )
 
 func newAdmin(t *testing.T) *kgo.Client {

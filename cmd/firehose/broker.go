@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/firehose/firehose/internal/embedded"
+	"github.com/firehose/firehose/testsupport/embedded"
 )
 
 func newBrokerCmd(_ *globals) *cobra.Command {

@@ -16,11 +16,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/connectors/connectortest"
-	"github.com/firehose/firehose/internal/embedded"
-	"github.com/firehose/firehose/internal/generator"
-	"github.com/firehose/firehose/internal/ops"
-	"github.com/firehose/firehose/internal/testenv/wait"
+	"github.com/firehose/firehose/ops"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/embedded"
+	"github.com/firehose/firehose/testsupport/generator"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 // TestMain lets a test start this binary as the firehose command: with

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/firehose/firehose/internal/app"
+	"github.com/firehose/firehose/app"
 	"github.com/firehose/firehose/internal/config"
 )
 

@@ -16,7 +16,7 @@ import (
 
 	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
-	"github.com/firehose/firehose/internal/ops"
+	"github.com/firehose/firehose/ops"
 )
 
 type dlqFlags struct {

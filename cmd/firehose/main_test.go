@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/firehose/firehose/internal/embedded"
+	"github.com/firehose/firehose/testsupport/embedded"
 )
 
 // run executes the CLI with args and returns stdout.

@@ -11,8 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/term"
 
-	"github.com/firehose/firehose/internal/ingest"
-	"github.com/firehose/firehose/internal/registry"
+	"github.com/firehose/firehose/app/codecs"
+	"github.com/firehose/firehose/ingest"
 )
 
 func newProduceCmd(g *globals) *cobra.Command {
@@ -37,11 +37,11 @@ At the end it prints how many were sent and rejected, and the rate.`,
 			if topic == "" {
 				topic = cfg.Topology.Raw.Name
 			}
-			codecs, err := registry.Open(cmd.Context(), cfg, slog.Default(), registry.WriteRaw)
+			cs, err := codecs.Open(cmd.Context(), cfg, slog.Default(), codecs.WriteRaw)
 			if err != nil {
 				return err
 			}
-			codec := codecs.RawWriter
+			codec := cs.RawWriter
 			cl, err := kgo.NewClient(append(kopts, kgo.ProducerLinger(10*time.Millisecond), kgo.ProducerBatchMaxBytes(8<<20))...)
 			if err != nil {
 				return err

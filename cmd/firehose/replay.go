@@ -9,7 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/internal/config"
-	"github.com/firehose/firehose/internal/ops"
+	"github.com/firehose/firehose/ops"
 )
 
 func newReplayCmd(g *globals) *cobra.Command {

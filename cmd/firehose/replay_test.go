@@ -13,9 +13,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/app"
-	"github.com/firehose/firehose/internal/ops"
-	"github.com/firehose/firehose/internal/testenv"
+	"github.com/firehose/firehose/app"
+	"github.com/firehose/firehose/ops"
+	"github.com/firehose/firehose/testsupport/testenv"
 )
 
 // readEvents returns the event ids in every file under dir, per file.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/firehose/firehose/internal/app"
+	"github.com/firehose/firehose/app"
 )
 
 func newRunCmd(g *globals) *cobra.Command {

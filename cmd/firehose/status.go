@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/firehose/firehose/internal/dlq"
-	"github.com/firehose/firehose/internal/ops"
+	"github.com/firehose/firehose/ops"
 )
 
 func newStatusCmd(g *globals) *cobra.Command {

@@ -10,10 +10,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/app"
+	"github.com/firehose/firehose/app"
 	"github.com/firehose/firehose/internal/config"
-	"github.com/firehose/firehose/internal/testenv"
 	"github.com/firehose/firehose/pullapi"
+	"github.com/firehose/firehose/testsupport/testenv"
 )
 
 // TestTailFollowsAndResumesFromPositionFile runs the API role from a config

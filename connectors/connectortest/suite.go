@@ -12,8 +12,8 @@ import (
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/spec"
-	"github.com/firehose/firehose/internal/generator"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/generator"
 )
 
 // Encodings and Compressions are every combination a destination must

@@ -28,8 +28,8 @@ import (
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
 	"github.com/firehose/firehose/internal/config"
-	"github.com/firehose/firehose/internal/embedded"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/embedded"
 )
 
 const connString = "Endpoint=sb://test.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0"

@@ -17,7 +17,7 @@ import (
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
-	"github.com/firehose/firehose/internal/kinesalite"
+	"github.com/firehose/firehose/testsupport/kinesalite"
 )
 
 func newSink(t *testing.T, endpoint string) *Sink {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
-	"github.com/firehose/firehose/internal/versitygw"
+	"github.com/firehose/firehose/testsupport/versitygw"
 )
 
 func newSink(t *testing.T, srv *versitygw.Server, mod func(*Config)) *Sink {

@@ -19,7 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/firehose/firehose/internal/config"
-	"github.com/firehose/firehose/internal/embedded"
+	"github.com/firehose/firehose/testsupport/embedded"
 )
 
 // produceOne connects with the options of cfg, creates a topic and

@@ -1,4 +1,4 @@
-package registry_test
+package codecs_test
 
 import (
 	"encoding/pem"
@@ -11,8 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/firehose/firehose/app/codecs"
 	"github.com/firehose/firehose/internal/config"
-	"github.com/firehose/firehose/internal/registry"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -46,12 +46,12 @@ func TestOpenRegistersOverTLSWithAuth(t *testing.T) {
 	fake, url, ca := tlsRegistry(t)
 	doc := "kafka: {brokers: [k:9092]}\nschema_registry: {url: \"" + url + "\", username: u, password: p, tls: {ca_file: " + ca + "}%s}\ntopology:\n  events: {encoding: json-confluent}\n"
 
-	_, err := registry.Open(t.Context(), parse(t, strings.Replace(doc, "%s", ", register: false", 1)), nil, registry.WriteEvents)
+	_, err := codecs.Open(t.Context(), parse(t, strings.Replace(doc, "%s", ", register: false", 1)), nil, codecs.WriteEvents)
 	if err == nil || !strings.Contains(err.Error(), `look up the event schema under subject "events-value"`) {
 		t.Fatalf("lookup of an unregistered schema: %v", err)
 	}
 
-	c, err := registry.Open(t.Context(), parse(t, strings.Replace(doc, "%s", "", 1)), nil, registry.WriteEvents)
+	c, err := codecs.Open(t.Context(), parse(t, strings.Replace(doc, "%s", "", 1)), nil, codecs.WriteEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,11 +64,11 @@ func TestOpenRegistersOverTLSWithAuth(t *testing.T) {
 	}
 
 	noCA := strings.Replace(strings.Replace(doc, "%s", "", 1), ", tls: {ca_file: "+ca+"}", "", 1)
-	if _, err := registry.Open(t.Context(), parse(t, noCA), nil, registry.WriteEvents); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if _, err := codecs.Open(t.Context(), parse(t, noCA), nil, codecs.WriteEvents); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("without the CA: %v", err)
 	}
 	wrong := strings.Replace(strings.Replace(doc, "%s", "", 1), "password: p", "password: q", 1)
-	if _, err := registry.Open(t.Context(), parse(t, wrong), nil, registry.WriteEvents); err == nil || !strings.Contains(err.Error(), "not authorized") {
+	if _, err := codecs.Open(t.Context(), parse(t, wrong), nil, codecs.WriteEvents); err == nil || !strings.Contains(err.Error(), "not authorized") {
 		t.Fatalf("with a wrong password: %v", err)
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/firehose/firehose/internal/testenv/wait"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 // syncBuffer is a bytes.Buffer safe for the banner's writer and the test.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/internal/config"
-	"github.com/firehose/firehose/internal/embedded"
+	"github.com/firehose/firehose/testsupport/embedded"
 	"github.com/firehose/firehose/topology"
 )
 

@@ -1,6 +1,6 @@
-// Package registry builds the codecs of the raw and events topics from
+// Package codecs builds the codecs of the raw and events topics from
 // config, with a Schema Registry client when an encoding needs one.
-package registry
+package codecs
 
 import (
 	"context"

@@ -18,10 +18,10 @@ import (
 	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/connectors/file"
 	"github.com/firehose/firehose/internal/config"
-	"github.com/firehose/firehose/internal/embedded"
-	"github.com/firehose/firehose/internal/generator"
 	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/embedded"
+	"github.com/firehose/firehose/testsupport/generator"
 	"github.com/firehose/firehose/topology"
 )
 

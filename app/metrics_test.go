@@ -15,9 +15,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/app"
+	"github.com/firehose/firehose/app"
 	"github.com/firehose/firehose/internal/config"
-	"github.com/firehose/firehose/internal/testenv"
+	"github.com/firehose/firehose/testsupport/testenv"
 )
 
 // scrape returns every sample of /metrics by its full name with labels,

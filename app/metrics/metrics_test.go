@@ -9,10 +9,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/firehose/firehose/app/metrics"
 	"github.com/firehose/firehose/connectors"
-	"github.com/firehose/firehose/internal/embedded"
-	"github.com/firehose/firehose/internal/metrics"
 	"github.com/firehose/firehose/processor"
+	"github.com/firehose/firehose/testsupport/embedded"
 )
 
 // TestDashboardAndAlertsUseExportedMetrics fails when a panel or an alert

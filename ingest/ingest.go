@@ -17,8 +17,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/generator"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/generator"
 )
 
 // Options configure a Producer.

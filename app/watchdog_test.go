@@ -13,9 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/firehose/firehose/internal/embedded"
 	"github.com/firehose/firehose/internal/httpserver"
-	"github.com/firehose/firehose/internal/testenv/wait"
+	"github.com/firehose/firehose/testsupport/embedded"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 // A group held in a rebalance past the stall limit (here a member's rejoin

@@ -18,6 +18,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/firehose/firehose/app/codecs"
+	"github.com/firehose/firehose/app/metrics"
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/destinations"
 	"github.com/firehose/firehose/internal/config"
@@ -25,8 +27,6 @@ import (
 	"github.com/firehose/firehose/internal/heartbeat"
 	"github.com/firehose/firehose/internal/httpserver"
 	"github.com/firehose/firehose/internal/kafkaclient"
-	"github.com/firehose/firehose/internal/metrics"
-	"github.com/firehose/firehose/internal/registry"
 	"github.com/firehose/firehose/internal/tracing"
 	"github.com/firehose/firehose/processor"
 	"github.com/firehose/firehose/pullapi"
@@ -108,9 +108,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}()
 	var writes []string
 	if o.has(RoleProcessor) && cfg.Processor.IsEnabled() {
-		writes = append(writes, registry.WriteEvents)
+		writes = append(writes, codecs.WriteEvents)
 	}
-	codecs, err := registry.Open(ctx, cfg, o.Log, writes...)
+	cs, err := codecs.Open(ctx, cfg, o.Log, writes...)
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if o.has(RoleProcessor) && cfg.Processor.IsEnabled() {
 		beat := heartbeat.New("the processor")
 		beats = append(beats, beat)
-		p, err := processor.New(processor.Options{Config: *cfg, Kafka: kopts, Beat: beat, In: codecs.RawReader, Out: codecs.EventsWriter, ClientOpts: append(kafkaclient.GroupOptions(cfg.Kafka, "processor"), m.KafkaHooks("processor")), Log: o.Log, ShutdownTimeout: o.ShutdownTimeout})
+		p, err := processor.New(processor.Options{Config: *cfg, Kafka: kopts, Beat: beat, In: cs.RawReader, Out: cs.EventsWriter, ClientOpts: append(kafkaclient.GroupOptions(cfg.Kafka, "processor"), m.KafkaHooks("processor")), Log: o.Log, ShutdownTimeout: o.ShutdownTimeout})
 		if err != nil {
 			return err
 		}
@@ -151,7 +151,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 				DLQTopic:        cfg.Topology.DLQ.Name,
 				DLQMaxBytes:     cfg.Topology.DLQ.MaxRecordBytes(),
 				EventsEncoding:  cfg.Topology.Events.Encoding,
-				Codec:           codecs.EventsReader,
+				Codec:           cs.EventsReader,
 				Sink:            sink,
 				Kafka:           append(append(slices.Clip(kopts), kafkaclient.GroupOptions(cfg.Kafka, c.Name)...), m.KafkaHooks(dlq.ConnectorStage(c.Name))),
 				Log:             o.Log,
@@ -189,7 +189,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if o.has(RoleAPI) && cfg.API.Listen != "off" && (cfg.API.PullEnabled() || o.DevTokens) {
 		var codec schemas.Codec // json and avro: the server's own reading
 		if schemas.IsConfluent(cfg.Topology.Events.Encoding) {
-			codec = codecs.EventsReader
+			codec = cs.EventsReader
 		}
 		if pull, err = newPullAPI(cfg, o, kopts, codec, m.PullRequest); err != nil {
 			return err

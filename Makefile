@@ -84,8 +84,8 @@ FUZZ_TARGETS := \
 	./schemas:FuzzScan \
 	./schemas:FuzzAppendTimestamp \
 	./schemas:FuzzAppendString \
-	./internal/config:FuzzParse \
-	./internal/config:FuzzExpand \
+	./config:FuzzParse \
+	./internal/yamlconf:FuzzExpand \
 	./filter:FuzzMatch \
 	./filter:FuzzGlobMatch \
 	./processor:FuzzMaskFunctions \
@@ -94,7 +94,7 @@ FUZZ_TARGETS := \
 	./processor:FuzzStateKey \
 	./internal/tracing:FuzzTraceContext \
 	./pullapi:FuzzDecodePosition \
-	./internal/config:FuzzParseTokens \
+	./pullapi:FuzzParseTokens \
 	./ops:FuzzParseOffsets \
 	./connectors:FuzzRenderIsSafe \
 	./connectors:FuzzSpliceMatchesDecode

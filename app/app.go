@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -20,9 +19,9 @@ import (
 
 	"github.com/firehose/firehose/app/codecs"
 	"github.com/firehose/firehose/app/metrics"
+	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/destinations"
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/heartbeat"
 	"github.com/firehose/firehose/internal/httpserver"
@@ -55,7 +54,7 @@ type Options struct {
 	// it is bound (api.admin_listen).
 	OnAdmin func(addr string)
 	// ShutdownTimeout bounds a stop (default
-	// config.DefaultShutdownTimeout): each connector's flush and commits,
+	// kafkaclient.DefaultShutdownTimeout): each connector's flush and commits,
 	// the processor's last transaction, and leaving the groups. Run
 	// returns at most StopMargin after it, whatever the groups are doing.
 	ShutdownTimeout time.Duration
@@ -83,21 +82,72 @@ func (o Options) Scope() *config.Scope {
 	return s
 }
 
-// Run runs the process until ctx ends, then drains and returns. It returns
-// the first component error; the others are stopped.
+// Run builds the process, then runs it until ctx ends, drains and
+// returns. Everything (the processor, every sink and worker, the pull API,
+// the listeners) is built and checked before the first goroutine starts:
+// a build error returns with nothing running and everything opened
+// closed. Run returns the first component error; the others are stopped.
 func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	kopts, err := kafkaclient.Options(cfg.Kafka, o.Log)
+	p, err := build(ctx, cfg, o)
 	if err != nil {
 		return err
+	}
+	defer p.close()
+	return p.run(ctx)
+}
+
+// A process is what Run runs, built before any of it starts.
+type process struct {
+	cfg   *config.Config
+	o     Options
+	m     *metrics.Set
+	kopts []kgo.Opt
+	cs    *codecs.Codecs
+
+	// tasks run in their own goroutines, owned by run's errgroup.
+	tasks   []func(context.Context) error
+	readies []func() bool
+	beats   []*heartbeat.Beat
+	groups  []string
+	addr    string // the API listener's, for OnReady
+
+	// undo releases what build opened when a later step fails: nothing
+	// of it ever ran. closers run when the process is done.
+	undo, closers []func()
+}
+
+// build constructs and checks every part of the process; it starts no
+// goroutine of its own. On error it undoes what it opened.
+func build(ctx context.Context, cfg *config.Config, o Options) (_ *process, err error) {
+	for _, name := range o.Connectors {
+		if !slices.ContainsFunc(cfg.Connectors, func(c connectors.Config) bool { return c.Name == name }) {
+			return nil, fmt.Errorf("--connector %s: no connector of that name in the config", name)
+		}
+	}
+	p := &process{cfg: cfg, o: o, m: o.Metrics}
+	if p.m == nil {
+		p.m = metrics.New()
+	}
+	defer func() {
+		if err != nil {
+			slices.Reverse(p.undo)
+			for _, f := range p.undo {
+				f()
+			}
+			p.close()
+		}
+	}()
+	if p.kopts, err = kafkaclient.Options(cfg.Kafka, o.Log); err != nil {
+		return nil, err
 	}
 	stopTracing, err := tracing.Setup(ctx, cfg.Tracing)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() {
+	p.closers = append(p.closers, func() {
 		// Flush the last spans, briefly: a collector that is down must
 		// not hold the stop.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -105,192 +155,254 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		if err := stopTracing(sctx); err != nil {
 			o.Log.Warn("tracing: last spans not exported", "err", err)
 		}
-	}()
+	})
 	var writes []string
-	if o.has(RoleProcessor) && cfg.Processor.IsEnabled() {
+	if p.runsProcessor() {
 		writes = append(writes, codecs.WriteEvents)
 	}
-	cs, err := codecs.Open(ctx, cfg, o.Log, writes...)
+	if p.cs, err = codecs.Open(ctx, cfg, o.Log, writes...); err != nil {
+		return nil, err
+	}
+	if err := p.buildProcessor(); err != nil {
+		return nil, err
+	}
+	if err := p.buildConnectors(ctx); err != nil {
+		return nil, err
+	}
+	if err := p.buildHTTP(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *process) runsProcessor() bool { return p.o.has(RoleProcessor) && p.cfg.Processor.IsEnabled() }
+
+func (p *process) buildProcessor() error {
+	if !p.runsProcessor() {
+		return nil
+	}
+	cfg := p.cfg
+	beat := heartbeat.New("the processor")
+	pr, err := processor.New(processor.Options{
+		Config: cfg.Processor, Topology: cfg.Topology, Kafka: p.kopts, Beat: beat,
+		In: p.cs.RawReader, Out: p.cs.EventsWriter,
+		ClientOpts: append(kafkaclient.GroupOptions(cfg.Kafka, "processor"), p.m.KafkaHooks("processor")),
+		Log:        p.o.Log, ShutdownTimeout: p.o.ShutdownTimeout,
+	})
 	if err != nil {
 		return err
 	}
-	var readies []func() bool
-	var beats []*heartbeat.Beat
-	var groups []string
-	g, gctx := errgroup.WithContext(ctx)
-	m := o.Metrics
-	if m == nil {
-		m = metrics.New()
-	}
+	p.m.Processor(pr.Stats())
+	p.beats = append(p.beats, beat)
+	p.groups = append(p.groups, cfg.Processor.Group)
+	p.readies = append(p.readies, pr.Ready)
+	p.tasks = append(p.tasks, pr.Run)
+	return nil
+}
 
-	if o.has(RoleProcessor) && cfg.Processor.IsEnabled() {
-		beat := heartbeat.New("the processor")
-		beats = append(beats, beat)
-		p, err := processor.New(processor.Options{Config: *cfg, Kafka: kopts, Beat: beat, In: cs.RawReader, Out: cs.EventsWriter, ClientOpts: append(kafkaclient.GroupOptions(cfg.Kafka, "processor"), m.KafkaHooks("processor")), Log: o.Log, ShutdownTimeout: o.ShutdownTimeout})
+func (p *process) buildConnectors(ctx context.Context) error {
+	if !p.o.has(RoleConnector) {
+		return nil
+	}
+	cfg := p.cfg
+	for _, c := range cfg.Connectors {
+		if !c.IsEnabled() || c.NotRun || (len(p.o.Connectors) > 0 && !slices.Contains(p.o.Connectors, c.Name)) {
+			continue
+		}
+		sink, err := destinations.NewSink(ctx, c)
 		if err != nil {
 			return err
 		}
-		m.Processor(p.Stats())
-		groups = append(groups, cfg.Processor.Group)
-		readies = append(readies, p.Ready)
-		g.Go(func() error { return p.Run(gctx) })
-	}
-	if o.has(RoleConnector) {
-		for _, c := range cfg.Connectors {
-			if !c.IsEnabled() || c.NotRun || (len(o.Connectors) > 0 && !slices.Contains(o.Connectors, c.Name)) {
-				continue
-			}
-			beat := heartbeat.New("connector " + c.Name)
-			beats = append(beats, beat)
-			sink, err := destinations.NewSink(ctx, c)
-			if err != nil {
-				return err
-			}
-			w, err := connectors.New(connectors.Options{
-				Connector:       destinations.RuntimeConfig(c),
-				DLQTopic:        cfg.Topology.DLQ.Name,
-				DLQMaxBytes:     cfg.Topology.DLQ.MaxRecordBytes(),
-				EventsEncoding:  cfg.Topology.Events.Encoding,
-				Codec:           cs.EventsReader,
-				Sink:            sink,
-				Kafka:           append(append(slices.Clip(kopts), kafkaclient.GroupOptions(cfg.Kafka, c.Name)...), m.KafkaHooks(dlq.ConnectorStage(c.Name))),
-				Log:             o.Log,
-				ShutdownTimeout: o.ShutdownTimeout,
-				RevokeTimeout:   cfg.Kafka.RebalanceTimeout / 2,
-				Beat:            beat,
-				Observer:        m.Observer(c.Name),
-			})
-			if err != nil {
-				return fmt.Errorf("connector %s: %w", c.Name, err)
-			}
-			m.Connector(c.Name, w.Stats())
-			groups = append(groups, c.Group)
-			readies = append(readies, w.Ready)
-			g.Go(func() error {
-				defer sink.Close(context.WithoutCancel(gctx))
-				return w.Run(gctx)
-			})
+		p.undo = append(p.undo, func() { _ = sink.Close(context.WithoutCancel(ctx)) })
+		beat := heartbeat.New("connector " + c.Name)
+		w, err := connectors.New(connectors.Options{
+			Connector:       c,
+			DLQTopic:        cfg.Topology.DLQ.Name,
+			DLQMaxBytes:     cfg.Topology.DLQ.MaxRecordBytes(),
+			EventsEncoding:  cfg.Topology.Events.Encoding,
+			Codec:           p.cs.EventsReader,
+			Sink:            sink,
+			Kafka:           append(append(slices.Clip(p.kopts), kafkaclient.GroupOptions(cfg.Kafka, c.Name)...), p.m.KafkaHooks(dlq.ConnectorStage(c.Name))),
+			Log:             p.o.Log,
+			ShutdownTimeout: p.o.ShutdownTimeout,
+			RevokeTimeout:   cfg.Kafka.RebalanceTimeout / 2,
+			Beat:            beat,
+			Observer:        p.m.Observer(c.Name),
+		})
+		if err != nil {
+			return fmt.Errorf("connector %s: %w", c.Name, err)
 		}
+		p.m.Connector(c.Name, w.Stats())
+		p.beats = append(p.beats, beat)
+		p.groups = append(p.groups, c.Group)
+		p.readies = append(p.readies, w.Ready)
+		p.tasks = append(p.tasks, func(ctx context.Context) error {
+			defer sink.Close(context.WithoutCancel(ctx))
+			return w.Run(ctx)
+		})
 	}
-	for _, name := range o.Connectors {
-		if !slices.ContainsFunc(cfg.Connectors, func(c config.Connector) bool { return c.Name == name }) {
-			return fmt.Errorf("--connector %s: no connector of that name in the config", name)
+	return nil
+}
+
+// buildHTTP builds the pull API, the groups' watchdog and the listeners,
+// binding their addresses.
+func (p *process) buildHTTP() error {
+	cfg, o := p.cfg, p.o
+	var pull *pullapi.Server
+	if o.has(RoleAPI) && cfg.API.Listen != "off" && (cfg.API.PullEnabled() || o.DevTokens) {
+		var codec schemas.Codec // json and avro: the server's own reading
+		if schemas.IsConfluent(cfg.Topology.Events.Encoding) {
+			codec = p.cs.EventsReader
 		}
+		var err error
+		if pull, err = newPullAPI(cfg, o, p.kopts, codec, p.m.PullRequest); err != nil {
+			return err
+		}
+		p.undo = append(p.undo, pull.Close)
+		p.tasks = append(p.tasks, pull.Run)
+	}
+	health, err := p.health()
+	if err != nil {
+		return err
 	}
 	ready := func() bool {
-		for _, r := range readies {
+		for _, r := range p.readies {
 			if !r() {
 				return false
 			}
 		}
 		return true
 	}
-	var pull *pullapi.Server
-	if o.has(RoleAPI) && cfg.API.Listen != "off" && (cfg.API.PullEnabled() || o.DevTokens) {
-		var codec schemas.Codec // json and avro: the server's own reading
-		if schemas.IsConfluent(cfg.Topology.Events.Encoding) {
-			codec = cs.EventsReader
-		}
-		if pull, err = newPullAPI(cfg, o, kopts, codec, m.PullRequest); err != nil {
-			return err
-		}
-		g.Go(func() error { return pull.Run(gctx) })
-	}
-	// One admin client watches this process's groups: for lag at scrape
-	// time and for groups that make no progress.
-	var health func() error
-	var groupsClient *kgo.Client
-	if len(groups) > 0 {
-		if groupsClient, err = kgo.NewClient(kopts...); err != nil {
-			return err
-		}
-		defer groupsClient.Close()
-		wd := newGroupWatchdog(kadm.NewClient(groupsClient), groups, cfg.Kafka.SessionTimeout+cfg.Kafka.RebalanceTimeout, o.Log)
-		health = wd.Health
-		g.Go(func() error { return wd.Run(gctx) })
-	}
-	if len(beats) > 0 {
-		groupsHealth := health
-		health = func() error {
-			if err := heartbeat.Check(beats, cfg.API.StallTimeout, time.Now()); err != nil {
-				return err
-			}
-			if groupsHealth != nil {
-				return groupsHealth()
-			}
-			return nil
-		}
-	}
-	// The operators' endpoints: metrics and profiles, on the admin
-	// listener when there is one, else on the API's.
-	admin := func(mux *http.ServeMux) {
-		mux.Handle("GET /metrics", m.Handler())
-		if cfg.API.Pprof {
-			// Profiles of CPU, heap, goroutines and blocking, for a
-			// listener that is not public (api.pprof documents it).
-			mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-			mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-			mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-			mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-		}
-	}
 	separateAdmin := cfg.API.AdminListen != "" && cfg.API.AdminListen != "off"
-	if groupsClient != nil && (cfg.API.Listen != "off" || separateAdmin) {
-		m.Lag(groupsClient, groups, o.Log)
-	}
-	var addr string
 	if cfg.API.Listen != "off" {
-		srv, err := httpserver.Listen(cfg.API.Listen, ready, health, o.Log)
+		srv, err := p.listen(cfg.API.Listen, ready, health)
 		if err != nil {
 			return err
 		}
-		srv.Limits.MaxConnectionsPerClient = cfg.API.MaxConnectionsPerClient
 		if pull != nil {
 			pull.Register(srv.Mux)
 		}
 		if !separateAdmin {
-			admin(srv.Mux)
+			p.admin(srv.Mux)
 		}
-		addr = srv.Addr()
-		g.Go(func() error { return srv.Serve(gctx) })
+		p.addr = srv.Addr()
 	}
 	if separateAdmin {
-		srv, err := httpserver.Listen(cfg.API.AdminListen, ready, health, o.Log)
+		srv, err := p.listen(cfg.API.AdminListen, ready, health)
 		if err != nil {
 			return fmt.Errorf("api.admin_listen: %w", err)
 		}
-		srv.Limits.MaxConnectionsPerClient = cfg.API.MaxConnectionsPerClient
-		admin(srv.Mux)
+		p.admin(srv.Mux)
 		o.Log.Info("admin listener", "addr", srv.Addr())
 		if o.OnAdmin != nil {
 			o.OnAdmin(srv.Addr())
 		}
-		g.Go(func() error { return srv.Serve(gctx) })
 	}
-	if o.OnReady != nil {
-		var once atomic.Bool
-		g.Go(func() error {
-			t := time.NewTicker(50 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-gctx.Done():
-					return nil
-				case <-t.C:
-					if ready() && once.CompareAndSwap(false, true) {
-						o.OnReady(addr)
-						return nil
-					}
-				}
-			}
-		})
+	return nil
+}
+
+// listen binds addr for a server served as one of the tasks.
+func (p *process) listen(addr string, ready func() bool, health func() error) (*httpserver.Server, error) {
+	srv, err := httpserver.Listen(addr, ready, health, p.o.Log)
+	if err != nil {
+		return nil, err
 	}
-	err = waitBounded(gctx, g.Wait, o.ShutdownTimeout, o.Log)
+	srv.Limits.MaxConnectionsPerClient = p.cfg.API.MaxConnectionsPerClient
+	p.undo = append(p.undo, func() { _ = srv.Close() })
+	p.tasks = append(p.tasks, srv.Serve)
+	return srv, nil
+}
+
+// health builds what /healthz asks: the loops' heartbeats and, through
+// one admin client, whether the process's groups make progress (and
+// their lag at scrape time).
+func (p *process) health() (func() error, error) {
+	cfg := p.cfg
+	var groupsHealth func() error
+	if len(p.groups) > 0 {
+		groupsClient, err := kgo.NewClient(p.kopts...)
+		if err != nil {
+			return nil, err
+		}
+		p.closers = append(p.closers, groupsClient.Close)
+		wd := newGroupWatchdog(kadm.NewClient(groupsClient), p.groups, cfg.Kafka.SessionTimeout+cfg.Kafka.RebalanceTimeout, p.o.Log)
+		groupsHealth = wd.Health
+		p.tasks = append(p.tasks, wd.Run)
+		if cfg.API.Listen != "off" || (cfg.API.AdminListen != "" && cfg.API.AdminListen != "off") {
+			p.m.Lag(groupsClient, p.groups, p.o.Log)
+		}
+	}
+	if len(p.beats) == 0 {
+		return groupsHealth, nil
+	}
+	return func() error {
+		if err := heartbeat.Check(p.beats, cfg.API.StallTimeout, time.Now()); err != nil {
+			return err
+		}
+		if groupsHealth != nil {
+			return groupsHealth()
+		}
+		return nil
+	}, nil
+}
+
+// admin registers the operators' endpoints, metrics and profiles, on the
+// admin listener when there is one, else on the API's.
+func (p *process) admin(mux *http.ServeMux) {
+	mux.Handle("GET /metrics", p.m.Handler())
+	if p.cfg.API.Pprof {
+		// Profiles of CPU, heap, goroutines and blocking, for a listener
+		// that is not public (api.pprof documents it).
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
+}
+
+// run starts every task, each in a goroutine of one errgroup, and waits
+// for them: until ctx ends or one fails, then for the others to stop.
+func (p *process) run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, t := range p.tasks {
+		g.Go(func() error { return t(gctx) })
+	}
+	if p.o.OnReady != nil {
+		g.Go(func() error { return p.whenReady(gctx) })
+	}
+	err := waitBounded(gctx, g.Wait, p.o.ShutdownTimeout, p.o.Log)
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	return err
+}
+
+// whenReady calls OnReady once every component has its partitions.
+func (p *process) whenReady(ctx context.Context) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if slices.ContainsFunc(p.readies, func(r func() bool) bool { return !r() }) {
+				continue
+			}
+			p.o.OnReady(p.addr)
+			return nil
+		}
+	}
+}
+
+// close runs the closers, newest first.
+func (p *process) close() {
+	slices.Reverse(p.closers)
+	for _, f := range p.closers {
+		f()
+	}
+	p.closers = nil
 }
 
 // StopMargin is how long Run may take past the shutdown timeout to return
@@ -307,7 +419,7 @@ var ErrStopTimeout = errors.New("stop did not finish within the shutdown timeout
 // longer than timeout plus StopMargin.
 func waitBounded(stopping context.Context, wait func() error, timeout time.Duration, log *slog.Logger) error {
 	if timeout <= 0 {
-		timeout = config.DefaultShutdownTimeout
+		timeout = kafkaclient.DefaultShutdownTimeout
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- wait() }()

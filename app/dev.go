@@ -15,9 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/firehose/firehose/connectors/destinations"
+	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/connectors/file"
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/embedded"
@@ -80,7 +79,7 @@ func Dev(ctx context.Context, o DevOptions) error {
 		}
 		return "", false
 	}
-	cfg, err := config.Parse(o.ConfigName, o.Config, config.Options{Lookup: lookup, Destinations: destinations.Registry{}})
+	cfg, err := config.Parse(o.ConfigName, o.Config, config.Options{Lookup: lookup})
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/config"
 )
 
 // Memory model. Firehose's live heap is, roughly, a base (the Kafka

@@ -3,12 +3,14 @@ package app
 import (
 	"testing"
 
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/config"
+	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/internal/yamlconf"
 )
 
 func TestMemoryLimit(t *testing.T) {
 	off := false
-	cfg := &config.Config{Connectors: []config.Connector{
+	cfg := &config.Config{Connectors: []connectors.Config{
 		{Name: "a", MaxBufferedBytes: 64 << 20},
 		{Name: "b", MaxBufferedBytes: 128 << 20},
 		{Name: "c", MaxBufferedBytes: 64 << 20, Enabled: &off},
@@ -16,7 +18,7 @@ func TestMemoryLimit(t *testing.T) {
 	const mib = 1 << 20
 	for _, tc := range []struct {
 		name   string
-		limit  config.ByteSize
+		limit  yamlconf.ByteSize
 		o      Options
 		cgroup int64
 		want   int64

@@ -137,7 +137,7 @@ func (bt *batcher) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.
 	bt.avgRecord = (bt.avgRecord*15 + int64(n)) / 16
 	b.bytes += n
 	bt.buffered += int64(n)
-	if len(b.records) >= bt.bounds.MaxEvents || int64(b.bytes) >= bt.bounds.MaxBytes {
+	if len(b.records) >= bt.bounds.MaxEvents || int64(b.bytes) >= int64(bt.bounds.MaxBytes) {
 		bt.seal(ps, key)
 	}
 }

@@ -1,69 +1,254 @@
 package connectors
 
 import (
+	"fmt"
+	"regexp"
 	"time"
 
-	"github.com/firehose/firehose/connectors/spec"
+	"go.yaml.in/yaml/v3"
+
 	"github.com/firehose/firehose/filter"
+	"github.com/firehose/firehose/internal/yamlconf"
 )
 
-// Config is one connector's settings as the runtime takes them. The app
-// builds it from the loaded config (destinations.RuntimeConfig); a zero
-// field takes its default from package spec, as config does.
+// The vocabularies of a connector's settings, each in the order error
+// messages list them. A test holds them to what the runtime builds.
+var (
+	// Encodings of a batch body.
+	Encodings = []string{"ndjson", "json", "avro"}
+	// Compressions of a batch body.
+	Compressions = []string{"gzip", "snappy", "lz4", "zstd", "none"}
+	// AvroCodecs are the block codecs of Avro container files.
+	AvroCodecs = []string{"deflate", "snappy", "null"}
+	// TimeSources are where a path's {{year}}…{{minute}} come from.
+	TimeSources = []string{"event", "processing"}
+	// OnPermanentErrors are what a refused batch does.
+	OnPermanentErrors = []string{"dlq", "stop"}
+)
+
+// Defaults of a connector's settings. Destination types may set the batch
+// bounds and the compression first (see connectors/destinations).
+const (
+	DefaultEncoding         = "ndjson"
+	DefaultCompression      = "gzip"
+	DefaultAvroCodec        = "deflate"
+	DefaultTimeSource       = "event"
+	DefaultOnPermanentError = "dlq"
+
+	DefaultBatchMaxEvents = 10000
+	DefaultBatchMaxBytes  = 5_000_000
+	DefaultBatchMaxAge    = 5 * time.Minute
+
+	DefaultRetryMaxAttempts = 10
+	DefaultRetryInitial     = 200 * time.Millisecond
+	DefaultRetryMax         = 30 * time.Second
+
+	// DefaultMaxBufferedBytes caps a connector's open and undelivered
+	// batches.
+	DefaultMaxBufferedBytes = 64 << 20
+	// DefaultMaxInFlight is how many batches a connector delivers at
+	// once; MaxInFlightLimit the most it may be set to.
+	DefaultMaxInFlight = 32
+	MaxInFlightLimit   = 1024
+)
+
+// Config is one connector of the connectors section, in the one shape
+// config decodes and the runtime runs: one delivery pipeline: a consumer group over the events
+// topic that batches, encodes, compresses and delivers to one destination.
+// Its destination settings sit under a key named after its type:
+//
+//   - name: archive
+//     type: file
+//     file: {dir: /var/lib/firehose/out}
 type Config struct {
-	Name  string // required
-	Topic string // the topic read; required
-	Group string // the consumer group; required
-	Batch Bounds
-	// Encoding, Compression and AvroCodec shape a batch body (a Sink's);
-	// names from spec's vocabularies.
-	Encoding, Compression, AvroCodec string
-	// ProcessingTime renders a path's {{year}}…{{minute}} from the time a
-	// batch was opened instead of the event's timestamp.
-	ProcessingTime bool
-	Retry          RetryPolicy
-	// StopOnPermanentError stops the connector at a refused batch or
-	// record instead of dead-lettering it.
-	StopOnPermanentError bool
-	// MaxBufferedBytes caps open and undelivered batches.
-	MaxBufferedBytes int64
-	// MaxInFlight bounds the batches delivered at once.
-	MaxInFlight int
-	Filter      filter.Config
+	// NotRun marks a connector this process does not run (config.Scope):
+	// only its name, type, enabled, topic and group were read.
+	NotRun      bool   `yaml:"-"`
+	Name        string `yaml:"name"`        // required, unique; [a-z0-9_-]
+	Type        string `yaml:"type"`        // destination type, e.g. file
+	Enabled     *bool  `yaml:"enabled"`     // default true
+	Topic       string `yaml:"topic"`       // default: topology.events.name
+	Group       string `yaml:"group"`       // default firehose-connector-<name>
+	Batch       Bounds `yaml:"batch"`       // when a batch is delivered
+	Encoding    string `yaml:"encoding"`    // ndjson (default), json (one array) or avro (object container file)
+	Compression string `yaml:"compression"` // gzip (default), snappy, lz4, zstd or none
+	// AvroCodec is the block codec of Avro container files: deflate
+	// (default), snappy or null. With encoding avro, compression is
+	// usually none.
+	AvroCodec string `yaml:"avro_codec"`
+	// TimeSource is where {{year}}…{{minute}} of a path come from: event
+	// (the event's timestamp, default) or processing (the time the batch
+	// was opened).
+	TimeSource string `yaml:"time_source"`
+	// Retry bounds how a failing batch is retried.
+	Retry RetryPolicy `yaml:"retry"`
+	// OnPermanentError is what a batch the destination rejects does: dlq
+	// (default: its events go to the DLQ and the partition goes on) or
+	// stop (the connector stops, and nothing past it is committed).
+	OnPermanentError string `yaml:"on_permanent_error"`
+	// MaxBufferedBytes caps the bytes of open batches of this connector;
+	// reaching it delivers the largest open batches at once. Default 64MiB.
+	MaxBufferedBytes yamlconf.ByteSize `yaml:"max_buffered_bytes"`
+	// MaxInFlight bounds the batches this connector delivers at once,
+	// across its partitions (default 32). An object store may have
+	// several of one partition in flight; a destination that keeps order
+	// at most one per lane (4 lanes per partition, by key).
+	MaxInFlight int `yaml:"max_in_flight"`
+	// Filter selects the events this connector delivers; same syntax as
+	// the processor's.
+	Filter filter.Config `yaml:"filter"`
+
+	// Destination holds the decoded settings of the section named after
+	// Type, as decoded by
+	// connectors/destinations.
+	Destination any `yaml:"-"`
+
+	Rest map[string]yaml.Node `yaml:",inline"`
 }
 
-// Bounds bound a batch: it is sealed when any bound is reached.
+// IsEnabled reports whether the connector runs.
+func (c Config) IsEnabled() bool { return c.Enabled == nil || *c.Enabled }
+
+// ProcessingTime reports whether a path's {{year}}…{{minute}} come from
+// the time a batch was opened instead of the event's timestamp.
+func (c Config) ProcessingTime() bool { return c.TimeSource == "processing" }
+
+// StopsOnPermanentError reports whether a refused batch or record stops
+// the connector instead of going to the DLQ.
+func (c Config) StopsOnPermanentError() bool { return c.OnPermanentError == "stop" }
+
+// Bounds bound a batch; it is delivered when any bound is reached.
 type Bounds struct {
-	MaxEvents int
-	MaxBytes  int64 // before compression
-	MaxAge    time.Duration
+	MaxEvents int               `yaml:"max_events"` // default 10000
+	MaxBytes  yamlconf.ByteSize `yaml:"max_bytes"`  // default 5MB, before compression
+	MaxAge    time.Duration     `yaml:"max_age"`    // default 5m, from the first event in the batch
 }
 
-// defaults fills zero fields from spec.
-func (c *Config) defaults() {
-	if c.Batch.MaxEvents == 0 {
-		c.Batch.MaxEvents = spec.DefaultBatchMaxEvents
+// Fill sets the bounds left at zero from d.
+func (b *Bounds) Fill(d Bounds) {
+	if b.MaxEvents == 0 {
+		b.MaxEvents = d.MaxEvents
 	}
-	if c.Batch.MaxBytes == 0 {
-		c.Batch.MaxBytes = spec.DefaultBatchMaxBytes
+	if b.MaxBytes == 0 {
+		b.MaxBytes = d.MaxBytes
 	}
-	if c.Batch.MaxAge == 0 {
-		c.Batch.MaxAge = spec.DefaultBatchMaxAge
+	if b.MaxAge == 0 {
+		b.MaxAge = d.MaxAge
 	}
+}
+
+// RetryPolicy bounds the retries of one batch: exponential backoff with
+// full jitter from InitialBackoff to MaxBackoff, MaxAttempts attempts in
+// all; a destination's Retry-After, when longer, is honoured. Then the
+// batch is dead-lettered.
+type RetryPolicy struct {
+	MaxAttempts    int           `yaml:"max_attempts"`    // default 10, the first attempt included
+	InitialBackoff time.Duration `yaml:"initial_backoff"` // default 200ms
+	MaxBackoff     time.Duration `yaml:"max_backoff"`     // default 30s
+}
+
+// SetDefaults fills the fields left empty: the one place a connector's
+// defaults live, called by config at load and by the runtime for a Config
+// built in code. A destination type's own defaults go in first.
+func (c *Config) SetDefaults() {
+	if c.Group == "" && c.Name != "" {
+		c.Group = "firehose-connector-" + c.Name
+	}
+	c.Batch.Fill(Bounds{MaxEvents: DefaultBatchMaxEvents, MaxBytes: DefaultBatchMaxBytes, MaxAge: DefaultBatchMaxAge})
 	if c.Encoding == "" {
-		c.Encoding = spec.DefaultEncoding
+		c.Encoding = DefaultEncoding
 	}
 	if c.Compression == "" {
-		c.Compression = spec.DefaultCompression
+		c.Compression = DefaultCompression
+		if c.Encoding == "avro" {
+			c.Compression = "none" // the container file compresses its blocks
+		}
 	}
 	if c.AvroCodec == "" {
-		c.AvroCodec = spec.DefaultAvroCodec
+		c.AvroCodec = DefaultAvroCodec
 	}
-	c.Retry.defaults()
+	if c.TimeSource == "" {
+		c.TimeSource = DefaultTimeSource
+	}
+	if c.Retry.MaxAttempts == 0 {
+		c.Retry.MaxAttempts = DefaultRetryMaxAttempts
+	}
+	if c.Retry.InitialBackoff == 0 {
+		c.Retry.InitialBackoff = DefaultRetryInitial
+	}
+	if c.Retry.MaxBackoff == 0 {
+		c.Retry.MaxBackoff = DefaultRetryMax
+	}
+	if c.OnPermanentError == "" {
+		c.OnPermanentError = DefaultOnPermanentError
+	}
 	if c.MaxBufferedBytes == 0 {
-		c.MaxBufferedBytes = spec.DefaultMaxBufferedBytes
+		c.MaxBufferedBytes = DefaultMaxBufferedBytes
 	}
 	if c.MaxInFlight == 0 {
-		c.MaxInFlight = spec.DefaultMaxInFlight
+		c.MaxInFlight = DefaultMaxInFlight
 	}
+}
+
+var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// Validate reports every problem of the connector's own settings, with
+// paths relative to it; its destination's section is checked where it is
+// decoded (connectors/destinations).
+func (c Config) Validate() error {
+	var v yamlconf.Problems
+	if !nameRe.MatchString(c.Name) {
+		v.Add("name", "required: lower-case letters, digits, _ and -, got %q", c.Name)
+	}
+	if c.Type == "" {
+		v.Add("type", "required")
+	}
+	if c.Batch.MaxEvents < 1 {
+		v.Add("batch.max_events", "must be at least 1")
+	}
+	if c.Batch.MaxBytes < 1 {
+		v.Add("batch.max_bytes", "must be at least 1")
+	}
+	if c.Batch.MaxAge < 10*time.Millisecond {
+		v.Add("batch.max_age", "must be at least 10ms, got %s", c.Batch.MaxAge)
+	}
+	v.OneOf("encoding", c.Encoding, Encodings)
+	v.OneOf("compression", c.Compression, Compressions)
+	v.Join("filter", filter.Validate(c.Filter))
+	v.OneOf("avro_codec", c.AvroCodec, AvroCodecs)
+	v.OneOf("time_source", c.TimeSource, TimeSources)
+	v.OneOf("on_permanent_error", c.OnPermanentError, OnPermanentErrors)
+	if c.Retry.MaxAttempts < 1 {
+		v.Add("retry.max_attempts", "must be at least 1")
+	}
+	if c.Retry.InitialBackoff <= 0 || c.Retry.MaxBackoff < c.Retry.InitialBackoff {
+		v.Add("retry", "initial_backoff must be positive and max_backoff at least initial_backoff")
+	}
+	if c.MaxInFlight < 1 || c.MaxInFlight > MaxInFlightLimit {
+		v.Add("max_in_flight", "must be from 1 to %d, got %d", MaxInFlightLimit, c.MaxInFlight)
+	}
+	if c.MaxBufferedBytes < c.Batch.MaxBytes {
+		v.Add("max_buffered_bytes", "must be at least batch.max_bytes (%d), got %d", int64(c.Batch.MaxBytes), int64(c.MaxBufferedBytes))
+	}
+	return v.Err()
+}
+
+// UnknownSections reports the keys of Rest other than the destination's
+// own section (named after Type) as unknown fields.
+func (c Config) UnknownSections() error {
+	var v yamlconf.Problems
+	known := append(yamlconf.Fields[Config](), c.Type)
+	for k := range c.Rest {
+		if k == c.Type {
+			continue
+		}
+		msg := fmt.Sprintf("unknown field %q", k)
+		if s := yamlconf.Closest(k, known); s != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", s)
+		} else if c.Type == "" {
+			msg += "; set type: " + k + " if this is the destination's section"
+		}
+		v.Add(k, "%s", msg)
+	}
+	return v.Err()
 }

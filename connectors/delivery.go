@@ -18,36 +18,14 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/firehose/firehose/connectors/spec"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/tracing"
 )
 
-// RetryPolicy bounds how a failing batch is retried before it is
-// dead-lettered. The backoff doubles from Initial to Max with full jitter;
-// a destination's Retry-After replaces it when longer.
-type RetryPolicy struct {
-	MaxAttempts int           // attempts in all, the first included
-	Initial     time.Duration // the first backoff
-	Max         time.Duration // the longest backoff
-}
-
-func (r *RetryPolicy) defaults() {
-	if r.MaxAttempts == 0 {
-		r.MaxAttempts = spec.DefaultRetryMaxAttempts
-	}
-	if r.Initial == 0 {
-		r.Initial = spec.DefaultRetryInitial
-	}
-	if r.Max == 0 {
-		r.Max = spec.DefaultRetryMax
-	}
-}
-
 func (r RetryPolicy) backoff(attempt int, err error) time.Duration {
-	d := r.Initial << min(attempt, 20)
-	if d > r.Max || d <= 0 {
-		d = r.Max
+	d := r.InitialBackoff << min(attempt, 20)
+	if d > r.MaxBackoff || d <= 0 {
+		d = r.MaxBackoff
 	}
 	d = time.Duration(rand.Int64N(int64(d)) + 1) // full jitter
 	if ra := retryAfter(err); ra > d {
@@ -250,7 +228,7 @@ func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 		}
 		w.o.Observer.Failed(IsPermanent(err))
 		if IsPermanent(err) {
-			if w.o.Connector.StopOnPermanentError {
+			if w.o.Connector.StopsOnPermanentError() {
 				w.log.Error("batch rejected by destination; stopping the connector", "batch", b.ID, "events", len(b.Records), "err", err)
 				return ErrStopped
 			}

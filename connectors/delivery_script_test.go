@@ -97,7 +97,7 @@ func oneBatchTopic(t *testing.T, n int) (*embedded.Broker, *kadm.Client) {
 func runScripted(t *testing.T, br *embedded.Broker, s connectors.Destination, mod func(*connectors.Config)) (*connectors.Worker, context.CancelFunc, chan error) {
 	c := connectors.Config{Name: "script", Topic: "events", Group: "script", Encoding: "ndjson", Compression: "none",
 		Batch: connectors.Bounds{MaxEvents: 10, MaxBytes: 1 << 20, MaxAge: time.Hour},
-		Retry: connectors.RetryPolicy{MaxAttempts: 5, Initial: time.Millisecond, Max: 5 * time.Millisecond}}
+		Retry: connectors.RetryPolicy{MaxAttempts: 5, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}}
 	if mod != nil {
 		mod(&c)
 	}
@@ -245,7 +245,7 @@ func TestStopPolicyCommitsNothingPastTheRejection(t *testing.T) {
 	s := &scripted{attempts: map[int64]int{}, delivered: map[int64]int{}, script: map[int64][]error{
 		10: {connectors.Permanent(errors.New("rejected"), "")},
 	}}
-	_, cancel, done := runScripted(t, br, s, func(c *connectors.Config) { c.StopOnPermanentError = true })
+	_, cancel, done := runScripted(t, br, s, func(c *connectors.Config) { c.OnPermanentError = "stop" })
 	defer cancel()
 	select {
 	case err := <-done:

@@ -92,7 +92,7 @@ func startWorker(t *testing.T, br *embedded.Broker, url string, mod func(*connec
 	t.Helper()
 	c := connectors.Config{Name: "hook", Topic: "events", Group: "hook", Encoding: "json", Compression: "none",
 		Batch: connectors.Bounds{MaxEvents: 50, MaxBytes: 1 << 20, MaxAge: 200 * time.Millisecond},
-		Retry: connectors.RetryPolicy{MaxAttempts: 100000, Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}}
+		Retry: connectors.RetryPolicy{MaxAttempts: 100000, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}}
 	hc := httpdest.Config{URL: url}
 	hc.Defaults()
 	o := connectors.Options{Connector: c, DLQTopic: "events.dlq", EventsEncoding: "json",

@@ -134,7 +134,7 @@ func (w *Worker) deliverRecords(ctx context.Context, cl *kgo.Client, b *Batch) e
 		}
 		if len(dead) > 0 {
 			w.o.Observer.Failed(true)
-			if w.o.Connector.StopOnPermanentError {
+			if w.o.Connector.StopsOnPermanentError() {
 				w.log.Error("destination refused an event; stopping the connector", "batch", b.ID, "events", len(dead), "err", b.recs[dead[0]].Err)
 				return ErrStopped
 			}

@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/filter"
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/heartbeat"
 	"github.com/firehose/firehose/internal/kafkaclient"
@@ -24,7 +23,7 @@ type Options struct {
 	Connector Config
 	DLQTopic  string
 	// DLQMaxBytes is the largest record the DLQ topic takes (default
-	// config.ProducerMaxBytes); a dead letter over it has its value cut.
+	// kafkaclient.ProducerMaxBytes); a dead letter over it has its value cut.
 	DLQMaxBytes int
 	// EventsEncoding is the encoding of the topic read (json or avro).
 	EventsEncoding string
@@ -49,7 +48,7 @@ type Options struct {
 	// app passes half the group's rebalance timeout.
 	RevokeTimeout time.Duration
 	// ShutdownTimeout bounds a stop: the flush of open batches, the last
-	// commits and leaving the group (default config.DefaultShutdownTimeout). A
+	// commits and leaving the group (default kafkaclient.DefaultShutdownTimeout). A
 	// negative value stops at once without flushing or committing, as a
 	// crash does; tests use it.
 	ShutdownTimeout time.Duration
@@ -137,7 +136,7 @@ func New(o Options) (*Worker, error) {
 			return nil, err
 		}
 	}
-	o.Connector.defaults()
+	o.Connector.SetDefaults()
 	enc, err := NewEncoder(o.Connector.Encoding, o.Connector.AvroCodec)
 	if err != nil {
 		return nil, err
@@ -163,13 +162,13 @@ func New(o Options) (*Worker, error) {
 		o.Observer = nopObserver{}
 	}
 	if o.ShutdownTimeout == 0 {
-		o.ShutdownTimeout = config.DefaultShutdownTimeout
+		o.ShutdownTimeout = kafkaclient.DefaultShutdownTimeout
 	}
 	if o.RevokeTimeout <= 0 {
 		o.RevokeTimeout = 30 * time.Second
 	}
 	if o.DLQMaxBytes == 0 {
-		o.DLQMaxBytes = config.ProducerMaxBytes
+		o.DLQMaxBytes = kafkaclient.ProducerMaxBytes
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -181,8 +180,8 @@ func New(o Options) (*Worker, error) {
 		codec: codec, enc: enc, comp: comp, tmpl: tmpl, key: key, records: records, filter: f,
 		parts:       make(map[tp]*partState),
 		maxInFlight: o.Connector.MaxInFlight,
-		b: &batcher{name: o.Connector.Name, bounds: o.Connector.Batch, limit: o.Connector.MaxBufferedBytes,
-			ordered: !objects, tmpl: tmpl, processingTime: o.Connector.ProcessingTime,
+		b: &batcher{name: o.Connector.Name, bounds: o.Connector.Batch, limit: int64(o.Connector.MaxBufferedBytes),
+			ordered: !objects, tmpl: tmpl, processingTime: o.Connector.ProcessingTime(),
 			// Avro bodies and record sinks' keys and headers need the
 			// decoded events; JSON bodies splice the processor's bytes.
 			splice: records == nil && o.Connector.Encoding != "avro" && isJSON(codec),
@@ -212,7 +211,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerLinger(0),
-		kgo.ProducerBatchMaxBytes(config.ProducerMaxBytes),
+		kgo.ProducerBatchMaxBytes(kafkaclient.ProducerMaxBytes),
 		kgo.OnPartitionsAssigned(w.assigned),
 		kgo.OnPartitionsRevoked(w.revoked),
 		kgo.OnPartitionsLost(w.lost),
@@ -350,7 +349,7 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 // cap at the average record size seen, between 100 and 10,000, so a poll
 // cannot carry the worker far past max_buffered_bytes.
 func (w *Worker) pollSize() int {
-	limit := w.o.Connector.MaxBufferedBytes
+	limit := int64(w.o.Connector.MaxBufferedBytes)
 	w.mu.Lock()
 	room := limit - w.b.pending - w.b.buffered
 	avg := max(w.b.avgRecord, 256)
@@ -365,7 +364,7 @@ func (w *Worker) pollSize() int {
 // more than MaxBufferedBytes, and resumes below half of it. Called with
 // mu held.
 func (w *Worker) backpressure(cl *kgo.Client) {
-	limit := w.o.Connector.MaxBufferedBytes
+	limit := int64(w.o.Connector.MaxBufferedBytes)
 	if limit <= 0 {
 		return
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 	"github.com/tidwall/gjson"
 
+	"github.com/firehose/firehose/internal/yamlconf"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -259,4 +260,27 @@ func globMatch(p, s string) bool {
 	}
 	ok, _ := path.Match(p, s)
 	return ok
+}
+
+// Validate compiles c and returns its problems as config field errors,
+// with paths relative to the filter's section.
+func Validate(c Config) error {
+	_, err := Compile(c)
+	if err == nil {
+		return nil
+	}
+	var v yamlconf.Problems
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		var p *Problem
+		if errors.As(e, &p) {
+			v.Add(p.Path, "%s", p.Msg)
+		} else {
+			v.Add("", "%v", e)
+		}
+	}
+	return v.Err()
 }

@@ -40,8 +40,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/firehose/firehose/app"
-	"github.com/firehose/firehose/connectors/destinations"
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/pullapi"
 	"github.com/firehose/firehose/testsupport/embedded"
 	"github.com/firehose/firehose/topology"
@@ -162,8 +161,7 @@ func (f *Firehose) config(t testing.TB, o Options, listen string) (string, map[s
 	}
 	parse := func(doc string) *config.Config {
 		cfg, err := config.Parse("firehosetest config", []byte(doc), config.Options{
-			Lookup:       func(k string) (string, bool) { v, ok := env[k]; return v, ok },
-			Destinations: destinations.Registry{},
+			Lookup: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
 		})
 		if err != nil {
 			t.Fatalf("firehosetest: %v", err)
@@ -207,7 +205,7 @@ func isolate(doc string, cfg *config.Config) (string, error) {
 		return s
 	}
 	topo := section(m, "topology")
-	for key, t := range map[string]config.Topic{"raw": cfg.Topology.Raw, "events": cfg.Topology.Events, "dlq": cfg.Topology.DLQ, "state": cfg.Topology.State} {
+	for key, t := range map[string]topology.Topic{"raw": cfg.Topology.Raw, "events": cfg.Topology.Events, "dlq": cfg.Topology.DLQ, "state": cfg.Topology.State} {
 		section(topo, key)["name"] = t.Name + suffix
 	}
 	proc := section(m, "processor")

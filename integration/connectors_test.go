@@ -24,11 +24,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/app"
+	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
-	"github.com/firehose/firehose/connectors/destinations"
 	s3dest "github.com/firehose/firehose/connectors/s3"
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/generator"
@@ -380,7 +379,7 @@ connectors:
 		}
 		defer sink.Close(context.Background())
 		w, err := connectors.New(connectors.Options{
-			Connector: destinations.RuntimeConfig(c), DLQTopic: cfg.Topology.DLQ.Name, EventsEncoding: "json",
+			Connector: c, DLQTopic: cfg.Topology.DLQ.Name, EventsEncoding: "json",
 			Sink: slowSink{Sink: sink, delay: 15 * time.Millisecond}, Kafka: []kgo.Opt{kgo.SeedBrokers(b.Addr)},
 			ShutdownTimeout: shutdown,
 		})

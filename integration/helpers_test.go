@@ -24,8 +24,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/connectors/destinations"
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/embedded"
 	"github.com/firehose/firehose/topology"
@@ -48,8 +47,7 @@ func startBroker(t *testing.T) *embedded.Broker {
 func loadConfig(t *testing.T, yaml string, env map[string]string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yaml), config.Options{
-		Lookup:       func(k string) (string, bool) { v, ok := env[k]; return v, ok },
-		Destinations: destinations.Registry{},
+		Lookup: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
 	})
 	if err != nil {
 		t.Fatal(err)

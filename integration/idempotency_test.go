@@ -17,7 +17,6 @@ import (
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
-	"github.com/firehose/firehose/connectors/destinations"
 	httpdest "github.com/firehose/firehose/connectors/http"
 	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/generator"
@@ -131,7 +130,7 @@ connectors:
 		c := cfg.Connectors[0]
 		c.Batch.MaxEvents = batch
 		w, err := connectors.New(connectors.Options{
-			Connector: destinations.RuntimeConfig(c), DLQTopic: cfg.Topology.DLQ.Name, EventsEncoding: "json",
+			Connector: c, DLQTopic: cfg.Topology.DLQ.Name, EventsEncoding: "json",
 			Sink: httpdest.New(*c.Destination.(*httpdest.Config)), Kafka: []kgo.Opt{kgo.SeedBrokers(b.Addr)},
 			ShutdownTimeout: shutdown,
 		})

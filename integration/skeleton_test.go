@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/firehose/firehose/app"
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/generator"

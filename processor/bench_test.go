@@ -11,7 +11,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/firehose/firehose/filter"
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/tracing"
 	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/generator"
@@ -98,7 +97,7 @@ func BenchmarkStageDedupe(b *testing.B) {
 func BenchmarkStageEnrich(b *testing.B) {
 	recs := benchRecords(4096)
 	evs := decoded(b, recs)
-	en, err := NewEnricher(config.Enrich{
+	en, err := NewEnricher(Enrich{
 		Flows:    map[string]map[string]any{"flow_1_1": {"name": "Auto", "version": 3}, "flow_2_2": {"name": "Home", "version": 1}},
 		Accounts: map[string]map[string]any{"acc_1": {"name": "Acme"}},
 		Tags:     map[string]string{"env": "prod"},
@@ -115,7 +114,7 @@ func BenchmarkStageEnrich(b *testing.B) {
 
 func BenchmarkStageMask(b *testing.B) {
 	recs := benchRecords(4096)
-	m, err := NewMasker(config.Mask{})
+	m, err := NewMasker(MaskConfig{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -163,11 +162,11 @@ func BenchmarkPipelineTracing(b *testing.B) {
 }
 
 func benchPipeline(b *testing.B, recs []*kgo.Record) {
-	cfg := config.Config{Kafka: config.Kafka{Brokers: []string{"x:1"}}}
+	var cfg testDoc
 	cfg.Processor.Filter = filter.Config{EventTypes: []string{"recipient.*", "lead.*", "deal.*", "filter.*", "feedback.*"}, Where: []filter.Rule{{Expr: `outcome != "error"`}}}
-	cfg.Processor.Enrich = config.Enrich{Tags: map[string]string{"env": "prod"}, Flows: map[string]map[string]any{"flow_1_1": {"name": "Auto"}}}
+	cfg.Processor.Enrich = Enrich{Tags: map[string]string{"env": "prod"}, Flows: map[string]map[string]any{"flow_1_1": {"name": "Auto"}}}
 	cfg.SetDefaults()
-	p, err := New(Options{Config: cfg})
+	p, err := New(cfg.options())
 	if err != nil {
 		b.Fatal(err)
 	}

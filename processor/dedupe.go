@@ -81,8 +81,9 @@ func newDedupePart(now time.Time) *dedupePart {
 	return &dedupePart{seen: map[string]seqEntry{}, legacy: map[string]seqEntry{}, pending: map[string]int{}, lastSweep: now}
 }
 
-// NewDeduper returns a deduper over the state topic.
-// Records redriven from dlqTopic, and only those, pass it.
+// NewDeduper returns a deduper that writes its state to the state topic
+// (the processor's stateStore reads it). Records redriven from dlqTopic,
+// and only those, pass it; kopts reach the cluster to check them.
 func NewDeduper(topic, dlqTopic string, ttl time.Duration, kopts []kgo.Opt, now func() time.Time, log *slog.Logger) *Deduper {
 	return &Deduper{ttl: ttl, topic: topic, dlqTopic: dlqTopic, kopts: kopts, now: now, log: log, parts: newPartMap[dedupePart]()}
 }
@@ -181,26 +182,18 @@ func (d *Deduper) Apply(rec *kgo.Record, e *schemas.Event) (bool, error) {
 	return true, nil
 }
 
-// Load reads a partition's state from the state topic, replacing what was
-// held. It is called when the partition is assigned.
-func (d *Deduper) Load(ctx context.Context, partition int32) error {
-	dp := newDedupePart(d.now())
-	if err := d.read(ctx, partition, dp); err != nil {
-		return err
+// loader implements stateStage.
+func (d *Deduper) loader(partition int32, fresh bool) stateLoader {
+	dp := d.parts.get(partition)
+	if fresh || dp == nil {
+		dp, fresh = newDedupePart(d.now()), true
 	}
-	d.parts.put(partition, dp)
-	d.log.Info("dedupe state loaded", "partition", partition, "resources", len(dp.seen), "to_offset", dp.loadedTo)
-	return nil
-}
-
-func (d *Deduper) read(ctx context.Context, partition int32, dp *dedupePart) error {
 	now := d.now().UnixMilli()
-	next, err := readPartition(ctx, d.kopts, d.topic, partition, dp.loadedTo, func(r *kgo.Record) { d.load(dp, r, now) }, -1)
-	if err != nil {
-		return fmt.Errorf("load dedupe state of partition %d from %s: %w", partition, d.topic, err)
-	}
-	dp.loadedTo = next
-	return nil
+	return &partLoader[dedupePart]{parts: d.parts, partition: partition, fresh: fresh, part: dp, at: &dp.loadedTo,
+		apply: func(dp *dedupePart, r *kgo.Record) { d.load(dp, r, now) },
+		loaded: func(dp *dedupePart) {
+			d.log.Info("dedupe state loaded", "partition", partition, "resources", len(dp.seen), "to_offset", dp.loadedTo)
+		}}
 }
 
 // load applies one state-topic record to a partition's state.
@@ -224,12 +217,6 @@ func (d *Deduper) load(dp *dedupePart, r *kgo.Record, now int64) {
 		return
 	}
 	m[key] = e
-}
-
-// Ensure makes the partition's state current before its first records are
-// processed (see partMap.ensure).
-func (d *Deduper) Ensure(ctx context.Context, partition int32) error {
-	return d.parts.ensure(ctx, partition, d.Load, d.read)
 }
 
 // Drop forgets partitions that were revoked or lost.

@@ -15,7 +15,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -49,7 +48,7 @@ type stamp struct {
 }
 
 // NewEnricher builds an enricher from config.
-func NewEnricher(c config.Enrich, now func() time.Time) (*Enricher, error) {
+func NewEnricher(c Enrich, now func() time.Time) (*Enricher, error) {
 	en := &Enricher{
 		procTime: c.ProcessingTime == nil || *c.ProcessingTime,
 		now:      now,

@@ -9,9 +9,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/firehose/firehose/connectors/destinations"
-	"github.com/firehose/firehose/internal/config"
 )
 
 func cpuTime() time.Duration {
@@ -31,22 +28,22 @@ func BenchmarkProcessorKafka(b *testing.B) {
 	if broker == "" || n == 0 {
 		b.Skip("set FIREHOSE_BENCH_BROKER and FIREHOSE_BENCH_EVENTS (make bench does)")
 	}
-	cfg, err := config.Parse("bench", config.Dev(), config.Options{
-		Lookup: func(k string) (string, bool) {
-			return map[string]string{"FIREHOSE_BROKER": broker}[k], k == "FIREHOSE_BROKER"
-		},
-		Destinations: destinations.Registry{},
-	})
+	dev, err := os.ReadFile("../config/dev.yaml") // what make run runs
 	if err != nil {
 		b.Fatal(err)
 	}
+	cfg := parseDoc(b, string(dev), func(k string) (string, bool) {
+		return map[string]string{"FIREHOSE_BROKER": broker}[k], k == "FIREHOSE_BROKER"
+	})
 	if c := os.Getenv("BENCH_COMPRESSION"); c != "" {
 		cfg.Topology.Events.Compression = c // what the processor's producer writes with
 	}
 	for i := 0; b.Loop(); i++ {
 		cfg.Processor.Group = "bench-" + strconv.Itoa(i) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 		cfg.Processor.TransactionalID = cfg.Processor.Group
-		p, err := New(Options{Config: *cfg, Kafka: []kgo.Opt{kgo.SeedBrokers(broker)}})
+		o := cfg.options()
+		o.Kafka = []kgo.Opt{kgo.SeedBrokers(broker)}
+		p, err := New(o)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/text/unicode/norm"
 
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -125,8 +124,8 @@ func asciiFoldEqual(key, folded string) bool {
 	return j == len(folded)
 }
 
-// NewMasker compiles the rules in force (config.Mask.MaskRules).
-func NewMasker(c config.Mask) (*Masker, error) {
+// NewMasker compiles the rules in force (MaskConfig.MaskRules).
+func NewMasker(c MaskConfig) (*Masker, error) {
 	m := &Masker{key: []byte(c.HashKey)}
 	for _, r := range c.MaskRules() {
 		container, _, ok := strings.Cut(r.Path, ".")

@@ -9,14 +9,13 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/schemas"
 )
 
 // readerRules are the default rules plus nested ones, so that paths of one,
 // two and three keys are covered.
-var readerRules = []config.MaskRule{
+var readerRules = []MaskRule{
 	{Path: "metadata.contact.phone", Strategy: "phone_area"},
 	{Path: "metadata.contact.email", Strategy: "email"},
 	{Path: "metadata.card", Strategy: "last4"},
@@ -24,7 +23,7 @@ var readerRules = []config.MaskRule{
 }
 
 func maskPipeline(t testing.TB) (*Pipeline, *Masker) {
-	m := masker(t, config.Mask{Rules: readerRules})
+	m := masker(t, MaskConfig{Rules: readerRules})
 	return &Pipeline{
 		In: schemas.JSON{}, Out: schemas.JSON{}, EventsTopic: "events", DLQTopic: "dlq",
 		MaxEventBytes: 1 << 20, Stages: []Stage{m}, Now: time.Now,

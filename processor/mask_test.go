@@ -6,7 +6,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -39,7 +38,7 @@ func TestMaskStrategies(t *testing.T) {
 	}
 }
 
-func masker(t testing.TB, c config.Mask) *Masker {
+func masker(t testing.TB, c MaskConfig) *Masker {
 	t.Helper()
 	m, err := NewMasker(c)
 	if err != nil {
@@ -56,7 +55,7 @@ func TestMaskerDefaultsAndRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := masker(t, config.Mask{HashKey: "0123456789abcdef-key", Rules: []config.MaskRule{
+	m := masker(t, MaskConfig{HashKey: "0123456789abcdef-key", Rules: []MaskRule{
 		{Path: "metadata.contact.email", Strategy: "hash"},
 		{Path: "metadata.contact.ip", Strategy: "drop"},
 		{Path: "metadata.card", Strategy: "last4"},
@@ -82,18 +81,18 @@ func TestMaskerDefaultsAndRules(t *testing.T) {
 			t.Errorf("masked event still holds %q:\n%s", secret, got)
 		}
 	}
-	other := masker(t, config.Mask{HashKey: "another-key-of-16+bytes"})
-	if h := m.Hash("x"); h != masker(t, config.Mask{HashKey: "0123456789abcdef-key"}).Hash("x") || h == m.Hash("y") || h == other.Hash("x") {
+	other := masker(t, MaskConfig{HashKey: "another-key-of-16+bytes"})
+	if h := m.Hash("x"); h != masker(t, MaskConfig{HashKey: "0123456789abcdef-key"}).Hash("x") || h == m.Hash("y") || h == other.Hash("x") {
 		t.Error("hash is not a keyed, stable function of the value")
 	}
 }
 
 func TestMaskerDefaultsCanBeReplacedOrDisabled(t *testing.T) {
 	off := false
-	if rules := (config.Mask{Defaults: &off}).MaskRules(); len(rules) != 0 {
+	if rules := (MaskConfig{Defaults: &off}).MaskRules(); len(rules) != 0 {
 		t.Fatalf("defaults off: %v", rules)
 	}
-	rules := config.Mask{Rules: []config.MaskRule{{Path: "lead_data.email", Strategy: "drop"}}}.MaskRules()
+	rules := MaskConfig{Rules: []MaskRule{{Path: "lead_data.email", Strategy: "drop"}}}.MaskRules()
 	n := 0
 	for _, r := range rules {
 		if r.Path == "lead_data.email" {
@@ -103,7 +102,7 @@ func TestMaskerDefaultsCanBeReplacedOrDisabled(t *testing.T) {
 			}
 		}
 	}
-	if n != 1 || len(rules) != len(config.DefaultMaskRules) {
+	if n != 1 || len(rules) != len(DefaultMaskRules) {
 		t.Fatalf("rules %v", rules)
 	}
 }
@@ -150,7 +149,7 @@ func alnum(s string) int {
 func FuzzMaskerApply(f *testing.F) {
 	f.Add(`{"ssn":"123-45-6789","email":"a@b.c","phone":[1,2],"first_name":null}`)
 	f.Add(`{"ssn":{"nested":"x"},"last_name":""}`)
-	m := masker(f, config.Mask{})
+	m := masker(f, MaskConfig{})
 	f.Fuzz(func(t *testing.T, lead string) {
 		e, err := schemas.JSON{}.Decode([]byte(`{"event_id":"e","timestamp":"2024-01-15T14:30:45Z","account_id":"a","resource_id":"r","sequence":1,"event_type":"t","lead_data":` + lead + `}`))
 		if err != nil {
@@ -170,7 +169,7 @@ func FuzzMaskerApply(f *testing.F) {
 // off all the same (a bug upstream, say), it leaves out what it could not
 // read, with or without a drop rule, and never copies it unmasked.
 func TestMaskerLeavesOutWhatItCannotRead(t *testing.T) {
-	for _, c := range []config.Mask{{}, {Rules: []config.MaskRule{{Path: "lead_data.zip", Strategy: "drop"}}}} {
+	for _, c := range []MaskConfig{{}, {Rules: []MaskRule{{Path: "lead_data.zip", Strategy: "drop"}}}} {
 		m := masker(t, c)
 		e := &schemas.Event{LeadData: []byte(`{"ssn":"123-45-6789","state":"IL",oops,"phone":"555-123-4567","ssn2":"987-65-4321"}`)}
 		if _, err := m.Apply(nil, e); err != nil {
@@ -188,7 +187,7 @@ func TestMaskerLeavesOutWhatItCannotRead(t *testing.T) {
 // string where a rule looks inside is masked as the JSON it holds, or
 // replaced whole.
 func TestMaskerMatchesWhatReadersRead(t *testing.T) {
-	m := masker(t, config.Mask{Rules: []config.MaskRule{
+	m := masker(t, MaskConfig{Rules: []MaskRule{
 		{Path: "lead_data.ssn", Strategy: "last4"}, {Path: "lead_data.email", Strategy: "email"},
 		{Path: "metadata.contact.email", Strategy: "email"}, {Path: "metadata.other.phone", Strategy: "phone_area"},
 	}})

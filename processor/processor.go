@@ -13,15 +13,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/filter"
-	"github.com/firehose/firehose/internal/config"
+
 	"github.com/firehose/firehose/internal/heartbeat"
 	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/topology"
 )
 
 // Options configure a Processor.
 type Options struct {
-	Config config.Config
+	Config Config
+	// Topology names the topics read and written.
+	Topology topology.Config
 	// Kafka holds the connection options (seeds, TLS, SASL).
 	Kafka []kgo.Opt
 	// ClientOpts are added to the main (transactional) client only, e.g.
@@ -37,7 +40,7 @@ type Options struct {
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// ShutdownTimeout bounds leaving the group on stop (default
-	// config.DefaultShutdownTimeout); the transaction under way gets at
+	// kafkaclient.DefaultShutdownTimeout); the transaction under way gets at
 	// most 10 s of it to commit.
 	ShutdownTimeout time.Duration
 	// beforeEnd, if set, runs after a transaction's records are produced
@@ -72,6 +75,8 @@ type Processor struct {
 	ready  atomic.Bool
 	filter *FilterStage
 	dedupe *Deduper
+	// state reads and writes the stateful stages' state (dedupe, profiles).
+	state  *stateStore
 	enrich *Enricher
 	masked atomic.Int64
 	// profiles, when set, emits on ticks: nextCoalesce and nextRest are
@@ -86,12 +91,12 @@ func New(o Options) (*Processor, error) {
 	in, out := o.In, o.Out
 	var err error
 	if in == nil {
-		if in, err = schemas.RecordCodecFor(cfg.Topology.Raw.Encoding); err != nil {
+		if in, err = schemas.RecordCodecFor(o.Topology.Raw.Encoding); err != nil {
 			return nil, fmt.Errorf("topology.raw.encoding: %w", err)
 		}
 	}
 	if out == nil {
-		if out, err = schemas.CodecFor(cfg.Topology.Events.Encoding); err != nil {
+		if out, err = schemas.CodecFor(o.Topology.Events.Encoding); err != nil {
 			return nil, fmt.Errorf("topology.events.encoding: %w", err)
 		}
 	}
@@ -105,10 +110,10 @@ func New(o Options) (*Processor, error) {
 		o.maxPoll = 10000
 	}
 	if o.ShutdownTimeout <= 0 {
-		o.ShutdownTimeout = config.DefaultShutdownTimeout
+		o.ShutdownTimeout = kafkaclient.DefaultShutdownTimeout
 	}
 	p := &Processor{o: o, log: o.Log.With("component", "processor")}
-	pc := cfg.Processor
+	pc := cfg
 
 	// Filter first (cheapest, and dropped events need no dedupe state),
 	// then dedupe, enrich, and mask last so nothing before it needs to
@@ -119,7 +124,7 @@ func New(o Options) (*Processor, error) {
 	// mask (emitStages) like any other.
 	var stages, emitStages []Stage
 	if pc.Profiles.Enabled() {
-		if p.profiles, err = NewProfiles(pc.Profiles, cfg.Topology.State.Name, o.Kafka, o.Now, p.log); err != nil {
+		if p.profiles, err = NewProfiles(pc.Profiles, o.Topology.State.Name, o.Now, p.log); err != nil {
 			return nil, err
 		}
 		stages = append(stages, p.profiles)
@@ -134,9 +139,17 @@ func New(o Options) (*Processor, error) {
 		emitStages = append(emitStages, p.filter)
 	}
 	if pc.Dedupe.IsEnabled() {
-		p.dedupe = NewDeduper(cfg.Topology.State.Name, cfg.Topology.DLQ.Name, pc.Dedupe.TTL, o.Kafka, o.Now, p.log)
+		p.dedupe = NewDeduper(o.Topology.State.Name, o.Topology.DLQ.Name, pc.Dedupe.TTL, o.Kafka, o.Now, p.log)
 		stages = append(stages, p.dedupe)
 	}
+	var stateful []stateStage
+	if p.dedupe != nil {
+		stateful = append(stateful, p.dedupe)
+	}
+	if p.profiles != nil {
+		stateful = append(stateful, p.profiles)
+	}
+	p.state = newStateStore(o.Topology.State.Name, o.Kafka, stateful...)
 	if p.enrich, err = NewEnricher(pc.Enrich, o.Now); err != nil {
 		return nil, err
 	}
@@ -155,10 +168,10 @@ func New(o Options) (*Processor, error) {
 	}
 	p.pipe = &Pipeline{
 		In: in, Out: out,
-		EventsTopic:    cfg.Topology.Events.Name,
-		DLQTopic:       cfg.Topology.DLQ.Name,
-		DLQMaxBytes:    cfg.Topology.DLQ.MaxRecordBytes(),
-		EventsMaxBytes: cfg.Topology.Events.MaxRecordBytes(),
+		EventsTopic:    o.Topology.Events.Name,
+		DLQTopic:       o.Topology.DLQ.Name,
+		DLQMaxBytes:    o.Topology.DLQ.MaxRecordBytes(),
+		EventsMaxBytes: o.Topology.Events.MaxRecordBytes(),
 		HeadersDropped: &p.stats.HeadersDropped,
 		Headers:        pc.Headers,
 		MaxEventBytes:  int(pc.MaxEventBytes),
@@ -195,60 +208,8 @@ func (p *Processor) Ready() bool { return p.ready.Load() }
 // transaction under way (commit within 10 s), leaves the group and
 // returns nil.
 func (p *Processor) Run(ctx context.Context) error {
-	cfg := p.o.Config
-	opts := append([]kgo.Opt{}, p.o.Kafka...)
-	opts = append(opts,
-		kgo.ConsumerGroup(cfg.Processor.Group),
-		kgo.ConsumeTopics(cfg.Topology.Raw.Name),
-		kgo.TransactionalID(cfg.Processor.TransactionalID),
-		kgo.TransactionTimeout(60*time.Second),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.ProducerLinger(5*time.Millisecond),
-		kgo.WithPools(new(kafkaclient.Pools)), // see recycle
-		kgo.ProducerBatchCompression(kafkaclient.Compression(cfg.Topology.Events.Compression)),
-		kgo.ProducerBatchMaxBytes(config.ProducerMaxBytes),
-		kgo.RecordPartitioner(statePartitioner{state: cfg.Topology.State.Name, keyed: kgo.StickyKeyPartitioner(nil)}),
-		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
-			p.log.Info("partitions assigned", "partitions", m)
-			if p.dedupe != nil {
-				for _, part := range m[cfg.Topology.Raw.Name] {
-					if err := p.dedupe.Load(ctx, part); err != nil {
-						// Ensure loads it again before its first records.
-						p.log.Warn("dedupe state not loaded at assignment", "partition", part, "err", err)
-					}
-				}
-			}
-			if p.profiles != nil {
-				for _, part := range m[cfg.Topology.Raw.Name] {
-					if err := p.profiles.Load(ctx, part); err != nil {
-						p.log.Warn("profile state not loaded at assignment", "partition", part, "err", err)
-					}
-				}
-			}
-			p.ready.Store(true)
-		}),
-		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
-			p.log.Info("partitions revoked", "partitions", m)
-			if p.dedupe != nil {
-				p.dedupe.Drop(m[cfg.Topology.Raw.Name])
-			}
-			if p.profiles != nil {
-				p.profiles.Drop(m[cfg.Topology.Raw.Name])
-			}
-		}),
-		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
-			p.log.Warn("partitions lost", "partitions", m)
-			p.ready.Store(false) // until the group assigns partitions again
-			if p.dedupe != nil {
-				p.dedupe.Drop(m[cfg.Topology.Raw.Name])
-			}
-			if p.profiles != nil {
-				p.profiles.Drop(m[cfg.Topology.Raw.Name])
-			}
-		}),
-	)
-	if t := cfg.Processor.Enrich.Topic; t != "" {
+	cfg, o := p.o.Config, p.o
+	if t := cfg.Enrich.Topic; t != "" {
 		// Reference data is read before the first event, so early events
 		// are enriched like later ones.
 		ready := make(chan struct{})
@@ -268,7 +229,7 @@ func (p *Processor) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-	sess, err := kgo.NewGroupTransactSession(append(opts, p.o.ClientOpts...)...)
+	sess, err := kgo.NewGroupTransactSession(p.clientOpts()...)
 	if err != nil {
 		return fmt.Errorf("processor: create client: %w", err)
 	}
@@ -277,13 +238,13 @@ func (p *Processor) Run(ctx context.Context) error {
 		defer cancel()
 		kafkaclient.CloseWithin(cctx, sess.Close, p.log)
 	}()
-	p.log.Info("processor started", "from", cfg.Topology.Raw.Name, "to", cfg.Topology.Events.Name, "group", cfg.Processor.Group, "transactional_id", cfg.Processor.TransactionalID)
+	p.log.Info("processor started", "from", o.Topology.Raw.Name, "to", o.Topology.Events.Name, "group", cfg.Group, "transactional_id", cfg.TransactionalID)
 
 	var backoff time.Duration
 	if p.profiles != nil {
 		now := p.o.Now()
-		p.nextCoalesce = nextTick(now, cfg.Processor.Profiles.CoalesceInterval)
-		p.nextRest = nextTick(now, cfg.Processor.Profiles.RestInterval)
+		p.nextCoalesce = nextTick(now, cfg.Profiles.CoalesceInterval)
+		p.nextRest = nextTick(now, cfg.Profiles.RestInterval)
 	}
 	for {
 		p.o.Beat.Beat()
@@ -333,7 +294,7 @@ func (p *Processor) Run(ctx context.Context) error {
 			// state can be read. A broker restarting or a process out
 			// of file descriptors must not end the processor.
 			backoff = min(max(2*backoff, 200*time.Millisecond), 10*time.Second)
-			p.log.Warn("dedupe state not readable; retrying", "err", se.err, "in", backoff)
+			p.log.Warn("state not readable; retrying", "err", se.err, "in", backoff)
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
@@ -346,6 +307,47 @@ func (p *Processor) Run(ctx context.Context) error {
 		}
 		backoff = 0
 	}
+}
+
+// clientOpts are the options of the processor's transactional session:
+// its group over the raw topic, its transactions, and its state kept with
+// its partitions.
+func (p *Processor) clientOpts() []kgo.Opt {
+	cfg, o := p.o.Config, p.o
+	opts := append([]kgo.Opt{}, p.o.Kafka...)
+	opts = append(opts,
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(o.Topology.Raw.Name),
+		kgo.TransactionalID(cfg.TransactionalID),
+		kgo.TransactionTimeout(60*time.Second),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.ProducerLinger(5*time.Millisecond),
+		kgo.WithPools(new(kafkaclient.Pools)), // see recycle
+		kgo.ProducerBatchCompression(kafkaclient.Compression(o.Topology.Events.Compression)),
+		kgo.ProducerBatchMaxBytes(kafkaclient.ProducerMaxBytes),
+		kgo.RecordPartitioner(statePartitioner{state: o.Topology.State.Name, keyed: kgo.StickyKeyPartitioner(nil)}),
+		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+			p.log.Info("partitions assigned", "partitions", m)
+			for _, part := range m[o.Topology.Raw.Name] {
+				if err := p.state.Load(ctx, part); err != nil {
+					// Ensure loads it again before its first records.
+					p.log.Warn("state not loaded at assignment", "partition", part, "err", err)
+				}
+			}
+			p.ready.Store(true)
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			p.log.Info("partitions revoked", "partitions", m)
+			p.state.Drop(m[o.Topology.Raw.Name])
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			p.log.Warn("partitions lost", "partitions", m)
+			p.ready.Store(false) // until the group assigns partitions again
+			p.state.Drop(m[o.Topology.Raw.Name])
+		}),
+	)
+	return append(opts, p.o.ClientOpts...)
 }
 
 // minPoll is the shortest a poll may wait: long enough that it returns
@@ -384,7 +386,7 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	}
 	if err != nil {
 		_, _ = sess.End(context.WithoutCancel(ctx), kgo.TryAbort)
-		p.endStages(false)
+		p.state.End(false)
 		return err
 	}
 
@@ -419,7 +421,7 @@ func (p *Processor) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	}
 	committed, err := sess.End(endCtx, try)
 	p.stats.Transactions.Add(1)
-	p.endStages(committed && err == nil)
+	p.state.End(committed && err == nil)
 	if committed && err == nil && tick {
 		p.advanceTicks(tickAt)
 	}
@@ -485,17 +487,9 @@ func (p *Processor) processParallel(ctx context.Context, fetches kgo.Fetches) ([
 	errs := make([]error, len(parts))
 	work := func(i int) {
 		recs := parts[i].Records
-		if p.dedupe != nil {
-			if err := p.dedupe.Ensure(ctx, parts[i].Partition); err != nil {
-				errs[i] = &stateError{err}
-				return
-			}
-		}
-		if p.profiles != nil {
-			if err := p.profiles.Ensure(ctx, parts[i].Partition); err != nil {
-				errs[i] = &stateError{err}
-				return
-			}
+		if err := p.state.Ensure(ctx, parts[i].Partition); err != nil {
+			errs[i] = &stateError{err}
+			return
 		}
 		out := make([]*kgo.Record, 0, len(recs)+len(recs)/2)
 		for _, r := range recs {
@@ -503,13 +497,7 @@ func (p *Processor) processParallel(ctx context.Context, fetches kgo.Fetches) ([
 				out = append(out, o)
 			}
 		}
-		if p.dedupe != nil {
-			out = p.dedupe.Records(parts[i].Partition, out)
-		}
-		if p.profiles != nil {
-			out = p.profiles.Records(parts[i].Partition, out)
-		}
-		outs[i] = out
+		outs[i] = p.state.Records(parts[i].Partition, out)
 	}
 	if len(parts) == 1 {
 		work(0)
@@ -527,16 +515,6 @@ func (p *Processor) processParallel(ctx context.Context, fetches kgo.Fetches) ([
 	}
 	wg.Wait()
 	return outs, errors.Join(errs...)
-}
-
-// endStages ends the transaction for the stages that keep state.
-func (p *Processor) endStages(committed bool) {
-	if p.dedupe != nil {
-		p.dedupe.End(committed)
-	}
-	if p.profiles != nil {
-		p.profiles.End(committed)
-	}
 }
 
 // nextTick is the first multiple of d after now.
@@ -558,7 +536,7 @@ func (p *Processor) tickDue() bool {
 // advanceTicks moves the ticks that were due at now past it, once their
 // transaction committed; an aborted one is due again.
 func (p *Processor) advanceTicks(now time.Time) {
-	pc := p.o.Config.Processor.Profiles
+	pc := p.o.Config.Profiles
 	if !now.Before(p.nextCoalesce) {
 		p.nextCoalesce = nextTick(now, pc.CoalesceInterval)
 	}
@@ -574,7 +552,7 @@ func (p *Processor) tick(ctx context.Context, now time.Time) ([]*kgo.Record, err
 	coalesce, rest := !now.Before(p.nextCoalesce), !now.Before(p.nextRest)
 	var out []*kgo.Record
 	for _, part := range p.profiles.Partitions() {
-		if err := p.profiles.Ensure(ctx, part); err != nil {
+		if err := p.state.Ensure(ctx, part); err != nil {
 			return nil, &stateError{err}
 		}
 		for _, e := range p.profiles.Tick(part, now, coalesce, rest) {
@@ -582,7 +560,7 @@ func (p *Processor) tick(ctx context.Context, now time.Time) ([]*kgo.Record, err
 				out = append(out, r)
 			}
 		}
-		out = p.profiles.Records(part, out)
+		out = p.state.Records(part, out)
 	}
 	return out, nil
 }

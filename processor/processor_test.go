@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/heartbeat"
 	"github.com/firehose/firehose/schemas"
@@ -31,13 +31,15 @@ import (
 type env struct {
 	*testenv.Env
 	t   *testing.T
-	cfg *config.Config
+	cfg *testDoc
 }
 
 func newEnv(t *testing.T, processorYAML string) *env {
 	t.Helper()
-	te := testenv.New(t, "api: {listen: \"off\"}\n"+processorYAML, nil)
-	return &env{Env: te, t: t, cfg: te.Config}
+	te := testenv.Start(t)
+	d := parseDoc(t, processorYAML, nil)
+	te.Apply(d.Topology)
+	return &env{Env: te, t: t, cfg: d}
 }
 
 func (e *env) client(opts ...kgo.Opt) *kgo.Client { return e.Client(opts...) }
@@ -67,7 +69,8 @@ func (e *env) start(txnID string, mod func(*Options)) *running {
 	e.t.Helper()
 	cfg := *e.cfg
 	cfg.Processor.TransactionalID = txnID
-	o := Options{Config: cfg, Kafka: []kgo.Opt{kgo.SeedBrokers(e.Broker.Addr)}, maxPoll: 500}
+	o := cfg.options()
+	o.Kafka, o.maxPoll = []kgo.Opt{kgo.SeedBrokers(e.Broker.Addr)}, 500
 	if mod != nil {
 		mod(&o)
 	}

@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -17,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/filter"
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -46,10 +44,9 @@ const profileKeyPrefix = "\xffprofile:"
 // rebalance neither loses a pending change nor emits one twice. Within a
 // transaction, changes are undoable; End(false) undoes them.
 type Profiles struct {
-	cfg      config.Profiles
+	cfg      ProfilesConfig
+	topic    string // the state topic, written to
 	segments []namedSegment
-	topic    string
-	kopts    []kgo.Opt
 	now      func() time.Time
 	log      *slog.Logger
 
@@ -182,9 +179,9 @@ func (p *profile) clone() *profile {
 }
 
 // NewProfiles compiles the stage's segments.
-func NewProfiles(cfg config.Profiles, stateTopic string, kopts []kgo.Opt, now func() time.Time, log *slog.Logger) (*Profiles, error) {
+func NewProfiles(cfg ProfilesConfig, stateTopic string, now func() time.Time, log *slog.Logger) (*Profiles, error) {
 	cfg.SetBounds()
-	p := &Profiles{cfg: cfg, topic: stateTopic, kopts: kopts, now: now, log: log, parts: newPartMap[profilePart]()}
+	p := &Profiles{cfg: cfg, topic: stateTopic, now: now, log: log, parts: newPartMap[profilePart]()}
 	for i, s := range cfg.Segments {
 		seg, err := filter.CompileSegment(s.Expr)
 		if err != nil {
@@ -457,29 +454,21 @@ func (p *Profiles) End(committed bool) {
 	})
 }
 
-// Load reads a partition's profiles from the state topic, replacing what
-// was held; it is called when the partition is assigned.
-func (p *Profiles) Load(ctx context.Context, partition int32) error {
-	pp := newProfilePart()
-	if err := p.read(ctx, partition, pp); err != nil {
-		return err
-	}
-	p.parts.put(partition, pp)
-	p.log.Info("profile state loaded", "partition", partition, "profiles", len(pp.profiles), "to_offset", pp.loadedTo)
-	return nil
-}
-
 func newProfilePart() *profilePart {
 	return &profilePart{profiles: map[string]*profile{}, undo: map[string]*profile{}, dirty: map[string]struct{}{}, gone: map[string]struct{}{}, migrate: map[string]string{}, migrated: map[string]string{}}
 }
 
-func (p *Profiles) read(ctx context.Context, partition int32, pp *profilePart) error {
-	next, err := readPartition(ctx, p.kopts, p.topic, partition, pp.loadedTo, func(r *kgo.Record) { p.load(pp, r) }, -1)
-	if err != nil {
-		return fmt.Errorf("load profile state of partition %d from %s: %w", partition, p.topic, err)
+// loader implements stateStage.
+func (p *Profiles) loader(partition int32, fresh bool) stateLoader {
+	pp := p.parts.get(partition)
+	if fresh || pp == nil {
+		pp, fresh = newProfilePart(), true
 	}
-	pp.loadedTo = next
-	return nil
+	return &partLoader[profilePart]{parts: p.parts, partition: partition, fresh: fresh, part: pp, at: &pp.loadedTo,
+		apply: p.load,
+		loaded: func(pp *profilePart) {
+			p.log.Info("profile state loaded", "partition", partition, "profiles", len(pp.profiles), "to_offset", pp.loadedTo)
+		}}
 }
 
 // load applies one state-topic record to a partition's profiles.
@@ -521,12 +510,6 @@ func (p *Profiles) load(pp *profilePart, r *kgo.Record) {
 		prof.Resource = resource
 	}
 	pp.profiles[id] = &prof
-}
-
-// Ensure makes a partition's state current before it is used (see
-// partMap.ensure).
-func (p *Profiles) Ensure(ctx context.Context, partition int32) error {
-	return p.parts.ensure(ctx, partition, p.Load, p.read)
 }
 
 // Drop forgets partitions that were revoked or lost.

@@ -11,17 +11,16 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/schemas"
 )
 
 // profileStage returns a profiles stage holding partition 0, without
 // Kafka: the state topic is only read on Load.
 func profileStage(tb testing.TB, now func() time.Time) *Profiles {
-	cfg := config.Profiles{EventTypes: []string{"profile.*"}, PropertiesField: "properties",
+	cfg := ProfilesConfig{EventTypes: []string{"profile.*"}, PropertiesField: "properties",
 		CoalesceInterval: 2 * time.Minute, RestInterval: 2 * time.Minute, TTL: 720 * time.Hour,
-		Segments: []config.Segment{{Name: "frequent_visitor", Expr: "properties.visits > 3"}, {Name: "dutch", Expr: `properties.country == "NL"`}}}
-	p, err := NewProfiles(cfg, "firehose.state", nil, now, slog.New(slog.DiscardHandler))
+		Segments: []Segment{{Name: "frequent_visitor", Expr: "properties.visits > 3"}, {Name: "dutch", Expr: `properties.country == "NL"`}}}
+	p, err := NewProfiles(cfg, "firehose.state", now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"context"
 	"encoding/binary"
 	"maps"
 	"slices"
@@ -17,13 +16,12 @@ type partMap[P any] struct {
 	// m is read for every record and replaced, under mu, only when
 	// partitions come and go: a copy on write, so that readers on
 	// several partitions share no lock.
-	m      atomic.Pointer[map[int32]*P]
-	mu     sync.Mutex
-	caught map[int32]bool // read again since loaded
+	m  atomic.Pointer[map[int32]*P]
+	mu sync.Mutex
 }
 
 func newPartMap[P any]() *partMap[P] {
-	pm := &partMap[P]{caught: map[int32]bool{}}
+	pm := &partMap[P]{}
 	pm.m.Store(&map[int32]*P{})
 	return pm
 }
@@ -44,7 +42,6 @@ func (pm *partMap[P]) put(partition int32, v *P) {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	pm.update(func(m map[int32]*P) { m[partition] = v })
-	pm.caught[partition] = false
 }
 
 // drop forgets partitions that were revoked or lost.
@@ -56,9 +53,6 @@ func (pm *partMap[P]) drop(partitions []int32) {
 			delete(m, p)
 		}
 	})
-	for _, p := range partitions {
-		delete(pm.caught, p)
-	}
 }
 
 // each calls fn for every partition's state, with the map locked against
@@ -74,34 +68,6 @@ func (pm *partMap[P]) each(fn func(*P)) {
 // partitions returns the partitions held, in order.
 func (pm *partMap[P]) partitions() []int32 {
 	return slices.Sorted(maps.Keys(*pm.m.Load()))
-}
-
-// ensure makes a partition's state current before its first records are
-// processed: load puts it when it is absent, and read then runs once after
-// assignment, for what the partition's previous owner committed after the
-// load (its last transaction may commit only after the group handed the
-// partition over).
-func (pm *partMap[P]) ensure(ctx context.Context, partition int32, load func(context.Context, int32) error, read func(context.Context, int32, *P) error) error {
-	v := pm.get(partition)
-	if v == nil {
-		if err := load(ctx, partition); err != nil {
-			return err
-		}
-		v = pm.get(partition)
-	}
-	pm.mu.Lock()
-	caught := pm.caught[partition]
-	pm.mu.Unlock()
-	if caught {
-		return nil
-	}
-	if err := read(ctx, partition, v); err != nil {
-		return err
-	}
-	pm.mu.Lock()
-	pm.caught[partition] = true
-	pm.mu.Unlock()
-	return nil
 }
 
 // stateKeyPrefix starts the key of a stage's state for one (account,

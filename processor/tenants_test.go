@@ -9,7 +9,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -154,9 +153,9 @@ func TestProfilesMigrateStateWrittenBeforeAccounts(t *testing.T) {
 // profile has is not.
 func TestProfileBounds(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	cfg := config.Profiles{EventTypes: []string{"profile.*"}, PropertiesField: "properties", CoalesceInterval: time.Minute,
+	cfg := ProfilesConfig{EventTypes: []string{"profile.*"}, PropertiesField: "properties", CoalesceInterval: time.Minute,
 		RestInterval: time.Minute, TTL: time.Hour, MaxBytes: 1024, MaxProperties: 3}
-	p, err := NewProfiles(cfg, "firehose.state", nil, func() time.Time { return now }, slog.New(slog.DiscardHandler))
+	p, err := NewProfiles(cfg, "firehose.state", func() time.Time { return now }, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -131,10 +130,10 @@ func New(o Options) (*Server, error) {
 		o.Log = slog.Default()
 	}
 	if o.Limits.PerToken <= 0 {
-		o.Limits.PerToken = config.DefaultMaxRequestsPerToken
+		o.Limits.PerToken = DefaultMaxRequestsPerToken
 	}
 	if o.Limits.Total <= 0 {
-		o.Limits.Total = config.DefaultMaxRequests
+		o.Limits.Total = DefaultMaxRequests
 	}
 	s := &Server{o: o, decomp: kgo.DefaultDecompressor(), changed: make(chan struct{}),
 		inFlight: map[string]int{}, listed: map[string]listedAt{}, failLog: rateLimitedLog{log: o.Log, every: time.Second}}
@@ -159,6 +158,10 @@ func New(o Options) (*Server, error) {
 // Run watches the head of the topic, waking long polls when events arrive,
 // and the tokens file, until ctx ends. It closes the Kafka clients on its
 // way out.
+// Close releases the Kafka client of a server that will not Run; Run
+// closes it itself.
+func (s *Server) Close() { s.cl.Close() }
+
 func (s *Server) Run(ctx context.Context) error {
 	defer s.cl.Close()
 	watch, err := kgo.NewClient(append(append([]kgo.Opt(nil), s.o.Kafka...),

@@ -18,7 +18,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/pullapi"
 	"github.com/firehose/firehose/testsupport/embedded"
 )
@@ -32,7 +31,7 @@ type env struct {
 	t      testing.TB
 	broker *embedded.Broker
 	cl     *kgo.Client
-	tokens []config.APIToken
+	tokens []pullapi.APIToken
 	secret map[string]string // account → token
 }
 
@@ -55,7 +54,7 @@ func newEnv(t testing.TB, partitions int32) *env {
 	for _, acc := range []string{"acc_A", "acc_B", "acc_C", "acc_D", "acc_E", "acc_F", "acc_G", "acc_H", "acc_I", "acc_J"} {
 		tok, hash := pullapi.NewToken()
 		e.secret[acc] = tok
-		e.tokens = append(e.tokens, config.APIToken{Account: acc, SHA256: hash})
+		e.tokens = append(e.tokens, pullapi.APIToken{Account: acc, SHA256: hash})
 	}
 	return e
 }
@@ -546,7 +545,7 @@ func TestTokensRotateWithoutRestart(t *testing.T) {
 	if _, ok := toks.Account(newTok); !ok {
 		t.Fatal("a broken tokens file revoked the working tokens")
 	}
-	if _, err := config.LoadTokens(file); err == nil || !strings.Contains(err.Error(), "tokens.yaml:3") {
+	if _, err := pullapi.LoadTokens(file); err == nil || !strings.Contains(err.Error(), "tokens.yaml:3") {
 		t.Fatalf("broken tokens file error %v does not name the line", err)
 	}
 }

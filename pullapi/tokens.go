@@ -14,8 +14,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/firehose/firehose/internal/config"
 )
 
 // DevTokenPrefix is what firehose dev accepts before any account id.
@@ -25,7 +23,7 @@ const DevTokenPrefix = "dev-"
 // leaked config or memory dump gives no usable token. The set is replaced
 // whole when the tokens file changes; readers never lock.
 type Tokens struct {
-	inline []config.APIToken
+	inline []APIToken
 	file   string
 	dev    bool
 	log    *slog.Logger
@@ -45,7 +43,7 @@ type Tokens struct {
 // NewTokens loads the inline tokens and the tokens file, if any. dev makes
 // every dev-<account> token valid for its account; only firehose dev sets
 // it.
-func NewTokens(inline []config.APIToken, file string, dev bool, log *slog.Logger) (*Tokens, error) {
+func NewTokens(inline []APIToken, file string, dev bool, log *slog.Logger) (*Tokens, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -88,10 +86,10 @@ func (t *Tokens) reload() error {
 // load replaces the set with the inline tokens and those of data, the
 // tokens file's content (nil: none).
 func (t *Tokens) load(data []byte) error {
-	all := append([]config.APIToken(nil), t.inline...)
+	all := append([]APIToken(nil), t.inline...)
 	if data != nil {
 		t.seen = sha256.Sum256(data)
-		more, err := config.ParseTokens(t.file, data)
+		more, err := ParseTokens(t.file, data)
 		if err != nil {
 			return err
 		}

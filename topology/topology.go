@@ -17,8 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/firehose/firehose/internal/config"
 )
 
 // Spec is what one topic must look like.
@@ -31,8 +29,8 @@ type Spec struct {
 }
 
 // Specs returns the four topic specs of a config, in data-flow order.
-func Specs(t config.Topology) []Spec {
-	mk := func(role string, tp config.Topic) Spec {
+func Specs(t Config) []Spec {
+	mk := func(role string, tp Topic) Spec {
 		return Spec{Role: role, Name: tp.Name, Partitions: tp.Partitions, ReplicationFactor: tp.ReplicationFactor, Configs: maps.Clone(tp.Configs)}
 	}
 	return []Spec{mk("raw", t.Raw), mk("events", t.Events), mk("dlq", t.DLQ), mk("state", t.State)}

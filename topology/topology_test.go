@@ -9,7 +9,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/testsupport/embedded"
 )
 
@@ -28,10 +27,10 @@ func newAdmin(t *testing.T) *kgo.Client {
 	return cl
 }
 
-func defaults() config.Topology {
-	c := config.Config{}
+func defaults() Config {
+	var c Config
 	c.SetDefaults()
-	return c.Topology
+	return c
 }
 
 func TestPlanApplyIsIdempotent(t *testing.T) {

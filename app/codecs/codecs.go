@@ -11,14 +11,15 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/internal/buildinfo"
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/topology"
 )
 
 // Client returns a client of the configured registry.
-func Client(c config.SchemaRegistry) (*sr.Client, error) {
+func Client(c schemas.RegistryConfig) (*sr.Client, error) {
 	opts := []sr.ClientOpt{
 		sr.URLs(c.URL),
 		sr.HTTPClient(&http.Client{Timeout: c.Timeout}),
@@ -70,7 +71,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, writes ...s
 		}
 		return reg, nil
 	}
-	open := func(key string, t config.Topic, write bool) (reader, writer schemas.Codec, err error) {
+	open := func(key string, t topology.Topic, write bool) (reader, writer schemas.Codec, err error) {
 		defer func() {
 			if err != nil {
 				err = fmt.Errorf("topology.%s.encoding: %w", key, err)

@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/firehose/firehose/app/codecs"
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/schemas"
 )
 

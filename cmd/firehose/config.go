@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/firehose/firehose/connectors/destinations"
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/internal/kafkaclient"
+	"github.com/firehose/firehose/internal/yamlconf"
 )
 
 // configFlag adds -c/--config; empty means $FIREHOSE_CONFIG, or else the
@@ -37,7 +37,7 @@ var opsScope = &config.Scope{Connectors: []string{}}
 // loadConfig loads path (or $FIREHOSE_CONFIG), or the embedded dev config
 // when neither names a file; scope as in config.Options.
 func loadConfig(path string, scope *config.Scope) (*config.Config, error) {
-	opts := config.Options{Lookup: os.LookupEnv, Destinations: destinations.Registry{}, Scope: scope}
+	opts := config.Options{Lookup: os.LookupEnv, Scope: scope}
 	if path = configPath(path); path == "" {
 		return config.Parse("embedded dev config", config.Dev(), opts)
 	}
@@ -46,7 +46,7 @@ func loadConfig(path string, scope *config.Scope) (*config.Config, error) {
 
 // printConfigErrors prints each problem on its own line, as validate does.
 func printConfigErrors(err error) error {
-	fes := config.FieldErrors(err)
+	fes := yamlconf.FieldErrors(err)
 	if len(fes) == 0 {
 		return err
 	}

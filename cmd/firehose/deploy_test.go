@@ -10,9 +10,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/firehose/firehose/connectors/destinations"
+	"github.com/firehose/firehose/config"
 	s3dest "github.com/firehose/firehose/connectors/s3"
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/pullapi"
+	"github.com/firehose/firehose/topology"
 )
 
 type composeFile struct {
@@ -88,11 +89,11 @@ func TestComposeIsPinnedAndWired(t *testing.T) {
 	if cfgDir != "./deploy/compose" {
 		t.Fatalf("firehose mounts %q at /etc/firehose", cfgDir)
 	}
-	cfg, err := config.Load("../../deploy/compose/firehose.yaml", config.Options{Lookup: env, Destinations: destinations.Registry{}})
+	cfg, err := config.Load("../../deploy/compose/firehose.yaml", config.Options{Lookup: env})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := config.LoadTokens("../../deploy/compose/tokens.yaml"); err != nil {
+	if _, err := pullapi.LoadTokens("../../deploy/compose/tokens.yaml"); err != nil {
 		t.Fatal(err)
 	}
 	kafka := c.Services["kafka"]
@@ -159,14 +160,14 @@ func TestComposeIsPinnedAndWired(t *testing.T) {
 	}
 
 	// The host's config reaches Kafka through the host listener.
-	host, err := config.Load("../../deploy/compose/host.yaml", config.Options{Lookup: env, Destinations: destinations.Registry{}})
+	host, err := config.Load("../../deploy/compose/host.yaml", config.Options{Lookup: env})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(host.Kafka.Brokers, []string{"localhost:29092"}) {
 		t.Errorf("host config reaches Kafka at %v", host.Kafka.Brokers)
 	}
-	for _, pair := range [][2]config.Topic{{host.Topology.Raw, cfg.Topology.Raw}, {host.Topology.Events, cfg.Topology.Events}, {host.Topology.DLQ, cfg.Topology.DLQ}, {host.Topology.State, cfg.Topology.State}} {
+	for _, pair := range [][2]topology.Topic{{host.Topology.Raw, cfg.Topology.Raw}, {host.Topology.Events, cfg.Topology.Events}, {host.Topology.DLQ, cfg.Topology.DLQ}, {host.Topology.State, cfg.Topology.State}} {
 		if pair[0].Name != pair[1].Name || pair[0].Partitions != pair[1].Partitions {
 			t.Errorf("host config topic %s/%d, compose %s/%d", pair[0].Name, pair[0].Partitions, pair[1].Name, pair[1].Partitions)
 		}

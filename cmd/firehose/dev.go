@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/firehose/firehose/app"
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/config"
 )
 
 func newDevCmd(g *globals) *cobra.Command {

@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/ops"
 )

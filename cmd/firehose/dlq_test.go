@@ -16,7 +16,6 @@ import (
 
 	"github.com/firehose/firehose/app"
 	"github.com/firehose/firehose/ops"
-	"github.com/firehose/firehose/testsupport/testenv"
 )
 
 // TestDLQListShowRedrive: a webhook refuses one event (400) the first
@@ -50,7 +49,7 @@ func TestDLQListShowRedrive(t *testing.T) {
 		}
 	}))
 	defer hook.Close()
-	e := testenv.New(t, fmt.Sprintf(`api: {listen: "off"}
+	e := newEnv(t, fmt.Sprintf(`api: {listen: "off"}
 connectors:
   - name: hooks
     type: http

@@ -6,8 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/firehose/firehose/connectors/destinations"
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/config"
 )
 
 // TestReadmeExamplesAreValid loads every YAML example of README.md as a
@@ -37,7 +36,7 @@ func TestReadmeExamplesAreValid(t *testing.T) {
 		if !topLevelKafka.MatchString(doc) {
 			doc = "kafka: {brokers: [\"127.0.0.1:9092\"]}\n" + doc
 		}
-		if _, err := config.Parse("README.md example", []byte(doc), config.Options{Lookup: env, Destinations: destinations.Registry{}}); err != nil {
+		if _, err := config.Parse("README.md example", []byte(doc), config.Options{Lookup: env}); err != nil {
 			t.Errorf("example %d is not a valid config:\n%v\n%s", i+1, err, b[1])
 		}
 	}

@@ -8,7 +8,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/config"
+	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/ops"
 )
 
@@ -109,9 +110,9 @@ catches up, which firehose status shows.`,
 	return cmd
 }
 
-func findConnector(cfg *config.Config, name string) (config.Connector, error) {
+func findConnector(cfg *config.Config, name string) (connectors.Config, error) {
 	if name == "" {
-		return config.Connector{}, fmt.Errorf("--connector is required")
+		return connectors.Config{}, fmt.Errorf("--connector is required")
 	}
 	var names []string
 	for _, c := range cfg.Connectors {
@@ -120,5 +121,5 @@ func findConnector(cfg *config.Config, name string) (config.Connector, error) {
 		}
 		names = append(names, c.Name)
 	}
-	return config.Connector{}, fmt.Errorf("--connector %s: no such connector in the config (it has %v)", name, names)
+	return connectors.Config{}, fmt.Errorf("--connector %s: no such connector in the config (it has %v)", name, names)
 }

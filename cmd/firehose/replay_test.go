@@ -15,7 +15,6 @@ import (
 
 	"github.com/firehose/firehose/app"
 	"github.com/firehose/firehose/ops"
-	"github.com/firehose/firehose/testsupport/testenv"
 )
 
 // readEvents returns the event ids in every file under dir, per file.
@@ -49,7 +48,7 @@ func readEvents(t *testing.T, dir string) []string {
 // ones.
 func TestReplayFromTimestampRedeliversFromThatTime(t *testing.T) {
 	out := t.TempDir()
-	e := testenv.New(t, fmt.Sprintf(`api: {listen: "off"}
+	e := newEnv(t, fmt.Sprintf(`api: {listen: "off"}
 connectors:
   - name: files
     type: file

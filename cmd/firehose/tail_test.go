@@ -11,9 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/app"
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/pullapi"
-	"github.com/firehose/firehose/testsupport/testenv"
 )
 
 // TestTailFollowsAndResumesFromPositionFile runs the API role from a config
@@ -21,7 +19,7 @@ import (
 // tail to top, again with nothing new, and again after new events.
 func TestTailFollowsAndResumesFromPositionFile(t *testing.T) {
 	token, hash := pullapi.NewToken()
-	e := testenv.New(t, fmt.Sprintf(`api:
+	e := newEnv(t, fmt.Sprintf(`api:
   listen: 127.0.0.1:0
   position_key: ${KEY}
   tokens:
@@ -116,7 +114,7 @@ func TestTokenNewPrintsAConfigEntry(t *testing.T) {
 			hash = fields[i+1]
 		}
 	}
-	toks, err := pullapi.NewTokens([]config.APIToken{{Account: "acc_9", SHA256: hash}}, "", false, nil)
+	toks, err := pullapi.NewTokens([]pullapi.APIToken{{Account: "acc_9", SHA256: hash}}, "", false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/connectors"
-	"github.com/firehose/firehose/connectors/spec"
 	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/generator"
 )
@@ -19,8 +18,8 @@ import (
 // Encodings and Compressions are every combination a destination must
 // carry byte for byte: every one config accepts.
 var (
-	Encodings    = spec.Encodings
-	Compressions = spec.Compressions
+	Encodings    = connectors.Encodings
+	Compressions = connectors.Compressions
 )
 
 // Target is a destination under test.

@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -19,7 +21,7 @@ import (
 	kinesisdest "github.com/firehose/firehose/connectors/kinesis"
 	pubsubdest "github.com/firehose/firehose/connectors/pubsub"
 	s3dest "github.com/firehose/firehose/connectors/s3"
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/yamlconf"
 )
 
 // Destination describes one destination type.
@@ -32,7 +34,7 @@ type Destination struct {
 	// with Records, a connectors.RecordSink.
 	New func(ctx context.Context, settings any) (connectors.Destination, error)
 	// Batch is the type's default batch bounds.
-	Batch config.Batch
+	Batch connectors.Bounds
 	// Compression is the type's default compression; empty means gzip.
 	Compression string
 	// Records: one record per event, as JSON; the connector takes no
@@ -43,9 +45,9 @@ type Destination struct {
 // Default batch bounds: object stores want few large objects, webhooks
 // small, frequent requests.
 var (
-	objectBatch  = config.Batch{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: 5 * time.Minute}
-	webhookBatch = config.Batch{MaxEvents: 100, MaxBytes: 1_000_000, MaxAge: 30 * time.Second}
-	recordBatch  = config.Batch{MaxEvents: 500, MaxBytes: 5_000_000, MaxAge: time.Second}
+	objectBatch  = connectors.Bounds{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: 5 * time.Minute}
+	webhookBatch = connectors.Bounds{MaxEvents: 100, MaxBytes: 1_000_000, MaxAge: 30 * time.Second}
+	recordBatch  = connectors.Bounds{MaxEvents: 500, MaxBytes: 5_000_000, MaxAge: time.Second}
 )
 
 // All is every destination, by the type name used in config.
@@ -121,7 +123,7 @@ func decoder[T any, PT interface {
 }]() func(n *yaml.Node) (any, error) {
 	return func(n *yaml.Node) (any, error) {
 		cfg := PT(new(T))
-		if err := config.Decode(n, "", cfg); err != nil {
+		if err := yamlconf.Decode(n, "", cfg); err != nil {
 			return nil, err
 		}
 		cfg.Defaults()
@@ -132,69 +134,77 @@ func decoder[T any, PT interface {
 	}
 }
 
-// Registry adapts All to config.Destinations.
-type Registry struct{}
-
-// Types implements config.Destinations.
-func (Registry) Types() []string {
-	var out []string
-	for k := range All {
-		out = append(out, k)
-	}
+// Types lists the known destination types, sorted.
+func Types() []string {
+	out := slices.Collect(maps.Keys(All))
 	slices.Sort(out)
 	return out
 }
 
-// BatchDefaults implements config.Destinations.
-func (Registry) BatchDefaults(typ string) config.Batch { return All[typ].Batch }
-
-// DefaultCompression implements config.Destinations.
-func (Registry) DefaultCompression(typ string) string { return All[typ].Compression }
-
-// Records implements config.Destinations.
-func (Registry) Records(typ string) bool { return All[typ].Records }
-
-// Decode implements config.Destinations.
-func (Registry) Decode(typ string, n *yaml.Node) (any, error) {
-	d, ok := All[typ]
+// Defaults fills the settings c's destination type defaults differently
+// from other connectors (batch bounds, compression); it runs before
+// c.SetDefaults. A type that writes one record per event takes no
+// encoding, compression or avro_codec: one set is reported, with a path
+// relative to the connector.
+func Defaults(c *connectors.Config) error {
+	d, ok := All[c.Type]
 	if !ok {
-		return nil, fmt.Errorf("unknown destination type %q", typ)
+		return nil // Decode reports it
 	}
-	return d.Decode(n)
+	var v yamlconf.Problems
+	if d.Records {
+		for _, f := range []struct{ key, value string }{{"encoding", c.Encoding}, {"compression", c.Compression}, {"avro_codec", c.AvroCodec}} {
+			if f.value != "" {
+				v.Add(f.key, "a %s connector writes one record per event, as JSON: it takes no %s (remove it)", c.Type, f.key)
+			}
+		}
+	}
+	c.Batch.Fill(d.Batch)
+	if c.Compression == "" && c.Encoding != "avro" {
+		c.Compression = d.Compression
+	}
+	return v.Err()
+}
+
+// Decode decodes and validates the section of c named after its type
+// into c.Destination, and reports any other section; paths are relative
+// to the connector.
+func Decode(c *connectors.Config) error {
+	var v yamlconf.Problems
+	v.Join("", c.UnknownSections())
+	if c.Type == "" {
+		return v.Err() // c.Validate reports a missing type
+	}
+	d, ok := All[c.Type]
+	if !ok {
+		msg := fmt.Sprintf("unknown destination type %q (known: %s)", c.Type, strings.Join(Types(), ", "))
+		if s := yamlconf.Closest(c.Type, Types()); s != "" {
+			msg += fmt.Sprintf("; did you mean %q?", s)
+		}
+		v.Add("type", "%s", msg)
+		return v.Err()
+	}
+	n, ok := c.Rest[c.Type]
+	if !ok {
+		n = yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	}
+	dest, err := d.Decode(&n)
+	v.Join(c.Type, err)
+	c.Destination = dest
+	return v.Err()
 }
 
 // NewSink builds the sink of a loaded connector.
-func NewSink(ctx context.Context, c config.Connector) (connectors.Destination, error) {
+func NewSink(ctx context.Context, c connectors.Config) (connectors.Destination, error) {
 	d, ok := All[c.Type]
 	if !ok {
 		return nil, fmt.Errorf("connector %s: unknown destination type %q", c.Name, c.Type)
 	}
 	if c.Destination == nil {
-		return nil, errors.New("connector " + c.Name + ": destination settings were not decoded; load the config with destinations.Registry")
+		return nil, errors.New("connector " + c.Name + ": destination settings were not decoded; decode them with destinations.Decode")
 	}
-	if b, ok := c.Destination.(interface{ SetBatch(config.Batch) }); ok {
+	if b, ok := c.Destination.(interface{ SetBatch(connectors.Bounds) }); ok {
 		b.SetBatch(c.Batch) // a client that bundles follows the connector's bounds
 	}
 	return d.New(ctx, c.Destination)
-}
-
-// RuntimeConfig is the runtime's config of a loaded connector.
-func RuntimeConfig(c config.Connector) connectors.Config {
-	return connectors.Config{
-		Name:        c.Name,
-		Topic:       c.Topic,
-		Group:       c.Group,
-		Batch:       connectors.Bounds{MaxEvents: c.Batch.MaxEvents, MaxBytes: int64(c.Batch.MaxBytes), MaxAge: c.Batch.MaxAge},
-		Encoding:    c.Encoding,
-		Compression: c.Compression,
-		AvroCodec:   c.AvroCodec,
-		// config validated time_source and on_permanent_error against
-		// spec's vocabularies.
-		ProcessingTime:       c.TimeSource == "processing",
-		Retry:                connectors.RetryPolicy{MaxAttempts: c.Retry.MaxAttempts, Initial: c.Retry.InitialBackoff, Max: c.Retry.MaxBackoff},
-		StopOnPermanentError: c.OnPermanentError == "stop",
-		MaxBufferedBytes:     int64(c.MaxBufferedBytes),
-		MaxInFlight:          c.MaxInFlight,
-		Filter:               c.Filter,
-	}
 }

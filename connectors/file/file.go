@@ -16,7 +16,7 @@ import (
 	"syscall"
 
 	"github.com/firehose/firehose/connectors"
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/yamlconf"
 )
 
 // Config is the file section of a connector.
@@ -46,12 +46,12 @@ func (c *Config) Defaults() {
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Dir == "" {
-		errs = append(errs, config.Errorf("dir", "required: the directory files are written under"))
+		errs = append(errs, yamlconf.Errorf("dir", "required: the directory files are written under"))
 	}
 	if _, err := connectors.ParseTemplate(c.Path); err != nil {
-		errs = append(errs, config.Errorf("path", "%v", err))
+		errs = append(errs, yamlconf.Errorf("path", "%v", err))
 	} else if strings.HasPrefix(c.Path, "/") || strings.Contains(c.Path, "..") {
-		errs = append(errs, config.Errorf("path", "must be relative to dir and must not contain .."))
+		errs = append(errs, yamlconf.Errorf("path", "must be relative to dir and must not contain .."))
 	}
 	return errors.Join(errs...)
 }

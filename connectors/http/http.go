@@ -27,8 +27,8 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/firehose/firehose/connectors"
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/tracing"
+	"github.com/firehose/firehose/internal/yamlconf"
 )
 
 // Config is the http section of a connector. Header values and secrets
@@ -78,20 +78,20 @@ func (c *Config) Validate() error {
 	u, err := url.Parse(c.URL)
 	switch {
 	case c.URL == "":
-		errs = append(errs, config.Errorf("url", "required"))
+		errs = append(errs, yamlconf.Errorf("url", "required"))
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 		// Not echoed: without a scheme, user:token@host parses as
 		// something else, and the secret would be printed whole.
-		errs = append(errs, config.Errorf("url", "must be an http:// or https:// URL with a host (the value is not shown: it may hold a secret)"))
+		errs = append(errs, yamlconf.Errorf("url", "must be an http:// or https:// URL with a host (the value is not shown: it may hold a secret)"))
 	}
 	if c.Method != http.MethodPost && c.Method != http.MethodPut {
-		errs = append(errs, config.Errorf("method", "must be POST or PUT, got %q", c.Method))
+		errs = append(errs, yamlconf.Errorf("method", "must be POST or PUT, got %q", c.Method))
 	}
 	if c.Timeout < 0 {
-		errs = append(errs, config.Errorf("timeout", "must be positive"))
+		errs = append(errs, yamlconf.Errorf("timeout", "must be positive"))
 	}
 	if c.Signature.Secret != "" && len(c.Signature.Secret) < 16 {
-		errs = append(errs, config.Errorf("signature.secret", "must be at least 16 bytes"))
+		errs = append(errs, yamlconf.Errorf("signature.secret", "must be at least 16 bytes"))
 	}
 	return errors.Join(errs...)
 }

@@ -17,18 +17,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/connectors"
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/internal/kafkaclient"
+	"github.com/firehose/firehose/internal/yamlconf"
 )
 
 // Config is the kafka section of a connector.
 type Config struct {
 	// Brokers of the destination cluster; with event_hubs they are
 	// derived from the namespace.
-	Brokers []string    `yaml:"brokers"`
-	Topic   string      `yaml:"topic"` // required; for Event Hubs, the event hub
-	TLS     config.TLS  `yaml:"tls"`
-	SASL    config.SASL `yaml:"sasl"`
+	Brokers []string         `yaml:"brokers"`
+	Topic   string           `yaml:"topic"` // required; for Event Hubs, the event hub
+	TLS     kafkaclient.TLS  `yaml:"tls"`
+	SASL    kafkaclient.SASL `yaml:"sasl"`
 	// Key is the record key template; default {{resource_id}}, which
 	// keeps each resource's events in one partition, in order.
 	Key string `yaml:"key"`
@@ -40,7 +40,7 @@ type Config struct {
 	// max.message.bytes. Default 1 MiB (1,048,576), what Kafka and Event
 	// Hubs (Standard) take; franz-go's own default, 1,000,012, would
 	// refuse valid events near 1 MiB. A larger record is dead-lettered.
-	MaxRecordBytes config.ByteSize `yaml:"max_record_bytes"`
+	MaxRecordBytes yamlconf.ByteSize `yaml:"max_record_bytes"`
 	// EventHubs, when its namespace is set, targets Azure Event Hubs:
 	// brokers <namespace>.servicebus.windows.net:9093, TLS, and SASL PLAIN
 	// with user $ConnectionString and the connection string as password.
@@ -69,7 +69,7 @@ func (c *Config) Defaults() {
 			c.Brokers = []string{c.EventHubs.Namespace + ".servicebus.windows.net:9093"}
 		}
 		c.TLS.Enabled = true
-		c.SASL = config.SASL{Mechanism: "PLAIN", Username: "$ConnectionString", Password: c.EventHubs.ConnectionString}
+		c.SASL = kafkaclient.SASL{Mechanism: "PLAIN", Username: "$ConnectionString", Password: c.EventHubs.ConnectionString}
 	}
 }
 
@@ -77,19 +77,19 @@ func (c *Config) Defaults() {
 func (c *Config) Validate() error {
 	var errs []error
 	if len(c.Brokers) == 0 {
-		errs = append(errs, config.Errorf("brokers", "required (or event_hubs.namespace)"))
+		errs = append(errs, yamlconf.Errorf("brokers", "required (or event_hubs.namespace)"))
 	}
 	if c.Topic == "" {
-		errs = append(errs, config.Errorf("topic", "required"))
+		errs = append(errs, yamlconf.Errorf("topic", "required"))
 	}
-	if c.MaxRecordBytes < 1024 || c.MaxRecordBytes > config.ProducerMaxBytes {
-		errs = append(errs, config.Errorf("max_record_bytes", "must be between 1KiB and %d, got %d", config.ProducerMaxBytes, c.MaxRecordBytes))
+	if c.MaxRecordBytes < 1024 || c.MaxRecordBytes > kafkaclient.ProducerMaxBytes {
+		errs = append(errs, yamlconf.Errorf("max_record_bytes", "must be between 1KiB and %d, got %d", kafkaclient.ProducerMaxBytes, c.MaxRecordBytes))
 	}
 	if _, err := connectors.ParseTemplate(c.Key); err != nil {
-		errs = append(errs, config.Errorf("key", "%v", err))
+		errs = append(errs, yamlconf.Errorf("key", "%v", err))
 	}
 	if c.EventHubs.Namespace != "" && !strings.HasPrefix(c.EventHubs.ConnectionString, "Endpoint=") {
-		errs = append(errs, config.Errorf("event_hubs.connection_string", "must be an Event Hubs connection string (Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…)"))
+		errs = append(errs, yamlconf.Errorf("event_hubs.connection_string", "must be an Event Hubs connection string (Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…)"))
 	}
 	return errors.Join(errs...)
 }
@@ -111,7 +111,7 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts, err := kafkaclient.Options(config.Kafka{Brokers: cfg.Brokers, ClientID: "firehose-connector", TLS: cfg.TLS, SASL: cfg.SASL}, nil)
+	opts, err := kafkaclient.Options(kafkaclient.Config{Brokers: cfg.Brokers, ClientID: "firehose-connector", TLS: cfg.TLS, SASL: cfg.SASL}, nil)
 	if err != nil {
 		return nil, err
 	}

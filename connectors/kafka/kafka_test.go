@@ -27,7 +27,7 @@ import (
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/embedded"
 )
@@ -101,7 +101,7 @@ func hubClient(t *testing.T, addr, ca string, opts ...kgo.Opt) *kgo.Client {
 
 func eventHubsConfig(addr, ca, conn string) Config {
 	c := Config{Brokers: []string{addr}, Topic: "hub", DeliveryTimeout: 3 * time.Second,
-		EventHubs: EventHubs{Namespace: "test", ConnectionString: conn}, TLS: config.TLS{CAFile: ca}}
+		EventHubs: EventHubs{Namespace: "test", ConnectionString: conn}, TLS: kafkaclient.TLS{CAFile: ca}}
 	c.Defaults()
 	return c
 }
@@ -225,7 +225,7 @@ func runWorker(ctx context.Context, t *testing.T, src string, cfg Config, group 
 	}
 	c := connectors.Config{Name: "hub", Topic: "events", Group: group,
 		Batch: connectors.Bounds{MaxEvents: 500, MaxBytes: 5_000_000, MaxAge: 200 * time.Millisecond},
-		Retry: connectors.RetryPolicy{MaxAttempts: 1000, Initial: 100 * time.Millisecond, Max: 500 * time.Millisecond}}
+		Retry: connectors.RetryPolicy{MaxAttempts: 1000, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}}
 	w, err := connectors.New(connectors.Options{Connector: c, DLQTopic: "events.dlq", EventsEncoding: "json",
 		Sink: sink, Kafka: []kgo.Opt{kgo.SeedBrokers(src)}, ShutdownTimeout: 2 * time.Second})
 	if err != nil {

@@ -20,7 +20,7 @@ import (
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/internal/awsconf"
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/yamlconf"
 )
 
 // API limits of PutRecords.
@@ -53,13 +53,13 @@ func (c *Config) Defaults() {
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Stream == "" {
-		errs = append(errs, config.Errorf("stream", "required: a stream name or ARN"))
+		errs = append(errs, yamlconf.Errorf("stream", "required: a stream name or ARN"))
 	}
 	if _, err := connectors.ParseTemplate(c.PartitionKey); err != nil {
-		errs = append(errs, config.Errorf("partition_key", "%v", err))
+		errs = append(errs, yamlconf.Errorf("partition_key", "%v", err))
 	}
 	if (c.AccessKeyID == "") != (c.SecretAccessKey == "") {
-		errs = append(errs, config.Errorf("access_key_id", "access_key_id and secret_access_key go together"))
+		errs = append(errs, yamlconf.Errorf("access_key_id", "access_key_id and secret_access_key go together"))
 	}
 	return errors.Join(errs...)
 }

@@ -19,7 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/firehose/firehose/connectors"
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/yamlconf"
 )
 
 // Config is the pubsub section of a connector.
@@ -39,13 +39,13 @@ type Config struct {
 	options []option.ClientOption
 	// batch is the connector's batch bounds (SetBatch), which the
 	// publisher's bundles follow.
-	batch config.Batch
+	batch connectors.Bounds
 }
 
 // SetBatch implements destinations' batch hook: the publisher bundles up
 // to the connector's batch bounds, within Pub/Sub's limits of 1,000
 // messages and 10 MB per publish call.
-func (c *Config) SetBatch(b config.Batch) { c.batch = b }
+func (c *Config) SetBatch(b connectors.Bounds) { c.batch = b }
 
 // Defaults fills empty fields.
 func (c *Config) Defaults() {
@@ -61,13 +61,13 @@ func (c *Config) Defaults() {
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Project == "" {
-		errs = append(errs, config.Errorf("project", "required"))
+		errs = append(errs, yamlconf.Errorf("project", "required"))
 	}
 	if c.Topic == "" {
-		errs = append(errs, config.Errorf("topic", "required"))
+		errs = append(errs, yamlconf.Errorf("topic", "required"))
 	}
 	if _, err := connectors.ParseTemplate(c.OrderingKey); err != nil {
-		errs = append(errs, config.Errorf("ordering_key", "%v", err))
+		errs = append(errs, yamlconf.Errorf("ordering_key", "%v", err))
 	}
 	return errors.Join(errs...)
 }

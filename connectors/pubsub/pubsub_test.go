@@ -16,7 +16,6 @@ import (
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
-	"github.com/firehose/firehose/internal/config"
 )
 
 // outage fails every Publish until it ends.
@@ -93,11 +92,11 @@ func TestRecordSuite(t *testing.T) {
 // Pub/Sub's per-call limits.
 func TestPublisherBundlesFollowTheBatchBounds(t *testing.T) {
 	for _, tc := range []struct {
-		batch        config.Batch
+		batch        connectors.Bounds
 		count, bytes int
 	}{
-		{config.Batch{MaxEvents: 500, MaxBytes: 2_000_000}, 500, 2_000_000},
-		{config.Batch{MaxEvents: 100000, MaxBytes: 64 << 20}, 1000, 9_000_000},
+		{connectors.Bounds{MaxEvents: 500, MaxBytes: 2_000_000}, 500, 2_000_000},
+		{connectors.Bounds{MaxEvents: 100000, MaxBytes: 64 << 20}, 1000, 9_000_000},
 	} {
 		srv := pstest.NewServer()
 		cfg := Config{Project: "p", Topic: "events"}

@@ -20,7 +20,7 @@ import (
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/internal/awsconf"
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/internal/yamlconf"
 )
 
 // Config is the s3 section of a connector.
@@ -52,8 +52,8 @@ type Config struct {
 	// MultipartThreshold is the object size from which parts are used;
 	// default 16MiB. PartSize is each part's size; default 8MiB, at
 	// least 5MiB (S3's minimum).
-	MultipartThreshold config.ByteSize `yaml:"multipart_threshold"`
-	PartSize           config.ByteSize `yaml:"part_size"`
+	MultipartThreshold yamlconf.ByteSize `yaml:"multipart_threshold"`
+	PartSize           yamlconf.ByteSize `yaml:"part_size"`
 }
 
 // Defaults fills empty fields.
@@ -73,27 +73,27 @@ func (c *Config) Defaults() {
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Bucket == "" {
-		errs = append(errs, config.Errorf("bucket", "required"))
+		errs = append(errs, yamlconf.Errorf("bucket", "required"))
 	}
 	if _, err := connectors.ParseTemplate(c.Key); err != nil {
-		errs = append(errs, config.Errorf("key", "%v", err))
+		errs = append(errs, yamlconf.Errorf("key", "%v", err))
 	}
 	switch c.SSE {
 	case "", "AES256", "aws:kms":
 	default:
-		errs = append(errs, config.Errorf("sse", `must be "", AES256 or aws:kms, got %q`, c.SSE))
+		errs = append(errs, yamlconf.Errorf("sse", `must be "", AES256 or aws:kms, got %q`, c.SSE))
 	}
 	if c.KMSKeyID != "" && c.SSE != "aws:kms" {
-		errs = append(errs, config.Errorf("kms_key_id", "needs sse: aws:kms"))
+		errs = append(errs, yamlconf.Errorf("kms_key_id", "needs sse: aws:kms"))
 	}
 	if (c.AccessKeyID == "") != (c.SecretAccessKey == "") {
-		errs = append(errs, config.Errorf("access_key_id", "access_key_id and secret_access_key go together"))
+		errs = append(errs, yamlconf.Errorf("access_key_id", "access_key_id and secret_access_key go together"))
 	}
 	if c.PartSize < 5<<20 {
-		errs = append(errs, config.Errorf("part_size", "must be at least 5MiB, S3's minimum part size"))
+		errs = append(errs, yamlconf.Errorf("part_size", "must be at least 5MiB, S3's minimum part size"))
 	}
 	if c.MultipartThreshold < c.PartSize {
-		errs = append(errs, config.Errorf("multipart_threshold", "must be at least part_size"))
+		errs = append(errs, yamlconf.Errorf("multipart_threshold", "must be at least part_size"))
 	}
 	return errors.Join(errs...)
 }

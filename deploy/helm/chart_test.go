@@ -32,8 +32,9 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/connectors/destinations"
-	"github.com/firehose/firehose/internal/config"
+	"github.com/firehose/firehose/topology"
 )
 
 const chartDir = "firehose"
@@ -222,9 +223,8 @@ func loadAs(t *testing.T, r rendered, scope *config.Scope, env map[string]string
 	t.Helper()
 	cm := r.get(t, "ConfigMap", "fh-firehose-config").(*corev1.ConfigMap)
 	return config.Parse("firehose.yaml", []byte(cm.Data["firehose.yaml"]), config.Options{
-		Lookup:       func(k string) (string, bool) { v, ok := env[k]; return v, ok },
-		Destinations: destinations.Registry{},
-		Scope:        scope,
+		Lookup: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+		Scope:  scope,
 	})
 }
 
@@ -463,7 +463,7 @@ func TestChartDefaultsMatchFirehose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(tpl), fmt.Sprintf(`"partitions" %d $.Values.config`, config.DefaultPartitions)) {
-		t.Errorf("connectors.yaml does not default the partitions to config's %d", config.DefaultPartitions)
+	if !strings.Contains(string(tpl), fmt.Sprintf(`"partitions" %d $.Values.config`, topology.DefaultPartitions)) {
+		t.Errorf("connectors.yaml does not default the partitions to config's %d", topology.DefaultPartitions)
 	}
 }

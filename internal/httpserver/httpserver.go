@@ -200,3 +200,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	return err
 }
+
+// Close releases the bound address of a server that will not Serve.
+func (s *Server) Close() error { return s.ln.Close() }

@@ -3,6 +3,7 @@ package kafkaclient
 import (
 	"context"
 	"log/slog"
+	"time"
 )
 
 // CloseWithin runs closeFn (a franz-go client's or session's Close) and
@@ -24,3 +25,8 @@ func CloseWithin(ctx context.Context, closeFn func(), log *slog.Logger) {
 		log.Warn("leaving the consumer group did not finish within the shutdown timeout; stopping anyway (the broker expires this member after its session timeout)")
 	}
 }
+
+// DefaultShutdownTimeout is how long a stop may take by default, for the
+// processor and every connector: finishing the transaction or flushing open
+// batches, committing, and leaving the group (run --shutdown-timeout).
+const DefaultShutdownTimeout = 30 * time.Second

@@ -23,12 +23,11 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/firehose/firehose/internal/awsconf"
-	"github.com/firehose/firehose/internal/config"
 )
 
 // Options returns the connection options for cfg: seeds, client id, TLS,
 // SASL and a slog logger. Callers add the options of their role.
-func Options(cfg config.Kafka, log *slog.Logger) ([]kgo.Opt, error) {
+func Options(cfg Config, log *slog.Logger) ([]kgo.Opt, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID(cfg.ClientID),
@@ -98,7 +97,7 @@ func mskIAM() func(context.Context) (awssasl.Auth, error) {
 }
 
 // TLSConfig builds a client TLS config from PEM files.
-func TLSConfig(c config.TLS) (*tls.Config, error) {
+func TLSConfig(c TLS) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // opt-in by config
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
@@ -147,7 +146,7 @@ func (s slogLogger) Log(level kgo.LogLevel, msg string, kv ...any) {
 // the session and rebalance timeouts, and, with kafka.instance_id set, the
 // static member id <instance_id>-<member> (member is "processor" or the
 // connector's name), unique per group and stable across restarts.
-func GroupOptions(cfg config.Kafka, member string) []kgo.Opt {
+func GroupOptions(cfg Config, member string) []kgo.Opt {
 	opts := []kgo.Opt{}
 	if cfg.SessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))

@@ -18,13 +18,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/testsupport/embedded"
 )
 
 // produceOne connects with the options of cfg, creates a topic and
 // produces one record to it; it returns the first error.
-func produceOne(t *testing.T, cfg config.Kafka) error {
+func produceOne(t *testing.T, cfg Config) error {
 	t.Helper()
 	opts, err := Options(cfg, nil)
 	if err != nil {
@@ -53,10 +52,10 @@ func TestPlainAndScram(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer b.Close()
-			if err := produceOne(t, config.Kafka{Brokers: []string{b.Addr}, SASL: config.SASL{Mechanism: mech, Username: "firehose", Password: "s3cret"}}); err != nil {
+			if err := produceOne(t, Config{Brokers: []string{b.Addr}, SASL: SASL{Mechanism: mech, Username: "firehose", Password: "s3cret"}}); err != nil {
 				t.Fatalf("right password: %v", err)
 			}
-			if err := produceOne(t, config.Kafka{Brokers: []string{b.Addr}, SASL: config.SASL{Mechanism: mech, Username: "firehose", Password: "wrong"}}); err == nil {
+			if err := produceOne(t, Config{Brokers: []string{b.Addr}, SASL: SASL{Mechanism: mech, Username: "firehose", Password: "wrong"}}); err == nil {
 				t.Fatal("a wrong password was accepted")
 			}
 		})
@@ -114,7 +113,7 @@ func TestOAuthBearerTokenAndTokenFile(t *testing.T) {
 		seen = append(seen, string(m[1]))
 		return nil, valid[string(m[1])]
 	})
-	if err := produceOne(t, config.Kafka{Brokers: []string{b.Addr}, SASL: config.SASL{Mechanism: "OAUTHBEARER", Token: "static-token"}}); err != nil {
+	if err := produceOne(t, Config{Brokers: []string{b.Addr}, SASL: SASL{Mechanism: "OAUTHBEARER", Token: "static-token"}}); err != nil {
 		t.Fatalf("static token: %v", err)
 	}
 	file := filepath.Join(t.TempDir(), "token")
@@ -122,11 +121,11 @@ func TestOAuthBearerTokenAndTokenFile(t *testing.T) {
 		if err := os.WriteFile(file, []byte(tok+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := produceOne(t, config.Kafka{Brokers: []string{b.Addr}, SASL: config.SASL{Mechanism: "OAUTHBEARER", TokenFile: file}}); err != nil {
+		if err := produceOne(t, Config{Brokers: []string{b.Addr}, SASL: SASL{Mechanism: "OAUTHBEARER", TokenFile: file}}); err != nil {
 			t.Fatalf("%s: %v", tok, err)
 		}
 	}
-	if err := produceOne(t, config.Kafka{Brokers: []string{b.Addr}, SASL: config.SASL{Mechanism: "OAUTHBEARER", Token: "expired"}}); err == nil {
+	if err := produceOne(t, Config{Brokers: []string{b.Addr}, SASL: SASL{Mechanism: "OAUTHBEARER", Token: "expired"}}); err == nil {
 		t.Fatal("an invalid token was accepted")
 	}
 	mu.Lock()
@@ -156,7 +155,7 @@ func TestMSKIAMSendsASignedPayloadFromTheDefaultChain(t *testing.T) {
 		}
 		return []byte(`{"version":"2020_10_22","request-id":"firehose-test"}`), true
 	})
-	if err := produceOne(t, config.Kafka{Brokers: []string{b.Addr}, SASL: config.SASL{Mechanism: "AWS_MSK_IAM"}}); err != nil {
+	if err := produceOne(t, Config{Brokers: []string{b.Addr}, SASL: SASL{Mechanism: "AWS_MSK_IAM"}}); err != nil {
 		t.Fatal(err)
 	}
 	if payload["action"] != "kafka-cluster:Connect" || payload["x-amz-algorithm"] != "AWS4-HMAC-SHA256" ||

@@ -22,8 +22,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/firehose/firehose/internal/config"
 )
 
 var (
@@ -53,7 +51,7 @@ func Use(tp trace.TracerProvider) {
 
 // Setup exports spans to cfg.Endpoint with OTLP over HTTP, when it is set,
 // and returns the function that flushes and stops the export on shutdown.
-func Setup(ctx context.Context, cfg config.Tracing) (shutdown func(context.Context) error, err error) {
+func Setup(ctx context.Context, cfg Config) (shutdown func(context.Context) error, err error) {
 	if cfg.Endpoint == "" {
 		return func(context.Context) error { return nil }, nil
 	}

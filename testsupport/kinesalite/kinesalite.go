@@ -16,6 +16,12 @@ import (
 	"time"
 )
 
+// thisFile is the path of this source file.
+func thisFile() string {
+	_, file, _, _ := runtime.Caller(0)
+	return file
+}
+
 // root finds the module root from this file.
 func root() string {
 	_, file, _, _ := runtime.Caller(0)
@@ -30,7 +36,7 @@ func Start(t testing.TB) string {
 	if _, err := os.Stat(filepath.Join(modules, "kinesalite")); err != nil {
 		t.Fatal("kinesalite is not installed; make test installs it (npm install kinesalite into .tools/kinesalite)")
 	}
-	cmd := exec.Command("node", filepath.Join(root(), "internal", "kinesalite", "serve.js"), "0")
+	cmd := exec.Command("node", filepath.Join(filepath.Dir(thisFile()), "serve.js"), "0")
 	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
 	out, err := cmd.StdoutPipe()
 	if err != nil {

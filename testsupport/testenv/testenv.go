@@ -1,6 +1,7 @@
 // Package testenv starts what an end-to-end test of Firehose needs: an
 // embedded broker on a free loopback port, a config file naming it, and
-// the topology that config describes.
+// the topics a topology describes. It knows no config document, so the
+// packages config assembles can use it in their own tests.
 package testenv
 
 import (
@@ -12,52 +13,55 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/firehose/firehose/connectors/destinations"
-	"github.com/firehose/firehose/internal/config"
 	"github.com/firehose/firehose/testsupport/embedded"
 	"github.com/firehose/firehose/topology"
 )
 
-// Env is a running broker with a config for it.
+// Env is a running broker.
 type Env struct {
 	t      testing.TB
 	Broker *embedded.Broker
-	Config *config.Config
-	Path   string // the config file
 }
 
-// New starts a broker, writes the config (a kafka section naming the
-// broker, then body) to a file, loads it with lookup for ${VAR} (nil: no
-// variables) and applies its topology. Everything stops when the test ends.
-func New(t testing.TB, body string, lookup config.LookupFunc) *Env {
+// Start starts a broker, stopped when the test ends.
+func Start(t testing.TB) *Env {
 	t.Helper()
 	b, err := embedded.Start(embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	path := filepath.Join(t.TempDir(), "firehose.yaml")
-	doc := fmt.Sprintf("kafka: {brokers: [%q]}\n%s", b.Addr, body)
-	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
-		t.Fatal(err)
+	return &Env{t: t, Broker: b}
+}
+
+// Document returns a config document: a kafka section naming the broker,
+// then body.
+func (e *Env) Document(body string) string {
+	return fmt.Sprintf("kafka: {brokers: [%q]}\n%s", e.Broker.Addr, body)
+}
+
+// File writes Document(body) to a file in the test's directory and
+// returns its path.
+func (e *Env) File(body string) string {
+	e.t.Helper()
+	path := filepath.Join(e.t.TempDir(), "firehose.yaml")
+	if err := os.WriteFile(path, []byte(e.Document(body)), 0o644); err != nil {
+		e.t.Fatal(err)
 	}
-	if lookup == nil {
-		lookup = func(string) (string, bool) { return "", false }
-	}
-	cfg, err := config.Load(path, config.Options{Lookup: lookup, Destinations: destinations.Registry{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &Env{t: t, Broker: b, Config: cfg, Path: path}
+	return path
+}
+
+// Apply creates the topics of t.
+func (e *Env) Apply(t topology.Config) {
+	e.t.Helper()
 	cl := e.Client()
-	plan, err := topology.MakePlan(context.Background(), cl, topology.Specs(cfg.Topology))
+	plan, err := topology.MakePlan(context.Background(), cl, topology.Specs(t))
 	if err == nil {
 		err = plan.Apply(context.Background(), cl)
 	}
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	return e
 }
 
 // Client returns a client of the broker, closed when the test ends.
@@ -69,4 +73,27 @@ func (e *Env) Client(opts ...kgo.Opt) *kgo.Client {
 	}
 	e.t.Cleanup(cl.Close)
 	return cl
+}
+
+// Loaded is a running broker with a config file for it, loaded.
+type Loaded[C any] struct {
+	*Env
+	Config C
+	Path   string // the config file
+}
+
+// Load starts a broker, writes body after a kafka section naming it to a
+// file, loads the file with load (which returns the config and the
+// topology it describes) and creates that topology's topics. Everything
+// stops when the test ends.
+func Load[C any](t testing.TB, body string, load func(path string) (C, topology.Config, error)) *Loaded[C] {
+	t.Helper()
+	e := Start(t)
+	path := e.File(body)
+	cfg, topo, err := load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Apply(topo)
+	return &Loaded[C]{Env: e, Config: cfg, Path: path}
 }

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/firehose/firehose/connectors/file"
+	"github.com/firehose/firehose/internal/kafkaclient"
+	"github.com/firehose/firehose/topology"
 )
 
 func env(m map[string]string) LookupFunc {
@@ -22,7 +24,7 @@ func TestDevConfigLoads(t *testing.T) {
 	if c.Kafka.Brokers[0] != "127.0.0.1:9092" || c.Connectors[0].Batch.MaxAge != 2*time.Second {
 		t.Fatalf("dev config: %+v", c)
 	}
-	if c.Topology.Raw.Configs["retention.ms"] != RetentionMS || c.Topology.State.Configs["cleanup.policy"] != "compact" {
+	if c.Topology.Raw.Configs["retention.ms"] != topology.RetentionMS || c.Topology.State.Configs["cleanup.policy"] != "compact" {
 		t.Fatalf("topic defaults not applied: %+v", c.Topology)
 	}
 	if c.Connectors[0].Group != "firehose-connector-files" || c.Connectors[0].Topic != "events" {
@@ -95,31 +97,9 @@ func TestEnvExpansionRetypesPlainScalars(t *testing.T) {
 	}
 }
 
-type fakeDest struct{}
-
-type fileSettings struct {
-	Dir string `yaml:"dir"`
-}
-
-func (fakeDest) Records(string) bool { return false }
-
-func (fakeDest) Types() []string                  { return []string{"file"} }
-func (fakeDest) BatchDefaults(string) Batch       { return Batch{MaxEvents: 7} }
-func (fakeDest) DefaultCompression(string) string { return "" }
-func (fakeDest) Decode(typ string, n *yaml.Node) (any, error) {
-	var s fileSettings
-	if err := Decode(n, "", &s); err != nil {
-		return nil, err
-	}
-	if s.Dir == "" {
-		return nil, Errorf("dir", "required")
-	}
-	return &s, nil
-}
-
 func TestDestinationSection(t *testing.T) {
 	doc := "kafka: {brokers: [\"h:1\"]}\nconnectors:\n  - name: a\n    type: file\n    file:\n      dri: /x\n  - name: b\n    type: file\n    s3: {}\n    file: {dir: /y}\n"
-	_, err := Parse("f.yaml", []byte(doc), Options{Lookup: env(nil), Destinations: fakeDest{}})
+	_, err := Parse("f.yaml", []byte(doc), Options{Lookup: env(nil)})
 	got := err.Error()
 	for _, want := range []string{
 		`f.yaml:6:7: connectors[0].file.dri: unknown field "dri" (did you mean "dir"?)`,
@@ -129,14 +109,14 @@ func TestDestinationSection(t *testing.T) {
 			t.Errorf("missing %q in:\n%s", want, got)
 		}
 	}
-	c, err := Parse("f.yaml", []byte("kafka: {brokers: [\"h:1\"]}\nconnectors:\n  - {name: a, type: file, file: {dir: /x}}\n"), Options{Lookup: env(nil), Destinations: fakeDest{}})
+	c, err := Parse("f.yaml", []byte("kafka: {brokers: [\"h:1\"]}\nconnectors:\n  - {name: a, type: file, file: {dir: /x}}\n"), Options{Lookup: env(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Connectors[0].Batch.MaxEvents != 7 {
+	if c.Connectors[0].Batch.MaxEvents != 100000 {
 		t.Fatalf("the destination's batch default was not applied: %+v", c.Connectors[0].Batch)
 	}
-	if c.Connectors[0].Destination.(*fileSettings).Dir != "/x" {
+	if c.Connectors[0].Destination.(*file.Config).Dir != "/x" {
 		t.Fatalf("destination not decoded: %+v", c.Connectors[0])
 	}
 }
@@ -148,21 +128,11 @@ func TestSyntaxErrorHasLine(t *testing.T) {
 	}
 }
 
-func FuzzExpand(f *testing.F) {
-	f.Add("${A}-${B:-x}-$${C}")
-	f.Fuzz(func(t *testing.T, s string) {
-		out, err := Expand(s, env(map[string]string{"A": "1"}))
-		if err == nil && !strings.Contains(s, "${") && out != s {
-			t.Fatalf("text without references changed: %q -> %q", s, out)
-		}
-	})
-}
-
 func FuzzParse(f *testing.F) {
 	f.Add(Dev())
 	f.Add([]byte("kafka: {brokers: [\"h:1\"]}\nconnectors: [{name: a, type: file}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = Parse("f.yaml", data, Options{Lookup: env(nil), Destinations: fakeDest{}})
+		_, _ = Parse("f.yaml", data, Options{Lookup: env(nil)})
 	})
 }
 
@@ -193,35 +163,12 @@ api:
 	}
 }
 
-func FuzzParseTokens(f *testing.F) {
-	f.Add([]byte("tokens:\n  - account: acc_1\n    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n"))
-	f.Add([]byte("tokens: []\n"))
-	f.Add([]byte("tokens: {account: 1}\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) > 4096 {
-			return // a tokens file is small; huge YAML only measures the YAML library
-		}
-		toks, err := ParseTokens("tokens.yaml", data)
-		if err != nil {
-			if !strings.HasPrefix(err.Error(), "tokens.yaml") {
-				t.Fatalf("error does not name the file: %v", err)
-			}
-			return
-		}
-		for _, tok := range toks {
-			if tok.Account == "" || len(tok.SHA256) != 64 {
-				t.Fatalf("accepted %+v", tok)
-			}
-		}
-	})
-}
-
 func TestGroupMembershipSettings(t *testing.T) {
 	c, err := Parse("f.yaml", []byte("kafka:\n  brokers: [localhost:9092]\n  instance_id: worker-3\n  session_timeout: 10s\n"), Options{Lookup: env(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Kafka.InstanceID != "worker-3" || c.Kafka.SessionTimeout != 10*time.Second || c.Kafka.RebalanceTimeout != DefaultRebalanceTimeout {
+	if c.Kafka.InstanceID != "worker-3" || c.Kafka.SessionTimeout != 10*time.Second || c.Kafka.RebalanceTimeout != kafkaclient.DefaultRebalanceTimeout {
 		t.Fatalf("kafka section %+v", c.Kafka)
 	}
 	_, err = Parse("f.yaml", []byte("kafka:\n  brokers: [localhost:9092]\n  instance_id: \"worker 3/a\"\n  rebalance_timeout: 10ms\n"), Options{Lookup: env(nil)})

@@ -1,4 +1,4 @@
-package config
+package yamlconf
 
 import (
 	"fmt"
@@ -10,12 +10,12 @@ import (
 // LookupFunc reads one environment variable; os.LookupEnv in production.
 type LookupFunc func(name string) (string, bool)
 
-// expandNode replaces ${VAR} and ${VAR:-default} in every scalar of the
+// ExpandNode replaces ${VAR} and ${VAR:-default} in every scalar of the
 // document, after parsing, so a secret with YAML syntax in it cannot change
 // the document's structure. $${ stands for a literal ${. A plain scalar
 // whose text changed is re-typed from its new text, so port: ${PORT} is
 // still an integer.
-func expandNode(n *yaml.Node, path string, lookup LookupFunc, errs *[]error) {
+func ExpandNode(n *yaml.Node, path string, lookup LookupFunc, errs *[]error) {
 	switch n.Kind {
 	case yaml.DocumentNode, yaml.SequenceNode:
 		for i, c := range n.Content {
@@ -23,11 +23,11 @@ func expandNode(n *yaml.Node, path string, lookup LookupFunc, errs *[]error) {
 			if n.Kind == yaml.SequenceNode {
 				p = fmt.Sprintf("%s[%d]", path, i)
 			}
-			expandNode(c, p, lookup, errs)
+			ExpandNode(c, p, lookup, errs)
 		}
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			expandNode(n.Content[i+1], join(path, n.Content[i].Value), lookup, errs)
+			ExpandNode(n.Content[i+1], join(path, n.Content[i].Value), lookup, errs)
 		}
 	case yaml.ScalarNode:
 		if !strings.Contains(n.Value, "${") {

@@ -1,4 +1,9 @@
-package config
+// Package yamlconf is the toolkit of Firehose's config files: strict YAML
+// decoding with the closest known name for a misspelt key, ${VAR}
+// expansion after parsing, sizes such as 5MB, and errors that name the
+// file, line, column and field of each problem, all at once. Each package
+// owns its section (type, defaults, validation) and uses this to report.
+package yamlconf
 
 import (
 	"errors"
@@ -79,6 +84,7 @@ func Prefix(prefix string, err error) error {
 	for i, fe := range fes {
 		c := *fe
 		switch {
+		case prefix == "":
 		case c.Path == "":
 			c.Path = prefix
 		case strings.HasPrefix(c.Path, "["):

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/firehose/firehose/app"
+	"github.com/firehose/firehose/testsupport/configenv"
 	"github.com/firehose/firehose/testsupport/wait"
 )
 
@@ -52,7 +53,7 @@ func TestABuildErrorLeavesNothingRunning(t *testing.T) {
 	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, fmt.Sprintf(`api: {listen: "127.0.0.1:0"}
+	e := configenv.New(t, fmt.Sprintf(`api: {listen: "127.0.0.1:0"}
 connectors:
   - name: files
     type: file

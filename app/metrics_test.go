@@ -17,8 +17,8 @@ import (
 
 	"github.com/firehose/firehose/app"
 	"github.com/firehose/firehose/config"
-	"github.com/firehose/firehose/testsupport/testenv"
-	"github.com/firehose/firehose/topology"
+	"github.com/firehose/firehose/testsupport/configenv"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 // scrape returns every sample of /metrics by its full name with labels,
@@ -71,7 +71,7 @@ func startApp(t *testing.T, ctx context.Context, cfg *config.Config) (string, ch
 // file connector and checks that the counters and histogram counts say
 // exactly what happened.
 func TestMetricsCountTheWorkload(t *testing.T) {
-	e := newEnv(t, fmt.Sprintf(`api: {listen: "127.0.0.1:0"}
+	e := configenv.New(t, fmt.Sprintf(`api: {listen: "127.0.0.1:0"}
 processor:
   filter: {exclude_event_types: ["debug.*"]}
 connectors:
@@ -113,20 +113,9 @@ connectors:
 
 	a, done := startApp(t, ctx, cfg)
 	delivered := `firehose_connector_events_total{connector="files",result="delivered"}`
-	deadline := time.Now().Add(30 * time.Second)
-	var m map[string]float64
-	for {
-		m = scrape(t, a)
-		if m[delivered] >= good {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("delivered %v of %d", m[delivered], good)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	time.Sleep(500 * time.Millisecond) // nothing more may come
-	m = scrape(t, a)
+	wait.Eventually(t, 30*time.Second, fmt.Sprintf("%d events delivered", good), func() bool { return scrape(t, a)[delivered] >= good })
+	wait.Consistently(t, 500*time.Millisecond, "no more events delivered", func() bool { return scrape(t, a)[delivered] == good })
+	m := scrape(t, a)
 
 	want := map[string]float64{
 		`firehose_processor_events_total{result="in"}`:                         good + dups + filtered + bad,
@@ -187,7 +176,7 @@ func TestLiveMetricsPassPromtool(t *testing.T) {
 	if err != nil {
 		t.Fatal("promtool is not installed; `make tools` installs it (Debian's prometheus package)")
 	}
-	e := newEnv(t, fmt.Sprintf(`api:
+	e := configenv.New(t, fmt.Sprintf(`api:
   listen: "127.0.0.1:0"
   position_key: 0123456789abcdef0123456789abcdef
   tokens:
@@ -242,7 +231,7 @@ connectors:
 // Go's profiles are served under /debug/pprof/ only with api.pprof.
 func TestPprofOnlyWhenAsked(t *testing.T) {
 	for _, on := range []bool{false, true} {
-		e := newEnv(t, fmt.Sprintf("api: {listen: \"127.0.0.1:0\", pprof: %v}\n", on), nil)
+		e := configenv.New(t, fmt.Sprintf("api: {listen: \"127.0.0.1:0\", pprof: %v}\n", on), nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		addr, done := startApp(t, ctx, e.Config)
 		resp, err := http.Get("http://" + addr + "/debug/pprof/heap?debug=1")
@@ -267,7 +256,7 @@ func TestPprofOnlyWhenAsked(t *testing.T) {
 // With api.admin_listen, metrics and profiles move to the admin listener,
 // off the API's port; health and readiness answer on both.
 func TestAdminListenerTakesMetricsOffTheAPIPort(t *testing.T) {
-	e := newEnv(t, "api: {listen: \"127.0.0.1:0\", admin_listen: \"127.0.0.1:0\", pprof: true}\n", nil)
+	e := configenv.New(t, "api: {listen: \"127.0.0.1:0\", admin_listen: \"127.0.0.1:0\", pprof: true}\n", nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	adminAddr := make(chan string, 1)
 	ready := make(chan string, 1)
@@ -302,20 +291,4 @@ func TestAdminListenerTakesMetricsOffTheAPIPort(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-}
-
-// newEnv starts a broker with a config file of body for it, loaded with
-// lookup for ${VAR} (nil: none set), and its topics.
-func newEnv(t testing.TB, body string, lookup config.LookupFunc) *testenv.Loaded[*config.Config] {
-	t.Helper()
-	if lookup == nil {
-		lookup = func(string) (string, bool) { return "", false }
-	}
-	return testenv.Load(t, body, func(path string) (*config.Config, topology.Config, error) {
-		cfg, err := config.Load(path, config.Options{Lookup: lookup})
-		if err != nil {
-			return nil, topology.Config{}, err
-		}
-		return cfg, cfg.Topology, nil
-	})
 }

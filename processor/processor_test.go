@@ -244,11 +244,7 @@ func TestMaskedValuesNeverReachEvents(t *testing.T) {
 	e.produce(in...)
 	got := e.events(len(in))
 	// The metric counts values, committed with the events.
-	for deadline := time.Now().Add(30 * time.Second); r.p.Stats().Masked.Load() != int64(len(secrets)); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("counted %d values masked, want %d", r.p.Stats().Masked.Load(), len(secrets))
-		}
-	}
+	wait.Eventually(t, 30*time.Second, fmt.Sprintf("%d values counted masked", len(secrets)), func() bool { return r.p.Stats().Masked.Load() == int64(len(secrets)) })
 	var all strings.Builder
 	for _, ev := range got {
 		b, _ := schemas.JSON{}.Append(nil, ev)
@@ -535,17 +531,13 @@ func TestIdleProcessorBeats(t *testing.T) {
 	wait.Eventually(t, 30*time.Second, "the processor to own its partitions", r.p.Ready)
 	var beats int
 	last := beat.Since(time.Now())
-	deadline := time.Now().Add(20 * time.Second)
-	for beats < 2 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
+	wait.Eventually(t, 20*time.Second, "an idle processor to beat twice", func() bool {
 		if d := beat.Since(time.Now()); d < last {
 			beats++
 		}
 		last = beat.Since(time.Now())
-	}
-	if beats < 2 {
-		t.Fatalf("an idle processor beat %d times in 20s", beats)
-	}
+		return beats >= 2
+	})
 }
 
 // The processor writes events with topology.events.compression.

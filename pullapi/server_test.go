@@ -20,6 +20,7 @@ import (
 
 	"github.com/firehose/firehose/pullapi"
 	"github.com/firehose/firehose/testsupport/embedded"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 const (
@@ -525,18 +526,11 @@ func TestTokensRotateWithoutRestart(t *testing.T) {
 
 	time.Sleep(20 * time.Millisecond) // a different mtime even on coarse clocks
 	write(newHash)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	wait.Eventually(t, 5*time.Second, "the rotation picked up", func() bool {
 		_, oldOK := toks.Account(oldTok)
 		acc, newOK := toks.Account(newTok)
-		if !oldOK && newOK && acc == "acc_A" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("rotation not picked up")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return !oldOK && newOK && acc == "acc_A"
+	})
 	// A broken file keeps the tokens in force.
 	if err := os.WriteFile(file, []byte("tokens:\n  - account: acc_A\n    sha256: nothex\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,8 @@ import (
 
 	"github.com/firehose/firehose/app"
 	"github.com/firehose/firehose/ops"
+	"github.com/firehose/firehose/testsupport/configenv"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 // TestDLQListShowRedrive: a webhook refuses one event (400) the first
@@ -49,7 +51,7 @@ func TestDLQListShowRedrive(t *testing.T) {
 		}
 	}))
 	defer hook.Close()
-	e := newEnv(t, fmt.Sprintf(`api: {listen: "off"}
+	e := configenv.New(t, fmt.Sprintf(`api: {listen: "off"}
 connectors:
   - name: hooks
     type: http
@@ -74,16 +76,6 @@ connectors:
 	}
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx, cfg, app.Options{}) }()
-	waitUntil := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
 	files := func() map[string]int {
 		out := map[string]int{}
 		for _, id := range readEvents(t, fileSeen) {
@@ -91,8 +83,8 @@ connectors:
 		}
 		return out
 	}
-	waitUntil("the webhook's good events", func() bool { mu.Lock(); defer mu.Unlock(); return hookGot["e1"] == 1 && hookGot["e4"] == 1 })
-	waitUntil("the files", func() bool {
+	wait.Eventually(t, 30*time.Second, "the webhook's good events", func() bool { mu.Lock(); defer mu.Unlock(); return hookGot["e1"] == 1 && hookGot["e4"] == 1 })
+	wait.Eventually(t, 30*time.Second, "the files", func() bool {
 		fileGot = files()
 		return fileGot["e1"] == 1 && fileGot["e-bad"] == 1 && fileGot["e4"] == 1
 	})
@@ -101,7 +93,7 @@ connectors:
 		out string
 		err error
 	)
-	waitUntil("two dead letters", func() bool {
+	wait.Eventually(t, 30*time.Second, "two dead letters", func() bool {
 		out, err = run(t, "dlq", "list", "-c", path)
 		return err == nil && strings.Contains(out, "2 dead letter(s)")
 	})
@@ -135,7 +127,7 @@ connectors:
 	if out, err = run(t, "dlq", "redrive", "-c", path, "--connector", "hooks"); err != nil || !strings.Contains(out, "redriven: 1") {
 		t.Fatalf("redrive: %v\n%s", err, out)
 	}
-	waitUntil("the redriven event at the webhook", func() bool { mu.Lock(); defer mu.Unlock(); return hookGot["e-bad"] == 1 })
+	wait.Eventually(t, 30*time.Second, "the redriven event at the webhook", func() bool { mu.Lock(); defer mu.Unlock(); return hookGot["e-bad"] == 1 })
 
 	// The processor's dead letter goes back to raw; nothing was fixed, so
 	// it fails validation and is a dead letter once more. (That a redriven
@@ -143,11 +135,20 @@ connectors:
 	if out, err = run(t, "dlq", "redrive", "-c", path, "--stage", "processor"); err != nil || !strings.Contains(out, "1 record(s) -> events.raw") {
 		t.Fatalf("redrive processor: %v\n%s", err, out)
 	}
-	waitUntil("a third dead letter", func() bool {
+	wait.Eventually(t, 30*time.Second, "a third dead letter", func() bool {
 		out, err = run(t, "dlq", "list", "-c", path, "--stage", "processor")
 		return err == nil && strings.Contains(out, "2 dead letter(s)")
 	})
-	time.Sleep(500 * time.Millisecond)
+	wait.Consistently(t, 500*time.Millisecond, "the webhook got each event once", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range hookGot {
+			if n != 1 {
+				return false
+			}
+		}
+		return true
+	})
 	mu.Lock()
 	for id, n := range hookGot {
 		if n != 1 {

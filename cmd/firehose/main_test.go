@@ -9,10 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/testsupport/embedded"
-	"github.com/firehose/firehose/testsupport/testenv"
-	"github.com/firehose/firehose/topology"
 )
 
 // run executes the CLI with args and returns stdout.
@@ -170,20 +167,4 @@ func TestVersion(t *testing.T) {
 	if flag, err := run(t, "--version"); err != nil || flag != out {
 		t.Fatalf("--version: %v %q, want %q", err, flag, out)
 	}
-}
-
-// newEnv starts a broker with a config file of body for it, loaded with
-// lookup for ${VAR} (nil: none set), and its topics.
-func newEnv(t testing.TB, body string, lookup config.LookupFunc) *testenv.Loaded[*config.Config] {
-	t.Helper()
-	if lookup == nil {
-		lookup = func(string) (string, bool) { return "", false }
-	}
-	return testenv.Load(t, body, func(path string) (*config.Config, topology.Config, error) {
-		cfg, err := config.Load(path, config.Options{Lookup: lookup})
-		if err != nil {
-			return nil, topology.Config{}, err
-		}
-		return cfg, cfg.Topology, nil
-	})
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/firehose/firehose/app"
 	"github.com/firehose/firehose/ops"
+	"github.com/firehose/firehose/testsupport/configenv"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 // readEvents returns the event ids in every file under dir, per file.
@@ -48,7 +50,7 @@ func readEvents(t *testing.T, dir string) []string {
 // ones.
 func TestReplayFromTimestampRedeliversFromThatTime(t *testing.T) {
 	out := t.TempDir()
-	e := newEnv(t, fmt.Sprintf(`api: {listen: "off"}
+	e := configenv.New(t, fmt.Sprintf(`api: {listen: "off"}
 connectors:
   - name: files
     type: file
@@ -87,19 +89,9 @@ connectors:
 			}
 		}
 	}
-	waitFor := func(n int) []string {
+	waitFor := func(n int) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			ids := readEvents(t, out)
-			if len(ids) >= n {
-				return ids
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d events delivered, want %d", len(ids), n)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		wait.Eventually(t, 30*time.Second, fmt.Sprintf("%d events delivered", n), func() bool { return len(readEvents(t, out)) >= n })
 	}
 	stop := start()
 	waitFor(400)
@@ -151,7 +143,7 @@ connectors:
 	waitFor(200)
 	newer := produce(400, 420, time.Now())
 	waitFor(220)
-	time.Sleep(500 * time.Millisecond) // nothing more may come
+	wait.Consistently(t, 500*time.Millisecond, "no more events delivered", func() bool { return len(readEvents(t, out)) == 220 })
 	got := readEvents(t, out)
 	if g := status(); g.Lag != 0 || len(g.Members) != 1 || g.OldestWaitingSeconds != 0 {
 		t.Fatalf("status after the catch-up: %+v", g)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/firehose/firehose/app"
 	"github.com/firehose/firehose/pullapi"
+	"github.com/firehose/firehose/testsupport/configenv"
 )
 
 // TestTailFollowsAndResumesFromPositionFile runs the API role from a config
@@ -19,7 +20,7 @@ import (
 // tail to top, again with nothing new, and again after new events.
 func TestTailFollowsAndResumesFromPositionFile(t *testing.T) {
 	token, hash := pullapi.NewToken()
-	e := newEnv(t, fmt.Sprintf(`api:
+	e := configenv.New(t, fmt.Sprintf(`api:
   listen: 127.0.0.1:0
   position_key: ${KEY}
   tokens:

@@ -30,6 +30,7 @@ import (
 	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/embedded"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 const connString = "Endpoint=sb://test.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0"
@@ -281,10 +282,7 @@ func TestHubOutageLosesNothing(t *testing.T) {
 	cfg.DeliveryTimeout = 2 * time.Second
 	w, done := runWorker(ctx, t, src, cfg, "hub-outage")
 	recs := readHub(t, hb.Addr, ca, len(evs))
-	deadline := time.Now().Add(30 * time.Second)
-	for w.Stats().Delivered.Load() < int64(len(evs)) && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.Eventually(t, 30*time.Second, "every event delivered", func() bool { return w.Stats().Delivered.Load() >= int64(len(evs)) })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -312,10 +310,7 @@ func TestWrongConnectionStringCommitsNothing(t *testing.T) {
 	src := source(t, connectortest.EventsOver(8, 50, 500))
 	ctx, cancel := context.WithCancel(context.Background())
 	w, done := runWorker(ctx, t, src, eventHubsConfig(addr, ca, strings.Replace(connString, "c2VjcmV0", "d3Jvbmc=", 1)), "hub-wrong")
-	deadline := time.Now().Add(30 * time.Second)
-	for w.Stats().Retries.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.Eventually(t, 30*time.Second, "two retries", func() bool { return w.Stats().Retries.Load() >= 2 })
 	cancel()
 	<-done
 	cl, err := kgo.NewClient(kgo.SeedBrokers(src))

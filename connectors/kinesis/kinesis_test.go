@@ -18,6 +18,7 @@ import (
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
 	"github.com/firehose/firehose/testsupport/kinesalite"
+	"github.com/firehose/firehose/testsupport/wait"
 )
 
 func newSink(t *testing.T, endpoint string) *Sink {
@@ -42,15 +43,10 @@ func stream(t *testing.T, s *Sink) {
 	if _, err := s.client.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("events"), ShardCount: aws.Int32(4)}); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	wait.Eventually(t, 10*time.Second, "the stream active", func() bool {
 		d, err := s.client.DescribeStream(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String("events")})
-		if err == nil && d.StreamDescription.StreamStatus == types.StreamStatusActive {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stream not active: %v", err)
-		}
-	}
+		return err == nil && d.StreamDescription.StreamStatus == types.StreamStatusActive
+	})
 }
 
 // readAll reads every record of every shard from the start.

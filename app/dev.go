@@ -91,10 +91,7 @@ func Dev(ctx context.Context, o DevOptions) error {
 	if err != nil {
 		return err
 	}
-	plan, err := topology.MakePlan(ctx, admin, topology.Specs(cfg.Topology))
-	if err == nil {
-		err = plan.Apply(ctx, admin)
-	}
+	err = topology.Ensure(ctx, admin, cfg.Topology)
 	admin.Close()
 	if err != nil {
 		return fmt.Errorf("apply topology: %w", err)

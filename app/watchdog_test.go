@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/firehose/firehose/internal/httpserver"
-	"github.com/firehose/firehose/testsupport/embedded"
+	"github.com/firehose/firehose/testsupport/testenv"
 	"github.com/firehose/firehose/testsupport/wait"
 )
 
@@ -23,11 +23,7 @@ import (
 // state and its members named; once the rebalance completes it is healthy
 // again.
 func TestWatchdogReportsAGroupStuckInARebalance(t *testing.T) {
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := testenv.Start(t).Broker
 	admCl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr))
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/embedded"
+	"github.com/firehose/firehose/testsupport/testenv"
 )
 
 // eventsBroker starts an embedded broker whose topic "events" (with
@@ -16,11 +17,7 @@ import (
 // It returns the broker, an admin client, and each resource's partition.
 func eventsBroker(tb testing.TB, partitions int32, evs []*schemas.Event) (*embedded.Broker, *kadm.Client, map[string]int32) {
 	tb.Helper()
-	br, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(br.Close)
+	br := testenv.Start(tb).Broker
 	cl, err := kgo.NewClient(kgo.SeedBrokers(br.Addr), kgo.DefaultProduceTopic("events"))
 	if err != nil {
 		tb.Fatal(err)

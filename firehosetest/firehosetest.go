@@ -225,11 +225,7 @@ func isolate(doc string, cfg *config.Config) (string, error) {
 // applyTopology creates the config's topics, as topology apply does.
 func (f *Firehose) applyTopology(t testing.TB) {
 	t.Helper()
-	plan, err := topology.MakePlan(context.Background(), f.cl, topology.Specs(f.Config.Topology))
-	if err != nil {
-		t.Fatalf("firehosetest: topology: %v", err)
-	}
-	if err := plan.Apply(context.Background(), f.cl); err != nil {
+	if err := topology.Ensure(context.Background(), f.cl, f.Config.Topology); err != nil {
 		t.Fatalf("firehosetest: topology: %v", err)
 	}
 }

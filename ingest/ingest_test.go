@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/schemas"
-	"github.com/firehose/firehose/testsupport/embedded"
+	"github.com/firehose/firehose/testsupport/testenv"
 )
 
 func line(i int) string {
@@ -19,11 +19,7 @@ func line(i int) string {
 }
 
 func TestLinesValidatesKeysAndReportsLineNumbers(t *testing.T) {
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := testenv.Start(t).Broker
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.ConsumeTopics("raw"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -86,11 +82,7 @@ func TestLinesValidatesKeysAndReportsLineNumbers(t *testing.T) {
 }
 
 func TestStrictStopsAtFirstBadLine(t *testing.T) {
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := testenv.Start(t).Broker
 	if err := b.CreateTopic("raw", 3, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/embedded"
+	"github.com/firehose/firehose/testsupport/testenv"
 	"github.com/firehose/firehose/topology"
 )
 
@@ -34,11 +35,7 @@ import (
 // applied, and returns its address.
 func startBroker(t *testing.T) *embedded.Broker {
 	t.Helper()
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b := testenv.Start(t).Broker
 	return b
 }
 
@@ -57,12 +54,7 @@ func loadConfig(t *testing.T, yaml string, env map[string]string) *config.Config
 
 func applyTopology(t *testing.T, cfg *config.Config) {
 	t.Helper()
-	cl := client(t, cfg)
-	plan, err := topology.MakePlan(context.Background(), cl, topology.Specs(cfg.Topology))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := plan.Apply(context.Background(), cl); err != nil {
+	if err := topology.Ensure(context.Background(), client(t, cfg), cfg.Topology); err != nil {
 		t.Fatal(err)
 	}
 }

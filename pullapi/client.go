@@ -116,10 +116,13 @@ func Follow(ctx context.Context, o FollowOptions) error {
 	}
 }
 
-// Page is the body of a 200 answer.
-type Page struct {
+// Page is the body of a 200 answer, each item's data kept as it came.
+type Page = PageOf[json.RawMessage]
+
+// PageOf is the body of a 200 answer with each item's data decoded as D.
+type PageOf[D any] struct {
 	Items []struct {
-		Data json.RawMessage `json:"data"`
+		Data D `json:"data"`
 		Meta struct {
 			EventType  string `json:"event_type"`
 			ResourceID string `json:"resource_id"`

@@ -20,6 +20,7 @@ import (
 
 	"github.com/firehose/firehose/pullapi"
 	"github.com/firehose/firehose/testsupport/embedded"
+	"github.com/firehose/firehose/testsupport/testenv"
 	"github.com/firehose/firehose/testsupport/wait"
 )
 
@@ -38,11 +39,7 @@ type env struct {
 
 func newEnv(t testing.TB, partitions int32) *env {
 	t.Helper()
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b := testenv.Start(t).Broker
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(0))
 	if err != nil {
 		t.Fatal(err)
@@ -140,21 +137,7 @@ func (e *env) produce(accounts []string, resources, rounds int, firstSeq int64) 
 	return want
 }
 
-type page struct {
-	Items []struct {
-		Data ev `json:"data"`
-		Meta struct {
-			EventType  string `json:"event_type"`
-			ResourceID string `json:"resource_id"`
-			Sequence   int64  `json:"sequence"`
-		} `json:"meta"`
-	} `json:"items"`
-	Meta struct {
-		Position string `json:"position"`
-		Top      bool   `json:"top"`
-		Count    int    `json:"count"`
-	} `json:"meta"`
-}
+type page = pullapi.PageOf[ev]
 
 type apiErr struct {
 	Error struct {

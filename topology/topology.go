@@ -268,3 +268,13 @@ func configList(m map[string]string) string {
 	}
 	return strings.Join(parts, " ")
 }
+
+// Ensure makes the topics of c as topology apply does, for a process or
+// test that brings its own cluster up: a plan, then its apply.
+func Ensure(ctx context.Context, cl *kgo.Client, c Config) error {
+	plan, err := MakePlan(ctx, cl, Specs(c))
+	if err != nil {
+		return err
+	}
+	return plan.Apply(ctx, cl)
+}

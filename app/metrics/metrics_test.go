@@ -12,17 +12,13 @@ import (
 	"github.com/firehose/firehose/app/metrics"
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/processor"
-	"github.com/firehose/firehose/testsupport/embedded"
+	"github.com/firehose/firehose/testsupport/testenv"
 )
 
 // TestDashboardAndAlertsUseExportedMetrics fails when a panel or an alert
 // names a metric no Firehose process exports, e.g. after a rename.
 func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := testenv.Start(t).Broker
 	s := metrics.New()
 	s.Processor(new(processor.Stats))
 	s.Connector("c", new(connectors.Stats))

@@ -18,8 +18,8 @@ import (
 	"github.com/firehose/firehose/connectors/connectortest"
 	"github.com/firehose/firehose/ops"
 	"github.com/firehose/firehose/schemas"
-	"github.com/firehose/firehose/testsupport/embedded"
 	"github.com/firehose/firehose/testsupport/generator"
+	"github.com/firehose/firehose/testsupport/testenv"
 	"github.com/firehose/firehose/testsupport/wait"
 )
 
@@ -123,11 +123,7 @@ func TestChurnOfKilledWorkersDrainsWithoutAnOperator(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts five worker processes")
 	}
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := testenv.Start(t).Broker
 	hook := &hookReceiver{distinct: map[string]bool{}}
 	srv := httptest.NewServer(hook)
 	defer srv.Close()

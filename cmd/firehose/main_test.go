@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/firehose/firehose/testsupport/embedded"
+	"github.com/firehose/firehose/testsupport/testenv"
 )
 
 // run executes the CLI with args and returns stdout.
@@ -34,11 +34,7 @@ func writeConfig(t *testing.T, body string) string {
 }
 
 func TestTopologyPlanThenApply(t *testing.T) {
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := testenv.Start(t).Broker
 	cfg := writeConfig(t, "kafka:\n  brokers: [\""+b.Addr+"\"]\n")
 
 	out, err := run(t, "topology", "plan", "-c", cfg)
@@ -118,11 +114,7 @@ func TestEverySubcommandHasHelp(t *testing.T) {
 // matches (0); apply raises a partition count only when told to, after
 // saying what that moves.
 func TestTopologyDriftExitCodeAndPartitionIncrease(t *testing.T) {
-	b, err := embedded.Start(embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := testenv.Start(t).Broker
 	six := writeConfig(t, "kafka:\n  brokers: [\""+b.Addr+"\"]\n")
 	var ee exitError
 	if _, err := run(t, "topology", "plan", "--detailed-exitcode", "-c", six); !errors.As(err, &ee) || ee.code != 2 {

@@ -54,12 +54,7 @@ func (e *Env) File(body string) string {
 // Apply creates the topics of t.
 func (e *Env) Apply(t topology.Config) {
 	e.t.Helper()
-	cl := e.Client()
-	plan, err := topology.MakePlan(context.Background(), cl, topology.Specs(t))
-	if err == nil {
-		err = plan.Apply(context.Background(), cl)
-	}
-	if err != nil {
+	if err := topology.Ensure(context.Background(), e.Client(), t); err != nil {
 		e.t.Fatal(err)
 	}
 }

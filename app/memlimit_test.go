@@ -30,10 +30,12 @@ func TestMemoryLimit(t *testing.T) {
 		{"a container's limit caps it", 0, Options{}, 400 * mib, 400 * mib / 10 * 9},
 		{"a larger container changes nothing", 0, Options{Roles: []string{RoleProcessor}}, 4 << 30, 256 * mib},
 	} {
-		c := *cfg
-		c.MemoryLimit = tc.limit
-		if got, src := MemoryLimit(&c, tc.o, tc.cgroup); got != tc.want || src == "" {
-			t.Errorf("%s: %d (%s), want %d", tc.name, got, src, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			c := *cfg
+			c.MemoryLimit = tc.limit
+			if got, src := MemoryLimit(&c, tc.o, tc.cgroup); got != tc.want || src == "" {
+				t.Errorf("%s: %d (%s), want %d", tc.name, got, src, tc.want)
+			}
+		})
 	}
 }

@@ -278,14 +278,16 @@ func TestAdminListenerTakesMetricsOffTheAPIPort(t *testing.T) {
 		{api, "/healthz", http.StatusOK},
 		{api, "/readyz", http.StatusOK},
 	} {
-		resp, err := http.Get("http://" + c.addr + c.path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != c.want {
-			t.Errorf("%s%s: %d, want %d", c.addr, c.path, resp.StatusCode, c.want)
-		}
+		t.Run(c.path, func(t *testing.T) {
+			resp, err := http.Get("http://" + c.addr + c.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != c.want {
+				t.Errorf("%s%s: %d, want %d", c.addr, c.path, resp.StatusCode, c.want)
+			}
+		})
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -189,10 +189,12 @@ func TestSASLMechanisms(t *testing.T) {
 		"kafka:\n  brokers: [k:9092]\n  sasl: {mechanism: AWS_MSK_IAM, username: u}\n":              `kafka.sasl.mechanism: AWS_MSK_IAM takes its credentials from the AWS default chain`,
 		"kafka:\n  brokers: [k:9092]\n  sasl: {mechanism: GSSAPI}\n":                                `must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER, AWS_MSK_IAM, got "GSSAPI"`,
 	} {
-		_, err := Parse("f.yaml", []byte(doc), Options{Lookup: env(nil)})
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v, want %q", doc, err, want)
-		}
+		t.Run(doc, func(t *testing.T) {
+			_, err := Parse("f.yaml", []byte(doc), Options{Lookup: env(nil)})
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %v, want %q", doc, err, want)
+			}
+		})
 	}
 	for _, doc := range []string{
 		"kafka:\n  brokers: [k:9092]\n  rack: use1-az1\n  sasl: {mechanism: OAUTHBEARER, token_file: /var/run/token}\n",
@@ -237,13 +239,15 @@ func TestSchemaRegistrySection(t *testing.T) {
 		"schema_registry: {url: \"http://sr:8081\", username: u}\n":                        `schema_registry.password: username and password go together`,
 		"schema_registry: {url: \"http://sr:8081\", username: u, password: p, token: t}\n": `schema_registry.token: use either a token or a username and password`,
 	} {
-		_, err := Parse("f.yaml", []byte(base+doc), Options{Lookup: env(nil)})
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v, want %q", doc, err, want)
-		}
-		if err != nil && strings.Contains(err.Error(), "hunter2") {
-			t.Errorf("the error shows the password: %v", err)
-		}
+		t.Run(doc, func(t *testing.T) {
+			_, err := Parse("f.yaml", []byte(base+doc), Options{Lookup: env(nil)})
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %v, want %q", doc, err, want)
+			}
+			if err != nil && strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("the error shows the password: %v", err)
+			}
+		})
 	}
 }
 
@@ -268,10 +272,12 @@ func TestProfilesSection(t *testing.T) {
 		"    event_types: [p]\n    segments: [{name: a, expr: 'properties.visits +'}]\n":            `processor.profiles.segments[0].expr: unexpected token`,
 		"    event_types: [p]\n    segments: [{name: a, expr: 'account_id'}]\n":                     `processor.profiles.segments[0].expr: expected bool, but got string`,
 	} {
-		_, err := Parse("f.yaml", []byte(base+"processor:\n  profiles:\n"+doc), Options{Lookup: env(nil)})
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v, want %q", doc, err, want)
-		}
+		t.Run(doc, func(t *testing.T) {
+			_, err := Parse("f.yaml", []byte(base+"processor:\n  profiles:\n"+doc), Options{Lookup: env(nil)})
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %v, want %q", doc, err, want)
+			}
+		})
 	}
 }
 
@@ -344,10 +350,12 @@ func TestEventsCompression(t *testing.T) {
 		"topology:\n  events: {compression: brotli}\n": `topology.events.compression: must be one of snappy, lz4, zstd, gzip, none, got "brotli"`,
 		"topology:\n  raw: {compression: zstd}\n":      `topology.raw.compression: is set on topology.events`,
 	} {
-		_, err := Parse("f.yaml", []byte(base+doc), Options{Lookup: env(nil)})
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v, want %q", doc, err, want)
-		}
+		t.Run(doc, func(t *testing.T) {
+			_, err := Parse("f.yaml", []byte(base+doc), Options{Lookup: env(nil)})
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %v, want %q", doc, err, want)
+			}
+		})
 	}
 	if c, err := Parse("f.yaml", []byte(base+"topology:\n  events: {compression: zstd}\n"), Options{Lookup: env(nil)}); err != nil || c.Topology.Events.Compression != "zstd" {
 		t.Fatalf("zstd: %v", err)

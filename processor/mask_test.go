@@ -32,9 +32,11 @@ func TestMaskStrategies(t *testing.T) {
 		{MaskInitial, "", ""},
 	}
 	for _, tt := range tests {
-		if got := tt.fn(tt.in); got != tt.want {
-			t.Errorf("%q -> %q, want %q", tt.in, got, tt.want)
-		}
+		t.Run(tt.in, func(t *testing.T) {
+			if got := tt.fn(tt.in); got != tt.want {
+				t.Errorf("%q -> %q, want %q", tt.in, got, tt.want)
+			}
+		})
 	}
 }
 
@@ -202,16 +204,18 @@ func TestMaskerMatchesWhatReadersRead(t *testing.T) {
 		{`"metadata":{"contact":"call bob@corp.io"}`, `"contact":"***"`, "bob@"},
 		{`"metadata":{"other":"[{\"phone\":\"412-087-5956\"}]"}`, `412-***-****`, "087-5956"},
 	} {
-		e, err := schemas.JSON{}.Decode([]byte(`{"event_id":"e","timestamp":"2024-01-15T14:30:45Z","account_id":"a","resource_id":"r","sequence":1,"event_type":"t",` + tc.doc + `}`))
-		if err != nil {
-			t.Fatalf("%s: %v", tc.doc, err)
-		}
-		if _, err := m.Apply(nil, e); err != nil {
-			t.Fatal(err)
-		}
-		out, _ := schemas.JSON{}.Append(nil, e)
-		if !strings.Contains(string(out), tc.want) || strings.Contains(string(out), tc.secret) {
-			t.Errorf("%s masked as\n%s\nwant %s", tc.doc, out, tc.want)
-		}
+		t.Run(tc.doc, func(t *testing.T) {
+			e, err := schemas.JSON{}.Decode([]byte(`{"event_id":"e","timestamp":"2024-01-15T14:30:45Z","account_id":"a","resource_id":"r","sequence":1,"event_type":"t",` + tc.doc + `}`))
+			if err != nil {
+				t.Fatalf("%s: %v", tc.doc, err)
+			}
+			if _, err := m.Apply(nil, e); err != nil {
+				t.Fatal(err)
+			}
+			out, _ := schemas.JSON{}.Append(nil, e)
+			if !strings.Contains(string(out), tc.want) || strings.Contains(string(out), tc.secret) {
+				t.Errorf("%s masked as\n%s\nwant %s", tc.doc, out, tc.want)
+			}
+		})
 	}
 }

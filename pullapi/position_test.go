@@ -48,9 +48,11 @@ func TestPositionRefusals(t *testing.T) {
 		"too short":     {"AAAA", "acc_1", ErrMalformedPosition},
 		"empty":         {"", "acc_1", ErrMalformedPosition},
 	} {
-		if _, err := s.Decode(c.tok, c.account); !errors.Is(err, c.want) {
-			t.Errorf("%s: %v, want %v", name, err, c.want)
-		}
+		t.Run(name, func(t *testing.T) {
+			if _, err := s.Decode(c.tok, c.account); !errors.Is(err, c.want) {
+				t.Errorf("%s: %v, want %v", name, err, c.want)
+			}
+		})
 	}
 	if _, err := NewSigner([]byte("short")); err == nil {
 		t.Error("a short key was accepted")

@@ -195,10 +195,12 @@ func TestConfluentRejections(t *testing.T) {
 		{"unknown id", "schema id 4242 is not in the schema registry", framed(4242, "x")},
 		{"JSON schema on an Avro topic", "is a JSON schema, but this topic's encoding is avro-confluent", framed(jsonID.ID, `{}`)},
 	} {
-		_, err := decode(t, c, tc.v)
-		if err == nil || schemas.ClassOf(err) != schemas.ClassDecode || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: %v, want a decode rejection containing %q", tc.name, err, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := decode(t, c, tc.v)
+			if err == nil || schemas.ClassOf(err) != schemas.ClassDecode || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: %v, want a decode rejection containing %q", tc.name, err, tc.want)
+			}
+		})
 	}
 
 	// An outage: the registry answers 503 three times, then serves.

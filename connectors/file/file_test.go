@@ -49,10 +49,12 @@ func TestValidate(t *testing.T) {
 		{Config{Dir: "/x", Path: "{{nope}}/"}, "unknown name {{nope}}"},
 		{Config{Dir: "/x", Path: "../escape/"}, "must not contain .."},
 	} {
-		c.cfg.Defaults()
-		if err := c.cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v: %v, want %q", c.cfg, err, c.want)
-		}
+		t.Run(c.want, func(t *testing.T) {
+			c.cfg.Defaults()
+			if err := c.cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("%+v: %v, want %q", c.cfg, err, c.want)
+			}
+		})
 	}
 }
 

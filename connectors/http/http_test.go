@@ -96,24 +96,26 @@ func TestClassify(t *testing.T) {
 		{404, "", false, true, 0},
 		{301, "", false, true, 0},
 	} {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			if c.header != "" {
-				w.Header().Set("Retry-After", c.header)
+		t.Run(fmt.Sprintf("%d %s", c.status, c.header), func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				if c.header != "" {
+					w.Header().Set("Retry-After", c.header)
+				}
+				if c.status == 301 {
+					w.Header().Set("Location", "/elsewhere")
+				}
+				w.WriteHeader(c.status)
+				_, _ = w.Write([]byte("reason"))
+			}))
+			err := newSink(srv.URL).Deliver(context.Background(), b)
+			srv.Close()
+			if (err == nil) != c.ok || connectors.IsPermanent(err) != c.perm {
+				t.Errorf("status %d: err %v, permanent %v", c.status, err, connectors.IsPermanent(err))
 			}
-			if c.status == 301 {
-				w.Header().Set("Location", "/elsewhere")
+			if got := connectors.RetryAfter(err); got != c.wantAfter {
+				t.Errorf("status %d: retry after %s, want %s", c.status, got, c.wantAfter)
 			}
-			w.WriteHeader(c.status)
-			_, _ = w.Write([]byte("reason"))
-		}))
-		err := newSink(srv.URL).Deliver(context.Background(), b)
-		srv.Close()
-		if (err == nil) != c.ok || connectors.IsPermanent(err) != c.perm {
-			t.Errorf("status %d: err %v, permanent %v", c.status, err, connectors.IsPermanent(err))
-		}
-		if got := connectors.RetryAfter(err); got != c.wantAfter {
-			t.Errorf("status %d: retry after %s, want %s", c.status, got, c.wantAfter)
-		}
+		})
 	}
 	// A dead endpoint is retryable.
 	err := newSink("http://127.0.0.1:1").Deliver(context.Background(), b)
@@ -132,9 +134,11 @@ func TestParseRetryAfter(t *testing.T) {
 		"Mon, 15 Jan 2024 14:00:30 GMT": 30 * time.Second,
 		"soon":                          0,
 	} {
-		if got := ParseRetryAfter(in, now); got != want {
-			t.Errorf("%q: %s, want %s", in, got, want)
-		}
+		t.Run(in, func(t *testing.T) {
+			if got := ParseRetryAfter(in, now); got != want {
+				t.Errorf("%q: %s, want %s", in, got, want)
+			}
+		})
 	}
 }
 

@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -98,20 +99,22 @@ func TestPublisherBundlesFollowTheBatchBounds(t *testing.T) {
 		{connectors.Bounds{MaxEvents: 500, MaxBytes: 2_000_000}, 500, 2_000_000},
 		{connectors.Bounds{MaxEvents: 100000, MaxBytes: 64 << 20}, 1000, 9_000_000},
 	} {
-		srv := pstest.NewServer()
-		cfg := Config{Project: "p", Topic: "events"}
-		cfg.Defaults()
-		cfg.SetBatch(tc.batch)
-		cfg.options = []option.ClientOption{option.WithEndpoint(srv.Addr), option.WithoutAuthentication(),
-			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
-		s, err := New(context.Background(), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := s.pub.PublishSettings; got.CountThreshold != tc.count || got.ByteThreshold != tc.bytes {
-			t.Errorf("batch %+v: bundles of %d messages and %d bytes, want %d and %d", tc.batch, got.CountThreshold, got.ByteThreshold, tc.count, tc.bytes)
-		}
-		s.Close(context.Background())
-		srv.Close()
+		t.Run(fmt.Sprint(tc.batch.MaxEvents), func(t *testing.T) {
+			srv := pstest.NewServer()
+			cfg := Config{Project: "p", Topic: "events"}
+			cfg.Defaults()
+			cfg.SetBatch(tc.batch)
+			cfg.options = []option.ClientOption{option.WithEndpoint(srv.Addr), option.WithoutAuthentication(),
+				option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
+			s, err := New(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.pub.PublishSettings; got.CountThreshold != tc.count || got.ByteThreshold != tc.bytes {
+				t.Errorf("batch %+v: bundles of %d messages and %d bytes, want %d and %d", tc.batch, got.CountThreshold, got.ByteThreshold, tc.count, tc.bytes)
+			}
+			s.Close(context.Background())
+			srv.Close()
+		})
 	}
 }

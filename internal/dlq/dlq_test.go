@@ -2,6 +2,7 @@ package dlq
 
 import (
 	"bytes"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -28,17 +29,19 @@ func TestFitAlwaysFits(t *testing.T) {
 		t.Fatal("a small dead letter was changed")
 	}
 	for _, tt := range []struct{ key, value int }{{10, limit - 200}, {10, limit}, {10, 10 * limit}, {limit, limit}, {2 * limit, 10}} {
-		src := &kgo.Record{Topic: "raw", Key: bytes.Repeat([]byte("k"), tt.key), Value: bytes.Repeat([]byte("v"), tt.value)}
-		r := Fit(Record("dlq", src, Reason{Stage: "processor", Class: "oversize", Message: "m"}, time.Now()), limit)
-		if size(r)+RecordOverhead > limit {
-			t.Errorf("key %d, value %d: dead letter of %d bytes does not fit %d", tt.key, tt.value, size(r), limit)
-		}
-		if Header(r, HeaderValueSize) != strconv.Itoa(tt.value) || len(Header(r, HeaderValueSHA256)) != 64 {
-			t.Errorf("key %d, value %d: headers %v", tt.key, tt.value, r.Headers)
-		}
-		if !bytes.HasPrefix(src.Value, r.Value) || !bytes.HasPrefix(src.Key, r.Key) {
-			t.Errorf("key %d, value %d: not a prefix of the original", tt.key, tt.value)
-		}
+		t.Run(fmt.Sprintf("key %d value %d", tt.key, tt.value), func(t *testing.T) {
+			src := &kgo.Record{Topic: "raw", Key: bytes.Repeat([]byte("k"), tt.key), Value: bytes.Repeat([]byte("v"), tt.value)}
+			r := Fit(Record("dlq", src, Reason{Stage: "processor", Class: "oversize", Message: "m"}, time.Now()), limit)
+			if size(r)+RecordOverhead > limit {
+				t.Errorf("key %d, value %d: dead letter of %d bytes does not fit %d", tt.key, tt.value, size(r), limit)
+			}
+			if Header(r, HeaderValueSize) != strconv.Itoa(tt.value) || len(Header(r, HeaderValueSHA256)) != 64 {
+				t.Errorf("key %d, value %d: headers %v", tt.key, tt.value, r.Headers)
+			}
+			if !bytes.HasPrefix(src.Value, r.Value) || !bytes.HasPrefix(src.Key, r.Key) {
+				t.Errorf("key %d, value %d: not a prefix of the original", tt.key, tt.value)
+			}
+		})
 	}
 }
 

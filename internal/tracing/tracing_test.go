@@ -41,8 +41,10 @@ func TestTraceparent(t *testing.T) {
 		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nX:": false,
 		"tp-e1": false,
 	} {
-		if got := ValidTraceparent([]byte(v)); got != want {
-			t.Errorf("%q: %v, want %v", v, got, want)
-		}
+		t.Run(v, func(t *testing.T) {
+			if got := ValidTraceparent([]byte(v)); got != want {
+				t.Errorf("%q: %v, want %v", v, got, want)
+			}
+		})
 	}
 }

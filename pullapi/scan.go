@@ -32,22 +32,50 @@ type item struct {
 	hasSeq     bool
 }
 
+// cursor is where one request's scan stands.
+type cursor struct {
+	account string
+	limit   int
+	next    []int64 // per partition, the next offset to read
+	head    []int64 // per partition, the last stable offset seen; -1 unknown
+	held    []bool  // the partition's next event is the account's, beyond the page
+	items   []item  // the account's events found, in order
+}
+
+func newCursor(account string, offsets []int64, limit int) *cursor {
+	c := &cursor{account: account, limit: limit, next: slices.Clone(offsets), head: make([]int64, len(offsets)), held: make([]bool, len(offsets))}
+	for i := range c.head {
+		c.head[i] = -1
+	}
+	return c
+}
+
+// full reports whether the page is full, by count or by bytes.
+func (c *cursor) full() bool { return len(c.items) >= c.limit || !slices.Contains(c.held, false) }
+
+// atHead reports whether every partition has been read to its head.
+func (c *cursor) atHead() bool {
+	for i := range c.next {
+		if c.head[i] < 0 || c.next[i] < c.head[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// top reports whether the page reaches the head: nothing of the account
+// is left unread.
+func (c *cursor) top() bool { return c.atHead() && !slices.Contains(c.held, true) }
+
 // scan reads from offsets until it has limit events of account, reaches the
 // head, or runs out of budget; at the head with nothing found it waits for
 // new events until the budget ends.
 func (s *Server) scan(ctx context.Context, soft time.Time, account string, offsets []int64, limit int) ([]byte, error) {
-	n := len(offsets)
-	next := append([]int64(nil), offsets...)
-	head := make([]int64, n) // last stable offset seen per partition; -1 unknown
-	for i := range head {
-		head[i] = -1
-	}
-	held := make([]bool, n) // the partition's next event is this account's, beyond the limit
-	var items []item
+	c := newCursor(account, offsets, limit)
 	for {
 		changed := s.changedCh()
-		before := append([]int64(nil), next...)
-		err := s.fetch(ctx, account, next, head, held, limit, &items)
+		before := slices.Clone(c.next)
+		err := s.fetch(ctx, c)
 		if errors.Is(err, errExpired) {
 			return nil, errExpired
 		}
@@ -55,34 +83,21 @@ func (s *Server) scan(ctx context.Context, soft time.Time, account string, offse
 			if ctx.Err() != nil {
 				break // out of budget: answer with what was found
 			}
-			if len(items) == 0 && !advanced(offsets, next) {
+			if len(c.items) == 0 && slices.Equal(offsets, c.next) {
 				return nil, err
 			}
 			break
 		}
-		if len(items) >= limit || !slices.Contains(held, false) {
-			break // full, by count or by bytes
-		}
-		if atHead(next, head) {
-			if len(items) > 0 {
-				break
-			}
-			// Woken by the head watcher, or every recheck in case it
-			// is still starting or lost a notice.
-			wait := time.NewTimer(min(time.Until(soft), recheck))
-			select {
-			case <-changed:
-				wait.Stop()
-				continue
-			case <-wait.C:
-				if time.Now().Before(soft) {
-					continue
-				}
-			case <-ctx.Done():
-			}
+		if c.full() {
 			break
 		}
-		if !advanced(before, next) {
+		if c.atHead() {
+			if len(c.items) > 0 || !s.waitForChange(ctx, changed, soft) {
+				break
+			}
+			continue
+		}
+		if slices.Equal(before, c.next) {
 			// Not at the head yet nothing readable: a transaction in
 			// flight or a leader moving. Do not spin.
 			select {
@@ -94,45 +109,71 @@ func (s *Server) scan(ctx context.Context, soft time.Time, account string, offse
 			break
 		}
 	}
-	top := atHead(next, head)
-	for _, h := range held {
-		top = top && !h
-	}
-	return s.page(account, items, next, top), nil
+	return s.page(account, c.items, c.next, c.top()), nil
 }
 
-func advanced(from, to []int64) bool {
-	for i := range from {
-		if to[i] != from[i] {
-			return true
-		}
+// waitForChange waits at the head for new events: woken by the head
+// watcher, or every recheck in case it is still starting or lost a
+// notice. It reports whether to read again (false: the budget is over).
+func (s *Server) waitForChange(ctx context.Context, changed <-chan struct{}, soft time.Time) bool {
+	wait := time.NewTimer(min(time.Until(soft), recheck))
+	defer wait.Stop()
+	select {
+	case <-changed:
+		return true
+	case <-wait.C:
+		return time.Now().Before(soft)
+	case <-ctx.Done():
+		return false
 	}
-	return false
-}
-
-func atHead(next, head []int64) bool {
-	for i := range next {
-		if head[i] < 0 || next[i] < head[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // fetch issues one fetch per leader for the partitions not held, and takes
-// what comes back into items, advancing next.
-func (s *Server) fetch(ctx context.Context, account string, next, head []int64, held []bool, limit int, items *[]item) error {
+// what comes back into the cursor.
+func (s *Server) fetch(ctx context.Context, c *cursor) error {
 	m, err := s.metadata(ctx, false)
 	if err != nil {
 		return err
 	}
-	if len(m.leaders) != len(next) {
+	if len(m.leaders) != len(c.next) {
 		// Partitions were added under us; the next request sees them.
-		m = &topicMeta{id: m.id, leaders: m.leaders[:min(len(m.leaders), len(next))]}
+		m = &topicMeta{id: m.id, leaders: m.leaders[:min(len(m.leaders), len(c.next))]}
 	}
+	parts, firstErr, err := s.fetchLeaders(ctx, s.fetchRequests(m, c), len(c.next))
+	if err != nil {
+		return err
+	}
+	stale := false
+	for p, rp := range parts {
+		if rp == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			// Out of time: the partitions not taken keep their offsets.
+			break
+		}
+		if err := s.take(ctx, c, int32(p), rp); err != nil {
+			if errors.Is(err, errExpired) {
+				return err
+			}
+			if errors.Is(err, kerr.NotLeaderForPartition) || errors.Is(err, kerr.UnknownLeaderEpoch) || errors.Is(err, kerr.FencedLeaderEpoch) || errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
+				stale = true
+			}
+			firstErr = cmpErr(firstErr, err)
+		}
+	}
+	if stale {
+		_, _ = s.metadata(ctx, true)
+	}
+	return firstErr
+}
+
+// fetchRequests builds one fetch request per leader, for the partitions
+// of c not held, from c's offsets.
+func (s *Server) fetchRequests(m *topicMeta, c *cursor) map[int32]*kmsg.FetchRequest {
 	byLeader := map[int32]*kmsg.FetchRequest{}
 	for p, leader := range m.leaders {
-		if held[p] {
+		if c.held[p] {
 			continue
 		}
 		req := byLeader[leader]
@@ -151,10 +192,17 @@ func (s *Server) fetch(ctx context.Context, account string, next, head []int64, 
 		}
 		fp := kmsg.NewFetchRequestTopicPartition()
 		fp.Partition = int32(p)
-		fp.FetchOffset = next[p]
+		fp.FetchOffset = c.next[p]
 		fp.PartitionMaxBytes = 256 << 10
 		req.Topics[0].Partitions = append(req.Topics[0].Partitions, fp)
 	}
+	return byLeader
+}
+
+// fetchLeaders sends the requests and returns the answers by partition
+// (of n), with the first error of a leader's answer; err is the request's
+// context ending.
+func (s *Server) fetchLeaders(ctx context.Context, byLeader map[int32]*kmsg.FetchRequest, n int) (parts []*kmsg.FetchResponseTopicPartition, firstErr, err error) {
 	type result struct {
 		resp *kmsg.FetchResponse
 		err  error
@@ -175,16 +223,15 @@ func (s *Server) fetch(ctx context.Context, account string, next, head []int64, 
 		})
 	}
 	go func() { pending.Wait(); rcancel() }()
-	// Take the responses in a fixed order of partitions so a page is
-	// deterministic for a given position.
-	var resps []*kmsg.FetchResponse
-	var firstErr error
+	// The answers are placed by partition, so a page is deterministic
+	// for a given position.
+	parts = make([]*kmsg.FetchResponseTopicPartition, n)
 	for range byLeader {
 		var r result
 		select {
 		case r = <-results:
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		if r.err == nil && r.resp != nil && r.resp.ErrorCode != 0 {
 			r.err = kerr.ErrorForCode(r.resp.ErrorCode)
@@ -193,42 +240,16 @@ func (s *Server) fetch(ctx context.Context, account string, next, head []int64, 
 			firstErr = cmpErr(firstErr, r.err)
 			continue
 		}
-		resps = append(resps, r.resp)
-	}
-	parts := make([]*kmsg.FetchResponseTopicPartition, len(next))
-	for _, r := range resps {
-		for ti := range r.Topics {
-			for pi := range r.Topics[ti].Partitions {
-				rp := &r.Topics[ti].Partitions[pi]
-				if int(rp.Partition) < len(parts) {
+		for ti := range r.resp.Topics {
+			for pi := range r.resp.Topics[ti].Partitions {
+				rp := &r.resp.Topics[ti].Partitions[pi]
+				if int(rp.Partition) < n {
 					parts[rp.Partition] = rp
 				}
 			}
 		}
 	}
-	stale := false
-	for p, rp := range parts {
-		if rp == nil {
-			continue
-		}
-		if ctx.Err() != nil {
-			// Out of time: the partitions not taken keep their offsets.
-			break
-		}
-		if err := s.take(ctx, account, int32(p), rp, next, head, held, limit, items); err != nil {
-			if errors.Is(err, errExpired) {
-				return err
-			}
-			if errors.Is(err, kerr.NotLeaderForPartition) || errors.Is(err, kerr.UnknownLeaderEpoch) || errors.Is(err, kerr.FencedLeaderEpoch) || errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
-				stale = true
-			}
-			firstErr = cmpErr(firstErr, err)
-		}
-	}
-	if stale {
-		_, _ = s.metadata(ctx, true)
-	}
-	return firstErr
+	return parts, firstErr, nil
 }
 
 func cmpErr(a, b error) error {
@@ -238,13 +259,13 @@ func cmpErr(a, b error) error {
 	return b
 }
 
-// take processes one partition of a fetch response.
-func (s *Server) take(ctx context.Context, account string, p int32, rp *kmsg.FetchResponseTopicPartition, next, head []int64, held []bool, limit int, items *[]item) error {
+// take processes one partition of a fetch response into c.
+func (s *Server) take(ctx context.Context, c *cursor, p int32, rp *kmsg.FetchResponseTopicPartition) error {
 	if rp.ErrorCode == kerr.OffsetOutOfRange.Code {
 		return errExpired
 	}
 	fp, after := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
-		Offset:         next[p],
+		Offset:         c.next[p],
 		IsolationLevel: kgo.ReadCommitted(),
 		Topic:          s.o.Topic,
 		Partition:      p,
@@ -256,7 +277,7 @@ func (s *Server) take(ctx context.Context, account string, p int32, rp *kmsg.Fet
 	if h < 0 {
 		h = rp.HighWatermark
 	}
-	head[p] = h
+	c.head[p] = h
 	if s.codec != nil {
 		// Schemas the registry has to tell first. Out of time, the
 		// partition keeps its offset and the page goes without it.
@@ -273,29 +294,29 @@ func (s *Server) take(ctx context.Context, account string, p int32, rp *kmsg.Fet
 	}
 	for _, rec := range fp.Records {
 		if len(rec.Headers) > 0 && dlq.Has(rec, dlq.HeaderConnector) {
-			next[p] = rec.Offset + 1 // redriven for one connector, not a new event
+			c.next[p] = rec.Offset + 1 // redriven for one connector, not a new event
 			continue
 		}
 		it, acc, err := s.decode(rec.Value)
 		if err != nil {
 			s.o.Log.Warn("pull API skipped an unreadable record", "topic", s.o.Topic, "partition", p, "offset", rec.Offset, "err", err)
-			next[p] = rec.Offset + 1
+			c.next[p] = rec.Offset + 1
 			continue
 		}
-		if acc != account {
-			next[p] = rec.Offset + 1
+		if acc != c.account {
+			c.next[p] = rec.Offset + 1
 			continue
 		}
-		if len(*items) >= limit || len(*items) > 0 && pageBytes(*items)+len(it.data) > MaxPageBytes {
-			held[p] = true
+		if len(c.items) >= c.limit || len(c.items) > 0 && pageBytes(c.items)+len(it.data) > MaxPageBytes {
+			c.held[p] = true
 			return nil
 		}
 		it.partition, it.offset = p, rec.Offset
-		*items = append(*items, it)
-		next[p] = rec.Offset + 1
+		c.items = append(c.items, it)
+		c.next[p] = rec.Offset + 1
 	}
 	// Past control records and aborted transactions too.
-	next[p] = max(next[p], after)
+	c.next[p] = max(c.next[p], after)
 	return nil
 }
 

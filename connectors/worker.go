@@ -20,6 +20,8 @@ import (
 
 // Options configure a Worker.
 type Options struct {
+	// Connector is the connector's settings, as config loads them or
+	// built in code; zero fields take their defaults (SetDefaults).
 	Connector Config
 	DLQTopic  string
 	// DLQMaxBytes is the largest record the DLQ topic takes (default

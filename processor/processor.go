@@ -22,6 +22,7 @@ import (
 
 // Options configure a Processor.
 type Options struct {
+	// Config is the processor section, defaults filled (see SetDefaults).
 	Config Config
 	// Topology names the topics read and written.
 	Topology topology.Config

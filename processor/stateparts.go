@@ -9,9 +9,9 @@ import (
 	"sync/atomic"
 )
 
-// partMap is a stage's state per raw partition, read from the state topic
-// (dedupe's and the profiles stage's): loaded when the partition is
-// assigned, read once more before its first use, forgotten when it goes.
+// partMap is a stage's state per raw partition (dedupe's and the profiles
+// stage's): put when the stateStore has read it from the state topic,
+// forgotten when the partition goes.
 type partMap[P any] struct {
 	// m is read for every record and replaced, under mu, only when
 	// partitions come and go: a copy on write, so that readers on

@@ -14,6 +14,7 @@ STATICCHECK_VERSION := v0.8.2
 VERSITYGW_MOD       := github.com/versity/versitygw
 VERSITYGW_VERSION   := v1.8.0
 KINESALITE_VERSION  := 3.3.3
+DUCKDB_VERSION      := 1.5.6-r.1
 
 # Tools are installed into the checkout (.tools, git-ignored), never into the
 # machine's Go bin directory: a fresh clone, which is what CI runs, installs
@@ -25,6 +26,7 @@ TOOLBIN     := $(TOOLS)/bin
 STATICCHECK := $(TOOLBIN)/.staticcheck-$(STATICCHECK_VERSION)
 VERSITYGW   := $(TOOLBIN)/.versitygw-$(VERSITYGW_VERSION)
 KINESALITE  := $(TOOLS)/kinesalite/.kinesalite-$(KINESALITE_VERSION)
+DUCKDB      := $(TOOLS)/duckdb/.duckdb-$(DUCKDB_VERSION)
 GO_TOOL_PINS := $(STATICCHECK_MOD)@$(STATICCHECK_VERSION) $(VERSITYGW_MOD)@$(VERSITYGW_VERSION)
 export PATH := $(TOOLBIN):$(PATH)
 # Run apt-get as root, or through sudo when there is one.
@@ -97,7 +99,8 @@ FUZZ_TARGETS := \
 	./pullapi:FuzzParseTokens \
 	./ops:FuzzParseOffsets \
 	./connectors:FuzzRenderIsSafe \
-	./connectors:FuzzSpliceMatchesDecode
+	./connectors:FuzzSpliceMatchesDecode \
+	./connectors:FuzzParquetRoundTrip
 
 fuzz: ## run every fuzz target for FUZZTIME (default 50000x executions; e.g. FUZZTIME=1m)
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh $(FUZZ_TARGETS)
@@ -107,7 +110,7 @@ bench: build ## run the benchmarks: per-stage ones, then 1,000,000 events throug
 	./scripts/bench-kafka.sh
 	./scripts/bench-pipeline.sh
 
-tools: $(STATICCHECK) $(VERSITYGW) $(KINESALITE) ## install what the tests need: kcat, promtool, podman and runc (Debian), staticcheck and versitygw (Go), kinesalite (npm)
+tools: $(STATICCHECK) $(VERSITYGW) $(KINESALITE) $(DUCKDB) ## install what the tests need: kcat, promtool, podman and runc (Debian), staticcheck and versitygw (Go), kinesalite and DuckDB (npm)
 	@pkgs=""; \
 	  command -v kcat >/dev/null 2>&1 || pkgs="$$pkgs kcat"; \
 	  command -v promtool >/dev/null 2>&1 || pkgs="$$pkgs prometheus"; \
@@ -136,7 +139,10 @@ pins: ## check that every pinned tool version resolves on the Go module proxy an
 	  done; \
 	  v=$$(npm view "kinesalite@$(KINESALITE_VERSION)" version 2>/dev/null); \
 	  if [ "$$v" != "$(KINESALITE_VERSION)" ]; then echo "pin kinesalite@$(KINESALITE_VERSION) does not resolve on npm"; exit 1; fi; \
-	  echo "pin kinesalite@$(KINESALITE_VERSION) resolves"
+	  echo "pin kinesalite@$(KINESALITE_VERSION) resolves"; \
+	  v=$$(npm view "@duckdb/node-api@$(DUCKDB_VERSION)" version 2>/dev/null); \
+	  if [ "$$v" != "$(DUCKDB_VERSION)" ]; then echo "pin @duckdb/node-api@$(DUCKDB_VERSION) does not resolve on npm"; exit 1; fi; \
+	  echo "pin @duckdb/node-api@$(DUCKDB_VERSION) resolves"
 
 $(STATICCHECK):
 	mkdir -p $(TOOLBIN)
@@ -154,6 +160,13 @@ $(VERSITYGW):
 $(KINESALITE):
 	mkdir -p $(TOOLS)/kinesalite
 	cd $(TOOLS)/kinesalite && npm install --no-audit --no-fund --loglevel=error kinesalite@$(KINESALITE_VERSION)
+	touch $@
+
+# DuckDB, the independent reader the Parquet tests query the output with:
+# its Node package ships the engine (about 70 MB).
+$(DUCKDB):
+	mkdir -p $(TOOLS)/duckdb
+	cd $(TOOLS)/duckdb && npm install --no-audit --no-fund --loglevel=error @duckdb/node-api@$(DUCKDB_VERSION)
 	touch $@
 
 clean: ## remove build output, test tools installed in the tree and the dev data dir

@@ -387,3 +387,19 @@ func TestAliasesThatMultiplyAreRefused(t *testing.T) {
 		t.Fatalf("an alias that repeats a value: %v", err)
 	}
 }
+
+// Parquet is for the object destinations, compressed inside the file
+// (snappy unless set).
+func TestParquetConnectors(t *testing.T) {
+	c, err := Parse("f.yaml", []byte("kafka: {brokers: [\"h:1\"]}\nconnectors:\n  - {name: a, type: file, encoding: parquet, file: {dir: /x}}\n  - {name: b, type: s3, encoding: parquet, compression: zstd, s3: {bucket: b}}\n"), Options{Lookup: env(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Connectors[0].Compression != "snappy" || c.Connectors[1].Compression != "zstd" {
+		t.Fatalf("compressions %q, %q", c.Connectors[0].Compression, c.Connectors[1].Compression)
+	}
+	_, err = Parse("f.yaml", []byte("kafka: {brokers: [\"h:1\"]}\nconnectors:\n  - name: hook\n    type: http\n    encoding: parquet\n    http: {url: \"http://x\"}\n"), Options{Lookup: env(nil)})
+	if err == nil || !strings.Contains(err.Error(), "f.yaml:5:15: connectors[0].encoding: parquet is written by the object destinations (file, s3)") {
+		t.Fatalf("parquet to a webhook: %v", err)
+	}
+}

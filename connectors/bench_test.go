@@ -28,8 +28,10 @@ func BenchmarkEncodeCompress(b *testing.B) {
 		for _, comp := range connectortest.Compressions {
 			b.Run(enc+"-"+comp, func(b *testing.B) {
 				batch := connectortest.MakeBatch(b, 0, 0, evs, enc, comp)
-				e, _ := connectors.NewEncoder(enc, "deflate")
-				c, _ := connectors.NewCompressor(comp)
+				e, c, err := connectors.NewBody(enc, comp, "deflate")
+				if err != nil {
+					b.Fatal(err)
+				}
 				var raw, out []byte
 				b.ReportAllocs()
 				for b.Loop() {
@@ -122,6 +124,25 @@ func BenchmarkFileConnectorKafka(b *testing.B) {
 		}
 		runConnector(b, "file", connectors.Config{Encoding: "ndjson", Compression: "gzip",
 			Batch: connectors.Bounds{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: time.Second}}, sink)
+	}
+}
+
+// BenchmarkFileParquetConnectorKafka: the same files as Parquet, its
+// column chunks compressed with snappy and with zstd.
+func BenchmarkFileParquetConnectorKafka(b *testing.B) {
+	for _, comp := range []string{"snappy", "zstd"} {
+		b.Run(comp, func(b *testing.B) {
+			for b.Loop() {
+				cfg := file.Config{Dir: b.TempDir()}
+				cfg.Defaults()
+				sink, err := file.New(cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				runConnector(b, "file-parquet-"+comp, connectors.Config{Encoding: "parquet", Compression: comp,
+					Batch: connectors.Bounds{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: time.Second}}, sink)
+			}
+		})
 	}
 }
 

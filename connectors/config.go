@@ -15,7 +15,7 @@ import (
 // messages list them. A test holds them to what the runtime builds.
 var (
 	// Encodings of a batch body.
-	Encodings = []string{"ndjson", "json", "avro"}
+	Encodings = []string{"ndjson", "json", "avro", "parquet"}
 	// Compressions of a batch body.
 	Compressions = []string{"gzip", "snappy", "lz4", "zstd", "none"}
 	// AvroCodecs are the block codecs of Avro container files.
@@ -70,8 +70,8 @@ type Config struct {
 	Topic       string `yaml:"topic"`       // default: topology.events.name
 	Group       string `yaml:"group"`       // default firehose-connector-<name>
 	Batch       Bounds `yaml:"batch"`       // when a batch is delivered
-	Encoding    string `yaml:"encoding"`    // ndjson (default), json (one array) or avro (object container file)
-	Compression string `yaml:"compression"` // gzip (default), snappy, lz4, zstd or none
+	Encoding    string `yaml:"encoding"`    // ndjson (default), json (one array), avro (object container file) or parquet (file and s3)
+	Compression string `yaml:"compression"` // gzip (default; snappy for parquet, inside the file), snappy, lz4, zstd or none
 	// AvroCodec is the block codec of Avro container files: deflate
 	// (default), snappy or null. With encoding avro, compression is
 	// usually none.
@@ -159,9 +159,13 @@ func (c *Config) SetDefaults() {
 		c.Encoding = DefaultEncoding
 	}
 	if c.Compression == "" {
-		c.Compression = DefaultCompression
-		if c.Encoding == "avro" {
+		switch c.Encoding {
+		case "avro":
 			c.Compression = "none" // the container file compresses its blocks
+		case "parquet":
+			c.Compression = "snappy" // inside the file, per column chunk
+		default:
+			c.Compression = DefaultCompression
 		}
 	}
 	if c.AvroCodec == "" {

@@ -7,8 +7,10 @@ import "testing"
 func TestVocabulariesAreImplemented(t *testing.T) {
 	for _, e := range Encodings {
 		for _, c := range AvroCodecs {
-			if _, err := NewEncoder(e, c); err != nil {
-				t.Errorf("encoding %q with avro codec %q: %v", e, c, err)
+			for _, comp := range Compressions {
+				if _, _, err := NewBody(e, comp, c); err != nil {
+					t.Errorf("encoding %q with compression %q and avro codec %q: %v", e, comp, c, err)
+				}
 			}
 		}
 	}
@@ -16,15 +18,21 @@ func TestVocabulariesAreImplemented(t *testing.T) {
 		if _, err := NewCompressor(c); err != nil {
 			t.Errorf("compression %q: %v", c, err)
 		}
+		if _, ok := ParquetCompressions[c]; !ok {
+			t.Errorf("compression %q is not a Parquet codec", c)
+		}
 	}
-	for _, bad := range []string{"", "NDJSON", "parquet", "csv"} {
-		if _, err := NewEncoder(bad, DefaultAvroCodec); err == nil {
+	for _, bad := range []string{"", "NDJSON", "orc", "csv"} {
+		if _, _, err := NewBody(bad, DefaultCompression, DefaultAvroCodec); err == nil {
 			t.Errorf("encoding %q is not in Encodings but builds", bad)
 		}
 	}
 	for _, bad := range []string{"", "GZIP", "brotli", "deflate"} {
 		if _, err := NewCompressor(bad); err == nil {
 			t.Errorf("compression %q is not in Compressions but builds", bad)
+		}
+		if _, _, err := NewBody("parquet", bad, DefaultAvroCodec); err == nil {
+			t.Errorf("parquet compression %q is not in Compressions but builds", bad)
 		}
 	}
 	if _, err := NewEncoder("avro", "bzip2"); err == nil {

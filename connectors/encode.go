@@ -43,8 +43,30 @@ func NewEncoder(name, avroCodec string) (Encoder, error) {
 		return JSONArray{}, nil
 	case "avro":
 		return NewAvroOCF(avroCodec)
+	case "parquet":
+		return nil, fmt.Errorf("encoding parquet compresses inside the file: build it with NewBody")
 	}
 	return nil, fmt.Errorf("unknown encoding %q", name)
+}
+
+// NewBody returns the encoder and the compressor of a connector's batch
+// bodies. A Parquet file compresses its column chunks with the
+// compression itself, so its body is not compressed again; an Avro
+// container file's blocks are compressed by avroCodec.
+func NewBody(encoding, compression, avroCodec string) (Encoder, Compressor, error) {
+	if encoding == "parquet" {
+		p, err := NewParquet(compression)
+		return p, None{}, err
+	}
+	enc, err := NewEncoder(encoding, avroCodec)
+	if err != nil {
+		return nil, nil, err
+	}
+	comp, err := NewCompressor(compression)
+	if err != nil {
+		return nil, nil, err
+	}
+	return enc, comp, nil
 }
 
 // NewCompressor returns the compressor for a config name.

@@ -139,11 +139,7 @@ func New(o Options) (*Worker, error) {
 		}
 	}
 	o.Connector.SetDefaults()
-	enc, err := NewEncoder(o.Connector.Encoding, o.Connector.AvroCodec)
-	if err != nil {
-		return nil, err
-	}
-	comp, err := NewCompressor(o.Connector.Compression)
+	enc, comp, err := NewBody(o.Connector.Encoding, o.Connector.Compression, o.Connector.AvroCodec)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +182,7 @@ func New(o Options) (*Worker, error) {
 			ordered: !objects, tmpl: tmpl, processingTime: o.Connector.ProcessingTime(),
 			// Avro bodies and record sinks' keys and headers need the
 			// decoded events; JSON bodies splice the processor's bytes.
-			splice: records == nil && o.Connector.Encoding != "avro" && isJSON(codec),
+			splice: records == nil && o.Connector.Encoding != "avro" && o.Connector.Encoding != "parquet" && isJSON(codec),
 			ext:    enc.Extension() + comp.Extension()},
 	}
 	w.header = w.b.splice && f.Scalar()

@@ -83,7 +83,7 @@ func getObject(t *testing.T, srv *versitygw.Server, bucket, key string) []byte {
 	return b
 }
 
-var keyRe = regexp.MustCompile(`^(ndjson|json|avro)-(none|gzip|snappy|lz4|zstd)/events/year=(\d{4})/month=(\d\d)/day=(\d\d)/hour=(\d\d)/flow=([a-z0-9_]+)/events\+(\d+)\+(\d{20})\.(ndjson|json|avro)(\.gz|\.sz|\.lz4|\.zst)?$`)
+var keyRe = regexp.MustCompile(`^(ndjson|json|avro|parquet)-(none|gzip|snappy|lz4|zstd)/events/year=(\d{4})/month=(\d\d)/day=(\d\d)/hour=(\d\d)/flow=([a-z0-9_]+)/events\+(\d+)\+(\d{20})\.(ndjson|json|avro|parquet)(\.gz|\.sz|\.lz4|\.zst)?$`)
 
 func TestEveryEncodingAndCompressionThroughS3(t *testing.T) {
 	b := startBroker(t)

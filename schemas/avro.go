@@ -206,16 +206,7 @@ func ToAvro(e *Event) (AvroRecord, error) {
 		DurationMS: e.DurationMS, Metadata: optJSON(e.Metadata), LeadData: optJSON(e.LeadData),
 	}
 	if len(e.Extra) > 0 {
-		b := []byte{'{'}
-		for i, f := range e.Extra.sorted() {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, f.Name)
-			b = append(b, ':')
-			b = append(b, f.JSON...)
-		}
-		b = append(b, '}')
+		b := e.Extra.AppendObject(nil)
 		if !json.Valid(b) {
 			return r, fmt.Errorf("encode extra fields: a value is not JSON")
 		}

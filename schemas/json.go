@@ -295,6 +295,20 @@ func (fs *Fields) Delete(name string) {
 	}
 }
 
+// AppendObject appends fs as one JSON object, its fields sorted by name.
+func (fs Fields) AppendObject(dst []byte) []byte {
+	dst = append(dst, '{')
+	for i, f := range fs.sorted() {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, f.Name)
+		dst = append(dst, ':')
+		dst = append(dst, f.JSON...)
+	}
+	return append(dst, '}')
+}
+
 // sorted returns fs sorted by name: fs itself when it is (as decoders and
 // Set keep it), else a sorted copy, for events built by hand.
 func (fs Fields) sorted() Fields {

@@ -43,5 +43,5 @@ YAML
 export FIREHOSE_BENCH_TOPIC=bench.events
 
 echo
-echo "connectors: $EVENTS events to gzip NDJSON in 5 MB batches"
-go test ./connectors -run '^$' -bench '^Benchmark(File|S3)ConnectorKafka$' -benchtime 1x -timeout 30m -v 2>&1 | show
+echo "connectors: $EVENTS events to gzip NDJSON in 5 MB batches, then to files as Parquet (snappy, zstd)"
+go test ./connectors -run '^$' -bench '^Benchmark(File|S3|FileParquet)ConnectorKafka$' -benchtime 1x -timeout 30m -v 2>&1 | show

@@ -61,6 +61,9 @@ func Decompress(body []byte, compression string) ([]byte, error) {
 
 // Decode reads back a delivered body.
 func Decode(body []byte, encoding, compression string) ([]Delivered, error) {
+	if encoding == "parquet" {
+		return decodeParquet(body) // compressed inside
+	}
 	raw, err := Decompress(body, compression)
 	if err != nil {
 		return nil, fmt.Errorf("decompress %s: %w", compression, err)

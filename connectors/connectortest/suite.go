@@ -48,11 +48,7 @@ func Events(seed uint64, n int) []*schemas.Event {
 // MakeBatch builds and encodes a batch as the runtime would.
 func MakeBatch(t testing.TB, partition int32, first int64, events []*schemas.Event, encoding, compression string) *connectors.Batch {
 	t.Helper()
-	enc, err := connectors.NewEncoder(encoding, "deflate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	comp, err := connectors.NewCompressor(compression)
+	enc, comp, err := connectors.NewBody(encoding, compression, "deflate")
 	if err != nil {
 		t.Fatal(err)
 	}

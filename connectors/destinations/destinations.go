@@ -40,6 +40,9 @@ type Destination struct {
 	// Records: one record per event, as JSON; the connector takes no
 	// encoding, compression or avro_codec.
 	Records bool
+	// Objects: one object per batch in a store (file, s3), which may be
+	// Parquet.
+	Objects bool
 }
 
 // Default batch bounds: object stores want few large objects, webhooks
@@ -58,7 +61,8 @@ var All = map[string]Destination{
 		New: func(_ context.Context, s any) (connectors.Destination, error) {
 			return file.New(*s.(*file.Config))
 		},
-		Batch: objectBatch,
+		Batch:   objectBatch,
+		Objects: true,
 	},
 	"s3": {
 		Doc:    "Amazon S3 or an S3-compatible store; one object per batch, keyed by topic, partition and first offset",
@@ -66,7 +70,8 @@ var All = map[string]Destination{
 		New: func(ctx context.Context, s any) (connectors.Destination, error) {
 			return s3dest.New(ctx, *s.(*s3dest.Config))
 		},
-		Batch: objectBatch,
+		Batch:   objectBatch,
+		Objects: true,
 	},
 	"kafka": {
 		Doc:    "a topic of another Kafka cluster, or Azure Event Hubs through its Kafka endpoint; one record per event keyed by resource",
@@ -159,8 +164,11 @@ func Defaults(c *connectors.Config) error {
 			}
 		}
 	}
+	if c.Encoding == "parquet" && !d.Objects && !d.Records {
+		v.Add("encoding", "parquet is written by the object destinations (file, s3): a %s connector takes ndjson, json or avro", c.Type)
+	}
 	c.Batch.Fill(d.Batch)
-	if c.Compression == "" && c.Encoding != "avro" {
+	if c.Compression == "" && c.Encoding != "avro" && c.Encoding != "parquet" {
 		c.Compression = d.Compression
 	}
 	return v.Err()

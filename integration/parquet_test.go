@@ -1,0 +1,107 @@
+package integration
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/firehose/firehose/app"
+	"github.com/firehose/firehose/testsupport/duckdb"
+	"github.com/firehose/firehose/testsupport/wait"
+)
+
+// The Parquet a file connector writes, read by DuckDB (an independent
+// reader): every event once, typed columns (a UTC timestamp, INT64
+// sequence, JSON objects), masked values masked, and each resource's
+// events in order inside each object.
+func TestParquetReadByDuckDB(t *testing.T) {
+	b := startBroker(t)
+	out := t.TempDir()
+	cfg := loadConfig(t, `
+kafka: {brokers: ["${BROKER}"]}
+processor: {transactional_id: parquet-test}
+connectors:
+  - name: lake
+    type: file
+    encoding: parquet
+    compression: zstd
+    batch: {max_events: 900, max_age: 300ms}
+    file:
+      dir: ${OUT}
+      path: "events/account={{account_id}}/day={{day}}/"
+api: {listen: "off"}
+`, map[string]string{"BROKER": b.Addr, "OUT": out})
+	applyTopology(t, cfg)
+	lines, events := makeInput(5000, 7)
+	kcatProduce(t, b.Addr, cfg.Topology.Raw.Name, lines)
+	runApp(t, cfg, app.Options{})
+
+	glob := filepath.Join(out, "events", "**", "*.parquet")
+	from := fmt.Sprintf("read_parquet('%s', filename = true, hive_partitioning = false)", glob)
+	count := func() int {
+		rows := duckdb.Query(t, "select count(*)::INTEGER as n from "+from)
+		return int(rows[0]["n"].(float64))
+	}
+	wait.Eventually(t, 60*time.Second, fmt.Sprintf("%d events in Parquet files", len(events)), func() bool {
+		matches, _ := filepath.Glob(filepath.Join(out, "events", "*", "*", "*.parquet"))
+		return len(matches) > 0 && count() >= len(events)
+	})
+
+	one := func(sql string) map[string]any {
+		t.Helper()
+		rows := duckdb.Query(t, sql)
+		if len(rows) != 1 {
+			t.Fatalf("%s: %d rows", sql, len(rows))
+		}
+		return rows[0]
+	}
+	r := one(`select count(*)::INTEGER as n, count(distinct event_id)::INTEGER as ids,
+		any_value(typeof("timestamp")) as ts, any_value(typeof(sequence)) as seq, any_value(typeof(lead_data)) as ld,
+		any_value(typeof(firehose_metadata)) as meta, count(distinct filename)::INTEGER as files from ` + from)
+	if int(r["n"].(float64)) != len(events) || int(r["ids"].(float64)) != len(events) {
+		t.Fatalf("DuckDB read %v rows, %v distinct events; %d were sent", r["n"], r["ids"], len(events))
+	}
+	if r["ts"] != "TIMESTAMP WITH TIME ZONE" || r["seq"] != "BIGINT" || r["ld"] != "JSON" || !strings.HasPrefix(r["meta"].(string), `STRUCT(batch_id VARCHAR, "sequence" BIGINT, delivered_at TIMESTAMP WITH TIME ZONE)`) {
+		t.Fatalf("column types: %v", r)
+	}
+	t.Logf("%v events in %v objects", r["n"], r["files"])
+
+	// Timestamps are the events' own, to the millisecond.
+	want := map[string]string{}
+	for _, e := range events {
+		want[e.EventID] = e.Timestamp.UTC().Format("2006-01-02 15:04:05.000")
+	}
+	rows := duckdb.Query(t, `select event_id, strftime("timestamp" at time zone 'UTC', '%Y-%m-%d %H:%M:%S.%g') as ts from `+from+` using sample 50 rows`)
+	for _, row := range rows {
+		if id := row["event_id"].(string); row["ts"] != want[id] {
+			t.Errorf("event %s: timestamp %v, sent %s", id, row["ts"], want[id])
+		}
+	}
+
+	// Masked before it left the processor: the generator's SSNs and
+	// e-mail addresses arrive as ***-**-NNNN and j***@domain.
+	r = one(`select count(*) filter (where lead_data->>'ssn' is not null)::INTEGER as ssns,
+		count(*) filter (where lead_data->>'ssn' is not null and not regexp_full_match(lead_data->>'ssn', '\*\*\*-\*\*-[0-9]{4}'))::INTEGER as clear_ssns,
+		count(*) filter (where lead_data->>'email' is not null and not contains(lead_data->>'email', '***@'))::INTEGER as clear_emails from ` + from)
+	if r["ssns"].(float64) == 0 || r["clear_ssns"].(float64) != 0 || r["clear_emails"].(float64) != 0 {
+		t.Fatalf("masking in Parquet: %v", r)
+	}
+
+	// The path's Hive-style partitions are columns to a reader.
+	r = one(fmt.Sprintf(`select count(*) filter (where account is distinct from account_id)::INTEGER as wrong, count(distinct account)::INTEGER as accounts
+		from read_parquet('%s', hive_partitioning = true)`, glob))
+	if r["wrong"].(float64) != 0 || r["accounts"].(float64) < 2 {
+		t.Fatalf("hive partitions: %v", r)
+	}
+
+	// Inside each object, each resource's events in sequence order, and
+	// the object's rows in firehose_metadata.sequence order.
+	r = one(`select count(*)::INTEGER as out_of_order from (
+		select sequence, lag(sequence) over (partition by filename, account_id, resource_id order by firehose_metadata.sequence) as prev
+		from ` + from + `) where prev >= sequence`)
+	if r["out_of_order"].(float64) != 0 {
+		t.Fatalf("%v events out of order within their object", r["out_of_order"])
+	}
+}

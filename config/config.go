@@ -127,7 +127,7 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 			errs = append(errs, yamlconf.Prefix(connectorPath(i), destinations.Defaults(cn)))
 		}
 	}
-	c.SetDefaults()
+	c.Defaults()
 	for i := range c.Connectors {
 		if !c.Connectors[i].NotRun {
 			errs = append(errs, yamlconf.Prefix(connectorPath(i), destinations.Decode(&c.Connectors[i])))
@@ -142,20 +142,20 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 
 func connectorPath(i int) string { return fmt.Sprintf("connectors[%d]", i) }
 
-// SetDefaults fills every field left empty, section by section.
-func (c *Config) SetDefaults() {
-	c.Kafka.SetDefaults()
-	c.Topology.SetDefaults()
-	c.Processor.SetDefaults()
+// Defaults fills every field left empty, section by section.
+func (c *Config) Defaults() {
+	c.Kafka.Defaults()
+	c.Topology.Defaults()
+	c.Processor.Defaults()
 	for i := range c.Connectors {
 		if c.Connectors[i].Topic == "" {
 			c.Connectors[i].Topic = c.Topology.Events.Name
 		}
-		c.Connectors[i].SetDefaults()
+		c.Connectors[i].Defaults()
 	}
-	c.API.SetDefaults()
-	c.Tracing.SetDefaults()
-	c.SchemaRegistry.SetDefaults()
+	c.API.Defaults()
+	c.Tracing.Defaults()
+	c.SchemaRegistry.Defaults()
 }
 
 // Validate checks the whole config and returns every problem, each a

@@ -147,10 +147,10 @@ type RetryPolicy struct {
 	MaxBackoff     time.Duration `yaml:"max_backoff"`     // default 30s
 }
 
-// SetDefaults fills the fields left empty: the one place a connector's
+// Defaults fills the fields left empty: the one place a connector's
 // defaults live, called by config at load and by the runtime for a Config
 // built in code. A destination type's own defaults go in first.
-func (c *Config) SetDefaults() {
+func (c *Config) Defaults() {
 	if c.Group == "" && c.Name != "" {
 		c.Group = "firehose-connector-" + c.Name
 	}

@@ -43,7 +43,7 @@ func TestVocabulariesAreImplemented(t *testing.T) {
 // A zero Config built in code runs on the defaults config fills.
 func TestZeroConfigTakesTheDefaults(t *testing.T) {
 	var c Config
-	c.SetDefaults()
+	c.Defaults()
 	want := Config{
 		Batch:    Bounds{MaxEvents: DefaultBatchMaxEvents, MaxBytes: DefaultBatchMaxBytes, MaxAge: DefaultBatchMaxAge},
 		Encoding: DefaultEncoding, Compression: DefaultCompression, AvroCodec: DefaultAvroCodec,

@@ -21,7 +21,7 @@ import (
 // Options configure a Worker.
 type Options struct {
 	// Connector is the connector's settings, as config loads them or
-	// built in code; zero fields take their defaults (SetDefaults).
+	// built in code; zero fields take their defaults (Defaults).
 	Connector Config
 	DLQTopic  string
 	// DLQMaxBytes is the largest record the DLQ topic takes (default
@@ -138,7 +138,7 @@ func New(o Options) (*Worker, error) {
 			return nil, err
 		}
 	}
-	o.Connector.SetDefaults()
+	o.Connector.Defaults()
 	enc, comp, err := NewBody(o.Connector.Encoding, o.Connector.Compression, o.Connector.AvroCodec)
 	if err != nil {
 		return nil, err

@@ -165,7 +165,7 @@ func benchPipeline(b *testing.B, recs []*kgo.Record) {
 	var cfg testDoc
 	cfg.Processor.Filter = filter.Config{EventTypes: []string{"recipient.*", "lead.*", "deal.*", "filter.*", "feedback.*"}, Where: []filter.Rule{{Expr: `outcome != "error"`}}}
 	cfg.Processor.Enrich = Enrich{Tags: map[string]string{"env": "prod"}, Flows: map[string]map[string]any{"flow_1_1": {"name": "Auto"}}}
-	cfg.SetDefaults()
+	cfg.Defaults()
 	p, err := New(cfg.options())
 	if err != nil {
 		b.Fatal(err)

@@ -131,8 +131,8 @@ func (p Config) IsEnabled() bool { return p.Enabled == nil || *p.Enabled }
 // DefaultMaxEventBytes is processor.max_event_bytes by default.
 const DefaultMaxEventBytes = 1 << 20
 
-// SetDefaults fills the fields left empty.
-func (c *Config) SetDefaults() {
+// Defaults fills the fields left empty.
+func (c *Config) Defaults() {
 	if pr := &c.Profiles; pr.Enabled() {
 		if pr.PropertiesField == "" {
 			pr.PropertiesField = "properties"

@@ -16,10 +16,10 @@ type testDoc struct {
 	Processor Config          `yaml:"processor"`
 }
 
-// SetDefaults fills both sections' defaults.
-func (d *testDoc) SetDefaults() {
-	d.Topology.SetDefaults()
-	d.Processor.SetDefaults()
+// Defaults fills both sections' defaults.
+func (d *testDoc) Defaults() {
+	d.Topology.Defaults()
+	d.Processor.Defaults()
 }
 
 // options are the Options of a processor on d.
@@ -41,7 +41,7 @@ func parseDoc(tb testing.TB, doc string, lookup yamlconf.LookupFunc) *testDoc {
 	yamlconf.ExpandNode(root, "", lookup, &errs)
 	d := new(testDoc)
 	errs = append(errs, root.Decode(d))
-	d.SetDefaults()
+	d.Defaults()
 	errs = append(errs, yamlconf.Prefix("topology", d.Topology.Validate()), yamlconf.Prefix("processor", d.Processor.Validate(d.Topology)))
 	if err := errors.Join(errs...); err != nil {
 		tb.Fatal(yamlconf.Locate("test.yaml", root, err))

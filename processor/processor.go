@@ -22,7 +22,7 @@ import (
 
 // Options configure a Processor.
 type Options struct {
-	// Config is the processor section, defaults filled (see SetDefaults).
+	// Config is the processor section, defaults filled (see Defaults).
 	Config Config
 	// Topology names the topics read and written.
 	Topology topology.Config

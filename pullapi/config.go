@@ -105,8 +105,8 @@ const (
 	DefaultMaxRequests         = 256
 )
 
-// SetDefaults fills the fields left empty.
-func (a *Config) SetDefaults() {
+// Defaults fills the fields left empty.
+func (a *Config) Defaults() {
 	if a.Listen == "" {
 		a.Listen = "127.0.0.1:8080"
 	}

@@ -33,8 +33,8 @@ type RegistryConfig struct {
 // IsRegister reports whether Firehose registers its schemas.
 func (s RegistryConfig) IsRegister() bool { return s.Register == nil || *s.Register }
 
-// SetDefaults fills the fields left empty.
-func (s *RegistryConfig) SetDefaults() {
+// Defaults fills the fields left empty.
+func (s *RegistryConfig) Defaults() {
 	if s.Timeout == 0 {
 		s.Timeout = 10 * time.Second
 	}

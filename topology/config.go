@@ -72,8 +72,8 @@ var (
 	ConfluentEncodings = []string{"avro-confluent", "json-confluent"}
 )
 
-// SetDefaults fills the fields left empty.
-func (c *Config) SetDefaults() {
+// Defaults fills the fields left empty.
+func (c *Config) Defaults() {
 	deleteTopic := map[string]string{
 		"retention.ms":      RetentionMS,
 		"cleanup.policy":    "delete",

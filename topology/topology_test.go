@@ -29,7 +29,7 @@ func newAdmin(t *testing.T) *kgo.Client {
 
 func defaults() Config {
 	var c Config
-	c.SetDefaults()
+	c.Defaults()
 	return c
 }
 

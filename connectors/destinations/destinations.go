@@ -148,7 +148,7 @@ func Types() []string {
 
 // Defaults fills the settings c's destination type defaults differently
 // from other connectors (batch bounds, compression); it runs before
-// c.SetDefaults. A type that writes one record per event takes no
+// c.Defaults. A type that writes one record per event takes no
 // encoding, compression or avro_codec: one set is reported, with a path
 // relative to the connector.
 func Defaults(c *connectors.Config) error {

@@ -82,8 +82,8 @@ const (
 	DefaultRebalanceTimeout = 60 * time.Second
 )
 
-// SetDefaults fills the fields left empty.
-func (c *Config) SetDefaults() {
+// Defaults fills the fields left empty.
+func (c *Config) Defaults() {
 	if c.ClientID == "" {
 		c.ClientID = "firehose"
 	}

@@ -19,8 +19,8 @@ type Config struct {
 	ServiceName string `yaml:"service_name"`
 }
 
-// SetDefaults fills the fields left empty.
-func (c *Config) SetDefaults() {
+// Defaults fills the fields left empty.
+func (c *Config) Defaults() {
 	if c.ServiceName == "" {
 		c.ServiceName = "firehose"
 	}

@@ -112,9 +112,9 @@ func runConnector(b *testing.B, name string, c connectors.Config, sink connector
 		float64(peak.Load())/(1<<20), w.Stats().Batches.Load())
 }
 
-// BenchmarkFileConnectorKafka: the events topic to local files, gzip NDJSON
-// in 5 MB batches.
-func BenchmarkFileConnectorKafka(b *testing.B) {
+// benchFile runs the file connector into a new directory with the given
+// body, in batches of 5 MB, 100,000 events or a second.
+func benchFile(b *testing.B, name, encoding, compression string) {
 	for b.Loop() {
 		cfg := file.Config{Dir: b.TempDir()}
 		cfg.Defaults()
@@ -122,27 +122,20 @@ func BenchmarkFileConnectorKafka(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		runConnector(b, "file", connectors.Config{Encoding: "ndjson", Compression: "gzip",
+		runConnector(b, name, connectors.Config{Encoding: encoding, Compression: compression,
 			Batch: connectors.Bounds{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: time.Second}}, sink)
 	}
 }
+
+// BenchmarkFileConnectorKafka: the events topic to local files, gzip NDJSON
+// in 5 MB batches.
+func BenchmarkFileConnectorKafka(b *testing.B) { benchFile(b, "file", "ndjson", "gzip") }
 
 // BenchmarkFileParquetConnectorKafka: the same files as Parquet, its
 // column chunks compressed with snappy and with zstd.
 func BenchmarkFileParquetConnectorKafka(b *testing.B) {
 	for _, comp := range []string{"snappy", "zstd"} {
-		b.Run(comp, func(b *testing.B) {
-			for b.Loop() {
-				cfg := file.Config{Dir: b.TempDir()}
-				cfg.Defaults()
-				sink, err := file.New(cfg)
-				if err != nil {
-					b.Fatal(err)
-				}
-				runConnector(b, "file-parquet-"+comp, connectors.Config{Encoding: "parquet", Compression: comp,
-					Batch: connectors.Bounds{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: time.Second}}, sink)
-			}
-		})
+		b.Run(comp, func(b *testing.B) { benchFile(b, "file-parquet-"+comp, "parquet", comp) })
 	}
 }
 

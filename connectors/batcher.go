@@ -32,6 +32,9 @@ type batcher struct {
 	tmpl           *Template // path template, or nil
 	processingTime bool      // render paths from the processing time
 	ext            string    // object name extension
+	// recordCuts: batches are objects, each delivered only once a commit
+	// recorded its cut (see cuts.go).
+	recordCuts bool
 
 	buffered  int64 // bytes of open batches
 	pending   int64 // bytes of sealed batches not yet delivered
@@ -59,6 +62,16 @@ type partState struct {
 	cancel  func()
 	revoked bool // no more deliveries start
 	gone    bool // given up: its bytes no longer count
+
+	// cuts are the partition's sealed batches, until the commit point
+	// passes them, for the commits to record (recordCuts). plan holds the
+	// cuts the last commit recorded, read at assignment, which batches
+	// follow until the partition is read past planEnd; planBase is that
+	// commit's offset.
+	cuts     []*pendingCut
+	plan     []cut
+	planBase int64
+	planEnd  int64
 
 	// arena and recs hold copies of the partition's records (see own).
 	arena chunks.Bytes
@@ -90,6 +103,7 @@ func (ps *partState) own(r *kgo.Record) *kgo.Record {
 
 type openBatch struct {
 	path    string
+	planned *cut // the recorded cut this batch repeats, sealed at its last offset
 	lane    int
 	records []*kgo.Record
 	events  []*schemas.Event
@@ -118,9 +132,27 @@ func (bt *batcher) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.
 		lane = Lane(r.Key)
 		key = path + "\x00" + strconv.Itoa(lane)
 	}
+	var plan *cut
+	if len(ps.plan) > 0 {
+		if r.Offset > ps.planEnd {
+			ps.plan = nil
+			for key, ob := range ps.open {
+				if ob.planned != nil {
+					bt.seal(ps, key) // its last record did not come back (a filter changed)
+				}
+			}
+			sortSealed(ps)
+		} else if c, ok := planned(ps.plan, pathHash(path), r.Offset); ok {
+			if c.first < ps.planBase {
+				release(r) // delivered before the commit: in its object already
+				return
+			}
+			plan, key = &c, "\x01"+strconv.FormatInt(c.first, 10)
+		}
+	}
 	b := ps.open[key]
 	if b == nil {
-		b = &openBatch{path: path, lane: lane, opened: now}
+		b = &openBatch{path: path, lane: lane, opened: now, planned: plan}
 		ps.open[key] = b
 	}
 	b.records = append(b.records, r)
@@ -137,6 +169,12 @@ func (bt *batcher) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.
 	bt.avgRecord = (bt.avgRecord*15 + int64(n)) / 16
 	b.bytes += n
 	bt.buffered += int64(n)
+	if b.planned != nil {
+		if r.Offset >= b.planned.last {
+			bt.seal(ps, key)
+		}
+		return
+	}
 	if len(b.records) >= bt.bounds.MaxEvents || int64(b.bytes) >= int64(bt.bounds.MaxBytes) {
 		bt.seal(ps, key)
 	}
@@ -149,7 +187,13 @@ func (bt *batcher) seal(ps *partState, key string) {
 	bt.buffered -= int64(b.bytes)
 	bt.pending += int64(b.bytes)
 	first := b.records[0]
+	var pc *pendingCut
+	if bt.recordCuts {
+		pc = &pendingCut{cut: cut{path: pathHash(b.path), first: first.Offset, last: b.records[len(b.records)-1].Offset}}
+		ps.cuts = append(ps.cuts, pc)
+	}
 	ps.sealed = append(ps.sealed, &Batch{
+		cut:         pc,
 		lane:        b.lane,
 		size:        b.bytes,
 		ID:          BatchID(bt.name, b.records),
@@ -168,7 +212,9 @@ func (bt *batcher) seal(ps *partState, key string) {
 // sealAged seals the partition's batches that reached max_age.
 func (bt *batcher) sealAged(ps *partState, now time.Time) {
 	for key, b := range ps.open {
-		if now.Sub(b.opened) >= bt.bounds.MaxAge {
+		// A batch repeating a recorded cut waits for its last record,
+		// unless that was read and did not come to it.
+		if now.Sub(b.opened) >= bt.bounds.MaxAge && (b.planned == nil || ps.next > b.planned.last) {
 			bt.seal(ps, key)
 		}
 	}

@@ -78,7 +78,7 @@ func (w *Worker) dispatch(cl *kgo.Client) {
 				}
 				busy[b.lane] = true
 			}
-			if b.sending || now.Before(b.retryAt) {
+			if b.sending || now.Before(b.retryAt) || b.cut != nil && !b.cut.recorded {
 				continue
 			}
 			b.sending = true

@@ -80,10 +80,11 @@ type Batch struct {
 	recs     []*Record
 	recState []uint8
 
-	lane    int       // the partition's lane, for destinations that keep order
-	size    int       // bytes held, against max_buffered_bytes
-	sending bool      // a delivery is under way
-	retryAt time.Time // not delivered again before
+	lane    int         // the partition's lane, for destinations that keep order
+	size    int         // bytes held, against max_buffered_bytes
+	sending bool        // a delivery is under way
+	cut     *pendingCut // an object's, delivered once recorded
+	retryAt time.Time   // not delivered again before
 }
 
 // Bytes is the size of what was delivered: the body, or the records'

@@ -179,7 +179,7 @@ func New(o Options) (*Worker, error) {
 		parts:       make(map[tp]*partState),
 		maxInFlight: o.Connector.MaxInFlight,
 		b: &batcher{name: o.Connector.Name, bounds: o.Connector.Batch, limit: int64(o.Connector.MaxBufferedBytes),
-			ordered: !objects, tmpl: tmpl, processingTime: o.Connector.ProcessingTime(),
+			ordered: !objects, recordCuts: objects, tmpl: tmpl, processingTime: o.Connector.ProcessingTime(),
 			// Avro bodies and record sinks' keys and headers need the
 			// decoded events; JSON bodies splice the processor's bytes.
 			splice: records == nil && o.Connector.Encoding != "avro" && o.Connector.Encoding != "parquet" && isJSON(codec),
@@ -336,7 +336,12 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 				return err
 			}
 		}
-		w.commit(ctx, cl, nil)
+		if w.commit(ctx, cl, nil) {
+			// Batches whose cuts were just recorded may go now.
+			w.mu.Lock()
+			w.dispatch(cl)
+			w.mu.Unlock()
+		}
 		if stopped {
 			return ErrStopped
 		}
@@ -387,15 +392,31 @@ func (w *Worker) drain(ctx context.Context, cl *kgo.Client) error {
 		w.mu.Unlock()
 	})
 	defer stop()
+	w.commit(ctx, cl, nil) // record the cuts of the batches sealed for the stop
 	w.mu.Lock()
 	for ctx.Err() == nil && !w.stopped {
 		w.dispatch(cl)
-		left := 0
+		left, unrecorded := 0, 0
 		for _, ps := range w.parts {
 			left += len(ps.sealed)
+			for _, b := range ps.sealed {
+				if b.cut != nil && !b.cut.recorded {
+					unrecorded++
+				}
+			}
 		}
 		if left == 0 {
 			break
+		}
+		if unrecorded > 0 && w.inFlight == 0 {
+			// Their cuts did not fit the last commit, or it failed:
+			// deliveries since make room, or it is tried again.
+			w.mu.Unlock()
+			if !w.commit(ctx, cl, nil) {
+				_ = sleep(ctx, 100*time.Millisecond)
+			}
+			w.mu.Lock()
+			continue
 		}
 		if w.inFlight == 0 {
 			// Only batches waiting to be tried again: wake when the

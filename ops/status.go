@@ -131,6 +131,7 @@ func Status(ctx context.Context, kopts []kgo.Opt, dlqTopic string, workers []Wor
 				lastHour += m.Commit.At - h.Offset
 			}
 			if t, ok := strings.CutPrefix(m.Commit.Metadata, connectors.CommitMetadataPrefix); ok {
+				t, _, _ = strings.Cut(t, " ") // the cuts follow
 				if at, err := time.Parse(time.RFC3339Nano, t); err == nil && (gs.LastDelivery == nil || at.After(*gs.LastDelivery)) {
 					gs.LastDelivery = &at
 				}

@@ -223,7 +223,7 @@ func TestBatcherFollowsRecordedCuts(t *testing.T) {
 	// from 3 on.
 	meta, n := appendCuts([]byte(CommitMetadataPrefix+"x"), 3, []cut{
 		{pathHash("a/"), 0, 4}, {pathHash("b/"), 3, 7}, {pathHash("a/"), 5, 9},
-	})
+	}, 0)
 	if n != 3 {
 		t.Fatalf("%d cuts fit", n)
 	}
@@ -259,5 +259,24 @@ func TestBatcherFollowsRecordedCuts(t *testing.T) {
 	want := "[b/3-7:3 a/6-8:2 b/9-11:2 a/10-12:2 b/13-13:1]"
 	if fmt.Sprint(got) != want {
 		t.Fatalf("batches %v, want %s", got, want)
+	}
+}
+
+// A commit's cuts stay within MaxCutBytes, and those not reserved (not
+// recorded yet, and not the oldest waiting) leave CutReserve of it free,
+// so the batch holding the commit point always finds room.
+func TestCutsLeaveRoomForTheOldest(t *testing.T) {
+	var cuts []cut
+	for i := range int64(300) {
+		cuts = append(cuts, cut{path: pathHash(fmt.Sprint(i)), first: 1000 + i*50, last: 1000 + i*50 + 49})
+	}
+	free, nFree := appendCuts(nil, 1000, cuts, 0)
+	all, nAll := appendCuts(nil, 1000, cuts, len(cuts))
+	if len(free) > MaxCutBytes-CutReserve || len(all) > MaxCutBytes || nAll <= nFree || nFree == 0 {
+		t.Fatalf("unreserved: %d cuts in %d bytes; reserved: %d in %d", nFree, len(free), nAll, len(all))
+	}
+	back, err := parseCuts(string(all), 1000)
+	if err != nil || fmt.Sprint(back) != fmt.Sprint(cuts[:nAll]) {
+		t.Fatalf("round trip: %v", err)
 	}
 }

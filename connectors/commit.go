@@ -39,10 +39,11 @@ func (w *Worker) commit(ctx context.Context, cl *kgo.Client, only map[tp]bool) b
 		p := ps.commitPoint()
 		m, cuts, waiting := stamp, []*pendingCut(nil), false
 		if w.b.recordCuts {
-			cuts, waiting = ps.cutsToRecord(p)
+			var reserved int
+			cuts, reserved, waiting = ps.cutsToRecord(p)
 			var b []byte
 			var n int
-			b, n = appendCuts([]byte(stamp), p, plainCuts(cuts))
+			b, n = appendCuts([]byte(stamp), p, plainCuts(cuts), reserved)
 			m, cuts = string(b), cuts[:n]
 		}
 		if p > ps.committed || waiting {
@@ -97,22 +98,23 @@ func (w *Worker) commit(ctx context.Context, cl *kgo.Client, only map[tp]bool) b
 }
 
 // cutsToRecord drops the cuts the commit point p has passed and returns
-// those left, the recorded first (a cut once recorded stays in every
-// later commit until the commit point passes it), and whether any is not
-// recorded yet.
-func (ps *partState) cutsToRecord(p int64) (cuts []*pendingCut, waiting bool) {
+// those left: the recorded first (a cut once recorded stays in every later
+// commit until the commit point passes it), then the others by first
+// offset; how many of them may use the reserve (the recorded and the
+// oldest waiting); and whether any is not recorded yet.
+func (ps *partState) cutsToRecord(p int64) (cuts []*pendingCut, reserved int, waiting bool) {
 	ps.cuts = slices.DeleteFunc(ps.cuts, func(c *pendingCut) bool { return c.last < p })
+	var rest []*pendingCut
 	for _, c := range ps.cuts {
 		if c.recorded {
 			cuts = append(cuts, c)
+		} else {
+			rest = append(rest, c)
 		}
 	}
-	for _, c := range ps.cuts {
-		if !c.recorded {
-			cuts, waiting = append(cuts, c), true
-		}
-	}
-	return cuts, waiting
+	slices.SortFunc(rest, func(a, b *pendingCut) int { return cmp.Compare(a.first, b.first) })
+	reserved = len(cuts) + min(len(rest), 1)
+	return append(cuts, rest...), reserved, len(rest) > 0
 }
 
 func plainCuts(pcs []*pendingCut) []cut {

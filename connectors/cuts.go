@@ -46,12 +46,21 @@ func pathHash(path string) uint64 {
 // commit point and its newest delivery.
 const MaxCutBytes = 3000
 
+// CutReserve is the part of MaxCutBytes that only the oldest batch
+// waiting for its cut may take: the batch that holds the partition's
+// commit point must always find room, or the cuts of the later batches
+// delivered meanwhile, which stay until the commit point passes them,
+// would hold it for ever.
+const CutReserve = 300
+
 const cutsKey = " cuts="
 
 // appendCuts appends the cuts to a commit's metadata, each relative to the
 // committed offset base: cuts=<path hash>:<first-base>+<last-first>;…, in
-// order, while they fit in MaxCutBytes. It returns how many did.
-func appendCuts(dst []byte, base int64, cuts []cut) ([]byte, int) {
+// order, while they fit in MaxCutBytes, and past the first reserved ones
+// (those recorded already, and the oldest waiting) only while they leave
+// CutReserve free. It returns how many did.
+func appendCuts(dst []byte, base int64, cuts []cut, reserved int) ([]byte, int) {
 	if len(cuts) == 0 {
 		return dst, 0
 	}
@@ -68,7 +77,11 @@ func appendCuts(dst []byte, base int64, cuts []cut) ([]byte, int) {
 		dst = strconv.AppendInt(dst, c.first-base, 10)
 		dst = append(dst, '+')
 		dst = strconv.AppendInt(dst, c.last-c.first, 10)
-		if len(dst)-start > MaxCutBytes {
+		limit := MaxCutBytes
+		if n >= reserved {
+			limit -= CutReserve
+		}
+		if len(dst)-start > limit {
 			dst = dst[:mark]
 			break
 		}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/testsupport/generator"
+	"github.com/firehose/firehose/testsupport/testenv"
+	"github.com/firehose/firehose/testsupport/versitygw"
+	"github.com/firehose/firehose/testsupport/wait"
+)
+
+// eventCounts counts each event's occurrences in the .ndjson objects
+// under dir (a file connector's directory, or versitygw's bucket).
+func eventCounts(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".ndjson") || strings.Contains(p, "/.") {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			if e, err := (schemas.JSON{}).Decode(sc.Bytes()); err == nil {
+				seen[e.EventID]++
+			}
+		}
+		return nil
+	})
+	return seen
+}
+
+// SIGKILLs of a connector worker while its file and S3 (versitygw)
+// connectors upload batches closed by max_age, eight in flight: after the
+// last restart every event is in exactly one object of each store.
+func TestKilledWorkerWritesEachEventToOneObject(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills worker processes")
+	}
+	b := testenv.Start(t).Broker
+	srv := versitygw.Start(t)
+	srv.Bucket(t, "lake")
+	// Uploads take 0 to 250 ms through this proxy, so batches of a
+	// partition finish out of order and a kill finds later ones stored
+	// while earlier ones are not: the case that put events in two objects.
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			time.Sleep(time.Duration(rand.IntN(250)) * time.Millisecond)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer slow.Close()
+	out := t.TempDir()
+	connector := func(name, typ, settings string) string {
+		return fmt.Sprintf(`  - name: %s
+    type: %s
+    encoding: ndjson
+    compression: none
+    max_in_flight: 8
+    batch: {max_events: 400, max_age: 60ms}
+    %s: %s
+`, name, typ, typ, settings)
+	}
+	cfg := writeConfig(t, fmt.Sprintf("kafka:\n  brokers: [%q]\nprocessor: {enabled: false}\napi: {listen: \"off\"}\nconnectors:\n%s%s",
+		b.Addr,
+		connector("files", "file", fmt.Sprintf("{dir: %q}", out)),
+		connector("lake", "s3", fmt.Sprintf("{bucket: lake, endpoint: %q, path_style: true, region: us-east-1, access_key_id: %s, secret_access_key: %s}", slow.URL, srv.Access, srv.Secret))))
+	if o, err := run(t, "topology", "apply", "-c", cfg); err != nil {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	w := &worker{t: t, name: "c1", args: []string{"run", "-c", cfg, "--role", "connector", "--instance-id", "c1", "--shutdown-timeout", "5s", "--log-level", "warn"}}
+	w.start()
+	t.Cleanup(func() { <-w.signal(syscall.SIGKILL) })
+
+	evs := generator.Unique(43, 400, 12000)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.DefaultProduceTopic("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	produced := make(chan error, 1)
+	go func() {
+		for i := 0; i < len(evs); i += 250 {
+			var recs []*kgo.Record
+			for _, e := range evs[i:min(i+250, len(evs))] {
+				v, _ := schemas.JSON{}.Append(nil, e)
+				recs = append(recs, &kgo.Record{Key: []byte(e.ResourceID), Value: v})
+			}
+			if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+				produced <- err
+				return
+			}
+			time.Sleep(40 * time.Millisecond) // batches close by age, mid-stream
+		}
+		produced <- nil
+	}()
+	bucket := filepath.Join(srv.Dir, "lake")
+	wait.Eventually(t, 60*time.Second, "first objects", func() bool { return len(eventCounts(t, out)) > 0 && len(eventCounts(t, bucket)) > 0 })
+	for round := range 6 {
+		time.Sleep(time.Duration(200+round*90) * time.Millisecond) // uploads under way
+		<-w.signal(syscall.SIGKILL)
+		w.start()
+	}
+	if err := <-produced; err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{out, bucket} {
+		wait.Eventually(t, 120*time.Second, "every event in "+dir, func() bool { return len(eventCounts(t, dir)) == len(evs) })
+	}
+	<-w.signal(syscall.SIGTERM)
+	for store, dir := range map[string]string{"file": out, "s3": bucket} {
+		twice := 0
+		for _, n := range eventCounts(t, dir) {
+			if n > 1 {
+				twice++
+			}
+		}
+		if twice > 0 {
+			t.Errorf("%s: %d of %d events are in more than one object", store, twice, len(evs))
+		}
+	}
+}

@@ -100,7 +100,8 @@ FUZZ_TARGETS := \
 	./ops:FuzzParseOffsets \
 	./connectors:FuzzRenderIsSafe \
 	./connectors:FuzzSpliceMatchesDecode \
-	./connectors:FuzzParquetRoundTrip
+	./connectors:FuzzParquetRoundTrip \
+	./connectors:FuzzParquetColumns
 
 fuzz: ## run every fuzz target for FUZZTIME (default 50000x executions; e.g. FUZZTIME=1m)
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh $(FUZZ_TARGETS)

@@ -403,3 +403,32 @@ func TestParquetConnectors(t *testing.T) {
 		t.Fatalf("parquet to a webhook: %v", err)
 	}
 }
+
+// Promoted columns are checked where they are written.
+func TestParquetColumnsAreChecked(t *testing.T) {
+	_, err := Parse("f.yaml", []byte(`kafka: {brokers: ["h:1"]}
+connectors:
+  - name: a
+    type: file
+    encoding: ndjson
+    columns: [{name: price, path: metadata.price, type: double}]
+    file: {dir: /x}
+  - name: b
+    type: file
+    encoding: parquet
+    columns:
+      - {name: timestamp, path: metadata.t, type: long}
+      - {name: n, path: metadata..n, type: int}
+    file: {dir: /x}
+`), Options{Lookup: env(nil)})
+	for _, want := range []string{
+		`f.yaml:6:14: connectors[0].columns: are Parquet columns: set encoding: parquet`,
+		`connectors[1].columns[0].name: "timestamp" is already a column`,
+		`connectors[1].columns[1].path: must be a dotted path such as metadata.price, got "metadata..n"`,
+		`connectors[1].columns[1].type: must be one of string, long, double, boolean, got "int"`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}

@@ -97,6 +97,9 @@ type Config struct {
 	// Filter selects the events this connector delivers; same syntax as
 	// the processor's.
 	Filter filter.Config `yaml:"filter"`
+	// Columns are typed Parquet columns promoted out of the events' JSON
+	// (encoding parquet only).
+	Columns []Column `yaml:"columns"`
 
 	// Destination holds the decoded settings of the section named after
 	// Type, as decoded by
@@ -231,6 +234,10 @@ func (c Config) Validate() error {
 	if c.MaxInFlight < 1 || c.MaxInFlight > MaxInFlightLimit {
 		v.Add("max_in_flight", "must be from 1 to %d, got %d", MaxInFlightLimit, c.MaxInFlight)
 	}
+	if len(c.Columns) > 0 && c.Encoding != "parquet" {
+		v.Add("columns", "are Parquet columns: set encoding: parquet")
+	}
+	v.Join("columns", validColumns(c.Columns))
 	if c.MaxBufferedBytes < c.Batch.MaxBytes {
 		v.Add("max_buffered_bytes", "must be at least batch.max_bytes (%d), got %d", int64(c.Batch.MaxBytes), int64(c.MaxBufferedBytes))
 	}

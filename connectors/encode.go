@@ -50,12 +50,12 @@ func NewEncoder(name, avroCodec string) (Encoder, error) {
 }
 
 // NewBody returns the encoder and the compressor of a connector's batch
-// bodies. A Parquet file compresses its column chunks with the
+// bodies (columns: a Parquet file's promoted columns). A Parquet file compresses its column chunks with the
 // compression itself, so its body is not compressed again; an Avro
 // container file's blocks are compressed by avroCodec.
-func NewBody(encoding, compression, avroCodec string) (Encoder, Compressor, error) {
+func NewBody(encoding, compression, avroCodec string, columns ...Column) (Encoder, Compressor, error) {
 	if encoding == "parquet" {
-		p, err := NewParquet(compression)
+		p, err := NewParquet(compression, columns...)
 		return p, None{}, err
 	}
 	enc, err := NewEncoder(encoding, avroCodec)

@@ -12,6 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/tidwall/gjson"
 
 	"github.com/firehose/firehose/internal/buildinfo"
 	"github.com/firehose/firehose/schemas"
@@ -46,8 +47,9 @@ var ParquetCompressions = map[string]compress.Compression{
 // compressed inside the file, so the connector's compression names the
 // codec and the body is not compressed again.
 type Parquet struct {
-	schema *arrow.Schema
-	codec  compress.Compression
+	schema  *arrow.Schema
+	columns []Column // promoted, after the event's own
+	codec   compress.Compression
 	// rowGroupRows and rowGroupBytes bound a row group; tests lower them.
 	rowGroupRows  int
 	rowGroupBytes int
@@ -87,13 +89,33 @@ var parquetColumns = sync.OnceValue(func() *arrow.Schema {
 	}, nil)
 })
 
-// NewParquet returns the encoder for a compression name (ParquetCompressions).
-func NewParquet(compression string) (*Parquet, error) {
+// columnTypes are the Arrow types of the promoted columns' types.
+var columnTypes = map[string]arrow.DataType{
+	"string":  arrow.BinaryTypes.String,
+	"long":    arrow.PrimitiveTypes.Int64,
+	"double":  arrow.PrimitiveTypes.Float64,
+	"boolean": arrow.FixedWidthTypes.Boolean,
+}
+
+// NewParquet returns the encoder for a compression name
+// (ParquetCompressions) and the promoted columns, each nullable.
+func NewParquet(compression string, columns ...Column) (*Parquet, error) {
 	codec, ok := ParquetCompressions[compression]
 	if !ok {
 		return nil, fmt.Errorf("unknown parquet compression %q", compression)
 	}
-	return &Parquet{schema: parquetColumns(), codec: codec, rowGroupRows: ParquetRowGroupRows, rowGroupBytes: ParquetRowGroupBytes}, nil
+	schema := parquetColumns()
+	if len(columns) > 0 {
+		if err := validColumns(columns); err != nil {
+			return nil, err
+		}
+		fields := schema.Fields()
+		for _, c := range columns {
+			fields = append(fields, arrow.Field{Name: c.Name, Type: columnTypes[c.Type], Nullable: true})
+		}
+		schema = arrow.NewSchema(fields, nil)
+	}
+	return &Parquet{schema: schema, columns: columns, codec: codec, rowGroupRows: ParquetRowGroupRows, rowGroupBytes: ParquetRowGroupBytes}, nil
 }
 
 // Encode implements Encoder. Every event of b must be decoded (a Parquet
@@ -127,6 +149,7 @@ func (p *Parquet) Encode(dst []byte, b *Batch) ([]byte, error) {
 			return nil, fmt.Errorf("parquet: event %d of batch %s was not decoded", i, b.ID)
 		}
 		size += appendParquetRow(rb, e, b, i)
+		p.appendColumns(rb, e)
 		if rows++; rows >= p.rowGroupRows || size >= p.rowGroupBytes {
 			if err := flush(); err != nil {
 				fw.Close()
@@ -195,6 +218,30 @@ func appendParquetRow(rb *array.RecordBuilder, e *schemas.Event, b *Batch, i int
 	meta.FieldBuilder(1).(*array.Int64Builder).Append(int64(i))
 	meta.FieldBuilder(2).(*array.TimestampBuilder).Append(arrow.Timestamp(b.SealedAt.UnixMicro()))
 	return 64 + len(e.EventID) + len(e.AccountID) + len(e.ResourceID) + len(e.EventType) + len(e.Metadata) + len(e.LeadData) + len(extra)
+}
+
+// appendColumns appends e's values of the promoted columns; the worker
+// dead-lettered the events whose values do not fit.
+func (p *Parquet) appendColumns(rb *array.RecordBuilder, e *schemas.Event) {
+	base := len(rb.Fields()) - len(p.columns)
+	for i, c := range p.columns {
+		fb := rb.Field(base + i)
+		v := c.value(e)
+		if v.Type == gjson.Null || c.check(e) != nil {
+			fb.AppendNull()
+			continue
+		}
+		switch c.Type {
+		case "string":
+			fb.(*array.StringBuilder).Append(v.Str)
+		case "long":
+			fb.(*array.Int64Builder).Append(v.Int())
+		case "double":
+			fb.(*array.Float64Builder).Append(v.Float())
+		case "boolean":
+			fb.(*array.BooleanBuilder).Append(v.Bool())
+		}
+	}
 }
 
 // ContentType implements Encoder.

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
 	"github.com/firehose/firehose/schemas"
 )
@@ -30,6 +31,33 @@ func FuzzParquetRoundTrip(f *testing.F) {
 				t.Fatalf("%s: %v", comp, err)
 			}
 			connectortest.CheckDelivered(t, b, got)
+		}
+	})
+}
+
+// A promoted column's value is checked against its type, and absent
+// values are null: a fuzzed event either fits every column or says which
+// does not.
+func FuzzParquetColumns(f *testing.F) {
+	f.Add(`{"price":12.5,"attempt":2,"ok":true,"src":"web"}`)
+	f.Add(`{"price":"cheap","attempt":2.5,"ok":"yes","src":7}`)
+	f.Add(`{"price":null}`)
+	cols := []connectors.Column{
+		{Name: "price", Path: "metadata.price", Type: "double"},
+		{Name: "attempt", Path: "metadata.attempt", Type: "long"},
+		{Name: "ok", Path: "metadata.ok", Type: "boolean"},
+		{Name: "src", Path: "metadata.src", Type: "string"},
+	}
+	f.Fuzz(func(t *testing.T, meta string) {
+		e := connectortest.Events(5, 1)[0]
+		e.Metadata = []byte(meta)
+		b := connectortest.MakeBatch(t, 0, 0, []*schemas.Event{e}, "parquet", "none")
+		p, err := connectors.NewParquet("none", cols...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Encode(nil, b); err != nil {
+			t.Fatalf("metadata %q: %v", meta, err)
 		}
 	})
 }

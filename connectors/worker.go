@@ -139,7 +139,7 @@ func New(o Options) (*Worker, error) {
 		}
 	}
 	o.Connector.Defaults()
-	enc, comp, err := NewBody(o.Connector.Encoding, o.Connector.Compression, o.Connector.AvroCodec)
+	enc, comp, err := NewBody(o.Connector.Encoding, o.Connector.Compression, o.Connector.AvroCodec, o.Connector.Columns...)
 	if err != nil {
 		return nil, err
 	}
@@ -320,6 +320,10 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 					release(r)
 					continue
 				}
+				if err := w.checkColumns(e); err != nil {
+					dead = append(dead, w.dlqRecord(r, dlq.Reason{Stage: w.stage(), Class: schemas.ClassInvalid, Message: err.Error()}, now))
+					continue
+				}
 				w.b.add(ps, r, e, now)
 			}
 		})
@@ -453,6 +457,16 @@ func (w *Worker) decode(v []byte) (*schemas.Event, error) {
 		}
 	}
 	return w.codec.Decode(v)
+}
+
+// checkColumns reports the first promoted column e's value does not fit.
+func (w *Worker) checkColumns(e *schemas.Event) error {
+	for _, c := range w.o.Connector.Columns {
+		if err := c.check(e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // isJSON reports whether the topic's values are plain JSON events, which

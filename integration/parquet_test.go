@@ -1,13 +1,17 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/firehose/firehose/app"
+	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/testsupport/duckdb"
 	"github.com/firehose/firehose/testsupport/wait"
 )
@@ -28,6 +32,12 @@ connectors:
     encoding: parquet
     compression: zstd
     batch: {max_events: 900, max_age: 300ms}
+    columns:
+      - {name: price, path: metadata.price, type: double}
+      - {name: attempt, path: metadata.attempt, type: long}
+      - {name: consent, path: lead_data.consent, type: boolean}
+      - {name: source, path: metadata.source, type: string}
+      - {name: outcome_copy, path: outcome, type: string}
     file:
       dir: ${OUT}
       path: "events/account={{account_id}}/day={{day}}/"
@@ -35,6 +45,11 @@ api: {listen: "off"}
 `, map[string]string{"BROKER": b.Addr, "OUT": out})
 	applyTopology(t, cfg)
 	lines, events := makeInput(5000, 7)
+	// A price that is not a number goes to the DLQ, naming the column.
+	bad := regexp.MustCompile(`"price":[0-9.]+`).ReplaceAllString(string(lines[0][len("lead_000000|"):]), `"price":"cheap"`)
+	bad = strings.Replace(bad, `"resource_id":"`, `"resource_id":"cheap_`, 1)
+	key := regexp.MustCompile(`"resource_id":"([^"]+)"`).FindStringSubmatch(bad)[1]
+	lines = append(lines, []byte(key+"|"+bad))
 	kcatProduce(t, b.Addr, cfg.Topology.Raw.Name, lines)
 	runApp(t, cfg, app.Options{})
 
@@ -94,6 +109,24 @@ api: {listen: "off"}
 		from read_parquet('%s', hive_partitioning = true)`, glob))
 	if r["wrong"].(float64) != 0 || r["accounts"].(float64) < 2 {
 		t.Fatalf("hive partitions: %v", r)
+	}
+
+	// Promoted columns, typed, with the events' values.
+	var price float64
+	for _, e := range events {
+		var m struct{ Price float64 }
+		_ = json.Unmarshal(e.Metadata, &m)
+		price += m.Price
+	}
+	r = one(`select any_value(typeof(price)) as tp, any_value(typeof(attempt)) as ta, any_value(typeof(consent)) as tc,
+		any_value(typeof(source)) as ts, sum(price) as price, count(*) filter (where consent is null or attempt is null or source is null
+		or outcome_copy is distinct from outcome)::INTEGER as nulls from ` + from)
+	if r["tp"] != "DOUBLE" || r["ta"] != "BIGINT" || r["tc"] != "BOOLEAN" || r["ts"] != "VARCHAR" || r["nulls"].(float64) != 0 || math.Abs(r["price"].(float64)-price) > 0.01 {
+		t.Fatalf("promoted columns: %v (the events' prices add up to %.2f)", r, price)
+	}
+	dead := consumeAll(t, cfg, cfg.Topology.DLQ.Name, 1, 20*time.Second)
+	if msg := dlq.Header(dead[0], dlq.HeaderMessage); !strings.Contains(msg, "column price: the value at metadata.price is \"cheap\", not a double") {
+		t.Fatalf("dead letter %q", msg)
 	}
 
 	// Inside each object, each resource's events in sequence order, and

@@ -162,27 +162,7 @@ connectors:
 
 	// Produce in the background while workers are killed.
 	evs := generator.Unique(41, 300, 6000)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.DefaultProduceTopic("events.raw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	produced := make(chan error, 1)
-	go func() {
-		for i := 0; i < len(evs); i += 500 {
-			var recs []*kgo.Record
-			for _, e := range evs[i:min(i+500, len(evs))] {
-				v, _ := schemas.JSON{}.Append(nil, e)
-				recs = append(recs, &kgo.Record{Key: []byte(e.ResourceID), Value: v})
-			}
-			if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-				produced <- err
-				return
-			}
-			time.Sleep(300 * time.Millisecond) // spread production over the churn
-		}
-		produced <- nil
-	}()
+	produced := produceSpread(t, b.Addr, "events.raw", evs, 500, 300*time.Millisecond) // spread production over the churn
 
 	// Three rounds: kill a processor and a connector within a second of
 	// each other, restart them with the same instance ids, and kill them

@@ -26,6 +26,35 @@ import (
 	"github.com/firehose/firehose/testsupport/wait"
 )
 
+// produceSpread produces evs to topic, keyed by resource, chunk events
+// at a time with a pause between chunks, in the background; the channel
+// says when all were written, or the first error.
+func produceSpread(t *testing.T, broker, topic string, evs []*schemas.Event, chunk int, pause time.Duration) <-chan error {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	produced := make(chan error, 1)
+	go func() {
+		for i := 0; i < len(evs); i += chunk {
+			var recs []*kgo.Record
+			for _, e := range evs[i:min(i+chunk, len(evs))] {
+				v, _ := schemas.JSON{}.Append(nil, e)
+				recs = append(recs, &kgo.Record{Key: []byte(e.ResourceID), Value: v})
+			}
+			if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+				produced <- err
+				return
+			}
+			time.Sleep(pause)
+		}
+		produced <- nil
+	}()
+	return produced
+}
+
 // eventCounts counts each event's occurrences in the .ndjson objects
 // under dir (a file connector's directory, or versitygw's bucket).
 func eventCounts(t *testing.T, dir string) map[string]int {
@@ -100,27 +129,7 @@ func TestKilledWorkerWritesEachEventToOneObject(t *testing.T) {
 	t.Cleanup(func() { <-w.signal(syscall.SIGKILL) })
 
 	evs := generator.Unique(43, 400, 12000)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.DefaultProduceTopic("events"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	produced := make(chan error, 1)
-	go func() {
-		for i := 0; i < len(evs); i += 250 {
-			var recs []*kgo.Record
-			for _, e := range evs[i:min(i+250, len(evs))] {
-				v, _ := schemas.JSON{}.Append(nil, e)
-				recs = append(recs, &kgo.Record{Key: []byte(e.ResourceID), Value: v})
-			}
-			if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-				produced <- err
-				return
-			}
-			time.Sleep(40 * time.Millisecond) // batches close by age, mid-stream
-		}
-		produced <- nil
-	}()
+	produced := produceSpread(t, b.Addr, "events", evs, 250, 40*time.Millisecond) // batches close by age, mid-stream
 	bucket := filepath.Join(srv.Dir, "lake")
 	wait.Eventually(t, 60*time.Second, "first objects", func() bool { return len(eventCounts(t, out)) > 0 && len(eventCounts(t, bucket)) > 0 })
 	for round := range 6 {

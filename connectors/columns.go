@@ -98,27 +98,28 @@ func gjsonPath(p string) string {
 // check reports a value at the column's path that does not fit its type.
 func (c Column) check(e *schemas.Event) error {
 	v := c.value(e)
-	if v.Type == gjson.Null {
+	if v.Type == gjson.Null || c.fits(v) {
 		return nil
 	}
-	ok := false
+	raw := v.Raw
+	if len(raw) > 40 {
+		raw = raw[:40] + "…"
+	}
+	return fmt.Errorf("column %s: the value at %s is %s, not a %s", c.Name, c.Path, raw, c.Type)
+}
+
+// fits reports whether a value (not null) has the column's type.
+func (c Column) fits(v gjson.Result) bool {
 	switch c.Type {
 	case "string":
-		ok = v.Type == gjson.String
+		return v.Type == gjson.String
 	case "double":
-		ok = v.Type == gjson.Number
+		return v.Type == gjson.Number
 	case "long":
 		_, err := strconv.ParseInt(v.Raw, 10, 64)
-		ok = v.Type == gjson.Number && err == nil
+		return v.Type == gjson.Number && err == nil
 	case "boolean":
-		ok = v.Type == gjson.True || v.Type == gjson.False
+		return v.Type == gjson.True || v.Type == gjson.False
 	}
-	if !ok {
-		raw := v.Raw
-		if len(raw) > 40 {
-			raw = raw[:40] + "…"
-		}
-		return fmt.Errorf("column %s: the value at %s is %s, not a %s", c.Name, c.Path, raw, c.Type)
-	}
-	return nil
+	return false
 }

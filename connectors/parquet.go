@@ -227,7 +227,7 @@ func (p *Parquet) appendColumns(rb *array.RecordBuilder, e *schemas.Event) {
 	for i, c := range p.columns {
 		fb := rb.Field(base + i)
 		v := c.value(e)
-		if v.Type == gjson.Null || c.check(e) != nil {
+		if v.Type == gjson.Null || !c.fits(v) {
 			fb.AppendNull()
 			continue
 		}

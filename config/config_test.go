@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/file"
 	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/topology"
@@ -426,6 +427,83 @@ connectors:
 		`connectors[1].columns[0].name: "timestamp" is already a column`,
 		`connectors[1].columns[1].path: must be a dotted path such as metadata.price, got "metadata..n"`,
 		`connectors[1].columns[1].type: must be one of string, long, double, boolean, got "int"`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}
+
+// on_error, rate_limit and max_in_flight: auto are read, defaulted and
+// checked, a rule that can never match refused where it is written.
+func TestDeliveryControl(t *testing.T) {
+	c, err := Parse("f.yaml", []byte(`kafka: {brokers: ["h:1"]}
+connectors:
+  - name: partner
+    type: http
+    http: {url: "http://x"}
+    on_error:
+      - {status: [404, 410], action: drop}
+      - {status: [400, 422], action: stop}
+      - {status: ["5xx"], action: retry}
+      - {class: timeout, action: retry}
+      - {class: permanent, action: dlq}
+    rate_limit: {events_per_second: 1000, requests_per_second: 50, bytes_per_second: 10MB}
+    max_in_flight: auto
+  - name: stream
+    type: kafka
+    kafka: {brokers: ["h:2"], topic: out}
+    on_error: [{code: MESSAGE_TOO_LARGE, action: drop}]
+    max_in_flight: 4
+`), Options{Lookup: env(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Connectors[0]
+	if len(p.OnError) != 5 || p.OnError[0].Status[1] != "410" || p.OnError[3].Class[0] != "timeout" || p.OnError[4].Action != "dlq" {
+		t.Fatalf("on_error: %+v", p.OnError)
+	}
+	if p.RateLimit.EventsPerSecond != 1000 || p.RateLimit.RequestsPerSecond != 50 || p.RateLimit.BytesPerSecond != 10_000_000 {
+		t.Fatalf("rate_limit: %+v", p.RateLimit)
+	}
+	if p.MaxInFlight != connectors.InFlightAuto || p.MaxInFlightLimit != connectors.DefaultMaxInFlight {
+		t.Fatalf("max_in_flight %d, limit %d", p.MaxInFlight, p.MaxInFlightLimit)
+	}
+	if s := c.Connectors[1]; s.MaxInFlight != 4 || s.MaxInFlightLimit != 0 || s.OnError[0].Code[0] != "MESSAGE_TOO_LARGE" {
+		t.Fatalf("second connector: %+v", s)
+	}
+
+	_, err = Parse("f.yaml", []byte(`kafka: {brokers: ["h:1"]}
+connectors:
+  - name: hook
+    type: http
+    http: {url: "http://x"}
+    on_error:
+      - {status: ["4xx"], action: dlq}
+      - {status: [404], action: drop}
+      - {status: [200], action: retry}
+      - {class: slow, action: shrug}
+      - {code: E42, action: drop}
+    rate_limit: {events_per_second: -1}
+    max_in_flight: lots
+  - name: files
+    type: file
+    file: {dir: /x}
+    on_error: [{status: [503], action: retry}, {class: throttled, action: drop}]
+    max_in_flight: 8
+    max_in_flight_limit: 64
+`), Options{Lookup: env(nil)})
+	for _, want := range []string{
+		`f.yaml:8:9: connectors[0].on_error[1]: never matches: on_error[0] (status=4xx) matches every error it does`,
+		`connectors[0].on_error[2].status: "200" is not an error status: a code from 300 to 599, or 3xx, 4xx or 5xx`,
+		`connectors[0].on_error[3].class: must be one of timeout, throttled, connection, server, too_large, auth, rejected, permanent, retryable, got "slow"`,
+		`connectors[0].on_error[3].action: must be one of retry, dlq, drop, stop, got "shrug"`,
+		`connectors[0].on_error[4].code: never matches: this destination's errors have no error code of their own`,
+		`connectors[0].rate_limit.events_per_second: must be a positive number, or 0 for no limit`,
+		`f.yaml:13:20: connectors[0].max_in_flight: must be a number of batches or auto, got "lots"`,
+		`connectors[1].on_error[0].status: never matches: this destination's errors have no HTTP status`,
+		`connectors[1].on_error[1].class: never matches: this destination's errors are never throttled`,
+		`connectors[1].max_in_flight_limit: bounds max_in_flight: auto; with max_in_flight 8, remove it`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)

@@ -2,6 +2,7 @@ package connectors
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"time"
 
@@ -92,8 +93,17 @@ type Config struct {
 	// MaxInFlight bounds the batches this connector delivers at once,
 	// across its partitions (default 32). An object store may have
 	// several of one partition in flight; a destination that keeps order
-	// at most one per lane (4 lanes per partition, by key).
-	MaxInFlight int `yaml:"max_in_flight"`
+	// at most one per lane (8 lanes per partition, by key). InFlightAuto
+	// (auto) adapts the requests in flight between 1 and
+	// MaxInFlightLimit to the destination's answers (see window).
+	MaxInFlight InFlight `yaml:"max_in_flight"`
+	// MaxInFlightLimit bounds max_in_flight: auto (default 32).
+	MaxInFlightLimit int `yaml:"max_in_flight_limit"`
+	// OnError chooses what a failed delivery does, by status, class and
+	// error code; the first rule that matches wins.
+	OnError []ErrorRule `yaml:"on_error"`
+	// RateLimit bounds what one process sends to the destination.
+	RateLimit RateLimit `yaml:"rate_limit"`
 	// Filter selects the events this connector delivers; same syntax as
 	// the processor's.
 	Filter filter.Config `yaml:"filter"`
@@ -195,6 +205,9 @@ func (c *Config) Defaults() {
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight
 	}
+	if c.MaxInFlight == InFlightAuto && c.MaxInFlightLimit == 0 {
+		c.MaxInFlightLimit = DefaultMaxInFlight
+	}
 }
 
 var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -231,8 +244,24 @@ func (c Config) Validate() error {
 	if c.Retry.InitialBackoff <= 0 || c.Retry.MaxBackoff < c.Retry.InitialBackoff {
 		v.Add("retry", "initial_backoff must be positive and max_backoff at least initial_backoff")
 	}
-	if c.MaxInFlight < 1 || c.MaxInFlight > MaxInFlightLimit {
-		v.Add("max_in_flight", "must be from 1 to %d, got %d", MaxInFlightLimit, c.MaxInFlight)
+	switch {
+	case c.MaxInFlight == InFlightAuto:
+		if c.MaxInFlightLimit < 1 || c.MaxInFlightLimit > MaxInFlightLimit {
+			v.Add("max_in_flight_limit", "must be from 1 to %d, got %d", MaxInFlightLimit, c.MaxInFlightLimit)
+		}
+	case c.MaxInFlight < 1 || c.MaxInFlight > MaxInFlightLimit:
+		v.Add("max_in_flight", "must be auto or from 1 to %d, got %d", MaxInFlightLimit, c.MaxInFlight)
+	case c.MaxInFlightLimit != 0:
+		v.Add("max_in_flight_limit", "bounds max_in_flight: auto; with max_in_flight %d, remove it", c.MaxInFlight)
+	}
+	v.Join("on_error", validErrorRules(c.OnError))
+	for _, f := range []struct {
+		key string
+		v   float64
+	}{{"events_per_second", c.RateLimit.EventsPerSecond}, {"requests_per_second", c.RateLimit.RequestsPerSecond}} {
+		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			v.Add("rate_limit."+f.key, "must be a positive number, or 0 for no limit")
+		}
 	}
 	if len(c.Columns) > 0 && c.Encoding != "parquet" {
 		v.Add("columns", "are Parquet columns: set encoding: parquet")

@@ -49,7 +49,11 @@ var encoding = make(chan struct{}, runtime.GOMAXPROCS(0))
 // the acknowledgement time.
 type Observer interface {
 	Delivered(b *Batch, skip func(i int) bool, at time.Time)
-	Failed(permanent bool)
+	// Failed hears of an attempt that failed: final (dead-lettered,
+	// dropped or stopping) or to be retried.
+	Failed(final bool)
+	// Dropped hears of n events an on_error rule dropped.
+	Dropped(rule string, n int)
 }
 
 type nopObserver struct{}
@@ -57,6 +61,8 @@ type nopObserver struct{}
 func (nopObserver) Delivered(*Batch, func(int) bool, time.Time) {}
 
 func (nopObserver) Failed(bool) {}
+
+func (nopObserver) Dropped(string, int) {}
 
 // dispatch starts deliveries of sealed batches while the window has room:
 // for an object store any batch, for an ordered destination the first
@@ -213,8 +219,10 @@ func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 		ctx, span = w.deliverSpan(ctx, b)
 		defer span.End()
 	}
+	sink := w.o.Sink.(Sink)
+	send := func(ctx context.Context) error { return sink.Deliver(ctx, b) }
 	for attempt := 0; ; attempt++ {
-		err := w.o.Sink.(Sink).Deliver(ctx, b)
+		err := w.attempt(ctx, len(b.Records), len(b.Body), send)
 		if err == nil {
 			now := time.Now()
 			w.o.Observer.Delivered(b, nil, now)
@@ -226,26 +234,77 @@ func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		w.o.Observer.Failed(IsPermanent(err))
-		if IsPermanent(err) {
-			if w.o.Connector.StopsOnPermanentError() {
-				w.log.Error("batch rejected by destination; stopping the connector", "batch", b.ID, "events", len(b.Records), "err", err)
-				return ErrStopped
-			}
-			w.log.Warn("batch rejected by destination; sending to DLQ", "batch", b.ID, "events", len(b.Records), "err", err)
-			return w.deadLetter(ctx, cl, b, "permanent", err)
+		d := w.rules.decide(err)
+		w.o.Observer.Failed(d.action != ActionRetry)
+		switch d.action {
+		case ActionStop:
+			w.log.Error("batch refused by destination; stopping the connector", "batch", b.ID, "events", len(b.Records), "rule", d.rule, "err", err)
+			return ErrStopped
+		case ActionDLQ:
+			w.log.Warn("batch refused by destination; sending to DLQ", "batch", b.ID, "events", len(b.Records), "rule", d.rule, "err", err)
+			return w.deadLetter(ctx, cl, b, dlqClass(err), err)
+		case ActionDrop:
+			w.dropped(b, len(b.Records), 0, d.rule, err)
+			return nil
 		}
 		if attempt+1 >= w.o.Connector.Retry.MaxAttempts {
 			w.log.Error("batch failed after retries; sending to DLQ", "batch", b.ID, "attempts", attempt+1, "err", err)
 			return w.deadLetter(ctx, cl, b, "retries-exhausted", err)
 		}
-		d := w.o.Connector.Retry.backoff(attempt, err)
+		delay := w.o.Connector.Retry.backoff(attempt, err)
 		w.stats.Retries.Add(1)
-		w.log.Warn("delivery failed; retrying", "batch", b.ID, "attempt", attempt+1, "in", d, "err", err)
-		if err := sleep(ctx, d); err != nil {
+		w.log.Warn("delivery failed; retrying", "batch", b.ID, "attempt", attempt+1, "in", delay, "err", err)
+		if err := sleep(ctx, delay); err != nil {
 			return err
 		}
 	}
+}
+
+// attempt makes one delivery attempt: it waits for the rate limit and for
+// a slot of the adaptive window (max_in_flight: auto), then sends; the
+// window hears how long the destination took and how it answered.
+func (w *Worker) attempt(ctx context.Context, events, bytes int, send func(context.Context) error) error {
+	if err := w.limit.wait(ctx, events, bytes); err != nil {
+		return err
+	}
+	if w.window == nil {
+		return send(ctx)
+	}
+	n, err := w.window.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	err = send(ctx)
+	w.window.release(n, time.Since(start), signalOf(err))
+	return err
+}
+
+// dlqClass is the class a dead letter sent by on_error carries:
+// permanent, as before rules existed, or the retryable error's class.
+func dlqClass(err error) string {
+	f := FailureOf(err)
+	switch {
+	case f.Permanent:
+		return ClassPermanent
+	case f.Class != "":
+		return f.Class
+	}
+	return ClassRetryable
+}
+
+// dropped counts and logs n events of b that an on_error rule dropped,
+// with the first, at index i, as a sample.
+func (w *Worker) dropped(b *Batch, n, i int, rule string, err error) {
+	w.stats.Dropped.Add(int64(n))
+	w.o.Observer.Dropped(rule, n)
+	var sample string
+	if i < len(b.Events) && b.Events[i] != nil {
+		sample = b.Events[i].EventID
+	} else if i < len(b.Records) {
+		sample = fmt.Sprintf("%s/%d@%d", b.Records[i].Topic, b.Records[i].Partition, b.Records[i].Offset)
+	}
+	w.log.Warn("events dropped by on_error", "rule", rule, "batch", b.ID, "events", n, "sample", sample, "err", err)
 }
 
 // sleep waits d, or until ctx ends, and then returns its error.

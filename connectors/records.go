@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -58,6 +59,7 @@ const (
 	recPending uint8 = iota
 	recAccepted
 	recDead
+	recDropped // by an on_error rule
 )
 
 // EncodeRecords encodes b's events as a RecordSink's records, with keys
@@ -112,19 +114,33 @@ func (w *Worker) deliverRecords(ctx context.Context, cl *kgo.Client, b *Batch) e
 			}
 		}
 		if len(todo) > 0 {
-			w.records.Write(ctx, todo)
+			w.writeRecords(ctx, todo)
 		}
 		progress := false
 		var dead []int
-		var retry error
+		drops := map[string][]int{}
+		var retry, stop, final error
 		retries := 0
 		for j, r := range todo {
-			switch {
-			case r.Err == nil:
+			if r.Err == nil {
 				b.recState[idx[j]] = recAccepted
 				progress = true
-			case IsPermanent(r.Err):
+				continue
+			}
+			if ctx.Err() != nil {
+				continue // not an answer of the destination's: it stays pending
+			}
+			d := w.rules.decide(r.Err)
+			if d.action != ActionRetry && final == nil {
+				final = r.Err
+			}
+			switch d.action {
+			case ActionStop:
+				stop = r.Err
+			case ActionDLQ:
 				dead = append(dead, idx[j])
+			case ActionDrop:
+				drops[d.rule] = append(drops[d.rule], idx[j])
 			default:
 				retries++
 				if retry == nil {
@@ -132,14 +148,25 @@ func (w *Worker) deliverRecords(ctx context.Context, cl *kgo.Client, b *Batch) e
 				}
 			}
 		}
-		if len(dead) > 0 {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if final != nil {
 			w.o.Observer.Failed(true)
-			if w.o.Connector.StopsOnPermanentError() {
-				w.log.Error("destination refused an event; stopping the connector", "batch", b.ID, "events", len(dead), "err", b.recs[dead[0]].Err)
-				return ErrStopped
+		}
+		if stop != nil {
+			w.log.Error("destination refused an event; stopping the connector", "batch", b.ID, "err", stop)
+			return ErrStopped
+		}
+		for rule, is := range drops {
+			for _, i := range is {
+				b.recState[i] = recDropped
 			}
+			w.dropped(b, len(is), is[0], rule, b.recs[is[0]].Err)
+		}
+		if len(dead) > 0 {
 			w.log.Warn("destination refused events; sending them to the DLQ", "batch", b.ID, "events", len(dead), "err", b.recs[dead[0]].Err)
-			if err := w.deadLetterRecords(ctx, cl, b, dead, "permanent"); err != nil {
+			if err := w.deadLetterRecords(ctx, cl, b, dead); err != nil {
 				return err
 			}
 		}
@@ -190,17 +217,22 @@ func (w *Worker) deliverRecords(ctx context.Context, cl *kgo.Client, b *Batch) e
 }
 
 // deadLetterRecords writes the dead letters of b's events at idx, each
-// with its own record's error as the reason, and marks them dead.
-func (w *Worker) deadLetterRecords(ctx context.Context, cl *kgo.Client, b *Batch, idx []int, class string) error {
+// with its own record's error as the reason, and marks them dead. class
+// is the dead letters' class; none: each record's error's (see dlqClass).
+func (w *Worker) deadLetterRecords(ctx context.Context, cl *kgo.Client, b *Batch, idx []int, class ...string) error {
 	now := time.Now()
 	out := make([]*kgo.Record, len(idx))
 	for j, i := range idx {
 		cause := b.recs[i].Err
+		cl := dlqClass(cause)
+		if len(class) > 0 {
+			cl = class[0]
+		}
 		var extra []kgo.RecordHeader
 		if resp := response(cause); resp != "" {
 			extra = append(extra, kgo.RecordHeader{Key: dlq.HeaderResponse, Value: []byte(resp)})
 		}
-		out[j] = w.dlqRecord(b.Records[i], dlq.Reason{Stage: w.stage(), Class: class, Message: fmt.Sprintf("batch %s: %v", b.ID, cause), Extra: extra}, now)
+		out[j] = w.dlqRecord(b.Records[i], dlq.Reason{Stage: w.stage(), Class: cl, Message: fmt.Sprintf("batch %s: %v", b.ID, cause), Extra: extra}, now)
 	}
 	if err := w.produceDLQ(ctx, cl, out); err != nil {
 		return err
@@ -210,4 +242,64 @@ func (w *Worker) deadLetterRecords(ctx context.Context, cl *kgo.Client, b *Batch
 	}
 	w.stats.DeadLettered.Add(int64(len(idx)))
 	return nil
+}
+
+// writeRecords writes todo to the record sink, under the rate limit and
+// the adaptive window: in one call, or with an events limit in calls of at
+// most one bucket each. A key whose record failed in one call sends
+// nothing in the later ones: its records stay not written, behind it.
+func (w *Worker) writeRecords(ctx context.Context, todo []*Record) {
+	size := w.limit.chunk()
+	if size == 0 {
+		size = len(todo)
+	}
+	var failed map[string]bool
+	for len(todo) > 0 && ctx.Err() == nil {
+		call := todo[:min(size, len(todo))]
+		todo = todo[len(call):]
+		if len(failed) > 0 {
+			call = slices.DeleteFunc(slices.Clone(call), func(r *Record) bool { return failed[string(r.Key)] })
+			if len(call) == 0 {
+				continue
+			}
+		}
+		bytes := 0
+		for _, r := range call {
+			bytes += len(r.Value)
+		}
+		_ = w.attempt(ctx, len(call), bytes, func(ctx context.Context) error {
+			w.records.Write(ctx, call)
+			return writeSignal(call)
+		})
+		for _, r := range call {
+			if r.Err != nil {
+				if failed == nil {
+					failed = map[string]bool{}
+				}
+				failed[string(r.Key)] = true
+			}
+		}
+	}
+}
+
+// writeSignal is what one write tells the adaptive window: a refusal that
+// asks to slow down if any record had one, else the error of a write that
+// had no record accepted, else nil.
+func writeSignal(call []*Record) error {
+	var first error
+	accepted := false
+	for _, r := range call {
+		switch {
+		case r.Err == nil:
+			accepted = true
+		case signalOf(r.Err) == signalBackoff:
+			return r.Err
+		case first == nil:
+			first = r.Err
+		}
+	}
+	if accepted {
+		return nil
+	}
+	return first
 }

@@ -175,6 +175,10 @@ type classified struct {
 	permanent  bool
 	retryAfter time.Duration
 	response   string
+	// What on_error rules match besides the class: see Describe.
+	status int
+	code   string
+	class  string
 }
 
 func (c *classified) Error() string { return c.err.Error() }
@@ -191,6 +195,19 @@ func Permanent(err error, response string) error {
 // destination asked to wait (Retry-After) before the next attempt.
 func Retryable(err error, after time.Duration) error {
 	return &classified{err: err, retryAfter: after}
+}
+
+// Describe adds what on_error rules match to an error made by Permanent
+// or Retryable: the HTTP status of the destination's answer (0: none), the
+// destination's own error code ("": none; a Kafka error name, an AWS error
+// code, a gRPC status code) and the error's class (one of ErrorClasses;
+// "": derived from the status or the error, see FailureOf). It returns err.
+func Describe(err error, status int, code, class string) error {
+	var c *classified
+	if errors.As(err, &c) {
+		c.status, c.code, c.class = status, code, class
+	}
+	return err
 }
 
 // IsPermanent reports whether err was marked Permanent.

@@ -66,12 +66,18 @@ type PathTemplater interface {
 // Stats are running totals, safe to read concurrently.
 type Stats struct {
 	Consumed, Filtered, Delivered, Batches, DeadLettered, Retries atomic.Int64
-	LastDelivery                                                  atomic.Int64 // unix nanos
+	// Dropped counts events on_error rules dropped.
+	Dropped      atomic.Int64
+	LastDelivery atomic.Int64 // unix nanos
+	// InFlightLimit is the bound on deliveries in flight: max_in_flight,
+	// or with auto the adaptive window's current limit.
+	InFlightLimit atomic.Int64
 }
 
-// ErrStopped is returned by Run when a permanent error stopped the
-// connector under the stop policy.
-var ErrStopped = errors.New("connector stopped by a permanent error (on_permanent_error: stop)")
+// ErrStopped is returned by Run when a delivery error stopped the
+// connector: an on_error rule with action stop, or a permanent error
+// under on_permanent_error: stop.
+var ErrStopped = errors.New("connector stopped by a delivery error (on_error or on_permanent_error: stop)")
 
 // Worker runs one connector: its consumer group, batches and deliveries.
 type Worker struct {
@@ -90,6 +96,12 @@ type Worker struct {
 	header bool
 	filter *filter.Filter
 	stats  Stats
+	// rules choose what a failed delivery does (on_error); limit and
+	// window gate every attempt (rate_limit, max_in_flight: auto; nil
+	// when not set).
+	rules  errorRules
+	limit  *limiter
+	window *window
 	ready  atomic.Bool
 	// b cuts records into batches; mu guards it.
 	b *batcher
@@ -177,7 +189,9 @@ func New(o Options) (*Worker, error) {
 		log:   o.Log.With("connector", o.Connector.Name),
 		codec: codec, enc: enc, comp: comp, tmpl: tmpl, key: key, records: records, filter: f,
 		parts:       make(map[tp]*partState),
-		maxInFlight: o.Connector.MaxInFlight,
+		maxInFlight: int(o.Connector.MaxInFlight),
+		rules:       compileErrorRules(o.Connector),
+		limit:       newLimiter(o.Connector.RateLimit),
 		b: &batcher{name: o.Connector.Name, bounds: o.Connector.Batch, limit: int64(o.Connector.MaxBufferedBytes),
 			ordered: !objects, recordCuts: objects, tmpl: tmpl, processingTime: o.Connector.ProcessingTime(),
 			// Avro bodies and record sinks' keys and headers need the
@@ -186,6 +200,13 @@ func New(o Options) (*Worker, error) {
 			ext:    enc.Extension() + comp.Extension()},
 	}
 	w.header = w.b.splice && f.Scalar()
+	if o.Connector.MaxInFlight == InFlightAuto {
+		// The window bounds requests; as many batches may wait for it.
+		w.maxInFlight = o.Connector.MaxInFlightLimit
+		w.window = newWindow(w.maxInFlight, func(n int) { w.stats.InFlightLimit.Store(int64(n)) })
+	} else {
+		w.stats.InFlightLimit.Store(int64(w.maxInFlight))
+	}
 	w.changed = sync.NewCond(&w.mu)
 	return w, nil
 }

@@ -35,6 +35,7 @@ type Set struct {
 	batchBytes  *prometheus.HistogramVec
 	latency     *prometheus.HistogramVec
 	attempts    *prometheus.CounterVec
+	dropped     *prometheus.CounterVec
 
 	pullRequests *prometheus.CounterVec
 	pullDuration *prometheus.HistogramVec
@@ -63,6 +64,9 @@ func New() *Set {
 	s.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "firehose_connector_delivery_attempts_total", Help: "Batch delivery attempts by outcome: success, retryable_error, permanent_error.",
 	}, []string{"connector", "outcome"})
+	s.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "firehose_connector_dropped_events_total", Help: "Events an on_error rule dropped: neither delivered nor dead-lettered, by connector and rule.",
+	}, []string{"connector", "rule"})
 	s.pullRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "firehose_pull_requests_total", Help: "Pull API requests answered, by HTTP status code.",
 	}, []string{"code"})
@@ -70,7 +74,7 @@ func New() *Set {
 		Name: "firehose_pull_request_duration_seconds", Help: "Time to answer a pull API request, by HTTP status code (long polls wait up to the budget).",
 		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5},
 	}, []string{"code"})
-	s.reg.MustRegister(s.batchEvents, s.batchBytes, s.latency, s.attempts, s.pullRequests, s.pullDuration)
+	s.reg.MustRegister(s.batchEvents, s.batchBytes, s.latency, s.attempts, s.dropped, s.pullRequests, s.pullDuration)
 	return s
 }
 
@@ -157,13 +161,17 @@ func (s *Set) Connector(name string, st *connectors.Stats) {
 	const evName, evHelp = "firehose_connector_events_total", "Events through a connector by result: consumed, filtered, delivered, dlq."
 	for result, v := range map[string]func() int64{
 		"consumed": st.Consumed.Load, "filtered": st.Filtered.Load,
-		"delivered": st.Delivered.Load, "dlq": st.DeadLettered.Load,
+		"delivered": st.Delivered.Load, "dlq": st.DeadLettered.Load, "dropped": st.Dropped.Load,
 	} {
 		s.reg.MustRegister(counter(evName, evHelp, prometheus.Labels{"connector": name, "result": result}, v))
 	}
 	s.reg.MustRegister(
 		counter("firehose_connector_batches_total", "Batches delivered.", prometheus.Labels{"connector": name}, st.Batches.Load),
 		counter("firehose_connector_retries_total", "Delivery retries.", prometheus.Labels{"connector": name}, st.Retries.Load),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "firehose_connector_in_flight_limit", Help: "The bound on the connector's deliveries in flight: max_in_flight, or with auto the adaptive window's limit now.",
+			ConstLabels: prometheus.Labels{"connector": name},
+		}, func() float64 { return float64(st.InFlightLimit.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "firehose_connector_last_delivery_timestamp_seconds", Help: "When the connector last had a batch acknowledged (0: not yet).",
 			ConstLabels: prometheus.Labels{"connector": name},
@@ -181,13 +189,17 @@ func (s *Set) Observer(name string) connectors.Observer {
 		ok:       s.attempts.WithLabelValues(name, "success"),
 		retry:    s.attempts.WithLabelValues(name, "retryable_error"),
 		rejected: s.attempts.WithLabelValues(name, "permanent_error"),
+		dropped:  s.dropped.MustCurryWith(prometheus.Labels{"connector": name}),
 	}
 }
 
 type observer struct {
 	events, bytes, latency prometheus.Observer
 	ok, retry, rejected    prometheus.Counter
+	dropped                *prometheus.CounterVec
 }
+
+func (o *observer) Dropped(rule string, n int) { o.dropped.WithLabelValues(rule).Add(float64(n)) }
 
 func (o *observer) Delivered(b *connectors.Batch, skip func(i int) bool, at time.Time) {
 	o.ok.Inc()
@@ -201,8 +213,8 @@ func (o *observer) Delivered(b *connectors.Batch, skip func(i int) bool, at time
 	}
 }
 
-func (o *observer) Failed(permanent bool) {
-	if permanent {
+func (o *observer) Failed(final bool) {
+	if final {
 		o.rejected.Inc()
 	} else {
 		o.retry.Inc()

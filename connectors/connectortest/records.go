@@ -3,9 +3,12 @@ package connectortest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,6 +38,9 @@ type RecordTarget struct {
 	TooLarge int
 	// Attrs: the destination keeps each record's headers.
 	Attrs bool
+	// Refusal is an on_error rule that matches how the flaky server
+	// refuses writes (its class or its error code).
+	Refusal connectors.ErrorRule
 }
 
 // MakeRecords encodes events as the runtime does for a record sink, in
@@ -200,6 +206,76 @@ func RunRecords(t *testing.T, tg RecordTarget) {
 			}
 		}
 	})
+	t.Run("OnErrorDropsWhatItMatches", func(t *testing.T) {
+		open, read := tg.Start(t, true)
+		sink := open(t)
+		defer sink.Close(context.Background())
+		evs := EventsOver(46, 20, 600)
+		rule := tg.Refusal
+		rule.Action = connectors.ActionDrop
+		p := StartPipeline(t, sink, evs, connectors.Config{OnError: []connectors.ErrorRule{rule}})
+		p.Drained(t)
+		dropped := p.Worker.Stats().Dropped.Load()
+		stored := read()
+		if dropped == 0 || int(dropped)+len(stored) != len(evs) {
+			t.Fatalf("%d events dropped and %d stored of %d: the refused ones must be dropped, the rest stored", dropped, len(stored), len(evs))
+		}
+		if n := p.DeadLetters(t); n != 0 {
+			t.Fatalf("%d dead letters: dropped events must not reach the DLQ", n)
+		}
+		t.Logf("%d of %d events dropped by %s", dropped, len(evs), rule)
+	})
+	t.Run("OnErrorStopCommitsNothingPastARefusal", func(t *testing.T) {
+		open, read := tg.Start(t, true)
+		sink := open(t)
+		defer sink.Close(context.Background())
+		evs := EventsOver(47, 20, 600)
+		rule := tg.Refusal
+		rule.Action = connectors.ActionStop
+		p := StartPipeline(t, sink, evs, connectors.Config{OnError: []connectors.ErrorRule{rule}})
+		if err := p.Stopped(t, time.Minute); !errors.Is(err, connectors.ErrStopped) {
+			t.Fatalf("the worker ended with %v, want it stopped by the rule", err)
+		}
+		stored := map[string]bool{}
+		for _, s := range read() {
+			d, err := decodeJSON(s.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored[d.Event.EventID] = true
+		}
+		firstLost := map[int32]int64{}
+		for i, e := range evs {
+			pos := p.Offsets[i]
+			if f, ok := firstLost[pos.Partition]; !stored[e.EventID] && (!ok || pos.Offset < f) {
+				firstLost[pos.Partition] = pos.Offset
+			}
+		}
+		if len(firstLost) == 0 {
+			t.Fatal("every event was stored: the flaky server refused nothing")
+		}
+		for part, first := range firstLost {
+			if c := p.Committed(t, part); c > first {
+				t.Fatalf("partition %d committed to %d past offset %d, which was never stored", part, c, first)
+			}
+		}
+		if n := p.DeadLetters(t); n != 0 {
+			t.Fatalf("%d dead letters after a stop", n)
+		}
+	})
+	t.Run("RateLimitKeepsEveryWindow", func(t *testing.T) {
+		open, read := tg.Start(t, false)
+		ts := &timedSink{RecordSink: open(t)}
+		defer ts.Close(context.Background())
+		evs := EventsOver(48, 50, 1500)
+		p := StartPipeline(t, ts, evs, connectors.Config{Batch: connectors.Bounds{MaxEvents: 100, MaxAge: 50 * time.Millisecond},
+			RateLimit: connectors.RateLimit{EventsPerSecond: 500}})
+		p.Drained(t)
+		CheckStored(t, evs, read(), false, false)
+		if most := MostInWindow(ts.sent(), 2*time.Second); most > 1200 {
+			t.Fatalf("%d events sent within 2 s under a limit of 500/s: over 2.4 times the rate", most)
+		}
+	})
 	t.Run("CloseTwiceAndNoLeaks", func(t *testing.T) {
 		open, _ := tg.Start(t, false)
 		before := runtime.NumGoroutine()
@@ -238,4 +314,32 @@ func noise(n int) string {
 		b[i] = 'a' + byte(r.IntN(26))
 	}
 	return string(b)
+}
+
+// timedSink records when each write began and how many records it had
+// accepted.
+type timedSink struct {
+	connectors.RecordSink
+	mu    sync.Mutex
+	sends []Sent
+}
+
+func (s *timedSink) Write(ctx context.Context, recs []*connectors.Record) {
+	at := time.Now()
+	s.RecordSink.Write(ctx, recs)
+	n := 0
+	for _, r := range recs {
+		if r.Err == nil {
+			n++
+		}
+	}
+	s.mu.Lock()
+	s.sends = append(s.sends, Sent{At: at, Events: n})
+	s.mu.Unlock()
+}
+
+func (s *timedSink) sent() []Sent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.sends)
 }

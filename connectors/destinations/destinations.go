@@ -43,6 +43,9 @@ type Destination struct {
 	// Objects: one object per batch in a store (file, s3), which may be
 	// Parquet.
 	Objects bool
+	// Errors is what the type's errors carry, which on_error rules may
+	// match.
+	Errors connectors.ErrorSources
 }
 
 // Default batch bounds: object stores want few large objects, webhooks
@@ -51,6 +54,18 @@ var (
 	objectBatch  = connectors.Bounds{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: 5 * time.Minute}
 	webhookBatch = connectors.Bounds{MaxEvents: 100, MaxBytes: 1_000_000, MaxAge: 30 * time.Second}
 	recordBatch  = connectors.Bounds{MaxEvents: 500, MaxBytes: 5_000_000, MaxAge: time.Second}
+)
+
+// What the types' errors carry, for on_error.
+var (
+	// network is every class a destination reached over a network has.
+	network = []string{connectors.ClassTimeout, connectors.ClassThrottled, connectors.ClassConnection, connectors.ClassServer,
+		connectors.ClassTooLarge, connectors.ClassAuth, connectors.ClassRejected}
+	httpErrors   = connectors.ErrorSources{Status: true, Classes: network}
+	awsErrors    = connectors.ErrorSources{Status: true, Codes: true, Classes: network}
+	recordErrors = connectors.ErrorSources{Codes: true, Classes: network}
+	// A file's: a name the file system refuses, or an error to retry.
+	fileErrors = connectors.ErrorSources{Classes: []string{connectors.ClassRejected}}
 )
 
 // All is every destination, by the type name used in config.
@@ -63,6 +78,7 @@ var All = map[string]Destination{
 		},
 		Batch:   objectBatch,
 		Objects: true,
+		Errors:  fileErrors,
 	},
 	"s3": {
 		Doc:    "Amazon S3 or an S3-compatible store; one object per batch, keyed by topic, partition and first offset",
@@ -72,6 +88,7 @@ var All = map[string]Destination{
 		},
 		Batch:   objectBatch,
 		Objects: true,
+		Errors:  awsErrors,
 	},
 	"kafka": {
 		Doc:    "a topic of another Kafka cluster, or Azure Event Hubs through its Kafka endpoint; one record per event keyed by resource",
@@ -82,6 +99,7 @@ var All = map[string]Destination{
 		Batch:       recordBatch,
 		Compression: "none",
 		Records:     true,
+		Errors:      recordErrors,
 	},
 	"kinesis": {
 		Doc:    "Amazon Kinesis Data Streams; one record per event, partition key = resource, never two of a key in flight",
@@ -92,6 +110,7 @@ var All = map[string]Destination{
 		Batch:       recordBatch,
 		Compression: "none",
 		Records:     true,
+		Errors:      awsErrors,
 	},
 	"pubsub": {
 		Doc:    "Google Cloud Pub/Sub; one message per event, ordering key = resource",
@@ -102,6 +121,7 @@ var All = map[string]Destination{
 		Batch:       recordBatch,
 		Compression: "none",
 		Records:     true,
+		Errors:      recordErrors,
 	},
 	"http": {
 		Doc:    "HTTP webhook; one request per batch, retried on 408, 429 and 5xx",
@@ -111,6 +131,7 @@ var All = map[string]Destination{
 		},
 		Batch:       webhookBatch,
 		Compression: "none",
+		Errors:      httpErrors,
 	},
 }
 
@@ -167,6 +188,7 @@ func Defaults(c *connectors.Config) error {
 	if c.Encoding == "parquet" && !d.Objects && !d.Records {
 		v.Add("encoding", "parquet is written by the object destinations (file, s3): a %s connector takes ndjson, json or avro", c.Type)
 	}
+	v.Join("on_error", d.Errors.Check(c.OnError))
 	c.Batch.Fill(d.Batch)
 	if c.Compression == "" && c.Encoding != "avro" && c.Encoding != "parquet" {
 		c.Compression = d.Compression

@@ -229,8 +229,13 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		// The client's error quotes the URL: keep only its redacted form.
-		return connectors.Retryable(fmt.Errorf("deliver batch %s to %s: %s", b.ID, s.target, s.redact.Replace(err.Error())), 0)
+		// The client's error quotes the URL: keep only its redacted form,
+		// and its class.
+		class := connectors.ClassConnection
+		if connectors.FailureOf(err).Class == connectors.ClassTimeout {
+			class = connectors.ClassTimeout
+		}
+		return connectors.Describe(connectors.Retryable(fmt.Errorf("deliver batch %s to %s: %s", b.ID, s.target, s.redact.Replace(err.Error())), 0), 0, "", class)
 	}
 	defer resp.Body.Close()
 	// Read past what is kept, redact, then cut: a secret astride the
@@ -280,9 +285,9 @@ func Classify(status int, retryAfter string, body []byte, batch, target string) 
 	resp := fmt.Sprintf("HTTP %d: %s", status, body)
 	err := fmt.Errorf("deliver batch %s to %s: %s", batch, target, resp)
 	if status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500 {
-		return connectors.Retryable(err, ParseRetryAfter(retryAfter, time.Now()))
+		return connectors.Describe(connectors.Retryable(err, ParseRetryAfter(retryAfter, time.Now())), status, "", "")
 	}
-	return connectors.Permanent(err, resp)
+	return connectors.Describe(connectors.Permanent(err, resp), status, "", "")
 }
 
 // ParseRetryAfter reads a Retry-After header: delay seconds or an HTTP

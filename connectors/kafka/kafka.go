@@ -149,16 +149,39 @@ func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
 
 // classify marks what no retry can fix as permanent: a record over the
 // topic's or the client's size limit, or one the broker calls invalid.
+// Each error carries the broker's error name (MESSAGE_TOO_LARGE) as its
+// code, and its class, for on_error rules.
 func classify(topic string, err error) error {
 	if err == nil {
 		return nil
 	}
 	err = fmt.Errorf("produce to topic %s: %w", topic, err)
 	var ke *kerr.Error
-	if errors.As(err, &ke) && !ke.Retriable && (errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord) || errors.Is(err, kerr.CorruptMessage)) {
-		return connectors.Permanent(err, ke.Error())
+	if !errors.As(err, &ke) {
+		class := ""
+		if errors.Is(err, kgo.ErrRecordTimeout) {
+			class = connectors.ClassTimeout
+		}
+		return connectors.Describe(connectors.Retryable(err, 0), 0, "", class)
 	}
-	return connectors.Retryable(err, 0)
+	class := connectors.ClassServer
+	switch {
+	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
+		class = connectors.ClassTooLarge
+	case errors.Is(err, kerr.InvalidRecord), errors.Is(err, kerr.CorruptMessage):
+		class = connectors.ClassRejected
+	case errors.Is(err, kerr.ThrottlingQuotaExceeded):
+		class = connectors.ClassThrottled
+	case errors.Is(err, kerr.RequestTimedOut):
+		class = connectors.ClassTimeout
+	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed),
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed), errors.Is(err, kerr.SaslAuthenticationFailed):
+		class = connectors.ClassAuth
+	}
+	if !ke.Retriable && (class == connectors.ClassTooLarge || class == connectors.ClassRejected) {
+		return connectors.Describe(connectors.Permanent(err, ke.Error()), 0, ke.Message, class)
+	}
+	return connectors.Describe(connectors.Retryable(err, 0), 0, ke.Message, class)
 }
 
 // Close implements connectors.RecordSink.

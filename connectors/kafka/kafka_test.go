@@ -181,6 +181,7 @@ func TestRecordSuite(t *testing.T) {
 		},
 		TooLarge: 1 << 20, // the client's ProducerBatchMaxBytes is 1 MB
 		Attrs:    true,
+		Refusal:  connectors.ErrorRule{Class: connectors.Strings{connectors.ClassTimeout}},
 	})
 }
 

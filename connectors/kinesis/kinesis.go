@@ -104,7 +104,7 @@ func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
 	for _, r := range recs {
 		r.Err = connectors.ErrNotWritten // until a call says otherwise
 		if len(r.Value)+len(r.Key) > maxRecordBytes {
-			r.Err = connectors.Permanent(fmt.Errorf("kinesis %s: record of %d bytes with its key is over the 1 MiB limit", s.cfg.Stream, len(r.Value)+len(r.Key)), "")
+			r.Err = connectors.Describe(connectors.Permanent(fmt.Errorf("kinesis %s: record of %d bytes with its key is over the 1 MiB limit", s.cfg.Stream, len(r.Value)+len(r.Key)), ""), 0, "", connectors.ClassTooLarge)
 			continue
 		}
 		k := string(r.Key)
@@ -163,7 +163,8 @@ func (s *Sink) put(ctx context.Context, call []*connectors.Record) {
 		err = fmt.Errorf("PutRecords answered %d records for %d", len(out.Records), len(call))
 	}
 	if err != nil {
-		err = connectors.Retryable(fmt.Errorf("kinesis %s: %w", s.cfg.Stream, err), 0)
+		status, code, class := awsconf.Failure(err)
+		err = connectors.Describe(connectors.Retryable(fmt.Errorf("kinesis %s: %w", s.cfg.Stream, err), 0), status, code, class)
 		for _, r := range call {
 			r.Err = err
 		}
@@ -174,7 +175,12 @@ func (s *Sink) put(ctx context.Context, call []*connectors.Record) {
 		if res.ErrorCode != nil {
 			// ProvisionedThroughputExceeded and InternalFailure, the
 			// only per-record codes, are both worth another try.
-			call[j].Err = connectors.Retryable(fmt.Errorf("kinesis %s: %s: %s", s.cfg.Stream, aws.ToString(res.ErrorCode), aws.ToString(res.ErrorMessage)), 0)
+			code := aws.ToString(res.ErrorCode)
+			class := connectors.ClassServer
+			if awsconf.IsThrottling(code) {
+				class = connectors.ClassThrottled
+			}
+			call[j].Err = connectors.Describe(connectors.Retryable(fmt.Errorf("kinesis %s: %s: %s", s.cfg.Stream, code, aws.ToString(res.ErrorMessage)), 0), 0, code, class)
 		}
 	}
 }

@@ -106,6 +106,7 @@ func TestRecordSuite(t *testing.T) {
 			return open, read
 		},
 		TooLarge: 1 << 20,
+		Refusal:  connectors.ErrorRule{Code: connectors.Strings{"ProvisionedThroughputExceededException"}},
 	})
 }
 

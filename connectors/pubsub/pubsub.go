@@ -141,15 +141,42 @@ func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
 		}
 		failed[string(recs[i].Key)] = true
 		err = fmt.Errorf("publish to %s: %w", s.pub, err)
-		if errors.Is(err, pubsub.ErrOversizedMessage) || status.Code(err) == codes.InvalidArgument {
-			recs[i].Err = connectors.Permanent(err, "")
-		} else {
-			recs[i].Err = connectors.Retryable(err, 0)
-		}
+		recs[i].Err = classify(err)
 	}
 	for k := range failed {
 		s.pub.ResumePublish(k)
 	}
+}
+
+// classify marks a message Pub/Sub can never take (over its size limit,
+// or an invalid argument) permanent; each error carries its gRPC code's
+// name (InvalidArgument) and its class, for on_error rules.
+func classify(err error) error {
+	code := status.Code(err)
+	class := ""
+	switch code {
+	case codes.ResourceExhausted:
+		class = connectors.ClassThrottled
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.NotFound:
+		class = connectors.ClassRejected
+	case codes.Unavailable, codes.Internal, codes.Aborted:
+		class = connectors.ClassServer
+	case codes.DeadlineExceeded:
+		class = connectors.ClassTimeout
+	case codes.PermissionDenied, codes.Unauthenticated:
+		class = connectors.ClassAuth
+	}
+	name := ""
+	if code != codes.Unknown && code != codes.OK {
+		name = code.String()
+	}
+	if errors.Is(err, pubsub.ErrOversizedMessage) {
+		return connectors.Describe(connectors.Permanent(err, ""), 0, name, connectors.ClassTooLarge)
+	}
+	if code == codes.InvalidArgument {
+		return connectors.Describe(connectors.Permanent(err, ""), 0, name, class)
+	}
+	return connectors.Describe(connectors.Retryable(err, 0), 0, name, class)
 }
 
 // Close implements connectors.RecordSink.

@@ -206,17 +206,18 @@ func (s *Sink) multipart(ctx context.Context, b *connectors.Batch) error {
 // classify marks errors a retry cannot fix (a request the store rejects
 // as malformed or too large) permanent. Throttling, server errors,
 // timeouts, and also access and missing-bucket errors, which an operator
-// fixes without touching the data, are retried.
+// fixes without touching the data, are retried. Each carries its status
+// and S3 error code for on_error rules.
 func classify(err error) error {
-	var re *smithyhttp.ResponseError
-	if errors.As(err, &re) {
-		switch st := re.HTTPStatusCode(); {
-		case st == http.StatusForbidden, st == http.StatusNotFound, st == http.StatusRequestTimeout, st == http.StatusTooManyRequests, st >= 500:
-		case st >= 400:
-			return connectors.Permanent(err, fmt.Sprintf("HTTP %d: %v", st, re.Err))
-		}
+	status, code, class := awsconf.Failure(err)
+	switch st := status; {
+	case st == 0, st == http.StatusForbidden, st == http.StatusNotFound, st == http.StatusRequestTimeout, st == http.StatusTooManyRequests, st >= 500:
+	case st >= 400:
+		var re *smithyhttp.ResponseError
+		errors.As(err, &re)
+		return connectors.Describe(connectors.Permanent(err, fmt.Sprintf("HTTP %d: %v", st, re.Err)), status, code, class)
 	}
-	return connectors.Retryable(err, 0)
+	return connectors.Describe(connectors.Retryable(err, 0), status, code, class)
 }
 
 // Close implements connectors.Sink.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/firehose/firehose/app"
 	"github.com/firehose/firehose/config"
+	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/testsupport/configenv"
 	"github.com/firehose/firehose/testsupport/wait"
 )
@@ -132,6 +133,8 @@ connectors:
 		`firehose_connector_batch_events_sum{connector="files"}`:                                  good,
 		`firehose_connector_retries_total{connector="files"}`:                                     0,
 		`firehose_connector_delivery_attempts_total{connector="files",outcome="retryable_error"}`: 0,
+		`firehose_connector_events_total{connector="files",result="dropped"}`:                     0,
+		`firehose_connector_in_flight_limit{connector="files"}`:                                   connectors.DefaultMaxInFlight,
 	}
 	for k, v := range want {
 		if got, ok := m[k]; !ok || got != v {

@@ -2,6 +2,8 @@ package connectors
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -70,5 +72,42 @@ func TestWindowFindsAndFollowsTheDestinationsLimit(t *testing.T) {
 	})
 	if limits[29] != 32 || limits[31] >= 32 {
 		t.Fatalf("limits %v: answers four times slower must narrow the window", limits)
+	}
+}
+
+// The first rule that matches decides; unmatched errors keep the
+// defaults; a record not written, or a cancelled request, is always
+// tried again whatever the rules say.
+func TestErrorRulesDecide(t *testing.T) {
+	c := Config{OnPermanentError: "stop", OnError: []ErrorRule{
+		{Status: Strings{"404", "410"}, Action: ActionDrop},
+		{Status: Strings{"4xx"}, Class: Strings{ClassAuth}, Action: ActionRetry},
+		{Code: Strings{"MESSAGE_TOO_LARGE"}, Action: ActionDLQ},
+		{Class: Strings{ClassRetryable}, Action: ActionDLQ},
+	}}
+	rs := compileErrorRules(c)
+	status := func(st int, permanent bool) error {
+		if permanent {
+			return Describe(Permanent(errors.New("x"), ""), st, "", "")
+		}
+		return Describe(Retryable(errors.New("x"), 0), st, "", "")
+	}
+	for _, tc := range []struct {
+		name   string
+		err    error
+		action string
+		rule   string
+	}{
+		{"410", status(410, true), ActionDrop, "status=404,410"},
+		{"403", status(403, true), ActionRetry, "status=4xx class=auth"},
+		{"400 unmatched, permanent", status(400, true), ActionStop, ""},
+		{"code", Describe(Permanent(errors.New("x"), ""), 0, "MESSAGE_TOO_LARGE", ClassTooLarge), ActionDLQ, "code=MESSAGE_TOO_LARGE"},
+		{"retryable", status(503, false), ActionDLQ, "class=retryable"},
+		{"not written", ErrNotWritten, ActionRetry, ""},
+		{"cancelled", fmt.Errorf("write: %w", context.Canceled), ActionRetry, ""},
+	} {
+		if d := rs.decide(tc.err); d.action != tc.action || d.rule != tc.rule {
+			t.Errorf("%s: %+v, want %s by %q", tc.name, d, tc.action, tc.rule)
+		}
 	}
 }

@@ -69,11 +69,23 @@ func topicWith(b *testing.B, n int) (*embedded.Broker, []*schemas.Event) {
 }
 
 // BenchmarkWebhook50ms: 100,000 events in 100-event batches to a webhook
-// that answers each request after 50 ms. It reports events/s, the most
-// requests seen in flight, and checks per-resource order at the receiver.
+// that answers each request after 50 ms, with the default window (32 in
+// flight) and with max_in_flight: auto (up to 32). It reports events/s,
+// the most requests seen in flight, and checks per-resource order at the
+// receiver.
 func BenchmarkWebhook50ms(b *testing.B) {
 	const n = 100000
 	br, evs := topicWith(b, n)
+	for _, w := range []struct {
+		name     string
+		inFlight connectors.InFlight
+	}{{"fixed32", 0}, {"auto", connectors.InFlightAuto}} {
+		b.Run(w.name, func(b *testing.B) { webhook50ms(b, br, evs, w.inFlight) })
+	}
+}
+
+func webhook50ms(b *testing.B, br *embedded.Broker, evs []*schemas.Event, window connectors.InFlight) {
+	n := len(evs)
 	for b.Loop() {
 		var flight inFlight
 		var mu sync.Mutex
@@ -101,7 +113,7 @@ func BenchmarkWebhook50ms(b *testing.B) {
 		}))
 		hc := httpdest.Config{URL: srv.URL}
 		hc.Defaults()
-		took := deliverAll(b, br, connectors.Config{Encoding: "json", Compression: "none",
+		took := deliverAll(b, br, connectors.Config{Encoding: "json", Compression: "none", MaxInFlight: window,
 			Batch: connectors.Bounds{MaxEvents: 100, MaxBytes: 1 << 20, MaxAge: time.Second}}, httpdest.New(hc), len(evs))
 		srv.Close()
 		if outOfOrder > 0 {

@@ -510,3 +510,37 @@ connectors:
 		}
 	}
 }
+
+// Record destinations' targets may be templates, checked where written.
+func TestTargetTemplates(t *testing.T) {
+	c, err := Parse("f.yaml", []byte(`kafka: {brokers: ["h:1"]}
+connectors:
+  - {name: a, type: kafka, kafka: {brokers: ["h:2"], topic: "leads.{{event_type}}"}}
+  - {name: b, type: kinesis, kinesis: {stream: "leads-{{account_id}}"}}
+  - {name: c, type: pubsub, pubsub: {project: p, topic: "leads-{{event_type}}"}}
+`), Options{Lookup: env(nil)})
+	if err != nil || len(c.Connectors) != 3 {
+		t.Fatalf("%v", err)
+	}
+	_, err = Parse("f.yaml", []byte(`kafka: {brokers: ["h:1"]}
+connectors:
+  - name: a
+    type: kafka
+    kafka: {brokers: ["h:2"], topic: "leads.{{evnt_type}}"}
+  - name: b
+    type: kafka
+    kafka: {brokers: ["h:2"], topic: "leads/all"}
+  - name: c
+    type: kinesis
+    kinesis: {stream: "arn:aws:kinesis:us-east-1:1:stream/{{event_type}}"}
+`), Options{Lookup: env(nil)})
+	for _, want := range []string{
+		`f.yaml:5:38: connectors[0].kafka.topic: unknown name {{evnt_type}}`,
+		`f.yaml:8:38: connectors[1].kafka.topic: a Kafka topic name holds only letters, digits, '.', '_' and '-', not '/'`,
+		`f.yaml:11:23: connectors[2].kinesis.stream: a template renders stream names, not ARNs`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -39,10 +40,32 @@ type RecordSink interface {
 	Close(ctx context.Context) error
 }
 
+// Router is a RecordSink whose target (a Kafka topic, a Kinesis stream,
+// a Pub/Sub topic) may be rendered per event from a template: the runtime
+// renders each record's Target, dead-letters a record whose target the
+// destination would refuse as a name (CheckTarget) or that would be the
+// connector's MaxTargets+1st, and keeps each key's order per target.
+type Router interface {
+	// TargetTemplate renders each record's target; nil when the target
+	// is fixed.
+	TargetTemplate() *Template
+	// CheckTarget reports why name is not a target the destination
+	// takes.
+	CheckTarget(name string) error
+}
+
+// MaxTargets bounds the distinct targets one connector's process writes
+// to: an event that would open one more is dead-lettered. Each target
+// costs a destination client state (a Pub/Sub publisher, say).
+const MaxTargets = 100
+
 // Record is one event as a record sink writes it.
 type Record struct {
-	Key   []byte
-	Value []byte // the event as JSON, with its firehose_metadata
+	Key []byte
+	// Target is the topic or stream rendered for the record by a
+	// Router's template; "" for the sink's one target.
+	Target string
+	Value  []byte // the event as JSON, with its firehose_metadata
 	// Headers are event_type, account_id and event_id, then the headers
 	// the event carries from its producer (a trace context, say).
 	Headers []kgo.RecordHeader
@@ -101,6 +124,9 @@ func (w *Worker) deliverRecords(ctx context.Context, cl *kgo.Client, b *Batch) e
 		b.SealedAt = time.Now()
 		b.recs = EncodeRecords(b, w.key)
 		b.recState = make([]uint8, len(b.recs))
+		if err := w.route(ctx, cl, b); err != nil {
+			return err
+		}
 	}
 	var todo []*Record
 	var idx []int
@@ -302,4 +328,52 @@ func writeSignal(call []*Record) error {
 		return nil
 	}
 	return first
+}
+
+// route renders each record's target, when the sink routes, and
+// dead-letters the records whose target cannot be written: a name the
+// destination refuses, or one past MaxTargets.
+func (w *Worker) route(ctx context.Context, cl *kgo.Client, b *Batch) error {
+	if w.targets == nil {
+		return nil
+	}
+	var dead []int
+	for i, r := range b.recs {
+		e := b.Events[i]
+		r.Target = string(w.targets.tmpl.Render(nil, b.Topic, b.Partition, e.Timestamp, e))
+		if err := w.targets.admit(r.Target); err != nil {
+			r.Err = Describe(Permanent(err, ""), 0, "", ClassRejected)
+			dead = append(dead, i)
+		}
+	}
+	if len(dead) == 0 {
+		return nil
+	}
+	w.log.Warn("events whose target cannot be written; sending them to the DLQ", "batch", b.ID, "events", len(dead), "err", b.recs[dead[0]].Err)
+	return w.deadLetterRecords(ctx, cl, b, dead, "target")
+}
+
+// targets are a routing connector's template and the targets it writes.
+type targets struct {
+	tmpl   *Template
+	router Router
+	mu     sync.Mutex
+	seen   map[string]bool
+}
+
+// admit reports why name cannot be written.
+func (t *targets) admit(name string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.seen[name] {
+		return nil
+	}
+	if err := t.router.CheckTarget(name); err != nil {
+		return fmt.Errorf("target %q: %w", name, err)
+	}
+	if len(t.seen) >= MaxTargets {
+		return fmt.Errorf("target %q would be this connector's %dth; it writes to at most %d", name, MaxTargets+1, MaxTargets)
+	}
+	t.seen[name] = true
+	return nil
 }

@@ -92,6 +92,9 @@ type Worker struct {
 	// record's key.
 	records RecordSink
 	key     *Template
+	// targets render each record's target, for a Router with a
+	// template; nil otherwise.
+	targets *targets
 	// header: decode only the fields the batches need (see decode).
 	header bool
 	filter *filter.Filter
@@ -200,6 +203,9 @@ func New(o Options) (*Worker, error) {
 			ext:    enc.Extension() + comp.Extension()},
 	}
 	w.header = w.b.splice && f.Scalar()
+	if r, ok := o.Sink.(Router); ok && r.TargetTemplate() != nil {
+		w.targets = &targets{tmpl: r.TargetTemplate(), router: r, seen: map[string]bool{}}
+	}
 	if o.Connector.MaxInFlight == InFlightAuto {
 		// The window bounds requests; as many batches may wait for it.
 		w.maxInFlight = o.Connector.MaxInFlightLimit

@@ -23,6 +23,7 @@ type Pipeline struct {
 	// Offsets are each event's partition and offset, in the order given.
 	Offsets []Position
 	adm     *kadm.Client
+	cl      *kgo.Client
 	group   string
 	done    chan error
 	stop    func() error
@@ -61,7 +62,7 @@ func StartPipeline(t *testing.T, sink connectors.Destination, evs []*schemas.Eve
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	p := &Pipeline{adm: adm, group: "suite-" + t.Name(), done: make(chan error, 1)}
+	p := &Pipeline{adm: adm, cl: cl, group: "suite-" + t.Name(), done: make(chan error, 1)}
 	for _, r := range recs {
 		p.Offsets = append(p.Offsets, Position{r.Partition, r.Offset})
 	}
@@ -175,4 +176,27 @@ func MostInWindow(sent []Sent, d time.Duration) int {
 		most = max(most, in)
 	}
 	return most
+}
+
+// ReadDLQ returns the records of the DLQ topic, n of them at least,
+// failing the test after 30 seconds.
+func (p *Pipeline) ReadDLQ(t testing.TB, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.cl.OptValue(kgo.SeedBrokers).([]string)...), kgo.ConsumeTopics("events.dlq"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d dead letters", len(out), n)
+		}
+		out = append(out, fs.Records()...)
+	}
+	return out
 }

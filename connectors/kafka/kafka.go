@@ -25,10 +25,13 @@ import (
 type Config struct {
 	// Brokers of the destination cluster; with event_hubs they are
 	// derived from the namespace.
-	Brokers []string         `yaml:"brokers"`
-	Topic   string           `yaml:"topic"` // required; for Event Hubs, the event hub
-	TLS     kafkaclient.TLS  `yaml:"tls"`
-	SASL    kafkaclient.SASL `yaml:"sasl"`
+	Brokers []string `yaml:"brokers"`
+	// Topic is required; for Event Hubs, the event hub. It may be a
+	// template, as key is ("leads.{{event_type}}"): each event goes to
+	// the topic rendered for it (see connectors.Router).
+	Topic string           `yaml:"topic"`
+	TLS   kafkaclient.TLS  `yaml:"tls"`
+	SASL  kafkaclient.SASL `yaml:"sasl"`
 	// Key is the record key template; default {{resource_id}}, which
 	// keeps each resource's events in one partition, in order.
 	Key string `yaml:"key"`
@@ -81,6 +84,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Topic == "" {
 		errs = append(errs, yamlconf.Errorf("topic", "required"))
+	} else if _, err := connectors.ParseTemplate(c.Topic); err != nil {
+		errs = append(errs, yamlconf.Errorf("topic", "%v", err))
+	} else if !strings.Contains(c.Topic, "{{") {
+		if err := CheckTopic(c.Topic); err != nil {
+			errs = append(errs, yamlconf.Errorf("topic", "%v", err))
+		}
 	}
 	if c.MaxRecordBytes < 1024 || c.MaxRecordBytes > kafkaclient.ProducerMaxBytes {
 		errs = append(errs, yamlconf.Errorf("max_record_bytes", "must be between 1KiB and %d, got %d", kafkaclient.ProducerMaxBytes, c.MaxRecordBytes))
@@ -99,10 +108,11 @@ const DefaultMaxRecordBytes = 1 << 20
 
 // Sink produces each event as a record.
 type Sink struct {
-	cfg  Config
-	cl   *kgo.Client
-	key  *connectors.Template
-	once sync.Once
+	cfg   Config
+	cl    *kgo.Client
+	key   *connectors.Template
+	topic *connectors.Template // nil: cfg.Topic for every record
+	once  sync.Once
 }
 
 // New connects lazily; bad credentials show on the first delivery.
@@ -116,7 +126,6 @@ func New(cfg Config) (*Sink, error) {
 		return nil, err
 	}
 	opts = append(opts,
-		kgo.DefaultProduceTopic(cfg.Topic),
 		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout),
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.ProducerBatchMaxBytes(int32(cfg.MaxRecordBytes)),
@@ -125,11 +134,37 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Sink{cfg: cfg, cl: cl, key: key}, nil
+	sink := &Sink{cfg: cfg, cl: cl, key: key}
+	if strings.Contains(cfg.Topic, "{{") {
+		if sink.topic, err = connectors.ParseTemplate(cfg.Topic); err != nil {
+			return nil, err
+		}
+	}
+	return sink, nil
 }
 
 // KeyTemplate implements connectors.RecordSink.
 func (s *Sink) KeyTemplate() *connectors.Template { return s.key }
+
+// TargetTemplate implements connectors.Router.
+func (s *Sink) TargetTemplate() *connectors.Template { return s.topic }
+
+// CheckTarget implements connectors.Router.
+func (s *Sink) CheckTarget(name string) error { return CheckTopic(name) }
+
+// CheckTopic reports why name is not a legal Kafka topic name: 1 to 249
+// letters, digits, '.', '_' and '-', and not "." or "..".
+func CheckTopic(name string) error {
+	if name == "" || len(name) > 249 || name == "." || name == ".." {
+		return fmt.Errorf("a Kafka topic name is 1 to 249 characters, not . or ..")
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("a Kafka topic name holds only letters, digits, '.', '_' and '-', not %q", c)
+		}
+	}
+	return nil
+}
 
 // Write implements connectors.RecordSink. The idempotent producer fails
 // every record of a partition buffered after one that failed, so a key's
@@ -138,12 +173,16 @@ func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
 	out := make([]*kgo.Record, len(recs))
 	index := make(map[*kgo.Record]int, len(recs))
 	for i, r := range recs {
-		out[i] = &kgo.Record{Key: r.Key, Value: r.Value, Headers: r.Headers}
+		topic := r.Target
+		if topic == "" {
+			topic = s.cfg.Topic
+		}
+		out[i] = &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value, Headers: r.Headers}
 		index[out[i]] = i
 	}
 	// Results come in the order records completed, not the order given.
 	for _, res := range s.cl.ProduceSync(ctx, out...) {
-		recs[index[res.Record]].Err = classify(s.cfg.Topic, res.Err)
+		recs[index[res.Record]].Err = classify(res.Record.Topic, res.Err)
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
+	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/embedded"
@@ -352,5 +353,84 @@ func TestEventsNearOneMiBAreDelivered(t *testing.T) {
 	}
 	if got := readHub(t, hb.Addr, ca, 1); len(got) != 1 || !bytes.Equal(got[0].Value, value) {
 		t.Fatal("the record did not arrive whole")
+	}
+}
+
+// routedTypes are the generator's event types: the routed topics.
+var routedTypes = []string{"lead.created", "lead.updated", "recipient.delivered", "recipient.failed",
+	"recipient.skipped", "filter.passed", "filter.rejected", "feedback.received", "deal.won"}
+
+// A topic template routes each event to the topic of its type, every
+// resource's events in order within each; an event whose type renders to
+// a name Kafka refuses goes to the DLQ with the reason, and the rest go on.
+func TestTopicTemplateRoutesByEventType(t *testing.T) {
+	var topics []string
+	for _, ty := range routedTypes {
+		topics = append(topics, "leads."+ty)
+	}
+	dst, err := embedded.Start(embedded.Options{Extra: []kfake.Opt{kfake.SeedTopics(3, topics...)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dst.Close)
+	evs := connectortest.EventsOver(21, 40, 3000)
+	bad := map[string]bool{}
+	for _, i := range []int{10, 500, 2999} {
+		evs[i].EventType = "lead created!"
+		bad[evs[i].EventID] = true
+	}
+	cfg := Config{Brokers: []string{dst.Addr}, Topic: "leads.{{event_type}}"}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close(context.Background())
+	p := connectortest.StartPipeline(t, sink, evs, connectors.Config{})
+	p.Drained(t)
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(dst.Addr), kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	byTopic := map[string][]*schemas.Event{}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for n := 0; n < len(evs)-len(bad); {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d routed records", n, len(evs)-len(bad))
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			e, err := schemas.JSON{}.Decode(r.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byTopic[r.Topic] = append(byTopic[r.Topic], e)
+			n++
+		})
+	}
+	want := map[string][]*schemas.Event{}
+	for _, e := range evs {
+		if !bad[e.EventID] {
+			want["leads."+e.EventType] = append(want["leads."+e.EventType], e)
+		}
+	}
+	if len(want) < 5 {
+		t.Fatalf("the events span %d types; the test needs several", len(want))
+	}
+	for topic, w := range want {
+		connectortest.CheckOrder(t, w, byTopic[topic], true)
+	}
+	for _, r := range p.ReadDLQ(t, len(bad)) {
+		e, _ := schemas.JSON{}.Decode(r.Value)
+		msg := dlq.Header(r, dlq.HeaderMessage)
+		if !bad[e.EventID] || dlq.Header(r, dlq.HeaderClass) != "target" || !strings.Contains(msg, `target "leads.lead%20created%21"`) {
+			t.Fatalf("dead letter %s: class %q, %q", e.EventID, dlq.Header(r, dlq.HeaderClass), msg)
+		}
 	}
 }

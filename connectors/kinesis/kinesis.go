@@ -32,7 +32,9 @@ const (
 
 // Config is the kinesis section of a connector.
 type Config struct {
-	// Stream is the stream name or ARN; required.
+	// Stream is the stream name or ARN; required. A name may be a
+	// template ("leads-{{event_type}}"): each event goes to the stream
+	// rendered for it (see connectors.Router).
 	Stream string `yaml:"stream"`
 	// PartitionKey is a template; default {{resource_id}}.
 	PartitionKey    string `yaml:"partition_key"`
@@ -52,8 +54,19 @@ func (c *Config) Defaults() {
 // Validate reports every problem with paths relative to the section.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Stream == "" {
+	switch {
+	case c.Stream == "":
 		errs = append(errs, yamlconf.Errorf("stream", "required: a stream name or ARN"))
+	case strings.Contains(c.Stream, "{{") && strings.HasPrefix(c.Stream, "arn:"):
+		errs = append(errs, yamlconf.Errorf("stream", "a template renders stream names, not ARNs"))
+	case strings.Contains(c.Stream, "{{"):
+		if _, err := connectors.ParseTemplate(c.Stream); err != nil {
+			errs = append(errs, yamlconf.Errorf("stream", "%v", err))
+		}
+	case !strings.HasPrefix(c.Stream, "arn:"):
+		if err := CheckStream(c.Stream); err != nil {
+			errs = append(errs, yamlconf.Errorf("stream", "%v", err))
+		}
 	}
 	if _, err := connectors.ParseTemplate(c.PartitionKey); err != nil {
 		errs = append(errs, yamlconf.Errorf("partition_key", "%v", err))
@@ -69,6 +82,7 @@ type Sink struct {
 	cfg    Config
 	client *kinesis.Client
 	key    *connectors.Template
+	stream *connectors.Template // nil: cfg.Stream for every record
 }
 
 // New builds the client from the default AWS configuration and cfg. The
@@ -88,7 +102,33 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 	})
-	return &Sink{cfg: cfg, client: client, key: key}, nil
+	sink := &Sink{cfg: cfg, client: client, key: key}
+	if strings.Contains(cfg.Stream, "{{") {
+		if sink.stream, err = connectors.ParseTemplate(cfg.Stream); err != nil {
+			return nil, err
+		}
+	}
+	return sink, nil
+}
+
+// TargetTemplate implements connectors.Router.
+func (s *Sink) TargetTemplate() *connectors.Template { return s.stream }
+
+// CheckTarget implements connectors.Router.
+func (s *Sink) CheckTarget(name string) error { return CheckStream(name) }
+
+// CheckStream reports why name is not a Kinesis stream name: 1 to 128
+// letters, digits, '_', '.' and '-'.
+func CheckStream(name string) error {
+	if name == "" || len(name) > 128 {
+		return fmt.Errorf("a Kinesis stream name is 1 to 128 characters")
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("a Kinesis stream name holds only letters, digits, '_', '.' and '-', not %q", c)
+		}
+	}
+	return nil
 }
 
 // KeyTemplate implements connectors.RecordSink.
@@ -99,12 +139,32 @@ func (s *Sink) KeyTemplate() *connectors.Template { return s.key }
 // sends nothing more in this Write, so its later records wait for the
 // runtime's retry behind it.
 func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
+	if s.stream == nil {
+		s.writeStream(ctx, s.cfg.Stream, recs)
+		return
+	}
+	// Streams are written one after another, each in its records' order.
+	var streams []string
+	by := map[string][]*connectors.Record{}
+	for _, r := range recs {
+		if _, ok := by[r.Target]; !ok {
+			streams = append(streams, r.Target)
+		}
+		by[r.Target] = append(by[r.Target], r)
+	}
+	for _, st := range streams {
+		s.writeStream(ctx, st, by[st])
+	}
+}
+
+// writeStream writes recs to one stream.
+func (s *Sink) writeStream(ctx context.Context, stream string, recs []*connectors.Record) {
 	queues := map[string][]*connectors.Record{}
 	var keys []string // in order of first appearance
 	for _, r := range recs {
 		r.Err = connectors.ErrNotWritten // until a call says otherwise
 		if len(r.Value)+len(r.Key) > maxRecordBytes {
-			r.Err = connectors.Describe(connectors.Permanent(fmt.Errorf("kinesis %s: record of %d bytes with its key is over the 1 MiB limit", s.cfg.Stream, len(r.Value)+len(r.Key)), ""), 0, "", connectors.ClassTooLarge)
+			r.Err = connectors.Describe(connectors.Permanent(fmt.Errorf("kinesis %s: record of %d bytes with its key is over the 1 MiB limit", stream, len(r.Value)+len(r.Key)), ""), 0, "", connectors.ClassTooLarge)
 			continue
 		}
 		k := string(r.Key)
@@ -128,7 +188,7 @@ func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
 			call = append(call, q[0])
 			bytes += n
 		}
-		s.put(ctx, call)
+		s.put(ctx, stream, call)
 		for _, r := range call {
 			k := string(r.Key)
 			if r.Err != nil {
@@ -148,12 +208,12 @@ func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
 }
 
 // put sends one PutRecords call and sets each record's outcome.
-func (s *Sink) put(ctx context.Context, call []*connectors.Record) {
+func (s *Sink) put(ctx context.Context, stream string, call []*connectors.Record) {
 	in := &kinesis.PutRecordsInput{Records: make([]types.PutRecordsRequestEntry, len(call))}
-	if strings.HasPrefix(s.cfg.Stream, "arn:") {
-		in.StreamARN = aws.String(s.cfg.Stream)
+	if strings.HasPrefix(stream, "arn:") {
+		in.StreamARN = aws.String(stream)
 	} else {
-		in.StreamName = aws.String(s.cfg.Stream)
+		in.StreamName = aws.String(stream)
 	}
 	for j, r := range call {
 		in.Records[j] = types.PutRecordsRequestEntry{Data: r.Value, PartitionKey: aws.String(string(r.Key))}
@@ -164,7 +224,7 @@ func (s *Sink) put(ctx context.Context, call []*connectors.Record) {
 	}
 	if err != nil {
 		status, code, class := awsconf.Failure(err)
-		err = connectors.Describe(connectors.Retryable(fmt.Errorf("kinesis %s: %w", s.cfg.Stream, err), 0), status, code, class)
+		err = connectors.Describe(connectors.Retryable(fmt.Errorf("kinesis %s: %w", stream, err), 0), status, code, class)
 		for _, r := range call {
 			r.Err = err
 		}
@@ -180,7 +240,7 @@ func (s *Sink) put(ctx context.Context, call []*connectors.Record) {
 			if awsconf.IsThrottling(code) {
 				class = connectors.ClassThrottled
 			}
-			call[j].Err = connectors.Describe(connectors.Retryable(fmt.Errorf("kinesis %s: %s: %s", s.cfg.Stream, code, aws.ToString(res.ErrorMessage)), 0), 0, code, class)
+			call[j].Err = connectors.Describe(connectors.Retryable(fmt.Errorf("kinesis %s: %s: %s", stream, code, aws.ToString(res.ErrorMessage)), 0), 0, code, class)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
+	"github.com/firehose/firehose/internal/dlq"
+	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/kinesalite"
 	"github.com/firehose/firehose/testsupport/wait"
 )
@@ -35,31 +38,34 @@ func newSink(t *testing.T, endpoint string) *Sink {
 	return s
 }
 
-// stream creates the stream (4 shards) on kinesalite and waits until it
-// is active.
-func stream(t *testing.T, s *Sink) {
+// stream creates the stream (4 shards) on kinesalite, "events" or the
+// one named, and waits until it is active.
+func stream(t *testing.T, s *Sink, name ...string) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := s.client.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("events"), ShardCount: aws.Int32(4)}); err != nil {
+	n := append(name, "events")[0]
+	if _, err := s.client.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(n), ShardCount: aws.Int32(4)}); err != nil {
 		t.Fatal(err)
 	}
 	wait.Eventually(t, 10*time.Second, "the stream active", func() bool {
-		d, err := s.client.DescribeStream(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String("events")})
+		d, err := s.client.DescribeStream(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String(n)})
 		return err == nil && d.StreamDescription.StreamStatus == types.StreamStatusActive
 	})
 }
 
-// readAll reads every record of every shard from the start.
-func readAll(t *testing.T, s *Sink) []types.Record {
+// readAll reads every record of every shard from the start, of "events"
+// or the stream named.
+func readAll(t *testing.T, s *Sink, name ...string) []types.Record {
 	t.Helper()
 	ctx := context.Background()
-	shards, err := s.client.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String("events")})
+	n := append(name, "events")[0]
+	shards, err := s.client.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(n)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []types.Record
 	for _, sh := range shards.Shards {
-		it, err := s.client.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String("events"), ShardId: sh.ShardId, ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
+		it, err := s.client.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(n), ShardId: sh.ShardId, ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -223,4 +229,51 @@ func (f *proxy) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, resp.Body)
+}
+
+// A stream template routes each event to the stream of its type, every
+// resource's events in order within each; an event whose type renders to
+// a name Kinesis refuses goes to the DLQ with the reason.
+func TestStreamTemplateRoutesByEventType(t *testing.T) {
+	endpoint := kinesalite.Start(t)
+	kinds := []string{"created", "updated", "failed"}
+	evs := connectortest.EventsOver(23, 30, 900)
+	for i, e := range evs {
+		e.EventType = kinds[i%len(kinds)]
+	}
+	evs[100].EventType = "lead created!"
+	cfg := Config{Stream: "leads-{{event_type}}", Endpoint: endpoint, Region: "us-east-1", AccessKeyID: "x", SecretAccessKey: "y"}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ty := range kinds {
+		stream(t, s, "leads-"+ty)
+	}
+	p := connectortest.StartPipeline(t, s, evs, connectors.Config{})
+	p.Drained(t)
+	for _, ty := range kinds {
+		var want, got []*schemas.Event
+		for _, e := range evs {
+			if e.EventType == ty {
+				want = append(want, e)
+			}
+		}
+		for _, r := range readAll(t, s, "leads-"+ty) {
+			e, err := schemas.JSON{}.Decode(r.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, e)
+		}
+		connectortest.CheckOrder(t, want, got, true)
+	}
+	dl := p.ReadDLQ(t, 1)
+	if msg := dlq.Header(dl[0], dlq.HeaderMessage); !strings.Contains(msg, `target "leads-lead%20created%21"`) {
+		t.Fatalf("dead letter: %q", msg)
+	}
 }

@@ -25,7 +25,10 @@ import (
 // Config is the pubsub section of a connector.
 type Config struct {
 	Project string `yaml:"project"` // required
-	Topic   string `yaml:"topic"`   // required: a topic id or projects/<p>/topics/<t>
+	// Topic is required: a topic id or projects/<p>/topics/<t>. It may
+	// be a template ("leads.{{event_type}}"): each event goes to the
+	// topic rendered for it (see connectors.Router).
+	Topic string `yaml:"topic"`
 	// OrderingKey is a template; default {{resource_id}}. Message
 	// ordering must also be enabled on the subscription.
 	OrderingKey string `yaml:"ordering_key"`
@@ -65,6 +68,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Topic == "" {
 		errs = append(errs, yamlconf.Errorf("topic", "required"))
+	} else if _, err := connectors.ParseTemplate(c.Topic); err != nil {
+		errs = append(errs, yamlconf.Errorf("topic", "%v", err))
+	} else if !strings.Contains(c.Topic, "{{") {
+		if err := CheckTopic(c.Topic); err != nil {
+			errs = append(errs, yamlconf.Errorf("topic", "%v", err))
+		}
 	}
 	if _, err := connectors.ParseTemplate(c.OrderingKey); err != nil {
 		errs = append(errs, yamlconf.Errorf("ordering_key", "%v", err))
@@ -74,9 +83,12 @@ func (c *Config) Validate() error {
 
 // Sink publishes events.
 type Sink struct {
+	cfg       Config
 	client    *pubsub.Client
-	pub       *pubsub.Publisher
 	key       *connectors.Template
+	topic     *connectors.Template // nil: cfg.Topic for every message
+	mu        sync.Mutex
+	pubs      map[string]*pubsub.Publisher // by topic
 	closeOnce sync.Once
 }
 
@@ -95,21 +107,71 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pubsub destination: %w", err)
 	}
-	pub := client.Publisher(cfg.Topic)
+	s := &Sink{cfg: cfg, client: client, key: key, pubs: map[string]*pubsub.Publisher{}}
+	if strings.Contains(cfg.Topic, "{{") {
+		if s.topic, err = connectors.ParseTemplate(cfg.Topic); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// publisher returns the publisher of a topic ("": the configured one),
+// created at its first message.
+func (s *Sink) publisher(topic string) *pubsub.Publisher {
+	if topic == "" {
+		topic = s.cfg.Topic
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pub, ok := s.pubs[topic]; ok {
+		return pub
+	}
+	pub := s.client.Publisher(topic)
 	pub.EnableMessageOrdering = true
-	pub.PublishSettings.Timeout = cfg.PublishTimeout
+	pub.PublishSettings.Timeout = s.cfg.PublishTimeout
 	pub.PublishSettings.DelayThreshold = 10 * time.Millisecond
-	if cfg.batch.MaxEvents > 0 {
-		pub.PublishSettings.CountThreshold = min(cfg.batch.MaxEvents, 1000)
+	if s.cfg.batch.MaxEvents > 0 {
+		pub.PublishSettings.CountThreshold = min(s.cfg.batch.MaxEvents, 1000)
 	}
-	if cfg.batch.MaxBytes > 0 {
-		pub.PublishSettings.ByteThreshold = int(min(int64(cfg.batch.MaxBytes), 9_000_000))
+	if s.cfg.batch.MaxBytes > 0 {
+		pub.PublishSettings.ByteThreshold = int(min(int64(s.cfg.batch.MaxBytes), 9_000_000))
 	}
-	return &Sink{client: client, pub: pub, key: key}, nil
+	s.pubs[topic] = pub
+	return pub
 }
 
 // KeyTemplate implements connectors.RecordSink.
 func (s *Sink) KeyTemplate() *connectors.Template { return s.key }
+
+// TargetTemplate implements connectors.Router.
+func (s *Sink) TargetTemplate() *connectors.Template { return s.topic }
+
+// CheckTarget implements connectors.Router.
+func (s *Sink) CheckTarget(name string) error { return CheckTopic(name) }
+
+// CheckTopic reports why name is not a Pub/Sub topic: an id, or
+// projects/<project>/topics/<id>, whose id is 3 to 255 letters, digits and
+// "-_.~+%", begins with a letter and not with "goog".
+func CheckTopic(name string) error {
+	id := name
+	if strings.HasPrefix(name, "projects/") {
+		parts := strings.Split(name, "/")
+		if len(parts) != 4 || parts[1] == "" || parts[2] != "topics" {
+			return fmt.Errorf("a Pub/Sub topic is an id or projects/<project>/topics/<id>")
+		}
+		id = parts[3]
+	}
+	if len(id) < 3 || len(id) > 255 || !(id[0] >= 'a' && id[0] <= 'z' || id[0] >= 'A' && id[0] <= 'Z') || strings.HasPrefix(strings.ToLower(id), "goog") {
+		return fmt.Errorf("a Pub/Sub topic id is 3 to 255 characters, begins with a letter and not with goog")
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.~+%", c) >= 0) {
+			return fmt.Errorf("a Pub/Sub topic id holds only letters, digits and -_.~+%%, not %q", c)
+		}
+	}
+	return nil
+}
 
 // Write implements connectors.RecordSink. After a failure on an ordering
 // key the publisher refuses that key's later messages (they come back as
@@ -118,6 +180,7 @@ func (s *Sink) KeyTemplate() *connectors.Template { return s.key }
 // failed ones before anything newer.
 func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
 	results := make([]*pubsub.PublishResult, len(recs))
+	pubs := make([]*pubsub.Publisher, len(recs))
 	for i, r := range recs {
 		attrs := make(map[string]string, len(r.Headers))
 		for _, h := range r.Headers {
@@ -129,22 +192,33 @@ func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
 				attrs[h.Key] = string(h.Value)
 			}
 		}
-		results[i] = s.pub.Publish(ctx, &pubsub.Message{Data: r.Value, OrderingKey: string(r.Key), Attributes: attrs})
+		pubs[i] = s.publisher(r.Target)
+		results[i] = pubs[i].Publish(ctx, &pubsub.Message{Data: r.Value, OrderingKey: string(r.Key), Attributes: attrs})
 	}
-	s.pub.Flush()
-	failed := map[string]bool{}
+	flushed := map[*pubsub.Publisher]bool{}
+	for _, pub := range pubs {
+		if !flushed[pub] {
+			pub.Flush()
+			flushed[pub] = true
+		}
+	}
+	type failure struct {
+		pub *pubsub.Publisher
+		key string
+	}
+	failed := map[failure]bool{}
 	for i, res := range results {
 		_, err := res.Get(ctx)
 		recs[i].Err = nil
 		if err == nil {
 			continue
 		}
-		failed[string(recs[i].Key)] = true
-		err = fmt.Errorf("publish to %s: %w", s.pub, err)
+		failed[failure{pubs[i], string(recs[i].Key)}] = true
+		err = fmt.Errorf("publish to %s: %w", pubs[i], err)
 		recs[i].Err = classify(err)
 	}
-	for k := range failed {
-		s.pub.ResumePublish(k)
+	for f := range failed {
+		f.pub.ResumePublish(f.key)
 	}
 }
 
@@ -183,7 +257,11 @@ func classify(err error) error {
 func (s *Sink) Close(context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
-		s.pub.Stop()
+		s.mu.Lock()
+		for _, pub := range s.pubs {
+			pub.Stop()
+		}
+		s.mu.Unlock()
 		err = s.client.Close()
 	})
 	return err

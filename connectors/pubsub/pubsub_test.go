@@ -3,6 +3,7 @@ package pubsub
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
+	"github.com/firehose/firehose/internal/dlq"
+	"github.com/firehose/firehose/schemas"
 )
 
 // outage fails every Publish until it ends.
@@ -111,11 +114,73 @@ func TestPublisherBundlesFollowTheBatchBounds(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := s.pub.PublishSettings; got.CountThreshold != tc.count || got.ByteThreshold != tc.bytes {
+			if got := s.publisher("").PublishSettings; got.CountThreshold != tc.count || got.ByteThreshold != tc.bytes {
 				t.Errorf("batch %+v: bundles of %d messages and %d bytes, want %d and %d", tc.batch, got.CountThreshold, got.ByteThreshold, tc.count, tc.bytes)
 			}
 			s.Close(context.Background())
 			srv.Close()
 		})
+	}
+}
+
+// A topic template routes each event to the topic of its type, with
+// every resource's events in order within each; an event whose type
+// renders to a name Pub/Sub refuses goes to the DLQ with the reason.
+func TestTopicTemplateRoutesByEventType(t *testing.T) {
+	srv := pstest.NewServer()
+	t.Cleanup(func() { srv.Close() })
+	evs := connectortest.EventsOver(22, 40, 2000)
+	bad := map[string]bool{}
+	for _, i := range []int{7, 1500} {
+		evs[i].EventType = "lead=created" // '=' stays in a rendered value; Pub/Sub ids take no '='
+		bad[evs[i].EventID] = true
+	}
+	cfg := Config{Project: "p", Topic: "leads-{{event_type}}"}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.options = []option.ClientOption{option.WithEndpoint(srv.Addr), option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials()))}
+	s, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	want := map[string][]*schemas.Event{}
+	for _, e := range evs {
+		if !bad[e.EventID] {
+			want["projects/p/topics/leads-"+e.EventType] = append(want["projects/p/topics/leads-"+e.EventType], e)
+		}
+	}
+	for topic := range want {
+		if _, err := s.client.TopicAdminClient.CreateTopic(context.Background(), &pubsubpb.Topic{Name: topic}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := connectortest.StartPipeline(t, s, evs, connectors.Config{})
+	p.Drained(t)
+	got := map[string][]*schemas.Event{}
+	for _, m := range srv.Messages() {
+		e, err := schemas.JSON{}.Decode(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.OrderingKey != e.ResourceID {
+			t.Fatalf("ordering key %q for resource %s", m.OrderingKey, e.ResourceID)
+		}
+		got[m.Topic] = append(got[m.Topic], e)
+	}
+	if len(want) < 5 {
+		t.Fatalf("the events span %d types; the test needs several", len(want))
+	}
+	for topic, w := range want {
+		connectortest.CheckOrder(t, w, got[topic], true)
+	}
+	for _, r := range p.ReadDLQ(t, len(bad)) {
+		e, _ := schemas.JSON{}.Decode(r.Value)
+		if msg := dlq.Header(r, dlq.HeaderMessage); !bad[e.EventID] || !strings.Contains(msg, `target "leads-lead=created"`) {
+			t.Fatalf("dead letter %s: %q", e.EventID, msg)
+		}
 	}
 }

@@ -156,7 +156,7 @@ func (s *Sink) CheckTarget(name string) error { return CheckTopic(name) }
 // letters, digits, '.', '_' and '-', and not "." or "..".
 func CheckTopic(name string) error {
 	if name == "" || len(name) > 249 || name == "." || name == ".." {
-		return fmt.Errorf("a Kafka topic name is 1 to 249 characters, not . or ..")
+		return fmt.Errorf("a Kafka topic name is 1 to 249 characters, and neither %q nor %q", ".", "..")
 	}
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {

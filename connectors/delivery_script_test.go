@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/connectors/connectortest"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/embedded"
@@ -125,22 +126,7 @@ func committed(t *testing.T, adm *kadm.Client) int64 {
 }
 
 func deadLetters(t *testing.T, br *embedded.Broker, n int) []*kgo.Record {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(br.Addr), kgo.ConsumeTopics("events.dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out []*kgo.Record
-	for len(out) < n {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("%d of %d dead letters", len(out), n)
-		}
-		out = append(out, fs.Records()...)
-	}
-	return out
+	return connectortest.ReadTopic(t, br.Addr, "events.dlq", n)
 }
 
 // Each answer a destination can give has its outcome: retryable errors are

@@ -23,7 +23,7 @@ type Pipeline struct {
 	// Offsets are each event's partition and offset, in the order given.
 	Offsets []Position
 	adm     *kadm.Client
-	cl      *kgo.Client
+	addr    string // the broker's
 	group   string
 	done    chan error
 	stop    func() error
@@ -62,7 +62,7 @@ func StartPipeline(t *testing.T, sink connectors.Destination, evs []*schemas.Eve
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	p := &Pipeline{adm: adm, cl: cl, group: "suite-" + t.Name(), done: make(chan error, 1)}
+	p := &Pipeline{adm: adm, addr: env.Broker.Addr, group: "suite-" + t.Name(), done: make(chan error, 1)}
 	for _, r := range recs {
 		p.Offsets = append(p.Offsets, Position{r.Partition, r.Offset})
 	}
@@ -182,8 +182,14 @@ func MostInWindow(sent []Sent, d time.Duration) int {
 // failing the test after 30 seconds.
 func (p *Pipeline) ReadDLQ(t testing.TB, n int) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(p.cl.OptValue(kgo.SeedBrokers).([]string)...), kgo.ConsumeTopics("events.dlq"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	return ReadTopic(t, p.addr, "events.dlq", n)
+}
+
+// ReadTopic returns the records of a topic from its start, n of them at
+// least, failing the test after 30 seconds.
+func ReadTopic(t testing.TB, addr, topic string, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +200,7 @@ func (p *Pipeline) ReadDLQ(t testing.TB, n int) []*kgo.Record {
 	for len(out) < n {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d dead letters", len(out), n)
+			t.Fatalf("read %d of %d records of %s", len(out), n, topic)
 		}
 		out = append(out, fs.Records()...)
 	}

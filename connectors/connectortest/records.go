@@ -207,13 +207,8 @@ func RunRecords(t *testing.T, tg RecordTarget) {
 		}
 	})
 	t.Run("OnErrorDropsWhatItMatches", func(t *testing.T) {
-		open, read := tg.Start(t, true)
-		sink := open(t)
-		defer sink.Close(context.Background())
 		evs := EventsOver(46, 20, 600)
-		rule := tg.Refusal
-		rule.Action = connectors.ActionDrop
-		p := StartPipeline(t, sink, evs, connectors.Config{OnError: []connectors.ErrorRule{rule}})
+		p, read := refusing(t, tg, evs, connectors.ActionDrop)
 		p.Drained(t)
 		dropped := p.Worker.Stats().Dropped.Load()
 		stored := read()
@@ -223,16 +218,11 @@ func RunRecords(t *testing.T, tg RecordTarget) {
 		if n := p.DeadLetters(t); n != 0 {
 			t.Fatalf("%d dead letters: dropped events must not reach the DLQ", n)
 		}
-		t.Logf("%d of %d events dropped by %s", dropped, len(evs), rule)
+		t.Logf("%d of %d events dropped by %s", dropped, len(evs), tg.Refusal)
 	})
 	t.Run("OnErrorStopCommitsNothingPastARefusal", func(t *testing.T) {
-		open, read := tg.Start(t, true)
-		sink := open(t)
-		defer sink.Close(context.Background())
 		evs := EventsOver(47, 20, 600)
-		rule := tg.Refusal
-		rule.Action = connectors.ActionStop
-		p := StartPipeline(t, sink, evs, connectors.Config{OnError: []connectors.ErrorRule{rule}})
+		p, read := refusing(t, tg, evs, connectors.ActionStop)
 		if err := p.Stopped(t, time.Minute); !errors.Is(err, connectors.ErrStopped) {
 			t.Fatalf("the worker ended with %v, want it stopped by the rule", err)
 		}
@@ -342,4 +332,15 @@ func (s *timedSink) sent() []Sent {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.sends)
+}
+
+// refusing starts a pipeline of evs into the flaky server, with one
+// on_error rule: the target's refusal, with action.
+func refusing(t *testing.T, tg RecordTarget, evs []*schemas.Event, action string) (*Pipeline, func() []Stored) {
+	open, read := tg.Start(t, true)
+	sink := open(t)
+	t.Cleanup(func() { _ = sink.Close(context.Background()) })
+	rule := tg.Refusal
+	rule.Action = action
+	return StartPipeline(t, sink, evs, connectors.Config{OnError: []connectors.ErrorRule{rule}}), read
 }

@@ -24,9 +24,9 @@ import (
 	"github.com/firehose/firehose/testsupport/wait"
 )
 
-func newSink(t *testing.T, endpoint string) *Sink {
+func newSink(t *testing.T, endpoint string, stream ...string) *Sink {
 	t.Helper()
-	cfg := Config{Stream: "events", Endpoint: endpoint, Region: "us-east-1", AccessKeyID: "x", SecretAccessKey: "y"}
+	cfg := Config{Stream: append(stream, "events")[0], Endpoint: endpoint, Region: "us-east-1", AccessKeyID: "x", SecretAccessKey: "y"}
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -242,15 +242,7 @@ func TestStreamTemplateRoutesByEventType(t *testing.T) {
 		e.EventType = kinds[i%len(kinds)]
 	}
 	evs[100].EventType = "lead created!"
-	cfg := Config{Stream: "leads-{{event_type}}", Endpoint: endpoint, Region: "us-east-1", AccessKeyID: "x", SecretAccessKey: "y"}
-	cfg.Defaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSink(t, endpoint, "leads-{{event_type}}")
 	for _, ty := range kinds {
 		stream(t, s, "leads-"+ty)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,6 +53,18 @@ type Router interface {
 	// CheckTarget reports why name is not a target the destination
 	// takes.
 	CheckTarget(name string) error
+}
+
+// TargetTemplate parses a Router's target setting: nil for a fixed
+// target, which check must accept, or the template to render per event.
+func TargetTemplate(target string, check func(string) error) (*Template, error) {
+	if target == "" {
+		return nil, errors.New("required")
+	}
+	if !strings.Contains(target, "{{") {
+		return nil, check(target)
+	}
+	return ParseTemplate(target)
 }
 
 // MaxTargets bounds the distinct targets one connector's process writes

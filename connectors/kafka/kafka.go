@@ -82,14 +82,8 @@ func (c *Config) Validate() error {
 	if len(c.Brokers) == 0 {
 		errs = append(errs, yamlconf.Errorf("brokers", "required (or event_hubs.namespace)"))
 	}
-	if c.Topic == "" {
-		errs = append(errs, yamlconf.Errorf("topic", "required"))
-	} else if _, err := connectors.ParseTemplate(c.Topic); err != nil {
+	if _, err := connectors.TargetTemplate(c.Topic, CheckTopic); err != nil {
 		errs = append(errs, yamlconf.Errorf("topic", "%v", err))
-	} else if !strings.Contains(c.Topic, "{{") {
-		if err := CheckTopic(c.Topic); err != nil {
-			errs = append(errs, yamlconf.Errorf("topic", "%v", err))
-		}
 	}
 	if c.MaxRecordBytes < 1024 || c.MaxRecordBytes > kafkaclient.ProducerMaxBytes {
 		errs = append(errs, yamlconf.Errorf("max_record_bytes", "must be between 1KiB and %d, got %d", kafkaclient.ProducerMaxBytes, c.MaxRecordBytes))
@@ -134,13 +128,12 @@ func New(cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	sink := &Sink{cfg: cfg, cl: cl, key: key}
-	if strings.Contains(cfg.Topic, "{{") {
-		if sink.topic, err = connectors.ParseTemplate(cfg.Topic); err != nil {
-			return nil, err
-		}
+	topic, err := connectors.TargetTemplate(cfg.Topic, CheckTopic)
+	if err != nil {
+		cl.Close()
+		return nil, err
 	}
-	return sink, nil
+	return &Sink{cfg: cfg, cl: cl, key: key, topic: topic}, nil
 }
 
 // KeyTemplate implements connectors.RecordSink.

@@ -59,12 +59,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, yamlconf.Errorf("stream", "required: a stream name or ARN"))
 	case strings.Contains(c.Stream, "{{") && strings.HasPrefix(c.Stream, "arn:"):
 		errs = append(errs, yamlconf.Errorf("stream", "a template renders stream names, not ARNs"))
-	case strings.Contains(c.Stream, "{{"):
-		if _, err := connectors.ParseTemplate(c.Stream); err != nil {
-			errs = append(errs, yamlconf.Errorf("stream", "%v", err))
-		}
 	case !strings.HasPrefix(c.Stream, "arn:"):
-		if err := CheckStream(c.Stream); err != nil {
+		if _, err := connectors.TargetTemplate(c.Stream, CheckStream); err != nil {
 			errs = append(errs, yamlconf.Errorf("stream", "%v", err))
 		}
 	}
@@ -104,7 +100,7 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	})
 	sink := &Sink{cfg: cfg, client: client, key: key}
 	if strings.Contains(cfg.Stream, "{{") {
-		if sink.stream, err = connectors.ParseTemplate(cfg.Stream); err != nil {
+		if sink.stream, err = connectors.TargetTemplate(cfg.Stream, CheckStream); err != nil {
 			return nil, err
 		}
 	}

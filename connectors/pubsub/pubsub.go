@@ -66,14 +66,8 @@ func (c *Config) Validate() error {
 	if c.Project == "" {
 		errs = append(errs, yamlconf.Errorf("project", "required"))
 	}
-	if c.Topic == "" {
-		errs = append(errs, yamlconf.Errorf("topic", "required"))
-	} else if _, err := connectors.ParseTemplate(c.Topic); err != nil {
+	if _, err := connectors.TargetTemplate(c.Topic, CheckTopic); err != nil {
 		errs = append(errs, yamlconf.Errorf("topic", "%v", err))
-	} else if !strings.Contains(c.Topic, "{{") {
-		if err := CheckTopic(c.Topic); err != nil {
-			errs = append(errs, yamlconf.Errorf("topic", "%v", err))
-		}
 	}
 	if _, err := connectors.ParseTemplate(c.OrderingKey); err != nil {
 		errs = append(errs, yamlconf.Errorf("ordering_key", "%v", err))
@@ -107,13 +101,12 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pubsub destination: %w", err)
 	}
-	s := &Sink{cfg: cfg, client: client, key: key, pubs: map[string]*pubsub.Publisher{}}
-	if strings.Contains(cfg.Topic, "{{") {
-		if s.topic, err = connectors.ParseTemplate(cfg.Topic); err != nil {
-			return nil, err
-		}
+	topic, err := connectors.TargetTemplate(cfg.Topic, CheckTopic)
+	if err != nil {
+		_ = client.Close()
+		return nil, err
 	}
-	return s, nil
+	return &Sink{cfg: cfg, client: client, key: key, topic: topic, pubs: map[string]*pubsub.Publisher{}}, nil
 }
 
 // publisher returns the publisher of a topic ("": the configured one),

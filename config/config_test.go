@@ -544,3 +544,47 @@ connectors:
 		}
 	}
 }
+
+// Transform steps are read in order and checked where written.
+func TestTransformSteps(t *testing.T) {
+	c, err := Parse("f.yaml", []byte(`kafka: {brokers: ["h:1"]}
+connectors:
+  - name: crm
+    type: http
+    http: {url: "http://x"}
+    transform:
+      - select: [event_id, event_type, metadata.buyer_response.price]
+      - rename: {event_type: type, event_id: id}
+      - set: {price_cents: "metadata.buyer_response.price * 100"}
+      - drop: [metadata]
+`), Options{Lookup: env(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Connectors[0].Transform[1].Rename; len(r) != 2 || r[0].Key != "event_type" || r[1].Value != "id" {
+		t.Fatalf("rename: %+v", r)
+	}
+	_, err = Parse("f.yaml", []byte(`kafka: {brokers: ["h:1"]}
+connectors:
+  - name: crm
+    type: http
+    http: {url: "http://x"}
+    transform:
+      - set: {price_cents: "metadata.price *"}
+      - {select: [a..b]}
+  - name: lake
+    type: file
+    encoding: parquet
+    file: {dir: /x}
+    transform: [{drop: [metadata]}]
+`), Options{Lookup: env(nil)})
+	for _, want := range []string{
+		`f.yaml:7:28: connectors[0].transform[0].set.price_cents: "metadata.price *" does not compile`,
+		`f.yaml:8:18: connectors[0].transform[1].select: must be a dotted path such as metadata.price, got "a..b"`,
+		`f.yaml:13:16: connectors[1].transform: shapes JSON: it works with encoding ndjson or json and with record destinations; parquet files keep the event's schema`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}

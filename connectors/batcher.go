@@ -107,6 +107,7 @@ type openBatch struct {
 	lane    int
 	records []*kgo.Record
 	events  []*schemas.Event
+	shaped  [][]byte // each event's transformed JSON, with transforms
 	times   []time.Time
 	bytes   int
 	opened  time.Time
@@ -118,7 +119,7 @@ func newPartState() *partState {
 
 // add puts a record and its event into its open batch, and seals the
 // batch when it reaches a bound.
-func (bt *batcher) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.Time) {
+func (bt *batcher) add(ps *partState, r *kgo.Record, e *schemas.Event, shaped []byte, now time.Time) {
 	path := ""
 	if bt.tmpl != nil {
 		ts := e.Timestamp
@@ -157,7 +158,12 @@ func (bt *batcher) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.
 	}
 	b.records = append(b.records, r)
 	b.times = append(b.times, e.Timestamp)
-	if e.Extra.Get(MetadataKey) != nil {
+	if shaped != nil {
+		b.shaped = append(b.shaped, shaped)
+		if bt.splice {
+			e = nil // written from its shape
+		}
+	} else if e.Extra.Get(MetadataKey) != nil {
 		// A delivered event sent round again: its old metadata is
 		// replaced, not repeated, so it is encoded from the event.
 		e.Extra.Delete(MetadataKey)
@@ -166,6 +172,9 @@ func (bt *batcher) add(ps *partState, r *kgo.Record, e *schemas.Event, now time.
 	}
 	b.events = append(b.events, e)
 	n := len(r.Value) + 96 // firehose_metadata and a newline
+	if shaped != nil {
+		n = len(shaped) + 96
+	}
 	bt.avgRecord = (bt.avgRecord*15 + int64(n)) / 16
 	b.bytes += n
 	bt.buffered += int64(n)
@@ -205,6 +214,7 @@ func (bt *batcher) seal(ps *partState, key string) {
 		Key:         b.path + ObjectName(first.Topic, first.Partition, first.Offset, bt.ext),
 		Records:     b.records,
 		Events:      b.events,
+		Shaped:      b.shaped,
 		Times:       b.times,
 	})
 }

@@ -44,7 +44,7 @@ func TestBatcherBounds(t *testing.T) {
 			ps := newPartState()
 			for i := range tc.adds {
 				r, e := rec(int64(i), "k", 100)
-				bt.add(ps, r, e, t0)
+				bt.add(ps, r, e, nil, t0)
 			}
 			bt.sealAged(ps, t0.Add(tc.age))
 			var got []int
@@ -75,7 +75,7 @@ func TestBatcherLanes(t *testing.T) {
 		ps := newPartState()
 		for i := range 100 {
 			r, e := rec(int64(i), keys[i%len(keys)], 10)
-			bt.add(ps, r, e, time.Unix(0, 0))
+			bt.add(ps, r, e, nil, time.Unix(0, 0))
 		}
 		bt.sealAll(ps)
 		lanes := map[string]int{}
@@ -115,12 +115,12 @@ func TestBatcherCap(t *testing.T) {
 	parts := map[tp]*partState{{"events", 0}: newPartState(), {"events", 1}: newPartState()}
 	for i := range 8 {
 		r, e := rec(int64(i), "k", 104) // 200 bytes counted
-		bt.add(parts[tp{"events", 0}], r, e, time.Unix(0, 0))
+		bt.add(parts[tp{"events", 0}], r, e, nil, time.Unix(0, 0))
 	}
 	for i := range 4 {
 		r, e := rec(int64(i), "k", 104)
 		r.Partition = 1
-		bt.add(parts[tp{"events", 1}], r, e, time.Unix(0, 0))
+		bt.add(parts[tp{"events", 1}], r, e, nil, time.Unix(0, 0))
 	}
 	bt.sealOverCap(parts) // 2,400 bytes open, over 2,000
 	if len(parts[tp{"events", 0}].sealed) != 1 || len(parts[tp{"events", 1}].sealed) != 0 || bt.buffered != 800 || bt.pending != 1600 {
@@ -140,7 +140,7 @@ func TestCommitPointWithHoles(t *testing.T) {
 	ps := newPartState()
 	for i := range 35 {
 		r, e := rec(int64(i), "k", 4)
-		bt.add(ps, r, e, time.Unix(0, 0))
+		bt.add(ps, r, e, nil, time.Unix(0, 0))
 		ps.next = int64(i) + 1
 	}
 	b0, b1, b2 := ps.sealed[0], ps.sealed[1], ps.sealed[2]
@@ -167,9 +167,9 @@ func TestCommitPointWithHoles(t *testing.T) {
 		t.Fatalf("everything delivered: commit point %d, want the next offset 35", got)
 	}
 	r, e := rec(35, "k", 4)
-	bt.add(ps, r, e, time.Unix(0, 0))
+	bt.add(ps, r, e, nil, time.Unix(0, 0))
 	r, e = rec(36, "k", 4)
-	bt.add(ps, r, e, time.Unix(0, 0))
+	bt.add(ps, r, e, nil, time.Unix(0, 0))
 	bt.sealAll(ps)
 	inFlight := ps.sealed[0]
 	bt.forget(ps)
@@ -196,7 +196,7 @@ func TestDeliveredRecordsLetGoOfTheirBytes(t *testing.T) {
 		r.Value = bytes.Repeat([]byte("v"), 100<<10) // larger than a chunk's room: memory of its own
 		r = ps.own(r)
 		owned = append(owned, r)
-		bt.add(ps, r, e, time.Unix(0, 0))
+		bt.add(ps, r, e, nil, time.Unix(0, 0))
 		ps.next = int64(i) + 1
 	}
 	bt.delivered(ps, ps.sealed[0])
@@ -243,7 +243,7 @@ func TestBatcherFollowsRecordedCuts(t *testing.T) {
 			key = "a" // a/'s last record of the delivered cut
 		}
 		r, e := rec(off, key, 10)
-		bt.add(ps, r, e, time.Unix(0, 0))
+		bt.add(ps, r, e, nil, time.Unix(0, 0))
 		ps.next = off + 1
 	}
 	bt.sealAll(ps)

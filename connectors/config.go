@@ -10,6 +10,7 @@ import (
 
 	"github.com/firehose/firehose/filter"
 	"github.com/firehose/firehose/internal/yamlconf"
+	"github.com/firehose/firehose/transform"
 )
 
 // The vocabularies of a connector's settings, each in the order error
@@ -107,6 +108,9 @@ type Config struct {
 	// Filter selects the events this connector delivers; same syntax as
 	// the processor's.
 	Filter filter.Config `yaml:"filter"`
+	// Transform shapes the connector's copy of each event, after its
+	// filter (JSON bodies and record destinations).
+	Transform []transform.Step `yaml:"transform"`
 	// Columns are typed Parquet columns promoted out of the events' JSON
 	// (encoding parquet only).
 	Columns []Column `yaml:"columns"`
@@ -235,6 +239,10 @@ func (c Config) Validate() error {
 	v.OneOf("encoding", c.Encoding, Encodings)
 	v.OneOf("compression", c.Compression, Compressions)
 	v.Join("filter", filter.Validate(c.Filter))
+	v.Join("transform", transform.Validate(c.Transform))
+	if len(c.Transform) > 0 && (c.Encoding == "avro" || c.Encoding == "parquet") {
+		v.Add("transform", "shapes JSON: it works with encoding ndjson or json and with record destinations; %s files keep the event's schema", c.Encoding)
+	}
 	v.OneOf("avro_codec", c.AvroCodec, AvroCodecs)
 	v.OneOf("time_source", c.TimeSource, TimeSources)
 	v.OneOf("on_permanent_error", c.OnPermanentError, OnPermanentErrors)

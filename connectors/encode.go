@@ -98,13 +98,23 @@ func metadataField(dst []byte, b *Batch, i int) []byte {
 }
 
 // AppendEvent appends the i-th event of b as one JSON object with its
-// firehose_metadata. A kept event is encoded; otherwise its record's value,
+// firehose_metadata. A transformed event is its shape (Batch.Shaped). A kept event is encoded; otherwise its record's value,
 // the event as the processor wrote it, is copied with the field spliced in
 // before its closing brace: the same bytes, without decoding and encoding
 // every event again.
 func AppendEvent(dst []byte, b *Batch, i int) []byte {
 	var meta [128]byte
 	m := metadataField(meta[:0], b, i)
+	if b.Shaped != nil {
+		v := b.Shaped[i]
+		dst = append(dst, v[:len(v)-1]...)
+		if len(v) > 2 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"`+MetadataKey+`":`...)
+		dst = append(dst, m...)
+		return append(dst, '}')
+	}
 	if e := b.Events[i]; e != nil {
 		return schemas.AppendJSON(dst, e, []schemas.Field{{Name: MetadataKey, JSON: m}})
 	}

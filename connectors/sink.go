@@ -71,6 +71,9 @@ type Batch struct {
 	Records []*kgo.Record
 	Events  []*schemas.Event
 	Times   []time.Time
+	// Shaped, with a connector's transform, is each event as the
+	// transform shaped it: one JSON object, what is written of it.
+	Shaped [][]byte
 	// SealedAt is when the batch was closed for delivery; it is the
 	// delivered_at of every event in it.
 	SealedAt time.Time

@@ -131,7 +131,7 @@ func TestRedrivenEventGetsItsMetadataOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bt.add(ps, &kgo.Record{Topic: "events", Value: v}, e, time.Unix(0, 0))
+		bt.add(ps, &kgo.Record{Topic: "events", Value: v}, e, nil, time.Unix(0, 0))
 		b := ps.sealed[0]
 		b.ID, b.SealedAt = "new-batch", time.Unix(0, 0)
 		body, _ := NDJSON{}.Encode(nil, b)

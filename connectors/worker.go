@@ -16,6 +16,7 @@ import (
 	"github.com/firehose/firehose/internal/heartbeat"
 	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/transform"
 )
 
 // Options configure a Worker.
@@ -98,6 +99,7 @@ type Worker struct {
 	// header: decode only the fields the batches need (see decode).
 	header bool
 	filter *filter.Filter
+	shape  *transform.Transform // nil without transform steps
 	stats  Stats
 	// rules choose what a failed delivery does (on_error); limit and
 	// window gate every attempt (rate_limit, max_in_flight: auto; nil
@@ -171,6 +173,10 @@ func New(o Options) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("filter: %w", err)
 	}
+	shape, err := transform.Compile(o.Connector.Transform)
+	if err != nil {
+		return nil, fmt.Errorf("transform: %w", err)
+	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
 	}
@@ -190,7 +196,7 @@ func New(o Options) (*Worker, error) {
 	w := &Worker{
 		o: o, name: o.Connector.Name,
 		log:   o.Log.With("connector", o.Connector.Name),
-		codec: codec, enc: enc, comp: comp, tmpl: tmpl, key: key, records: records, filter: f,
+		codec: codec, enc: enc, comp: comp, tmpl: tmpl, key: key, records: records, filter: f, shape: shape,
 		parts:       make(map[tp]*partState),
 		maxInFlight: int(o.Connector.MaxInFlight),
 		rules:       compileErrorRules(o.Connector),
@@ -202,7 +208,8 @@ func New(o Options) (*Worker, error) {
 			splice: records == nil && o.Connector.Encoding != "avro" && o.Connector.Encoding != "parquet" && isJSON(codec),
 			ext:    enc.Extension() + comp.Extension()},
 	}
-	w.header = w.b.splice && f.Scalar()
+	// Transforms read the whole event.
+	w.header = w.b.splice && f.Scalar() && shape == nil
 	if r, ok := o.Sink.(Router); ok && r.TargetTemplate() != nil {
 		w.targets = &targets{tmpl: r.TargetTemplate(), router: r, seen: map[string]bool{}}
 	}
@@ -351,7 +358,22 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 					dead = append(dead, w.dlqRecord(r, dlq.Reason{Stage: w.stage(), Class: schemas.ClassInvalid, Message: err.Error()}, now))
 					continue
 				}
-				w.b.add(ps, r, e, now)
+				var shaped []byte
+				if w.shape != nil {
+					// The record's value is the event, unless it was
+					// delivered before (its old metadata is dropped).
+					var src []byte
+					if e.Extra.Get(MetadataKey) != nil {
+						e.Extra.Delete(MetadataKey)
+					} else if isJSON(w.codec) {
+						src = r.Value
+					}
+					if shaped, err = w.shape.Apply(nil, e, src); err != nil {
+						dead = append(dead, w.dlqRecord(r, dlq.Reason{Stage: w.stage(), Class: "transform", Message: err.Error()}, now))
+						continue
+					}
+				}
+				w.b.add(ps, r, e, shaped, now)
 			}
 		})
 		for _, ps := range w.parts {

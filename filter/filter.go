@@ -130,18 +130,7 @@ func Compile(c Config) (*Filter, error) {
 			continue
 		}
 		n := prog.Node()
-		ast.Walk(&n, identifiers(func(name string) {
-			switch name {
-			case "timestamp":
-				f.needs.timestamp = true
-			case "metadata":
-				f.needs.metadata = true
-			case "lead_data":
-				f.needs.leadData = true
-			case "extra":
-				f.needs.extra = true
-			}
-		}))
+		ast.Walk(&n, identifiers(f.needs.note))
 		f.rules = append(f.rules, rule{src: r.Expr, prog: prog, onError: r.OnError})
 	}
 	if len(errs) > 0 {
@@ -283,4 +272,48 @@ func Validate(c Config) error {
 		}
 	}
 	return v.Err()
+}
+
+// Expr is one compiled expression over an event's fields (Env), with any
+// result type: what a connector's set transform computes.
+type Expr struct {
+	src   string
+	prog  *vm.Program
+	needs needs
+}
+
+// CompileExpr compiles and type-checks src against Env.
+func CompileExpr(src string) (*Expr, error) {
+	prog, err := expr.Compile(src, expr.Env(Env{}))
+	if err != nil {
+		return nil, fmt.Errorf("%q does not compile: %v", src, err)
+	}
+	x := &Expr{src: src, prog: prog}
+	n := prog.Node()
+	ast.Walk(&n, identifiers(x.needs.note))
+	return x, nil
+}
+
+// note records which decoded fields an expression reads.
+func (n *needs) note(name string) {
+	switch name {
+	case "timestamp":
+		n.timestamp = true
+	case "metadata":
+		n.metadata = true
+	case "lead_data":
+		n.leadData = true
+	case "extra":
+		n.extra = true
+	}
+}
+
+// Eval runs the expression on e.
+func (x *Expr) Eval(e *schemas.Event) (any, error) {
+	f := Filter{needs: x.needs}
+	out, err := vm.Run(x.prog, f.env(e))
+	if err != nil {
+		return nil, &Error{Expr: x.src, Err: err}
+	}
+	return out, nil
 }

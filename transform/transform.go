@@ -1,0 +1,346 @@
+// Package transform shapes a connector's own copy of each event: select
+// keeps dotted paths (with their nesting), rename moves a path, set
+// computes a field with an expression over the event (expr-lang, the
+// filters' syntax and fields), and drop removes paths. Steps run in order,
+// on processed events: what the processor masked stays masked, as no step
+// can reach a raw value.
+package transform
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/tidwall/gjson"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/firehose/firehose/filter"
+	"github.com/firehose/firehose/internal/yamlconf"
+	"github.com/firehose/firehose/schemas"
+)
+
+// Step is one transform step: exactly one of its fields is set.
+type Step struct {
+	Select []string `yaml:"select"` // paths to keep, e.g. metadata.buyer_response.price
+	Rename Pairs    `yaml:"rename"` // from path: to path, in order
+	// Set computes fields, in order: path: expression. An expression
+	// reads the event as the processor wrote it (the fields a filter
+	// sees), not the shape earlier steps made.
+	Set  Pairs    `yaml:"set"`
+	Drop []string `yaml:"drop"` // paths to remove
+}
+
+// Pairs is a YAML mapping whose order counts.
+type Pairs []Pair
+
+// Pair is one entry of Pairs.
+type Pair struct{ Key, Value string }
+
+// UnmarshalYAML keeps the mapping's order; every value is a string.
+func (p *Pairs) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: must be a mapping such as {event_type: type}", n.Line)}}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if v.Kind != yaml.ScalarNode {
+			return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s must be a string", v.Line, k.Value)}}
+		}
+		*p = append(*p, Pair{k.Value, v.Value})
+	}
+	return nil
+}
+
+// Validate reports every problem of steps (paths relative to transform):
+// a step with none or several operations, a malformed path, an expression
+// that does not compile or type-check.
+func Validate(steps []Step) error {
+	_, err := Compile(steps)
+	return err
+}
+
+// Transform is a compiled list of steps, safe for concurrent use.
+type Transform struct {
+	steps []step
+}
+
+type step struct {
+	kind  string // select, rename, set or drop
+	paths [][]string
+	to    [][]string // rename's targets
+	exprs []*filter.Expr
+}
+
+// Compile checks and compiles steps; nil steps give a nil Transform.
+func Compile(steps []Step) (*Transform, error) {
+	if len(steps) == 0 {
+		return nil, nil
+	}
+	var v yamlconf.Problems
+	t := &Transform{}
+	for i, s := range steps {
+		at := fmt.Sprintf("[%d]", i)
+		var st step
+		ops := 0
+		path := func(field, p string) []string {
+			parts := strings.Split(p, ".")
+			for _, x := range parts {
+				if x == "" {
+					v.Add(at+"."+field, "must be a dotted path such as metadata.price, got %q", p)
+					return nil
+				}
+			}
+			return parts
+		}
+		if len(s.Select) > 0 {
+			ops++
+			st.kind = "select"
+			for _, p := range s.Select {
+				st.paths = append(st.paths, path("select", p))
+			}
+		}
+		if len(s.Rename) > 0 {
+			ops++
+			st.kind = "rename"
+			for _, p := range s.Rename {
+				st.paths = append(st.paths, path("rename", p.Key))
+				st.to = append(st.to, path("rename."+p.Key, p.Value))
+			}
+		}
+		if len(s.Set) > 0 {
+			ops++
+			st.kind = "set"
+			for _, p := range s.Set {
+				st.paths = append(st.paths, path("set", p.Key))
+				x, err := filter.CompileExpr(p.Value)
+				if err != nil {
+					v.Add(at+".set."+p.Key, "%v", err)
+				}
+				st.exprs = append(st.exprs, x)
+			}
+		}
+		if len(s.Drop) > 0 {
+			ops++
+			st.kind = "drop"
+			for _, p := range s.Drop {
+				st.paths = append(st.paths, path("drop", p))
+			}
+		}
+		if ops != 1 {
+			v.Add(at, "a step is one of select, rename, set or drop, got %d of them", ops)
+		}
+		t.steps = append(t.steps, st)
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Apply appends e shaped by the steps, as one JSON object, to dst. src
+// is e as JSON when the caller has it (the record value it was decoded
+// from); nil encodes e. An error (an expression that failed on e) names
+// the step.
+func (t *Transform) Apply(dst []byte, e *schemas.Event, src []byte) ([]byte, error) {
+	if src == nil {
+		var err error
+		if src, err = (schemas.JSON{}).Append(nil, e); err != nil {
+			return nil, err
+		}
+	}
+	o := parse(src)
+	for i, st := range t.steps {
+		switch st.kind {
+		case "select":
+			out := &object{}
+			for _, p := range st.paths {
+				if f, ok := o.get(p); ok {
+					out.set(p, f)
+				}
+			}
+			o = out
+		case "rename":
+			for j, p := range st.paths {
+				if f, ok := o.remove(p); ok {
+					o.set(st.to[j], f)
+				}
+			}
+		case "set":
+			for j, p := range st.paths {
+				v, err := st.exprs[j].Eval(e)
+				if err != nil {
+					return nil, fmt.Errorf("transform[%d].set.%s: %w", i, strings.Join(p, "."), err)
+				}
+				raw, err := json.Marshal(v)
+				if err != nil {
+					return nil, fmt.Errorf("transform[%d].set.%s: %v is not JSON: %w", i, strings.Join(p, "."), v, err)
+				}
+				o.set(p, field{raw: raw})
+			}
+		case "drop":
+			for _, p := range st.paths {
+				o.remove(p)
+			}
+		}
+	}
+	start := len(dst)
+	dst = o.append(dst)
+	if bytes.ContainsAny(dst[start:], "\r\n") {
+		// Whitespace a producer left inside metadata: one line of
+		// NDJSON must stay one line.
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, dst[start:]); err != nil {
+			return nil, err
+		}
+		dst = append(dst[:start], buf.Bytes()...)
+	}
+	return dst, nil
+}
+
+// object is a JSON object that keeps its fields' order. Objects inside
+// are parsed only when a path goes into them.
+type object struct{ fields []field }
+
+// field is one field: an object a path went into, or any JSON value as
+// it was (an object too, until a path goes into it).
+type field struct {
+	name string
+	key  []byte // name as a JSON string, as read; nil for a name set here
+	obj  *object
+	raw  []byte
+}
+
+// parse reads the object src holds, its fields borrowing src's bytes.
+func parse(src []byte) *object {
+	o := &object{fields: make([]field, 0, 8)}
+	gjson.ParseBytes(src).ForEach(func(k, x gjson.Result) bool {
+		o.fields = append(o.fields, field{name: k.String(), key: slice(src, k), raw: slice(src, x)})
+		return true
+	})
+	return o
+}
+
+// slice is r's raw text within src, without copying it when gjson knows
+// where it is.
+func slice(src []byte, r gjson.Result) []byte {
+	if r.Index > 0 && r.Index+len(r.Raw) <= len(src) {
+		return src[r.Index : r.Index+len(r.Raw) : r.Index+len(r.Raw)]
+	}
+	return []byte(r.Raw)
+}
+
+func (o *object) index(name string) int {
+	for i := range o.fields {
+		if o.fields[i].name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// into returns the object field j holds, parsing it now; nil when it holds
+// another value.
+func (o *object) into(j int) *object {
+	f := &o.fields[j]
+	if f.obj == nil && len(f.raw) > 0 && f.raw[0] == '{' {
+		f.obj, f.raw = parse(f.raw), nil
+	}
+	return f.obj
+}
+
+// get returns the field at path.
+func (o *object) get(path []string) (field, bool) {
+	for i, name := range path {
+		j := o.index(name)
+		if j < 0 {
+			return field{}, false
+		}
+		if i == len(path)-1 {
+			return o.fields[j], true
+		}
+		if o = o.into(j); o == nil {
+			return field{}, false
+		}
+	}
+	return field{}, false
+}
+
+// remove takes the field at path out and returns it.
+func (o *object) remove(path []string) (field, bool) {
+	for i, name := range path {
+		j := o.index(name)
+		if j < 0 {
+			return field{}, false
+		}
+		if i == len(path)-1 {
+			f := o.fields[j]
+			o.fields = append(o.fields[:j], o.fields[j+1:]...)
+			return f, true
+		}
+		if o = o.into(j); o == nil {
+			return field{}, false
+		}
+	}
+	return field{}, false
+}
+
+// set puts f at path, replacing what is there and making the objects on
+// the way (a value on the way that is not an object is replaced by one).
+func (o *object) set(path []string, f field) {
+	for i, name := range path {
+		j := o.index(name)
+		if i == len(path)-1 {
+			if f.name != name {
+				f.name, f.key = name, nil
+			}
+			if j < 0 {
+				o.fields = append(o.fields, f)
+			} else {
+				o.fields[j] = f
+			}
+			return
+		}
+		if j < 0 {
+			o.fields = append(o.fields, field{name: name, obj: &object{}})
+			j = len(o.fields) - 1
+		} else if o.into(j) == nil {
+			o.fields[j] = field{name: name, obj: &object{}}
+		}
+		o = o.fields[j].obj
+	}
+}
+
+func (o *object) append(dst []byte) []byte {
+	dst = append(dst, '{')
+	for i, f := range o.fields {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		if f.key != nil {
+			dst = append(dst, f.key...)
+		} else {
+			dst = appendString(dst, f.name)
+		}
+		dst = append(dst, ':')
+		if f.obj != nil {
+			dst = f.obj.append(dst)
+		} else {
+			dst = append(dst, f.raw...)
+		}
+	}
+	return append(dst, '}')
+}
+
+// appendString appends s as a JSON string.
+func appendString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			b, _ := json.Marshal(s)
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}

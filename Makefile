@@ -90,6 +90,8 @@ FUZZ_TARGETS := \
 	./internal/yamlconf:FuzzExpand \
 	./filter:FuzzMatch \
 	./filter:FuzzGlobMatch \
+	./filter:FuzzPathsAsWhole \
+	./transform:FuzzApplyFromValue \
 	./processor:FuzzMaskFunctions \
 	./processor:FuzzMaskerApply \
 	./processor:FuzzMaskingHoldsForEveryReader \

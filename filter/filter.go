@@ -12,13 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"reflect"
 	"slices"
 	"strings"
 
 	"github.com/expr-lang/expr"
-	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/vm"
-	"github.com/tidwall/gjson"
 
 	"github.com/firehose/firehose/internal/yamlconf"
 	"github.com/firehose/firehose/schemas"
@@ -56,7 +55,8 @@ const (
 
 // Env is what an expression sees: the event's fields by their JSON names.
 // metadata, lead_data and extra (the unknown top-level fields) are decoded
-// only for expressions that use them.
+// only for expressions that use them, and only the constant paths they
+// name when they name nothing else of them.
 type Env struct {
 	EventID      string         `expr:"event_id"`
 	Timestamp    string         `expr:"timestamp"`
@@ -89,8 +89,6 @@ type rule struct {
 	prog    *vm.Program
 	onError string
 }
-
-type needs struct{ timestamp, metadata, leadData, extra bool }
 
 // Error is a rule that failed on one event under the dlq policy.
 type Error struct {
@@ -129,8 +127,7 @@ func Compile(c Config) (*Filter, error) {
 			errs = append(errs, &Problem{Path: fmt.Sprintf("where[%d].expr", i), Msg: fmt.Sprintf("%q does not compile: %v", r.Expr, err)})
 			continue
 		}
-		n := prog.Node()
-		ast.Walk(&n, identifiers(f.needs.note))
+		f.needs.read(prog.Node())
 		f.rules = append(f.rules, rule{src: r.Expr, prog: prog, onError: r.OnError})
 	}
 	if len(errs) > 0 {
@@ -146,14 +143,6 @@ type Problem struct {
 }
 
 func (p *Problem) Error() string { return p.Path + ": " + p.Msg }
-
-type identifiers func(string)
-
-func (v identifiers) Visit(n *ast.Node) {
-	if id, ok := (*n).(*ast.IdentifierNode); ok {
-		v(id.Value)
-	}
-}
 
 // Empty reports whether the filter lets every event through.
 func (f *Filter) Empty() bool {
@@ -183,9 +172,10 @@ func (f *Filter) Match(e *schemas.Event) (bool, error) {
 	if len(f.rules) == 0 {
 		return true, nil
 	}
-	env := f.env(e)
+	m := f.needs.machine(e)
+	defer m.release()
 	for _, r := range f.rules {
-		out, err := vm.Run(r.prog, env)
+		out, err := m.run(r.prog)
 		if err != nil {
 			if r.onError == DLQ {
 				return false, &Error{Expr: r.src, Err: err}
@@ -197,35 +187,6 @@ func (f *Filter) Match(e *schemas.Event) (bool, error) {
 		}
 	}
 	return true, nil
-}
-
-func (f *Filter) env(e *schemas.Event) *Env {
-	env := &Env{
-		EventID: e.EventID, AccountID: e.AccountID, ResourceID: e.ResourceID, Sequence: e.Sequence, EventType: e.EventType,
-		ResourceType: e.ResourceType, FlowID: e.FlowID, LeadID: e.LeadID, EntityType: e.EntityType,
-		EntityID: e.EntityID, Outcome: e.Outcome,
-	}
-	if e.DurationMS != nil {
-		env.DurationMS = *e.DurationMS
-	}
-	if f.needs.timestamp {
-		env.Timestamp = e.Timestamp.UTC().Format(schemas.TimestampLayout)
-	}
-	// The decoder validated these objects, so gjson's faster conversion
-	// to Go values is safe here.
-	if f.needs.metadata && e.Metadata != nil {
-		env.Metadata, _ = gjson.ParseBytes(e.Metadata).Value().(map[string]any)
-	}
-	if f.needs.leadData && e.LeadData != nil {
-		env.LeadData, _ = gjson.ParseBytes(e.LeadData).Value().(map[string]any)
-	}
-	if f.needs.extra && len(e.Extra) > 0 {
-		env.Extra = make(map[string]any, len(e.Extra))
-		for _, f := range e.Extra {
-			env.Extra[f.Name] = gjson.ParseBytes(f.JSON).Value()
-		}
-	}
-	return env
 }
 
 func globAny(patterns []string, s string) bool {
@@ -289,31 +250,21 @@ func CompileExpr(src string) (*Expr, error) {
 		return nil, fmt.Errorf("%q does not compile: %v", src, err)
 	}
 	x := &Expr{src: src, prog: prog}
-	n := prog.Node()
-	ast.Walk(&n, identifiers(x.needs.note))
+	x.needs.read(prog.Node())
 	return x, nil
-}
-
-// note records which decoded fields an expression reads.
-func (n *needs) note(name string) {
-	switch name {
-	case "timestamp":
-		n.timestamp = true
-	case "metadata":
-		n.metadata = true
-	case "lead_data":
-		n.leadData = true
-	case "extra":
-		n.extra = true
-	}
 }
 
 // Eval runs the expression on e.
 func (x *Expr) Eval(e *schemas.Event) (any, error) {
-	f := Filter{needs: x.needs}
-	out, err := vm.Run(x.prog, f.env(e))
+	m := x.needs.machine(e)
+	defer m.release()
+	out, err := m.run(x.prog)
 	if err != nil {
 		return nil, &Error{Expr: x.src, Err: err}
 	}
 	return out, nil
 }
+
+// Type is the expression's result type as the type-checker knows it
+// before any event: interface{} when only an event can tell.
+func (x *Expr) Type() reflect.Type { return x.prog.Node().Type() }

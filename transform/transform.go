@@ -10,9 +10,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
+	"sync"
 
-	"github.com/tidwall/gjson"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/firehose/firehose/filter"
@@ -63,6 +65,7 @@ func Validate(steps []Step) error {
 // Transform is a compiled list of steps, safe for concurrent use.
 type Transform struct {
 	steps []step
+	pool  sync.Pool // of *scratch
 }
 
 type step struct {
@@ -143,27 +146,34 @@ func Compile(steps []Step) (*Transform, error) {
 // from); nil encodes e. An error (an expression that failed on e) names
 // the step.
 func (t *Transform) Apply(dst []byte, e *schemas.Event, src []byte) ([]byte, error) {
+	s, _ := t.pool.Get().(*scratch)
+	if s == nil {
+		s = &scratch{}
+	}
+	defer t.pool.Put(s)
+	defer s.reset()
 	if src == nil {
 		var err error
-		if src, err = (schemas.JSON{}).Append(nil, e); err != nil {
+		if s.buf, err = (schemas.JSON{}).Append(s.buf[:0], e); err != nil {
 			return nil, err
 		}
+		src = s.buf[:len(s.buf):len(s.buf)]
 	}
-	o := parse(src)
+	o := s.parse(src)
 	for i, st := range t.steps {
 		switch st.kind {
 		case "select":
-			out := &object{}
+			out := s.object()
 			for _, p := range st.paths {
-				if f, ok := o.get(p); ok {
-					out.set(p, f)
+				if f, ok := o.get(s, p); ok {
+					out.set(s, p, f)
 				}
 			}
 			o = out
 		case "rename":
 			for j, p := range st.paths {
-				if f, ok := o.remove(p); ok {
-					o.set(st.to[j], f)
+				if f, ok := o.remove(s, p); ok {
+					o.set(s, st.to[j], f)
 				}
 			}
 		case "set":
@@ -172,15 +182,15 @@ func (t *Transform) Apply(dst []byte, e *schemas.Event, src []byte) ([]byte, err
 				if err != nil {
 					return nil, fmt.Errorf("transform[%d].set.%s: %w", i, strings.Join(p, "."), err)
 				}
-				raw, err := json.Marshal(v)
-				if err != nil {
+				start := len(s.vals)
+				if s.vals, err = appendValue(s.vals, v); err != nil {
 					return nil, fmt.Errorf("transform[%d].set.%s: %v is not JSON: %w", i, strings.Join(p, "."), v, err)
 				}
-				o.set(p, field{raw: raw})
+				o.set(s, p, field{raw: s.vals[start:len(s.vals):len(s.vals)]})
 			}
 		case "drop":
 			for _, p := range st.paths {
-				o.remove(p)
+				o.remove(s, p)
 			}
 		}
 	}
@@ -198,6 +208,35 @@ func (t *Transform) Apply(dst []byte, e *schemas.Event, src []byte) ([]byte, err
 	return dst, nil
 }
 
+// scratch is what one Apply works in, kept for the next: the objects it
+// made, the encoded event and the values set computed.
+type scratch struct {
+	objs []*object
+	used int
+	buf  []byte
+	vals []byte
+}
+
+// object returns an empty object.
+func (s *scratch) object() *object {
+	if s.used == len(s.objs) {
+		s.objs = append(s.objs, &object{fields: make([]field, 0, 8)})
+	}
+	o := s.objs[s.used]
+	s.used++
+	return o
+}
+
+// reset lets go of what the last Apply read, keeping the memory.
+func (s *scratch) reset() {
+	for _, o := range s.objs[:s.used] {
+		clear(o.fields)
+		o.fields = o.fields[:0]
+	}
+	s.used = 0
+	s.vals = s.vals[:0]
+}
+
 // object is a JSON object that keeps its fields' order. Objects inside
 // are parsed only when a path goes into them.
 type object struct{ fields []field }
@@ -205,34 +244,37 @@ type object struct{ fields []field }
 // field is one field: an object a path went into, or any JSON value as
 // it was (an object too, until a path goes into it).
 type field struct {
-	name string
-	key  []byte // name as a JSON string, as read; nil for a name set here
+	key  []byte // the name as a JSON string, as read; nil for a name set here
+	name string // the name when key is nil or has escapes
 	obj  *object
 	raw  []byte
 }
 
-// parse reads the object src holds, its fields borrowing src's bytes.
-func parse(src []byte) *object {
-	o := &object{fields: make([]field, 0, 8)}
-	gjson.ParseBytes(src).ForEach(func(k, x gjson.Result) bool {
-		o.fields = append(o.fields, field{name: k.String(), key: slice(src, k), raw: slice(src, x)})
-		return true
-	})
-	return o
+// is reports whether f's name is name.
+func (f *field) is(name string) bool {
+	if f.key == nil || f.name != "" {
+		return f.name == name
+	}
+	return string(f.key[1:len(f.key)-1]) == name
 }
 
-// slice is r's raw text within src, without copying it when gjson knows
-// where it is.
-func slice(src []byte, r gjson.Result) []byte {
-	if r.Index > 0 && r.Index+len(r.Raw) <= len(src) {
-		return src[r.Index : r.Index+len(r.Raw) : r.Index+len(r.Raw)]
+// parse reads the object src holds, its fields borrowing src's bytes.
+// src is an event's JSON as the decoder checked or the encoder wrote it.
+func (s *scratch) parse(src []byte) *object {
+	o := s.object()
+	for m := range schemas.Members(src) {
+		f := field{key: m.RawKey, raw: m.Value}
+		if bytes.IndexByte(m.RawKey, '\\') >= 0 {
+			f.name = m.Key // unescaped into its own memory
+		}
+		o.fields = append(o.fields, f)
 	}
-	return []byte(r.Raw)
+	return o
 }
 
 func (o *object) index(name string) int {
 	for i := range o.fields {
-		if o.fields[i].name == name {
+		if o.fields[i].is(name) {
 			return i
 		}
 	}
@@ -241,16 +283,16 @@ func (o *object) index(name string) int {
 
 // into returns the object field j holds, parsing it now; nil when it holds
 // another value.
-func (o *object) into(j int) *object {
+func (o *object) into(s *scratch, j int) *object {
 	f := &o.fields[j]
 	if f.obj == nil && len(f.raw) > 0 && f.raw[0] == '{' {
-		f.obj, f.raw = parse(f.raw), nil
+		f.obj, f.raw = s.parse(f.raw), nil
 	}
 	return f.obj
 }
 
 // get returns the field at path.
-func (o *object) get(path []string) (field, bool) {
+func (o *object) get(s *scratch, path []string) (field, bool) {
 	for i, name := range path {
 		j := o.index(name)
 		if j < 0 {
@@ -259,7 +301,7 @@ func (o *object) get(path []string) (field, bool) {
 		if i == len(path)-1 {
 			return o.fields[j], true
 		}
-		if o = o.into(j); o == nil {
+		if o = o.into(s, j); o == nil {
 			return field{}, false
 		}
 	}
@@ -267,7 +309,7 @@ func (o *object) get(path []string) (field, bool) {
 }
 
 // remove takes the field at path out and returns it.
-func (o *object) remove(path []string) (field, bool) {
+func (o *object) remove(s *scratch, path []string) (field, bool) {
 	for i, name := range path {
 		j := o.index(name)
 		if j < 0 {
@@ -278,7 +320,7 @@ func (o *object) remove(path []string) (field, bool) {
 			o.fields = append(o.fields[:j], o.fields[j+1:]...)
 			return f, true
 		}
-		if o = o.into(j); o == nil {
+		if o = o.into(s, j); o == nil {
 			return field{}, false
 		}
 	}
@@ -287,11 +329,11 @@ func (o *object) remove(path []string) (field, bool) {
 
 // set puts f at path, replacing what is there and making the objects on
 // the way (a value on the way that is not an object is replaced by one).
-func (o *object) set(path []string, f field) {
+func (o *object) set(s *scratch, path []string, f field) {
 	for i, name := range path {
 		j := o.index(name)
 		if i == len(path)-1 {
-			if f.name != name {
+			if !f.is(name) {
 				f.name, f.key = name, nil
 			}
 			if j < 0 {
@@ -302,10 +344,10 @@ func (o *object) set(path []string, f field) {
 			return
 		}
 		if j < 0 {
-			o.fields = append(o.fields, field{name: name, obj: &object{}})
+			o.fields = append(o.fields, field{name: name, obj: s.object()})
 			j = len(o.fields) - 1
-		} else if o.into(j) == nil {
-			o.fields[j] = field{name: name, obj: &object{}}
+		} else if o.into(s, j) == nil {
+			o.fields[j] = field{name: name, obj: s.object()}
 		}
 		o = o.fields[j].obj
 	}
@@ -330,6 +372,34 @@ func (o *object) append(dst []byte) []byte {
 		}
 	}
 	return append(dst, '}')
+}
+
+// appendValue appends v, an expression's result, as JSON: the common
+// results directly, the rest as encoding/json writes them.
+func appendValue(dst []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(dst, "null"...), nil
+	case bool:
+		return strconv.AppendBool(dst, x), nil
+	case int:
+		return strconv.AppendInt(dst, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(dst, x, 10), nil
+	case float64:
+		// encoding/json's format for this range; it also refuses NaN
+		// and the infinities, and writes exponents its own way.
+		if a := math.Abs(x); a == 0 || a >= 1e-6 && a < 1e21 {
+			return strconv.AppendFloat(dst, x, 'f', -1, 64), nil
+		}
+	case string:
+		return appendString(dst, x), nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, b...), nil
 }
 
 // appendString appends s as a JSON string.

@@ -1,6 +1,9 @@
 package transform
 
 import (
+	"bytes"
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -86,7 +89,7 @@ func TestCompileErrorsNameTheStep(t *testing.T) {
 }
 
 // fourSteps compiles the issue's select, rename, set and drop.
-func fourSteps(b *testing.B) *Transform {
+func fourSteps(b testing.TB) *Transform {
 	var s []Step
 	if err := yaml.Unmarshal([]byte(`[{select: [event_id, event_type, resource_id, sequence, metadata.buyer_response.price, lead_data.email]}, {rename: {event_type: type}}, {set: {price_cents: "metadata.buyer_response.price * 100"}}, {drop: [metadata]}]`), &s); err != nil {
 		b.Fatal(err)
@@ -119,4 +122,39 @@ func BenchmarkFourSteps(b *testing.B) {
 			}
 		})
 	}
+}
+
+// Shaping an event from the record value it was decoded from gives what
+// shaping its encoding gives: the same JSON, for any value the decoder
+// accepts (white space, escapes, repeated or unknown fields).
+func FuzzApplyFromValue(f *testing.F) {
+	f.Add(sample)
+	f.Add(`{"event_id":"e\u0031","timestamp":"2024-01-15T14:30:00Z","account_id":"a","resource_id":"r","sequence":1,"event_type":"t",` +
+		"\n" + `"metadata":{"buyer_response":{"price":1e2}, "x":[1,{"y":null}]},"lead_data":{"email":"a\"b"},"campaign":{"k":"v"}}`)
+	f.Add(`{"event_id":"e","timestamp":"2024-01-15T14:30:00Z","account_id":"a","resource_id":"r","sequence":1,"event_type":"t","event_id":"f","metadata":{"buyer_response":5}}`)
+	tr := fourSteps(f)
+	f.Fuzz(func(t *testing.T, value string) {
+		e, err := schemas.JSON{}.Decode([]byte(value))
+		if err != nil {
+			return
+		}
+		fromValue, verr := tr.Apply(nil, e, []byte(value))
+		encoded, eerr := tr.Apply(nil, e, nil)
+		if (verr != nil) != (eerr != nil) {
+			t.Fatalf("from the value: %v; from the encoding: %v", verr, eerr)
+		}
+		if verr != nil {
+			return
+		}
+		var a, b any
+		if err := json.Unmarshal(fromValue, &a); err != nil || bytes.ContainsAny(fromValue, "\r\n") {
+			t.Fatalf("from the value, not one line of JSON: %s", fromValue)
+		}
+		if err := json.Unmarshal(encoded, &b); err != nil {
+			t.Fatalf("from the encoding, not JSON: %s", encoded)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("from the value %s\nfrom the encoding %s", fromValue, encoded)
+		}
+	})
 }

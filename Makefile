@@ -103,7 +103,8 @@ FUZZ_TARGETS := \
 	./connectors:FuzzRenderIsSafe \
 	./connectors:FuzzSpliceMatchesDecode \
 	./connectors:FuzzParquetRoundTrip \
-	./connectors:FuzzParquetColumns
+	./connectors:FuzzParquetColumns \
+	./connectors:FuzzParquetShaped
 
 fuzz: ## run every fuzz target for FUZZTIME (default 50000x executions; e.g. FUZZTIME=1m)
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh $(FUZZ_TARGETS)

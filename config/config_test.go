@@ -574,14 +574,27 @@ connectors:
       - {select: [a..b]}
   - name: lake
     type: file
+    encoding: avro
+    file: {dir: /x}
+    transform: [{drop: [metadata]}]
+  - name: typed
+    type: file
     encoding: parquet
     file: {dir: /x}
     transform: [{drop: [metadata]}]
+    columns: [{name: price, path: metadata.price, type: double}]
+  - name: clash
+    type: file
+    encoding: parquet
+    file: {dir: /x}
+    transform: [{set: {extra: "1"}}]
 `), Options{Lookup: env(nil)})
 	for _, want := range []string{
 		`f.yaml:7:28: connectors[0].transform[0].set.price_cents: "metadata.price *" does not compile`,
 		`f.yaml:8:18: connectors[0].transform[1].select: must be a dotted path such as metadata.price, got "a..b"`,
-		`f.yaml:13:16: connectors[1].transform: shapes JSON: it works with encoding ndjson or json and with record destinations; parquet files keep the event's schema`,
+		`f.yaml:13:16: connectors[1].transform: Avro files keep the event's schema: use encoding ndjson, json or parquet with a transform`,
+		`f.yaml:19:14: connectors[2].columns: with a transform, the file's columns are the transform's fields`,
+		`f.yaml:24:16: connectors[3].transform: the transform makes a field extra, the name of the column that holds an event's unknown fields; rename it`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)

@@ -240,8 +240,17 @@ func (c Config) Validate() error {
 	v.OneOf("compression", c.Compression, Compressions)
 	v.Join("filter", filter.Validate(c.Filter))
 	v.Join("transform", transform.Validate(c.Transform))
-	if len(c.Transform) > 0 && (c.Encoding == "avro" || c.Encoding == "parquet") {
-		v.Add("transform", "shapes JSON: it works with encoding ndjson or json and with record destinations; %s files keep the event's schema", c.Encoding)
+	if tr, err := transform.Compile(c.Transform); err == nil && tr != nil {
+		switch {
+		case c.Encoding == "avro":
+			v.Add("transform", "Avro files keep the event's schema: use encoding ndjson, json or parquet with a transform")
+		case c.Encoding == "parquet" && len(c.Columns) > 0:
+			v.Add("columns", `with a transform, the file's columns are the transform's fields: make a typed one with set, such as {price: "float(metadata.price)"}`)
+		case c.Encoding == "parquet":
+			if _, err := NewShapedParquet("none", tr); err != nil {
+				v.Add("transform", "%v", err)
+			}
+		}
 	}
 	v.OneOf("avro_codec", c.AvroCodec, AvroCodecs)
 	v.OneOf("time_source", c.TimeSource, TimeSources)

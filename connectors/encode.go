@@ -13,6 +13,7 @@ import (
 	"github.com/pierrec/lz4/v4"
 
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/transform"
 )
 
 // Encoder writes a batch's events in one output format. Each event gains
@@ -67,6 +68,16 @@ func NewBody(encoding, compression, avroCodec string, columns ...Column) (Encode
 		return nil, nil, err
 	}
 	return enc, comp, nil
+}
+
+// newBody returns the encoder and compressor of connector c, whose
+// transform is shape: a Parquet file's columns then follow its shape.
+func newBody(c Config, shape *transform.Transform) (Encoder, Compressor, error) {
+	if c.Encoding == "parquet" && shape != nil {
+		p, err := NewShapedParquet(c.Compression, shape)
+		return p, None{}, err
+	}
+	return NewBody(c.Encoding, c.Compression, c.AvroCodec, c.Columns...)
 }
 
 // NewCompressor returns the compressor for a config name.

@@ -48,7 +48,8 @@ var ParquetCompressions = map[string]compress.Compression{
 // codec and the body is not compressed again.
 type Parquet struct {
 	schema  *arrow.Schema
-	columns []Column // promoted, after the event's own
+	columns []Column       // promoted, after the event's own
+	shaped  *shapedColumns // a transform's shape instead of the event's fields
 	codec   compress.Compression
 	// rowGroupRows and rowGroupBytes bound a row group; tests lower them.
 	rowGroupRows  int
@@ -119,7 +120,8 @@ func NewParquet(compression string, columns ...Column) (*Parquet, error) {
 }
 
 // Encode implements Encoder. Every event of b must be decoded (a Parquet
-// body is never spliced from record values).
+// body is never spliced from record values), or, for a shaped encoder,
+// transformed (b.Shaped).
 func (p *Parquet) Encode(dst []byte, b *Batch) ([]byte, error) {
 	buf := bytes.NewBuffer(dst)
 	props := parquet.NewWriterProperties(
@@ -143,13 +145,20 @@ func (p *Parquet) Encode(dst []byte, b *Batch) ([]byte, error) {
 		rows, size = 0, 0
 		return fw.Write(rec)
 	}
+	var seen []bool
+	if p.shaped != nil {
+		seen = make([]bool, len(p.shaped.cols))
+	}
 	for i, e := range b.Events {
-		if e == nil {
+		if p.shaped != nil {
+			size += p.shaped.appendRow(rb, b, i, seen)
+		} else if e == nil {
 			fw.Close()
 			return nil, fmt.Errorf("parquet: event %d of batch %s was not decoded", i, b.ID)
+		} else {
+			size += appendParquetRow(rb, e, b, i)
+			p.appendColumns(rb, e)
 		}
-		size += appendParquetRow(rb, e, b, i)
-		p.appendColumns(rb, e)
 		if rows++; rows >= p.rowGroupRows || size >= p.rowGroupBytes {
 			if err := flush(); err != nil {
 				fw.Close()

@@ -156,7 +156,11 @@ func New(o Options) (*Worker, error) {
 		}
 	}
 	o.Connector.Defaults()
-	enc, comp, err := NewBody(o.Connector.Encoding, o.Connector.Compression, o.Connector.AvroCodec, o.Connector.Columns...)
+	shape, err := transform.Compile(o.Connector.Transform)
+	if err != nil {
+		return nil, fmt.Errorf("transform: %w", err)
+	}
+	enc, comp, err := newBody(o.Connector, shape)
 	if err != nil {
 		return nil, err
 	}
@@ -172,10 +176,6 @@ func New(o Options) (*Worker, error) {
 	f, err := filter.Compile(o.Connector.Filter)
 	if err != nil {
 		return nil, fmt.Errorf("filter: %w", err)
-	}
-	shape, err := transform.Compile(o.Connector.Transform)
-	if err != nil {
-		return nil, fmt.Errorf("transform: %w", err)
 	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
@@ -371,6 +371,12 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 					if shaped, err = w.shape.Apply(nil, e, src); err != nil {
 						dead = append(dead, w.dlqRecord(r, dlq.Reason{Stage: w.stage(), Class: "transform", Message: err.Error()}, now))
 						continue
+					}
+					if pq, ok := w.enc.(*Parquet); ok {
+						if err := pq.Check(shaped); err != nil {
+							dead = append(dead, w.dlqRecord(r, dlq.Reason{Stage: w.stage(), Class: schemas.ClassInvalid, Message: err.Error()}, now))
+							continue
+						}
 					}
 				}
 				w.b.add(ps, r, e, shaped, now)

@@ -138,3 +138,80 @@ api: {listen: "off"}
 		t.Fatalf("%v events out of order within their object", r["out_of_order"])
 	}
 }
+
+// A Parquet connector with a transform writes the transform's shape: its
+// columns are the fields the steps make, typed where the steps tell the
+// type (a set with float(...) is a DOUBLE), and nothing the steps left
+// out; DuckDB reads every event with its values, masking intact.
+func TestParquetColumnsFollowTheTransform(t *testing.T) {
+	b := startBroker(t)
+	out := t.TempDir()
+	cfg := loadConfig(t, `
+kafka: {brokers: ["${BROKER}"]}
+processor: {transactional_id: parquet-shape-test}
+connectors:
+  - name: lake
+    type: file
+    encoding: parquet
+    batch: {max_events: 700, max_age: 300ms}
+    transform:
+      - select: [event_id, event_type, account_id, resource_id, sequence, timestamp, metadata.price, lead_data.email]
+      - rename: {event_type: type}
+      - set: {price_cents: "float(metadata.price) * 100"}
+      - drop: [metadata]
+    file: {dir: "${OUT}", path: "shaped/"}
+api: {listen: "off"}
+`, map[string]string{"BROKER": b.Addr, "OUT": out})
+	applyTopology(t, cfg)
+	lines, events := makeInput(3000, 5)
+	kcatProduce(t, b.Addr, cfg.Topology.Raw.Name, lines)
+	runApp(t, cfg, app.Options{})
+
+	from := fmt.Sprintf("read_parquet('%s')", filepath.Join(out, "shaped", "*.parquet"))
+	wait.Eventually(t, 60*time.Second, fmt.Sprintf("%d events in Parquet files", len(events)), func() bool {
+		matches, _ := filepath.Glob(filepath.Join(out, "shaped", "*.parquet"))
+		return len(matches) > 0 && int(duckdb.Query(t, "select count(*)::INTEGER as n from "+from)[0]["n"].(float64)) >= len(events)
+	})
+	var cols []string
+	for _, r := range duckdb.Query(t, "select column_name || ' ' || column_type as c from (describe select * from "+from+")") {
+		cols = append(cols, r["c"].(string))
+	}
+	want := []string{"event_id VARCHAR", "account_id VARCHAR", "resource_id VARCHAR", "sequence BIGINT",
+		"timestamp TIMESTAMP WITH TIME ZONE", "lead_data JSON", "type VARCHAR", "price_cents DOUBLE"}
+	if got := strings.Join(cols[:len(cols)-1], ", "); got != strings.Join(want, ", ") || !strings.HasPrefix(cols[len(cols)-1], "firehose_metadata STRUCT") {
+		t.Fatalf("columns:\n got %s\nwant %s, firehose_metadata STRUCT(...)", strings.Join(cols, ", "), strings.Join(want, ", "))
+	}
+
+	byID := map[string]int{}
+	var price float64
+	for i, e := range events {
+		byID[e.EventID] = i
+		var m struct{ Price float64 }
+		_ = json.Unmarshal(e.Metadata, &m)
+		price += m.Price
+	}
+	rows := duckdb.Query(t, `select event_id, type, sequence, strftime("timestamp" at time zone 'UTC', '%Y-%m-%d %H:%M:%S.%g') as ts,
+		lead_data->>'email' as email, price_cents from `+from)
+	if len(rows) != len(events) {
+		t.Fatalf("%d rows for %d events", len(rows), len(events))
+	}
+	var cents float64
+	for _, r := range rows {
+		i, ok := byID[r["event_id"].(string)]
+		if !ok {
+			t.Fatalf("row for an unknown event: %v", r)
+		}
+		e := events[i]
+		byID[e.EventID] = -1
+		if r["type"] != e.EventType || fmt.Sprint(r["sequence"]) != fmt.Sprint(e.Sequence) || r["ts"] != e.Timestamp.UTC().Format("2006-01-02 15:04:05.000") {
+			t.Fatalf("event %s read as %v", e.EventID, r)
+		}
+		if email, _ := r["email"].(string); email != "" && !strings.Contains(email, "***@") {
+			t.Fatalf("event %s: e-mail %q is not masked", e.EventID, email)
+		}
+		cents += r["price_cents"].(float64)
+	}
+	if math.Abs(cents-100*price) > 1 {
+		t.Fatalf("price_cents add up to %.2f, the prices to %.2f", cents, price)
+	}
+}

@@ -258,6 +258,7 @@ func (p *process) buildHTTP() error {
 		if pull, err = newPullAPI(cfg, o, p.kopts, codec, p.m.PullRequest); err != nil {
 			return err
 		}
+		p.m.PullWindow(pull.Stats)
 		p.undo = append(p.undo, pull.Close)
 		p.tasks = append(p.tasks, pull.Run)
 	}
@@ -453,14 +454,15 @@ func newPullAPI(cfg *config.Config, o Options, kopts []kgo.Opt, codec schemas.Co
 		return nil, fmt.Errorf("api.tokens_file: %w", err)
 	}
 	return pullapi.New(pullapi.Options{
-		Kafka:     kopts,
-		Topic:     cfg.Topology.Events.Name,
-		Encoding:  cfg.Topology.Events.Encoding,
-		Codec:     codec,
-		Signer:    signer,
-		Tokens:    tokens,
-		Log:       o.Log,
-		Limits:    pullapi.Limits{PerToken: cfg.API.MaxRequestsPerToken, Total: cfg.API.MaxRequests},
-		OnRequest: onRequest,
+		Kafka:       kopts,
+		Topic:       cfg.Topology.Events.Name,
+		Encoding:    cfg.Topology.Events.Encoding,
+		Codec:       codec,
+		Signer:      signer,
+		Tokens:      tokens,
+		Log:         o.Log,
+		Limits:      pullapi.Limits{PerToken: cfg.API.MaxRequestsPerToken, Total: cfg.API.MaxRequests},
+		WindowBytes: int(cfg.API.WindowBytes),
+		OnRequest:   onRequest,
 	})
 }

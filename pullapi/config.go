@@ -30,8 +30,15 @@ type Config struct {
 	// once (default 8); more get 429 with Retry-After, so one client
 	// cannot take the process from the others.
 	MaxRequestsPerToken int `yaml:"max_requests_per_token"`
-	// MaxRequests bounds all pull requests in flight (default 256).
+	// MaxRequests bounds all pull requests in flight (default 4096). A
+	// request waiting at the head costs a goroutine and its connection,
+	// as the window answers it from memory when events come.
 	MaxRequests int `yaml:"max_requests"`
+	// WindowBytes bounds the recent events the API keeps in memory,
+	// decoded once and indexed by account, shared equally by the
+	// partitions (default 64MiB); a request whose position is older is
+	// read from Kafka.
+	WindowBytes yamlconf.ByteSize `yaml:"window_bytes"`
 	// MaxConnectionsPerClient bounds the open connections of one client
 	// address on each listener (default 256 of the 1,024 a listener
 	// holds), so that one client cannot leave probes waiting. Behind a
@@ -102,7 +109,7 @@ func ParseTokens(path string, data []byte) ([]APIToken, error) {
 // Pull API request limits: in flight per token and in all.
 const (
 	DefaultMaxRequestsPerToken = 8
-	DefaultMaxRequests         = 256
+	DefaultMaxRequests         = 4096
 )
 
 // Defaults fills the fields left empty.
@@ -119,6 +126,9 @@ func (a *Config) Defaults() {
 	if a.MaxRequests == 0 {
 		a.MaxRequests = DefaultMaxRequests
 	}
+	if a.WindowBytes == 0 {
+		a.WindowBytes = DefaultWindowBytes
+	}
 }
 
 // Validate reports every problem of the section, with paths relative to it.
@@ -128,6 +138,9 @@ func (a Config) Validate() error {
 		if n < 0 {
 			v.Add(key, "must be positive, got %d", n)
 		}
+	}
+	if a.WindowBytes < 1<<20 {
+		v.Add("window_bytes", "must be at least 1MiB, got %d", a.WindowBytes)
 	}
 	if l := a.AdminListen; l != "" && l != "off" && l == a.Listen && !strings.HasSuffix(l, ":0") {
 		v.Add("admin_listen", "must differ from api.listen (%s), or be empty to serve everything there", l)

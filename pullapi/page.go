@@ -16,29 +16,6 @@ func (s *Server) page(account string, items []item, next []int64, top bool) []by
 	b = append(b, `{"items":[`...)
 	count := 0
 	for _, it := range items {
-		if it.eventType == "" && s.codec == nil {
-			// Events are written by the processor, valid; but anyone
-			// can write to the topic. One iterative pass checks the
-			// grammar and the depth and reads the fields the meta needs
-			// (the first of each, as a path lookup would).
-			var eventType, resourceID, sequence []byte
-			ok := schemas.TopMembers(it.data, func(key string, v []byte) {
-				switch {
-				case key == "event_type" && eventType == nil:
-					eventType = v
-				case key == "resource_id" && resourceID == nil:
-					resourceID = v
-				case key == "sequence" && sequence == nil:
-					sequence = v
-				}
-			})
-			if !ok {
-				s.o.Log.Warn("pull API skipped a record that is not JSON", "topic", s.o.Topic, "partition", it.partition, "offset", it.offset)
-				continue
-			}
-			it.eventType, it.resourceID = metaString(eventType), metaString(resourceID)
-			it.sequence, it.hasSeq = metaInt(sequence)
-		}
 		if count > 0 {
 			b = append(b, ',')
 		}

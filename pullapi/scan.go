@@ -24,6 +24,7 @@ import (
 // item is one event of a page.
 type item struct {
 	data       []byte // the event's JSON
+	account    string
 	eventType  string
 	resourceID string
 	sequence   int64
@@ -40,10 +41,19 @@ type cursor struct {
 	head    []int64 // per partition, the last stable offset seen; -1 unknown
 	held    []bool  // the partition's next event is the account's, beyond the page
 	items   []item  // the account's events found, in order
+	bytes   int     // their JSON
+	covered []bool  // the partitions the window answered for, this round
+}
+
+// add puts an event on the page.
+func (c *cursor) add(it item) {
+	c.items = append(c.items, it)
+	c.bytes += len(it.data)
 }
 
 func newCursor(account string, offsets []int64, limit int) *cursor {
-	c := &cursor{account: account, limit: limit, next: slices.Clone(offsets), head: make([]int64, len(offsets)), held: make([]bool, len(offsets))}
+	c := &cursor{account: account, limit: limit, next: slices.Clone(offsets), head: make([]int64, len(offsets)),
+		held: make([]bool, len(offsets)), covered: make([]bool, len(offsets))}
 	for i := range c.head {
 		c.head[i] = -1
 	}
@@ -74,8 +84,13 @@ func (s *Server) scan(ctx context.Context, soft time.Time, account string, offse
 	c := newCursor(account, offsets, limit)
 	for {
 		changed := s.changedCh()
+		mine := s.win.waiter(account)
 		before := slices.Clone(c.next)
-		err := s.fetch(ctx, c)
+		var err error
+		all := s.win.serve(c, c.covered)
+		if !all && !c.full() {
+			err = s.fetch(ctx, c)
+		}
 		if errors.Is(err, errExpired) {
 			return nil, errExpired
 		}
@@ -92,6 +107,11 @@ func (s *Server) scan(ctx context.Context, soft time.Time, account string, offse
 			break
 		}
 		if c.atHead() {
+			if all {
+				// Every partition from the window: its own
+				// account's notice wakes this poll.
+				changed = mine
+			}
 			if len(c.items) > 0 || !s.waitForChange(ctx, changed, soft) {
 				break
 			}
@@ -139,7 +159,11 @@ func (s *Server) fetch(ctx context.Context, c *cursor) error {
 		// Partitions were added under us; the next request sees them.
 		m = &topicMeta{id: m.id, leaders: m.leaders[:min(len(m.leaders), len(c.next))]}
 	}
-	parts, firstErr, err := s.fetchLeaders(ctx, s.fetchRequests(m, c), len(c.next))
+	skip := make([]bool, len(c.next))
+	for p := range skip {
+		skip[p] = c.held[p] || c.covered[p]
+	}
+	parts, firstErr, err := s.fetchLeaders(ctx, s.fetchRequests(m, c.next, skip, 0), len(c.next))
 	if err != nil {
 		return err
 	}
@@ -169,18 +193,19 @@ func (s *Server) fetch(ctx context.Context, c *cursor) error {
 }
 
 // fetchRequests builds one fetch request per leader, for the partitions
-// of c not held, from c's offsets.
-func (s *Server) fetchRequests(m *topicMeta, c *cursor) map[int32]*kmsg.FetchRequest {
+// not skipped, from offsets next; maxWait is how long a broker may wait
+// for new events.
+func (s *Server) fetchRequests(m *topicMeta, next []int64, skip []bool, maxWait int32) map[int32]*kmsg.FetchRequest {
 	byLeader := map[int32]*kmsg.FetchRequest{}
 	for p, leader := range m.leaders {
-		if c.held[p] {
+		if p < len(skip) && skip[p] {
 			continue
 		}
 		req := byLeader[leader]
 		if req == nil {
 			req = kmsg.NewPtrFetchRequest()
 			req.ReplicaID = -1
-			req.MaxWaitMillis = 0
+			req.MaxWaitMillis = maxWait
 			req.MinBytes = 1
 			req.MaxBytes = 1 << 20
 			req.IsolationLevel = 1
@@ -192,7 +217,7 @@ func (s *Server) fetchRequests(m *topicMeta, c *cursor) map[int32]*kmsg.FetchReq
 		}
 		fp := kmsg.NewFetchRequestTopicPartition()
 		fp.Partition = int32(p)
-		fp.FetchOffset = c.next[p]
+		fp.FetchOffset = next[p]
 		fp.PartitionMaxBytes = 256 << 10
 		req.Topics[0].Partitions = append(req.Topics[0].Partitions, fp)
 	}
@@ -297,22 +322,25 @@ func (s *Server) take(ctx context.Context, c *cursor, p int32, rp *kmsg.FetchRes
 			c.next[p] = rec.Offset + 1 // redriven for one connector, not a new event
 			continue
 		}
-		it, acc, err := s.decode(rec.Value)
+		it, err := s.decode(rec.Value)
+		if err == nil && !s.readMeta(&it) {
+			err = errors.New("not JSON")
+		}
 		if err != nil {
 			s.o.Log.Warn("pull API skipped an unreadable record", "topic", s.o.Topic, "partition", p, "offset", rec.Offset, "err", err)
 			c.next[p] = rec.Offset + 1
 			continue
 		}
-		if acc != c.account {
+		if it.account != c.account {
 			c.next[p] = rec.Offset + 1
 			continue
 		}
-		if len(c.items) >= c.limit || len(c.items) > 0 && pageBytes(c.items)+len(it.data) > MaxPageBytes {
+		if len(c.items) >= c.limit || len(c.items) > 0 && c.bytes+len(it.data) > MaxPageBytes {
 			c.held[p] = true
 			return nil
 		}
 		it.partition, it.offset = p, rec.Offset
-		c.items = append(c.items, it)
+		c.add(it)
 		c.next[p] = rec.Offset + 1
 	}
 	// Past control records and aborted transactions too.
@@ -320,31 +348,50 @@ func (s *Server) take(ctx context.Context, c *cursor, p int32, rp *kmsg.FetchRes
 	return nil
 }
 
-// pageBytes is the size of the events gathered for a page.
-func pageBytes(items []item) int {
-	n := 0
-	for _, it := range items {
-		n += len(it.data)
-	}
-	return n
-}
-
 // decode reads the account and the item of one record. JSON is read in
 // place: the account is found without parsing the rest, so another
 // account's events cost little to skip.
-func (s *Server) decode(v []byte) (item, string, error) {
+func (s *Server) decode(v []byte) (item, error) {
 	if s.codec != nil {
 		e, err := s.codec.Decode(v)
 		if err != nil {
-			return item{}, "", err
+			return item{}, err
 		}
-		return item{data: schemas.AppendJSON(nil, e, nil), eventType: e.EventType, resourceID: e.ResourceID, sequence: e.Sequence, hasSeq: true}, e.AccountID, nil
+		return item{data: schemas.AppendJSON(nil, e, nil), account: e.AccountID, eventType: e.EventType, resourceID: e.ResourceID, sequence: e.Sequence, hasSeq: true}, nil
 	}
 	acc := gjson.GetBytes(v, "account_id")
 	if acc.Type != gjson.String {
-		return item{}, "", errors.New("no account_id")
+		return item{}, errors.New("no account_id")
 	}
-	return item{data: v}, acc.Str, nil
+	return item{data: v, account: acc.Str}, nil
+}
+
+// readMeta reads the fields of a JSON event's meta: events are written by the
+// processor, valid, but anyone can write to the topic, so one iterative
+// pass checks the grammar and the depth and reads the fields the meta
+// needs (the first of each, as a path lookup would). It reports false for
+// a value that is not JSON.
+func (s *Server) readMeta(it *item) bool {
+	if s.codec != nil {
+		return true
+	}
+	var eventType, resourceID, sequence []byte
+	ok := schemas.TopMembers(it.data, func(key string, v []byte) {
+		switch {
+		case key == "event_type" && eventType == nil:
+			eventType = v
+		case key == "resource_id" && resourceID == nil:
+			resourceID = v
+		case key == "sequence" && sequence == nil:
+			sequence = v
+		}
+	})
+	if !ok {
+		return false
+	}
+	it.eventType, it.resourceID = metaString(eventType), metaString(resourceID) // it.data holds them
+	it.sequence, it.hasSeq = metaInt(sequence)
+	return true
 }
 
 // metaString is the text of a top-level field for an item's meta: a

@@ -61,6 +61,9 @@ type Options struct {
 	// Limits bound requests in flight; zero fields take the config's
 	// defaults.
 	Limits Limits
+	// WindowBytes bounds the recent events kept in memory for the
+	// followers (see window.go); default DefaultWindowBytes.
+	WindowBytes int
 	// OnRequest, if set, hears of every answered request: its HTTP
 	// status and how long it took (metrics).
 	OnRequest func(status int, took time.Duration)
@@ -83,6 +86,7 @@ type Server struct {
 	adm    *kadm.Client
 	codec  schemas.Codec // nil for json, which is read without decoding
 	decomp kgo.Decompressor
+	win    *window
 
 	metaMu sync.Mutex
 	meta   *topicMeta
@@ -135,7 +139,7 @@ func New(o Options) (*Server, error) {
 	if o.Limits.Total <= 0 {
 		o.Limits.Total = DefaultMaxRequests
 	}
-	s := &Server{o: o, decomp: kgo.DefaultDecompressor(), changed: make(chan struct{}),
+	s := &Server{o: o, decomp: kgo.DefaultDecompressor(), changed: make(chan struct{}), win: newWindow(o.WindowBytes),
 		inFlight: map[string]int{}, listed: map[string]listedAt{}, failLog: rateLimitedLog{log: o.Log, every: time.Second}}
 	switch {
 	case o.Codec != nil:
@@ -155,40 +159,20 @@ func New(o Options) (*Server, error) {
 	return s, nil
 }
 
-// Run watches the head of the topic, waking long polls when events arrive,
-// and the tokens file, until ctx ends. It closes the Kafka clients on its
-// way out.
 // Close releases the Kafka client of a server that will not Run; Run
 // closes it itself.
 func (s *Server) Close() { s.cl.Close() }
 
+// Run reads the head of the topic into the window, waking long polls
+// when events arrive, and watches the tokens file, until ctx ends. It
+// closes the Kafka client on its way out.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.cl.Close()
-	watch, err := kgo.NewClient(append(append([]kgo.Opt(nil), s.o.Kafka...),
-		kgo.ConsumeTopics(s.o.Topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(time.Second),
-	)...)
-	if err != nil {
-		return err
-	}
-	defer watch.Close()
 	done := make(chan struct{})
 	go func() { defer close(done); s.o.Tokens.Watch(ctx, 2*time.Second) }()
 	defer func() { <-done }()
-	for {
-		fs := watch.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if fs.NumRecords() > 0 {
-			s.headMu.Lock()
-			close(s.changed)
-			s.changed = make(chan struct{})
-			s.headMu.Unlock()
-		}
-	}
+	s.follow(ctx)
+	return nil
 }
 
 func (s *Server) changedCh() <-chan struct{} {

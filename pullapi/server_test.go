@@ -35,6 +35,7 @@ type env struct {
 	cl     *kgo.Client
 	tokens []pullapi.APIToken
 	secret map[string]string // account → token
+	srv    *pullapi.Server   // the last one started
 }
 
 func newEnv(t testing.TB, partitions int32) *env {
@@ -73,10 +74,11 @@ func (e *env) serverWith(o pullapi.Options) (url string, stop func()) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	s, err := pullapi.New(pullapi.Options{Kafka: []kgo.Opt{kgo.SeedBrokers(e.broker.Addr)}, Topic: topic, Encoding: "json", Signer: signer, Tokens: toks, Budget: o.Budget, Limits: o.Limits})
+	s, err := pullapi.New(pullapi.Options{Kafka: []kgo.Opt{kgo.SeedBrokers(e.broker.Addr)}, Topic: topic, Encoding: "json", Signer: signer, Tokens: toks, Budget: o.Budget, Limits: o.Limits, WindowBytes: o.WindowBytes})
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.srv = s
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()

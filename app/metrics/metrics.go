@@ -23,6 +23,7 @@ import (
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/internal/buildinfo"
 	"github.com/firehose/firehose/processor"
+	"github.com/firehose/firehose/pullapi"
 )
 
 // Set is one process's metrics.
@@ -83,6 +84,21 @@ func (s *Set) PullRequest(status int, took time.Duration) {
 	code := strconv.Itoa(status)
 	s.pullRequests.WithLabelValues(code).Inc()
 	s.pullDuration.WithLabelValues(code).Observe(took.Seconds())
+}
+
+// PullWindow exports the pull API window's figures.
+func (s *Set) PullWindow(stats func() pullapi.Stats) {
+	s.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "firehose_pull_window_reads_total", Help: "Partitions pull API requests read from the in-memory window of recent events.",
+		}, func() float64 { return float64(stats().WindowReads) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "firehose_pull_kafka_reads_total", Help: "Partitions pull API requests read from Kafka: positions before the window, or while it starts.",
+		}, func() float64 { return float64(stats().KafkaReads) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "firehose_pull_window_bytes", Help: "Bytes of events the pull API window holds (bounded by api.window_bytes).",
+		}, func() float64 { return float64(stats().WindowBytes) }),
+	)
 }
 
 // buildInfo is firehose_build_info{version,revision,go_version} 1.

@@ -1,0 +1,387 @@
+package pullapi
+
+// The window: the recent events of every partition, read once by one
+// reader per API process, decoded once, and indexed by account. A request
+// whose position falls inside it is answered from memory, without a fetch
+// or a decompression of the other accounts' events; a long poll waits on
+// its own account's notice. Older positions are read from Kafka (scan.go).
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/firehose/firehose/internal/dlq"
+	"github.com/firehose/firehose/schemas"
+)
+
+// DefaultWindowBytes bounds the events the window holds (their JSON, plus
+// entryOverhead each), shared equally by the partitions: 64 MiB holds
+// about 40 s of a 2,000-byte, 1,000 events/s stream... per MiB, 512 events
+// of 2 KiB.
+const DefaultWindowBytes = 64 << 20
+
+// entryOverhead is what one event costs the window beside its JSON: its
+// entry, its place in the account's index and its meta strings.
+const entryOverhead = 96
+
+// followWait is how long the window's fetch waits at the broker for new
+// events: a new event reaches a waiting follower within about this plus
+// one fetch.
+const followWait = 200 * time.Millisecond
+
+type window struct {
+	maxBytes int // all partitions'
+
+	// Partition reads of requests, from the window and from Kafka.
+	hits, misses atomic.Int64
+
+	mu    sync.Mutex // guards parts' length
+	parts []*partWindow
+
+	waitMu  sync.Mutex
+	waiters map[string]chan struct{} // by account, closed when it gets events
+}
+
+// partWindow is one partition's events from start to end.
+type partWindow struct {
+	mu       sync.RWMutex
+	ready    bool
+	start    int64 // the first offset covered
+	end      int64 // the next offset to read: [start, end) is covered
+	head     int64 // the last stable offset the last fetch saw
+	base     int   // the number of entries evicted so far: entries[0]'s index
+	entries  []item
+	accounts map[string][]int // each account's entries, by index, in order
+	bytes    int
+}
+
+func newWindow(maxBytes int) *window {
+	if maxBytes <= 0 {
+		maxBytes = DefaultWindowBytes
+	}
+	return &window{maxBytes: maxBytes, waiters: map[string]chan struct{}{}}
+}
+
+func (w *window) part(p int) *partWindow {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if p < len(w.parts) {
+		return w.parts[p]
+	}
+	return nil
+}
+
+// waiter returns a channel closed when the account next gets an event.
+func (w *window) waiter(account string) <-chan struct{} {
+	w.waitMu.Lock()
+	defer w.waitMu.Unlock()
+	ch, ok := w.waiters[account]
+	if !ok {
+		ch = make(chan struct{})
+		w.waiters[account] = ch
+	}
+	return ch
+}
+
+// notify wakes the accounts' waiters.
+func (w *window) notify(accounts map[string]bool) {
+	w.waitMu.Lock()
+	defer w.waitMu.Unlock()
+	for a := range accounts {
+		if ch, ok := w.waiters[a]; ok {
+			close(ch)
+			delete(w.waiters, a)
+		}
+	}
+}
+
+// serve takes c's events from the partitions the window covers at c's
+// offsets; covered[p] says which it did. All of them covered, c needs no
+// read from Kafka.
+func (w *window) serve(c *cursor, covered []bool) bool {
+	all := true
+	for p := range c.next {
+		covered[p] = false
+		if c.held[p] {
+			continue
+		}
+		pw := w.part(p)
+		if pw == nil || !pw.take(c, p) {
+			w.misses.Add(1)
+			all = false
+			continue
+		}
+		w.hits.Add(1)
+		covered[p] = true
+	}
+	return all
+}
+
+// take adds partition p's events of c's account from c.next[p] on, and
+// reports whether the window covered that offset.
+func (pw *partWindow) take(c *cursor, p int) bool {
+	pw.mu.RLock()
+	defer pw.mu.RUnlock()
+	from := c.next[p]
+	if !pw.ready || from < pw.start || from > pw.end {
+		return false
+	}
+	c.head[p] = pw.head
+	idx := pw.accounts[c.account]
+	i := sort.Search(len(idx), func(i int) bool { return pw.entries[idx[i]-pw.base].offset >= from })
+	for ; i < len(idx); i++ {
+		it := pw.entries[idx[i]-pw.base]
+		if len(c.items) >= c.limit || len(c.items) > 0 && c.bytes+len(it.data) > MaxPageBytes {
+			c.held[p] = true
+			c.next[p] = it.offset
+			return true
+		}
+		c.add(it)
+	}
+	c.next[p] = pw.end
+	return true
+}
+
+// add appends one event of the partition's read: its entry, and what it
+// holds.
+func (pw *partWindow) add(it item, max int) {
+	if pw.accounts == nil {
+		pw.accounts = map[string][]int{}
+	}
+	pw.accounts[it.account] = append(pw.accounts[it.account], pw.base+len(pw.entries))
+	pw.entries = append(pw.entries, it)
+	pw.bytes += len(it.data) + entryOverhead
+	for pw.bytes > max && len(pw.entries) > 1 {
+		old := pw.entries[0]
+		pw.entries[0] = item{}
+		pw.entries = pw.entries[1:]
+		pw.base++
+		if rest := pw.accounts[old.account][1:]; len(rest) > 0 {
+			pw.accounts[old.account] = rest
+		} else {
+			delete(pw.accounts, old.account)
+		}
+		pw.bytes -= len(old.data) + entryOverhead
+		pw.start = old.offset + 1
+	}
+}
+
+// reset empties the partition's window and starts it at offset.
+func (pw *partWindow) reset(offset int64) {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	pw.ready = true
+	pw.start, pw.end, pw.head = offset, offset, offset
+	pw.base += len(pw.entries)
+	pw.entries, pw.accounts, pw.bytes = nil, nil, 0
+}
+
+// follow reads the head of every partition into the window until ctx
+// ends, starting at the last stable offsets, and wakes the waiters of the
+// accounts that got events (and every long poll, for the reads the window
+// does not cover).
+func (s *Server) follow(ctx context.Context) {
+	w := s.win
+	for ctx.Err() == nil {
+		if err := s.followOnce(ctx); err != nil && ctx.Err() == nil {
+			s.failLog.Warn("pull API window could not read the events topic", "topic", s.o.Topic, "err", err)
+			select {
+			case <-time.After(500 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+	}
+	// Nothing will wake them now.
+	w.waitMu.Lock()
+	for a, ch := range w.waiters {
+		close(ch)
+		delete(w.waiters, a)
+	}
+	w.waitMu.Unlock()
+}
+
+// followOnce makes one fetch at the window's ends and takes it in.
+func (s *Server) followOnce(ctx context.Context) error {
+	w := s.win
+	m, err := s.metadata(ctx, false)
+	if err != nil {
+		return err
+	}
+	n := len(m.leaders)
+	w.mu.Lock()
+	for len(w.parts) < n {
+		w.parts = append(w.parts, &partWindow{})
+	}
+	parts := slices.Clone(w.parts[:n])
+	w.mu.Unlock()
+	var unready []int32
+	for p, pw := range parts {
+		pw.mu.RLock()
+		if !pw.ready {
+			unready = append(unready, int32(p))
+		}
+		pw.mu.RUnlock()
+	}
+	if len(unready) > 0 {
+		listed, err := s.adm.ListCommittedOffsets(ctx, s.o.Topic)
+		if err != nil {
+			return err
+		}
+		for _, p := range unready {
+			o, ok := listed.Lookup(s.o.Topic, p)
+			if !ok || o.Err != nil {
+				return errors.Join(errors.New("list the last stable offsets"), o.Err)
+			}
+			parts[p].reset(o.Offset)
+		}
+	}
+	next := make([]int64, n)
+	for p, pw := range parts {
+		pw.mu.RLock()
+		next[p] = pw.end
+		pw.mu.RUnlock()
+	}
+	share := w.maxBytes / n
+	reqs := s.fetchRequests(m, next, nil, int32(followWait/time.Millisecond))
+	resps, firstErr, err := s.fetchLeaders(ctx, reqs, n)
+	if err != nil {
+		return err
+	}
+	got := map[string]bool{}
+	stale := false
+	for p, rp := range resps {
+		if rp == nil {
+			continue
+		}
+		if err := s.extend(ctx, parts[p], int32(p), next[p], share, rp, got); err != nil {
+			if errors.Is(err, kerr.NotLeaderForPartition) || errors.Is(err, kerr.UnknownLeaderEpoch) || errors.Is(err, kerr.FencedLeaderEpoch) || errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
+				stale = true
+			}
+			firstErr = cmpErr(firstErr, err)
+		}
+	}
+	if stale {
+		_, _ = s.metadata(ctx, true)
+	}
+	if len(got) > 0 {
+		w.notify(got)
+		s.headMu.Lock()
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.headMu.Unlock()
+	}
+	return firstErr
+}
+
+// extend takes one partition's fetch answer, read from offset from, into
+// its window, noting the accounts that got events.
+func (s *Server) extend(ctx context.Context, pw *partWindow, p int32, from int64, share int, rp *kmsg.FetchResponseTopicPartition, got map[string]bool) error {
+	if rp.ErrorCode == kerr.OffsetOutOfRange.Code {
+		// Retention passed the window's end, or the topic was
+		// recreated: start again at the head.
+		pw.mu.Lock()
+		pw.ready = false
+		pw.mu.Unlock()
+		return nil
+	}
+	fp, after := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
+		Offset:         from,
+		IsolationLevel: kgo.ReadCommitted(),
+		Topic:          s.o.Topic,
+		Partition:      p,
+	}, rp, s.decomp, nil)
+	if fp.Err != nil && len(fp.Records) == 0 {
+		return fp.Err
+	}
+	if s.codec != nil {
+		err := schemas.Resolve(ctx, s.codec, func(yield func([]byte) bool) {
+			for _, rec := range fp.Records {
+				if !yield(rec.Value) {
+					return
+				}
+			}
+		})
+		if err != nil {
+			return err // read again from the same offset
+		}
+	}
+	// Decoded before the lock: readers wait only for the appends.
+	items := make([]item, 0, len(fp.Records))
+	for _, rec := range fp.Records {
+		if len(rec.Headers) > 0 && dlq.Has(rec, dlq.HeaderConnector) {
+			continue // redriven for one connector, not a new event
+		}
+		it, err := s.decode(rec.Value)
+		if err == nil && !s.readMeta(&it) {
+			err = errors.New("not JSON")
+		}
+		if err != nil {
+			s.failLog.Warn("pull API skipped an unreadable record", "topic", s.o.Topic, "partition", p, "offset", rec.Offset, "err", err)
+			continue
+		}
+		if s.codec == nil {
+			it.data = slices.Clone(it.data) // not the fetch's buffer, which holds other accounts' events
+		}
+		it.partition, it.offset = p, rec.Offset
+		items = append(items, it)
+	}
+	h := rp.LastStableOffset
+	if h < 0 {
+		h = rp.HighWatermark
+	}
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	if pw.end != from {
+		return nil // reset meanwhile
+	}
+	for _, it := range items {
+		pw.add(it, share)
+		got[it.account] = true
+	}
+	if n := len(fp.Records); n > 0 {
+		pw.end = fp.Records[n-1].Offset + 1
+	}
+	pw.end = max(pw.end, after)
+	pw.head = max(h, pw.end)
+	pw.ready = true
+	return nil
+}
+
+// Stats are the window's figures.
+type Stats struct {
+	// WindowReads and KafkaReads count the partitions requests read,
+	// from the window and from Kafka (positions before the window).
+	WindowReads, KafkaReads int64
+	// WindowEvents and WindowBytes are what the window holds now.
+	WindowEvents, WindowBytes int64
+	// Partitions is how many partitions the window follows.
+	Partitions int
+}
+
+// Stats returns the window's figures.
+func (s *Server) Stats() Stats {
+	w := s.win
+	st := Stats{WindowReads: w.hits.Load(), KafkaReads: w.misses.Load()}
+	w.mu.Lock()
+	parts := slices.Clone(w.parts)
+	w.mu.Unlock()
+	for _, pw := range parts {
+		pw.mu.RLock()
+		if pw.ready {
+			st.Partitions++
+		}
+		st.WindowEvents += int64(len(pw.entries))
+		st.WindowBytes += int64(pw.bytes)
+		pw.mu.RUnlock()
+	}
+	return st
+}

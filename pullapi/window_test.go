@@ -1,0 +1,121 @@
+package pullapi_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/firehose/firehose/pullapi"
+	"github.com/firehose/firehose/testsupport/wait"
+)
+
+// windowReady waits until the server's window follows every partition.
+func (e *env) windowReady(partitions int) {
+	e.t.Helper()
+	wait.Eventually(e.t, 10*time.Second, "the window to follow every partition", func() bool { return e.srv.Stats().Partitions == partitions })
+}
+
+// Followers of events that arrived while the API ran are answered from
+// its window, with no read from Kafka: each account sees exactly its own
+// events, in order per resource, though two accounts share resource ids,
+// and never an aborted transaction's.
+func TestFollowersReadFromTheWindow(t *testing.T) {
+	e := newEnv(t, 6)
+	url, _ := e.server(0)
+	e.windowReady(6)
+	want := e.produce([]string{"acc_A", "acc_B"}, 30, 10, 1)
+	shared := e.produceShared([]string{"acc_A", "acc_B"}, 20, 5)
+	for acc, evs := range shared {
+		want[acc] = append(want[acc], evs...)
+	}
+	abort(t, e, "acc_A", "acc_A-lead-0")
+	more := e.produce([]string{"acc_A", "acc_B"}, 30, 1, 11)
+	for acc, evs := range more {
+		want[acc] = append(want[acc], evs...)
+	}
+	wait.Eventually(t, 10*time.Second, "the window to hold every event", func() bool {
+		return e.srv.Stats().WindowEvents == int64(len(want["acc_A"])+len(want["acc_B"]))
+	})
+	for _, acc := range []string{"acc_A", "acc_B"} {
+		got, _, top := walk(t, url, e.secret[acc], "tail", 37, 1000)
+		if !top {
+			t.Fatal("never reached top")
+		}
+		for _, g := range got {
+			if g.Account != acc {
+				t.Fatalf("account %s was served %+v", acc, g)
+			}
+		}
+		checkExactly(t, want[acc], got)
+	}
+	if st := e.srv.Stats(); st.KafkaReads != 0 || st.WindowReads == 0 {
+		t.Fatalf("reads: %+v; every one should have come from the window", st)
+	}
+}
+
+// A window smaller than the stream: positions it no longer holds are read
+// from Kafka, the rest from memory, and the walk is still exact.
+func TestOlderPositionsReadFromKafka(t *testing.T) {
+	e := newEnv(t, 6)
+	url, _ := e.serverWith(pullapi.Options{WindowBytes: 600 << 10})
+	e.windowReady(6)
+	want := e.produce([]string{"acc_A", "acc_B", "acc_C"}, 100, 20, 1) // 6,000 events, about 1.3 MB with the window's overhead
+	wait.Eventually(t, 10*time.Second, "the window to fill", func() bool {
+		st := e.srv.Stats()
+		return st.WindowBytes > 500<<10
+	})
+	got, _, top := walk(t, url, e.secret["acc_B"], "tail", 100, 1000)
+	if !top {
+		t.Fatal("never reached top")
+	}
+	checkExactly(t, want["acc_B"], got)
+	st := e.srv.Stats()
+	if st.KafkaReads == 0 || st.WindowReads == 0 || st.WindowBytes > 600<<10 {
+		t.Fatalf("reads and size: %+v; want both sources, within 600 KiB", st)
+	}
+}
+
+// produceShared writes rounds events for each of resources ids that every
+// account uses: the same key, so the same partition, for different tenants.
+func (e *env) produceShared(accounts []string, resources, rounds int) map[string][]ev {
+	e.t.Helper()
+	want := map[string][]ev{}
+	var recs []*kgo.Record
+	for r := range rounds {
+		for i := range resources {
+			for _, acc := range accounts {
+				res := fmt.Sprintf("shared-%d", i)
+				seq := int64(r + 1)
+				recs = append(recs, &kgo.Record{Key: []byte(res), Value: eventJSON(acc, res, seq)})
+				want[acc] = append(want[acc], ev{ID: fmt.Sprintf("%s-%s-%d", acc, res, seq), Account: acc, Resource: res, Seq: seq})
+			}
+		}
+	}
+	if err := e.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		e.t.Fatal(err)
+	}
+	return want
+}
+
+// abort writes one event of acc in a transaction it aborts.
+func abort(t *testing.T, e *env, acc, res string) {
+	t.Helper()
+	txn, err := kgo.NewClient(kgo.SeedBrokers(e.broker.Addr), kgo.DefaultProduceTopic(topic), kgo.TransactionalID("aborter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txn.Close()
+	ctx := context.Background()
+	if err := txn.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.ProduceSync(ctx, &kgo.Record{Key: []byte(res), Value: eventJSON(acc, res, 999)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+}

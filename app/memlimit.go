@@ -21,7 +21,9 @@ import (
 //
 //   - memory_limit from the config, when set;
 //   - else MemoryBase plus 1.5 x the max_buffered_bytes of every connector
-//     the process runs (352 MiB with one connector at the 64 MiB default);
+//     the process runs (352 MiB with one connector at the 64 MiB default),
+//     plus 1.5 x api.window_bytes when it serves the pull API (384 MiB
+//     more at the 256 MiB default);
 //   - and never above 90 % of the container's memory limit (cgroup), so
 //     the collector works before the kernel kills the process.
 //
@@ -34,7 +36,10 @@ const MemoryBase = 256 << 20
 func MemoryLimit(cfg *config.Config, o Options, cgroupMax int64) (int64, string) {
 	limit, source := int64(cfg.MemoryLimit), "memory_limit"
 	if limit <= 0 {
-		limit, source = MemoryBase, "256 MiB and 1.5 x max_buffered_bytes of each connector run"
+		limit, source = MemoryBase, "256 MiB, 1.5 x max_buffered_bytes of each connector run and 1.5 x the pull API's window_bytes"
+		if o.has(RoleAPI) && cfg.API.Listen != "off" && cfg.API.PullEnabled() {
+			limit += int64(cfg.API.WindowBytes) * 3 / 2
+		}
 		if o.has(RoleConnector) {
 			for _, c := range cfg.Connectors {
 				if c.IsEnabled() && !c.NotRun && (len(o.Connectors) == 0 || slices.Contains(o.Connectors, c.Name)) {

@@ -151,6 +151,12 @@ func (s *Server) waitForChange(ctx context.Context, changed <-chan struct{}, sof
 // fetch issues one fetch per leader for the partitions not held, and takes
 // what comes back into the cursor.
 func (s *Server) fetch(ctx context.Context, c *cursor) error {
+	select {
+	case s.reads <- struct{}{}:
+		defer func() { <-s.reads }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	m, err := s.metadata(ctx, false)
 	if err != nil {
 		return err

@@ -36,6 +36,12 @@ const DefaultBudget = 750 * time.Millisecond
 
 const readDeadline = 900 * time.Millisecond
 
+// KafkaReads bounds the requests reading from Kafka at once (positions
+// older than the window): past it they wait their turn within their
+// budget, so that followers of old positions cannot take the CPU from
+// those the window serves.
+const KafkaReads = 8
+
 // fetchTimeout bounds one fetch from a broker, which may outlive the
 // request that started it (see fetch).
 const fetchTimeout = 10 * time.Second
@@ -87,6 +93,7 @@ type Server struct {
 	codec  schemas.Codec // nil for json, which is read without decoding
 	decomp kgo.Decompressor
 	win    *window
+	reads  chan struct{} // slots for requests' own reads from Kafka
 
 	metaMu sync.Mutex
 	meta   *topicMeta
@@ -139,7 +146,7 @@ func New(o Options) (*Server, error) {
 	if o.Limits.Total <= 0 {
 		o.Limits.Total = DefaultMaxRequests
 	}
-	s := &Server{o: o, decomp: kgo.DefaultDecompressor(), changed: make(chan struct{}), win: newWindow(o.WindowBytes),
+	s := &Server{o: o, decomp: kgo.DefaultDecompressor(), changed: make(chan struct{}), win: newWindow(o.WindowBytes), reads: make(chan struct{}, KafkaReads),
 		inFlight: map[string]int{}, listed: map[string]listedAt{}, failLog: rateLimitedLog{log: o.Log, every: time.Second}}
 	switch {
 	case o.Codec != nil:

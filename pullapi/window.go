@@ -24,10 +24,10 @@ import (
 )
 
 // DefaultWindowBytes bounds the events the window holds (their JSON, plus
-// entryOverhead each), shared equally by the partitions: 64 MiB holds
-// about 40 s of a 2,000-byte, 1,000 events/s stream... per MiB, 512 events
-// of 2 KiB.
-const DefaultWindowBytes = 64 << 20
+// entryOverhead each), shared equally by the partitions: 256 MiB holds
+// about 50 s of a 10,000 events/s stream of 450-byte events, so that a
+// follower back from a minute away is still answered from memory.
+const DefaultWindowBytes = 256 << 20
 
 // entryOverhead is what one event costs the window beside its JSON: its
 // entry, its place in the account's index and its meta strings.

@@ -47,9 +47,9 @@ var DefaultLimits = Limits{
 	WriteTimeout:      15 * time.Second,
 	IdleTimeout:       30 * time.Second,
 	MaxHeaderBytes:    16 << 10,
-	MaxConnections:    1024,
+	MaxConnections:    4096, // pull API followers each hold one
 	// A quarter of MaxConnections: one client cannot take them all.
-	MaxConnectionsPerClient: 256,
+	MaxConnectionsPerClient: 1024,
 }
 
 func (l Limits) orDefaults() Limits {

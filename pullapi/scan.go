@@ -169,7 +169,7 @@ func (s *Server) fetch(ctx context.Context, c *cursor) error {
 	for p := range skip {
 		skip[p] = c.held[p] || c.covered[p]
 	}
-	parts, firstErr, err := s.fetchLeaders(ctx, s.fetchRequests(m, c.next, skip, 0), len(c.next))
+	parts, firstErr, err := s.fetchLeaders(ctx, s.cl, s.fetchRequests(m, c.next, skip, 0), len(c.next))
 	if err != nil {
 		return err
 	}
@@ -233,7 +233,7 @@ func (s *Server) fetchRequests(m *topicMeta, next []int64, skip []bool, maxWait 
 // fetchLeaders sends the requests and returns the answers by partition
 // (of n), with the first error of a leader's answer; err is the request's
 // context ending.
-func (s *Server) fetchLeaders(ctx context.Context, byLeader map[int32]*kmsg.FetchRequest, n int) (parts []*kmsg.FetchResponseTopicPartition, firstErr, err error) {
+func (s *Server) fetchLeaders(ctx context.Context, cl *kgo.Client, byLeader map[int32]*kmsg.FetchRequest, n int) (parts []*kmsg.FetchResponseTopicPartition, firstErr, err error) {
 	type result struct {
 		resp *kmsg.FetchResponse
 		err  error
@@ -248,7 +248,7 @@ func (s *Server) fetchLeaders(ctx context.Context, byLeader map[int32]*kmsg.Fetc
 	var pending sync.WaitGroup
 	for leader, req := range byLeader {
 		pending.Go(func() {
-			resp, err := s.cl.Broker(int(leader)).Request(rctx, req)
+			resp, err := cl.Broker(int(leader)).Request(rctx, req)
 			r, _ := resp.(*kmsg.FetchResponse)
 			results <- result{r, err}
 		})
@@ -329,15 +329,15 @@ func (s *Server) take(ctx context.Context, c *cursor, p int32, rp *kmsg.FetchRes
 			continue
 		}
 		it, err := s.decode(rec.Value)
+		if err == nil && it.account != c.account {
+			c.next[p] = rec.Offset + 1 // another account's: not parsed further
+			continue
+		}
 		if err == nil && !s.readMeta(&it) {
 			err = errors.New("not JSON")
 		}
 		if err != nil {
 			s.o.Log.Warn("pull API skipped an unreadable record", "topic", s.o.Topic, "partition", p, "offset", rec.Offset, "err", err)
-			c.next[p] = rec.Offset + 1
-			continue
-		}
-		if it.account != c.account {
 			c.next[p] = rec.Offset + 1
 			continue
 		}

@@ -94,6 +94,10 @@ type Server struct {
 	decomp kgo.Decompressor
 	win    *window
 	reads  chan struct{} // slots for requests' own reads from Kafka
+	// followCl is the window's client: its fetches wait at the broker
+	// for new events, and a broker answers a connection's requests in
+	// order, so requests' reads must not queue behind them.
+	followCl *kgo.Client
 
 	metaMu sync.Mutex
 	meta   *topicMeta
@@ -162,19 +166,27 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.cl, s.adm = cl, kadm.NewClient(cl)
+	fcl, err := kgo.NewClient(o.Kafka...)
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	s.cl, s.adm, s.followCl = cl, kadm.NewClient(cl), fcl
 	return s, nil
 }
 
 // Close releases the Kafka client of a server that will not Run; Run
 // closes it itself.
-func (s *Server) Close() { s.cl.Close() }
+func (s *Server) Close() {
+	s.cl.Close()
+	s.followCl.Close()
+}
 
 // Run reads the head of the topic into the window, waking long polls
 // when events arrive, and watches the tokens file, until ctx ends. It
 // closes the Kafka client on its way out.
 func (s *Server) Run(ctx context.Context) error {
-	defer s.cl.Close()
+	defer s.Close()
 	done := make(chan struct{})
 	go func() { defer close(done); s.o.Tokens.Watch(ctx, 2*time.Second) }()
 	defer func() { <-done }()

@@ -252,7 +252,7 @@ func (s *Server) followOnce(ctx context.Context) error {
 	}
 	share := w.maxBytes / n
 	reqs := s.fetchRequests(m, next, nil, int32(followWait/time.Millisecond))
-	resps, firstErr, err := s.fetchLeaders(ctx, reqs, n)
+	resps, firstErr, err := s.fetchLeaders(ctx, s.followCl, reqs, n)
 	if err != nil {
 		return err
 	}

@@ -109,10 +109,11 @@ FUZZ_TARGETS := \
 fuzz: ## run every fuzz target for FUZZTIME (default 50000x executions; e.g. FUZZTIME=1m)
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh $(FUZZ_TARGETS)
 
-bench: build ## run the benchmarks: per-stage ones, then 1,000,000 events through a broker (BENCH_EVENTS): each stage, then the whole pipeline in one process
+bench: build ## run the benchmarks: per-stage ones, then 1,000,000 events through a broker (BENCH_EVENTS): each stage, then the whole pipeline in one process, then the pull API under 50 and 500 followers (PULL_FOLLOWERS)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	./scripts/bench-kafka.sh
 	./scripts/bench-pipeline.sh
+	./scripts/bench-pull.sh
 
 tools: $(STATICCHECK) $(VERSITYGW) $(KINESALITE) $(DUCKDB) ## install what the tests need: kcat, promtool, podman and runc (Debian), staticcheck and versitygw (Go), kinesalite and DuckDB (npm)
 	@pkgs=""; \

@@ -150,6 +150,7 @@ func run(args []string) error {
 		time.Sleep(o.back)
 	}
 	cpu0, wall0 := cpuOf(o.apiPID), time.Now()
+	in0, all0 := withinSecond(o.api)
 	fctx, fstop := context.WithCancel(ctx)
 	for _, f := range fl {
 		wg.Go(func() { f.poll(fctx, o, st, false) })
@@ -161,6 +162,7 @@ func run(args []string) error {
 	fstop()
 	wg.Wait()
 	cpu1, wall1 := cpuOf(o.apiPID), time.Now()
+	in1, all1 := withinSecond(o.api)
 
 	var owed, got int64
 	for _, f := range fl {
@@ -178,6 +180,9 @@ func run(args []string) error {
 		float64(st.answers.Load())/secs, pct(reqLat, 0.5), pct(reqLat, 0.99), pct(evLat, 0.5), pct(evLat, 0.99))
 	fmt.Printf("  received %d of %d owed (%.1f%%)  503: %d  429: %d  other errors: %d  records not produced: %d\n",
 		got, owed, 100*float64(got)/float64(max(owed, 1)), st.s503.Load(), st.s429.Load(), st.other.Load(), st.produceErrs.Load())
+	if all1 > all0 {
+		fmt.Printf("  the server's view (firehose_pull_request_duration_seconds): %.2f%% of %.0f answers within 1 s\n", 100*(in1-in0)/(all1-all0), all1-all0)
+	}
 	if o.apiPID > 0 {
 		fmt.Printf("  API process CPU: %.2f cores (%.1f s over %.1f s)\n", (cpu1-cpu0)/secs, cpu1-cpu0, secs)
 	}
@@ -320,6 +325,32 @@ func (f *follower) poll(ctx context.Context, o options, st *stats, once bool) {
 		}
 		st.mu.Unlock()
 	}
+}
+
+// withinSecond reads the API's /metrics: how many answers took at most a
+// second, and how many there were, so far.
+func withinSecond(api string) (within, all float64) {
+	resp, err := http.Get(api + "/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "firehose_pull_request_duration_seconds_") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		switch {
+		case strings.Contains(line, `le="1"`):
+			within += v
+		case strings.HasPrefix(line, "firehose_pull_request_duration_seconds_count"):
+			all += v
+		}
+	}
+	return within, all
 }
 
 func readSecrets(path string) (map[string]string, error) {

@@ -295,35 +295,18 @@ func (s *Server) take(ctx context.Context, c *cursor, p int32, rp *kmsg.FetchRes
 	if rp.ErrorCode == kerr.OffsetOutOfRange.Code {
 		return errExpired
 	}
-	fp, after := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
-		Offset:         c.next[p],
-		IsolationLevel: kgo.ReadCommitted(),
-		Topic:          s.o.Topic,
-		Partition:      p,
-	}, rp, s.decomp, nil)
-	if fp.Err != nil && len(fp.Records) == 0 {
-		return fp.Err
+	recs, after, head, err := s.records(ctx, p, c.next[p], rp)
+	if errors.Is(err, errUnresolved) {
+		// Out of time for the registry: the partition keeps its
+		// offset and the page goes without it.
+		c.head[p] = head
+		return nil
 	}
-	h := rp.LastStableOffset
-	if h < 0 {
-		h = rp.HighWatermark
+	if err != nil {
+		return err
 	}
-	c.head[p] = h
-	if s.codec != nil {
-		// Schemas the registry has to tell first. Out of time, the
-		// partition keeps its offset and the page goes without it.
-		err := schemas.Resolve(ctx, s.codec, func(yield func([]byte) bool) {
-			for _, rec := range fp.Records {
-				if !yield(rec.Value) {
-					return
-				}
-			}
-		})
-		if err != nil {
-			return nil
-		}
-	}
-	for _, rec := range fp.Records {
+	c.head[p] = head
+	for _, rec := range recs {
 		if len(rec.Headers) > 0 && dlq.Has(rec, dlq.HeaderConnector) {
 			c.next[p] = rec.Offset + 1 // redriven for one connector, not a new event
 			continue
@@ -352,6 +335,45 @@ func (s *Server) take(ctx context.Context, c *cursor, p int32, rp *kmsg.FetchRes
 	// Past control records and aborted transactions too.
 	c.next[p] = max(c.next[p], after)
 	return nil
+}
+
+// errUnresolved is a partition's records whose schemas the registry did
+// not tell in time.
+var errUnresolved = errors.New("schemas not resolved")
+
+// records reads partition p's fetch answer from offset from: its
+// committed records, the offset after them (past control records and
+// aborted transactions), and the partition's head (its last stable
+// offset). With a registry codec it first resolves the records' schemas
+// (errUnresolved: not in time). An error of the answer with no records is
+// returned as it is.
+func (s *Server) records(ctx context.Context, p int32, from int64, rp *kmsg.FetchResponseTopicPartition) (recs []*kgo.Record, after, head int64, err error) {
+	fp, after := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
+		Offset:         from,
+		IsolationLevel: kgo.ReadCommitted(),
+		Topic:          s.o.Topic,
+		Partition:      p,
+	}, rp, s.decomp, nil)
+	if fp.Err != nil && len(fp.Records) == 0 {
+		return nil, 0, 0, fp.Err
+	}
+	head = rp.LastStableOffset
+	if head < 0 {
+		head = rp.HighWatermark
+	}
+	if s.codec != nil {
+		err := schemas.Resolve(ctx, s.codec, func(yield func([]byte) bool) {
+			for _, rec := range fp.Records {
+				if !yield(rec.Value) {
+					return
+				}
+			}
+		})
+		if err != nil {
+			return nil, after, head, errUnresolved
+		}
+	}
+	return fp.Records, after, head, nil
 }
 
 // decode reads the account and the item of one record. JSON is read in

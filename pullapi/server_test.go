@@ -244,21 +244,7 @@ func TestWalkFromTailToTopSeesOnlyItsAccount(t *testing.T) {
 	e := newEnv(t, 6)
 	want := e.produce([]string{"acc_A", "acc_B"}, 40, 15, 1)
 	// An aborted transaction of A's must never be served.
-	txn, err := kgo.NewClient(kgo.SeedBrokers(e.broker.Addr), kgo.DefaultProduceTopic(topic), kgo.TransactionalID("aborter"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer txn.Close()
-	ctx := context.Background()
-	if err := txn.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	if err := txn.ProduceSync(ctx, &kgo.Record{Key: []byte("acc_A-lead-0"), Value: eventJSON("acc_A", "acc_A-lead-0", 999)}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	if err := txn.EndTransaction(ctx, kgo.TryAbort); err != nil {
-		t.Fatal(err)
-	}
+	abort(t, e, "acc_A", "acc_A-lead-0")
 	more := e.produce([]string{"acc_A", "acc_B"}, 40, 1, 16)
 	want["acc_A"] = append(want["acc_A"], more["acc_A"]...)
 

@@ -16,11 +16,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/firehose/firehose/internal/dlq"
-	"github.com/firehose/firehose/schemas"
 )
 
 // DefaultWindowBytes bounds the events the window holds (their JSON, plus
@@ -293,30 +291,13 @@ func (s *Server) extend(ctx context.Context, pw *partWindow, p int32, from int64
 		pw.mu.Unlock()
 		return nil
 	}
-	fp, after := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
-		Offset:         from,
-		IsolationLevel: kgo.ReadCommitted(),
-		Topic:          s.o.Topic,
-		Partition:      p,
-	}, rp, s.decomp, nil)
-	if fp.Err != nil && len(fp.Records) == 0 {
-		return fp.Err
-	}
-	if s.codec != nil {
-		err := schemas.Resolve(ctx, s.codec, func(yield func([]byte) bool) {
-			for _, rec := range fp.Records {
-				if !yield(rec.Value) {
-					return
-				}
-			}
-		})
-		if err != nil {
-			return err // read again from the same offset
-		}
+	recs, after, h, err := s.records(ctx, p, from, rp)
+	if err != nil {
+		return err // read again from the same offset
 	}
 	// Decoded before the lock: readers wait only for the appends.
-	items := make([]item, 0, len(fp.Records))
-	for _, rec := range fp.Records {
+	items := make([]item, 0, len(recs))
+	for _, rec := range recs {
 		if len(rec.Headers) > 0 && dlq.Has(rec, dlq.HeaderConnector) {
 			continue // redriven for one connector, not a new event
 		}
@@ -334,10 +315,6 @@ func (s *Server) extend(ctx context.Context, pw *partWindow, p int32, from int64
 		it.partition, it.offset = p, rec.Offset
 		items = append(items, it)
 	}
-	h := rp.LastStableOffset
-	if h < 0 {
-		h = rp.HighWatermark
-	}
 	pw.mu.Lock()
 	defer pw.mu.Unlock()
 	if pw.end != from {
@@ -347,8 +324,8 @@ func (s *Server) extend(ctx context.Context, pw *partWindow, p int32, from int64
 		pw.add(it, share)
 		got[it.account] = true
 	}
-	if n := len(fp.Records); n > 0 {
-		pw.end = fp.Records[n-1].Offset + 1
+	if n := len(recs); n > 0 {
+		pw.end = recs[n-1].Offset + 1
 	}
 	pw.end = max(pw.end, after)
 	pw.head = max(h, pw.end)

@@ -87,7 +87,7 @@ func (s *Server) scan(ctx context.Context, soft time.Time, account string, offse
 		mine := s.win.waiter(account)
 		before := slices.Clone(c.next)
 		var err error
-		all := s.win.serve(c, c.covered)
+		all := s.fromWindow(c, c.covered)
 		if !all && !c.full() {
 			err = s.fetch(ctx, c)
 		}

@@ -190,6 +190,8 @@ func (s *Server) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { defer close(done); s.o.Tokens.Watch(ctx, 2*time.Second) }()
 	defer func() { <-done }()
+	s.win.start(ctx)
+	defer s.win.stop() // the backfills under way end with ctx
 	s.follow(ctx)
 	return nil
 }

@@ -456,6 +456,8 @@ func TestErrorsAreClearJSON(t *testing.T) {
 	if _, err := adm.DeleteRecords(context.Background(), kadm.Offsets(ends.Offsets())); err != nil {
 		t.Fatal(err)
 	}
+	// The window lets go of deleted events within one of its fetches.
+	wait.Eventually(t, 10*time.Second, "the window to drop the deleted events", func() bool { return e.srv.Stats().WindowEvents == 0 })
 	code, body, _ := get(t, url, a, posA, 0)
 	var ae apiErr
 	_ = json.Unmarshal(body, &ae)

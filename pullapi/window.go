@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/firehose/firehose/internal/dlq"
@@ -47,6 +48,25 @@ type window struct {
 
 	waitMu  sync.Mutex
 	waiters map[string]chan struct{} // by account, closed when it gets events
+
+	// Backfills run on ctx, set while the server runs; fills counts
+	// them so that Run waits for them.
+	ctxMu sync.Mutex
+	ctx   context.Context
+	fills sync.WaitGroup
+}
+
+func (w *window) start(ctx context.Context) {
+	w.ctxMu.Lock()
+	defer w.ctxMu.Unlock()
+	w.ctx = ctx
+}
+
+func (w *window) stop() {
+	w.ctxMu.Lock()
+	w.ctx = nil
+	w.ctxMu.Unlock()
+	w.fills.Wait()
 }
 
 // partWindow is one partition's events from start to end.
@@ -60,6 +80,7 @@ type partWindow struct {
 	entries  []item
 	accounts map[string][]int // each account's entries, by index, in order
 	bytes    int
+	filling  atomic.Bool // a backfill is under way
 }
 
 func newWindow(maxBytes int) *window {
@@ -102,10 +123,12 @@ func (w *window) notify(accounts map[string]bool) {
 	}
 }
 
-// serve takes c's events from the partitions the window covers at c's
+// fromWindow takes c's events from the partitions the window covers at c's
 // offsets; covered[p] says which it did. All of them covered, c needs no
-// read from Kafka.
-func (w *window) serve(c *cursor, covered []bool) bool {
+// read from Kafka. A partition whose offset is shortly before the window
+// starts a backfill (see backfill) for the next requests.
+func (s *Server) fromWindow(c *cursor, covered []bool) bool {
+	w := s.win
 	all := true
 	for p := range c.next {
 		covered[p] = false
@@ -116,6 +139,9 @@ func (w *window) serve(c *cursor, covered []bool) bool {
 		if pw == nil || !pw.take(c, p) {
 			w.misses.Add(1)
 			all = false
+			if pw != nil {
+				s.backfill(pw, int32(p), c.next[p])
+			}
 			continue
 		}
 		w.hits.Add(1)
@@ -149,6 +175,138 @@ func (pw *partWindow) take(c *cursor, p int) bool {
 	return true
 }
 
+// backfillOffsetBytes is what an offset is assumed to cost the window
+// when it holds nothing to tell the average from.
+const backfillOffsetBytes = 1024
+
+// backfill reads partition p from offset from up to where its window
+// starts, and puts what it read in front of the window, when the window
+// has room for it: an API process that restarted (or a window still
+// filling) then answers the followers that come back from just before its
+// start from memory after the first of them. It runs in the background,
+// one per partition at a time, among the Kafka reads' slots; a window
+// without room (a full one, in steady state) is never backfilled.
+func (s *Server) backfill(pw *partWindow, p int32, from int64) {
+	w := s.win
+	w.ctxMu.Lock()
+	defer w.ctxMu.Unlock()
+	if w.ctx == nil || w.ctx.Err() != nil {
+		return
+	}
+	pw.mu.RLock()
+	start, ready := pw.start, pw.ready
+	per := backfillOffsetBytes
+	if len(pw.entries) > 0 {
+		per = pw.bytes / len(pw.entries)
+	}
+	room := w.share() - pw.bytes
+	pw.mu.RUnlock()
+	if !ready || from >= start || int64(per)*(start-from) > int64(room) || !pw.filling.CompareAndSwap(false, true) {
+		return
+	}
+	ctx := w.ctx
+	w.fills.Go(func() {
+		defer pw.filling.Store(false)
+		if err := s.fill(ctx, pw, p, from, start, room); err != nil && ctx.Err() == nil {
+			s.failLog.Warn("pull API window could not read back", "topic", s.o.Topic, "partition", p, "err", err)
+		}
+	})
+}
+
+// fill reads [from, start) of partition p and puts it in front of the
+// window, if the window still starts at start and has room.
+func (s *Server) fill(ctx context.Context, pw *partWindow, p int32, from, start int64, room int) error {
+	select {
+	case s.reads <- struct{}{}:
+		defer func() { <-s.reads }()
+	case <-ctx.Done():
+		return nil
+	}
+	var items []item
+	size := 0
+	for cur := from; cur < start; {
+		m, err := s.metadata(ctx, false)
+		if err != nil {
+			return err
+		}
+		if int(p) >= len(m.leaders) {
+			return nil
+		}
+		next := make([]int64, len(m.leaders))
+		skip := make([]bool, len(m.leaders))
+		for i := range skip {
+			skip[i] = i != int(p)
+		}
+		next[p] = cur
+		resps, firstErr, err := s.fetchLeaders(ctx, s.cl, s.fetchRequests(m, next, skip, 0), len(m.leaders))
+		if err != nil {
+			return err
+		}
+		rp := resps[p]
+		if rp == nil {
+			return cmpErr(firstErr, errors.New("no answer for the partition"))
+		}
+		if rp.ErrorCode != 0 {
+			return kerr.ErrorForCode(rp.ErrorCode)
+		}
+		recs, after, _, err := s.records(ctx, p, cur, rp)
+		if err != nil {
+			return err
+		}
+		moved := false
+		for _, rec := range recs {
+			if rec.Offset >= start {
+				break
+			}
+			cur, moved = rec.Offset+1, true
+			if it, ok := s.windowItem(rec, p); ok {
+				items = append(items, it)
+				size += len(it.data) + entryOverhead
+			}
+		}
+		if after > cur {
+			cur, moved = min(after, start), true
+		}
+		if size > room {
+			return nil // more than the estimate: the window has no room
+		}
+		if !moved {
+			return nil // nothing readable yet (a transaction in flight)
+		}
+	}
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	if !pw.ready || pw.start != start || pw.bytes+size > s.win.share() {
+		return nil // moved on meanwhile
+	}
+	pw.prepend(items, from, size)
+	return nil
+}
+
+// prepend puts items, the events of [from, start), in front of the window.
+func (pw *partWindow) prepend(items []item, from int64, size int) {
+	base := pw.base - len(items)
+	before := map[string][]int{}
+	for i, it := range items {
+		before[it.account] = append(before[it.account], base+i)
+	}
+	if pw.accounts == nil {
+		pw.accounts = map[string][]int{}
+	}
+	for acc, idx := range before {
+		pw.accounts[acc] = append(idx, pw.accounts[acc]...)
+	}
+	pw.entries = append(items, pw.entries...)
+	pw.base, pw.start, pw.bytes = base, from, pw.bytes+size
+}
+
+// share is each partition's part of the window's bytes.
+func (w *window) share() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.maxBytes / max(1, len(w.parts))
+}
+
 // add appends one event of the partition's read: its entry, and what it
 // holds.
 func (pw *partWindow) add(it item, max int) {
@@ -159,18 +317,33 @@ func (pw *partWindow) add(it item, max int) {
 	pw.entries = append(pw.entries, it)
 	pw.bytes += len(it.data) + entryOverhead
 	for pw.bytes > max && len(pw.entries) > 1 {
-		old := pw.entries[0]
-		pw.entries[0] = item{}
-		pw.entries = pw.entries[1:]
-		pw.base++
-		if rest := pw.accounts[old.account][1:]; len(rest) > 0 {
-			pw.accounts[old.account] = rest
-		} else {
-			delete(pw.accounts, old.account)
-		}
-		pw.bytes -= len(old.data) + entryOverhead
-		pw.start = old.offset + 1
+		pw.evictOldest()
 	}
+}
+
+// evictOldest drops the window's oldest event.
+func (pw *partWindow) evictOldest() {
+	old := pw.entries[0]
+	pw.entries[0] = item{}
+	pw.entries = pw.entries[1:]
+	pw.base++
+	if rest := pw.accounts[old.account][1:]; len(rest) > 0 {
+		pw.accounts[old.account] = rest
+	} else {
+		delete(pw.accounts, old.account)
+	}
+	pw.bytes -= len(old.data) + entryOverhead
+	pw.start = old.offset + 1
+}
+
+// trim drops what the log no longer holds (retention, or records an
+// operator deleted): the window never serves an event Kafka deleted, and a
+// position before logStart gets position_expired from Kafka.
+func (pw *partWindow) trim(logStart int64) {
+	for len(pw.entries) > 0 && pw.entries[0].offset < logStart {
+		pw.evictOldest()
+	}
+	pw.start = max(pw.start, min(logStart, pw.end))
 }
 
 // reset empties the partition's window and starts it at offset.
@@ -298,28 +471,16 @@ func (s *Server) extend(ctx context.Context, pw *partWindow, p int32, from int64
 	// Decoded before the lock: readers wait only for the appends.
 	items := make([]item, 0, len(recs))
 	for _, rec := range recs {
-		if len(rec.Headers) > 0 && dlq.Has(rec, dlq.HeaderConnector) {
-			continue // redriven for one connector, not a new event
+		if it, ok := s.windowItem(rec, p); ok {
+			items = append(items, it)
 		}
-		it, err := s.decode(rec.Value)
-		if err == nil && !s.readMeta(&it) {
-			err = errors.New("not JSON")
-		}
-		if err != nil {
-			s.failLog.Warn("pull API skipped an unreadable record", "topic", s.o.Topic, "partition", p, "offset", rec.Offset, "err", err)
-			continue
-		}
-		if s.codec == nil {
-			it.data = slices.Clone(it.data) // not the fetch's buffer, which holds other accounts' events
-		}
-		it.partition, it.offset = p, rec.Offset
-		items = append(items, it)
 	}
 	pw.mu.Lock()
 	defer pw.mu.Unlock()
 	if pw.end != from {
 		return nil // reset meanwhile
 	}
+	pw.trim(rp.LogStartOffset)
 	for _, it := range items {
 		pw.add(it, share)
 		got[it.account] = true
@@ -331,6 +492,28 @@ func (s *Server) extend(ctx context.Context, pw *partWindow, p int32, from int64
 	pw.head = max(h, pw.end)
 	pw.ready = true
 	return nil
+}
+
+// windowItem decodes one record for the window; false for a record
+// redriven for one connector (not a new event) or one it cannot read
+// (logged).
+func (s *Server) windowItem(rec *kgo.Record, p int32) (item, bool) {
+	if len(rec.Headers) > 0 && dlq.Has(rec, dlq.HeaderConnector) {
+		return item{}, false
+	}
+	it, err := s.decode(rec.Value)
+	if err == nil && !s.readMeta(&it) {
+		err = errors.New("not JSON")
+	}
+	if err != nil {
+		s.failLog.Warn("pull API skipped an unreadable record", "topic", s.o.Topic, "partition", p, "offset", rec.Offset, "err", err)
+		return item{}, false
+	}
+	if s.codec == nil {
+		it.data = slices.Clone(it.data) // not the fetch's buffer, which holds other accounts' events
+	}
+	it.partition, it.offset = p, rec.Offset
+	return it, true
 }
 
 // Stats are the window's figures.

@@ -117,12 +117,18 @@ func eventJSON(acc, res string, seq int64) []byte {
 // accounts, keyed by resource so each resource stays in one partition.
 func (e *env) produce(accounts []string, resources, rounds int, firstSeq int64) map[string][]ev {
 	e.t.Helper()
+	return e.produceNamed(accounts, resources, rounds, firstSeq, func(acc string, i int) string { return fmt.Sprintf("%s-lead-%d", acc, i) })
+}
+
+// produceNamed is produce with the resource ids name gives.
+func (e *env) produceNamed(accounts []string, resources, rounds int, firstSeq int64, name func(acc string, i int) string) map[string][]ev {
+	e.t.Helper()
 	want := map[string][]ev{}
 	var recs []*kgo.Record
 	for r := range rounds {
 		for i := range resources {
 			for _, acc := range accounts {
-				res := fmt.Sprintf("%s-lead-%d", acc, i)
+				res := name(acc, i)
 				seq := firstSeq + int64(r)
 				recs = append(recs, &kgo.Record{Key: []byte(res), Value: eventJSON(acc, res, seq)})
 				want[acc] = append(want[acc], ev{ID: fmt.Sprintf("%s-%s-%d", acc, res, seq), Account: acc, Resource: res, Seq: seq})

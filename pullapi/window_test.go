@@ -82,22 +82,7 @@ func TestOlderPositionsReadFromKafka(t *testing.T) {
 // account uses: the same key, so the same partition, for different tenants.
 func (e *env) produceShared(accounts []string, resources, rounds int) map[string][]ev {
 	e.t.Helper()
-	want := map[string][]ev{}
-	var recs []*kgo.Record
-	for r := range rounds {
-		for i := range resources {
-			for _, acc := range accounts {
-				res := fmt.Sprintf("shared-%d", i)
-				seq := int64(r + 1)
-				recs = append(recs, &kgo.Record{Key: []byte(res), Value: eventJSON(acc, res, seq)})
-				want[acc] = append(want[acc], ev{ID: fmt.Sprintf("%s-%s-%d", acc, res, seq), Account: acc, Resource: res, Seq: seq})
-			}
-		}
-	}
-	if err := e.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		e.t.Fatal(err)
-	}
-	return want
+	return e.produceNamed(accounts, resources, rounds, 1, func(_ string, i int) string { return fmt.Sprintf("shared-%d", i) })
 }
 
 // abort writes one event of acc in a transaction it aborts.

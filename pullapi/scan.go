@@ -37,12 +37,13 @@ type item struct {
 type cursor struct {
 	account string
 	limit   int
-	next    []int64 // per partition, the next offset to read
-	head    []int64 // per partition, the last stable offset seen; -1 unknown
-	held    []bool  // the partition's next event is the account's, beyond the page
-	items   []item  // the account's events found, in order
-	bytes   int     // their JSON
-	covered []bool  // the partitions the window answered for, this round
+	next    []int64   // per partition, the next offset to read
+	head    []int64   // per partition, the last stable offset seen; -1 unknown
+	held    []bool    // the partition's next event is the account's, beyond the page
+	items   []item    // the account's events found, in order
+	bytes   int       // their JSON
+	covered []bool    // the partitions the window answered for, this round
+	since   time.Time // when the request began reading
 }
 
 // add puts an event on the page.
@@ -53,7 +54,7 @@ func (c *cursor) add(it item) {
 
 func newCursor(account string, offsets []int64, limit int) *cursor {
 	c := &cursor{account: account, limit: limit, next: slices.Clone(offsets), head: make([]int64, len(offsets)),
-		held: make([]bool, len(offsets)), covered: make([]bool, len(offsets))}
+		held: make([]bool, len(offsets)), covered: make([]bool, len(offsets)), since: time.Now()}
 	for i := range c.head {
 		c.head[i] = -1
 	}
@@ -90,6 +91,9 @@ func (s *Server) scan(ctx context.Context, soft time.Time, account string, offse
 		all := s.fromWindow(c, c.covered)
 		if !all && !c.full() {
 			err = s.fetch(ctx, c)
+		}
+		if err == nil && !c.full() {
+			s.confirmHeads(ctx, c)
 		}
 		if errors.Is(err, errExpired) {
 			return nil, errExpired

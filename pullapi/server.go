@@ -93,6 +93,7 @@ type Server struct {
 	codec  schemas.Codec // nil for json, which is read without decoding
 	decomp kgo.Decompressor
 	win    *window
+	probe  headProbe
 	reads  chan struct{} // slots for requests' own reads from Kafka
 	// followCl is the window's client: its fetches wait at the broker
 	// for new events, and a broker answers a connection's requests in

@@ -73,10 +73,11 @@ func (w *window) stop() {
 type partWindow struct {
 	mu       sync.RWMutex
 	ready    bool
-	start    int64 // the first offset covered
-	end      int64 // the next offset to read: [start, end) is covered
-	head     int64 // the last stable offset the last fetch saw
-	base     int   // the number of entries evicted so far: entries[0]'s index
+	start    int64     // the first offset covered
+	end      int64     // the next offset to read: [start, end) is covered
+	head     int64     // the last stable offset the last fetch saw
+	asOf     time.Time // when the fetch that saw head was sent
+	base     int       // the number of entries evicted so far: entries[0]'s index
 	entries  []item
 	accounts map[string][]int // each account's entries, by index, in order
 	bytes    int
@@ -159,7 +160,15 @@ func (pw *partWindow) take(c *cursor, p int) bool {
 	if !pw.ready || from < pw.start || from > pw.end {
 		return false
 	}
-	c.head[p] = pw.head
+	// The head counts only when the window's fetch that saw it was sent
+	// after this request began: an event written before the request
+	// must be on its page, or the page is not top. Otherwise the head is
+	// unknown, and the request reads the window again after its next
+	// fetch.
+	c.head[p] = -1
+	if !pw.asOf.Before(c.since) {
+		c.head[p] = pw.head
+	}
 	idx := pw.accounts[c.account]
 	i := sort.Search(len(idx), func(i int) bool { return pw.entries[idx[i]-pw.base].offset >= from })
 	for ; i < len(idx); i++ {
@@ -423,6 +432,7 @@ func (s *Server) followOnce(ctx context.Context) error {
 	}
 	share := w.maxBytes / n
 	reqs := s.fetchRequests(m, next, nil, int32(followWait/time.Millisecond))
+	sent := time.Now()
 	resps, firstErr, err := s.fetchLeaders(ctx, s.followCl, reqs, n)
 	if err != nil {
 		return err
@@ -433,7 +443,7 @@ func (s *Server) followOnce(ctx context.Context) error {
 		if rp == nil {
 			continue
 		}
-		if err := s.extend(ctx, parts[p], int32(p), next[p], share, rp, got); err != nil {
+		if err := s.extend(ctx, parts[p], int32(p), next[p], share, sent, rp, got); err != nil {
 			if errors.Is(err, kerr.NotLeaderForPartition) || errors.Is(err, kerr.UnknownLeaderEpoch) || errors.Is(err, kerr.FencedLeaderEpoch) || errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
 				stale = true
 			}
@@ -455,7 +465,7 @@ func (s *Server) followOnce(ctx context.Context) error {
 
 // extend takes one partition's fetch answer, read from offset from, into
 // its window, noting the accounts that got events.
-func (s *Server) extend(ctx context.Context, pw *partWindow, p int32, from int64, share int, rp *kmsg.FetchResponseTopicPartition, got map[string]bool) error {
+func (s *Server) extend(ctx context.Context, pw *partWindow, p int32, from int64, share int, sent time.Time, rp *kmsg.FetchResponseTopicPartition, got map[string]bool) error {
 	if rp.ErrorCode == kerr.OffsetOutOfRange.Code {
 		// Retention passed the window's end, or the topic was
 		// recreated: start again at the head.
@@ -490,6 +500,7 @@ func (s *Server) extend(ctx context.Context, pw *partWindow, p int32, from int64
 	}
 	pw.end = max(pw.end, after)
 	pw.head = max(h, pw.end)
+	pw.asOf = sent
 	pw.ready = true
 	return nil
 }
@@ -514,6 +525,95 @@ func (s *Server) windowItem(rec *kgo.Record, p int32) (item, bool) {
 	}
 	it.partition, it.offset = p, rec.Offset
 	return it, true
+}
+
+// headProbe shares the topic's last stable offsets between requests that
+// must know the head as of their start: one ListOffsets answers every
+// request that began before it was sent.
+type headProbe struct {
+	mu       sync.Mutex
+	sent     time.Time
+	heads    []int64       // by partition; nil before the first probe
+	inflight chan struct{} // closed when the probe under way ends
+}
+
+// freshHeads returns the last stable offsets as of a ListOffsets sent at
+// or after since.
+func (s *Server) freshHeads(ctx context.Context, since time.Time) ([]int64, error) {
+	h := &s.probe
+	for {
+		h.mu.Lock()
+		if h.heads != nil && !h.sent.Before(since) {
+			heads := h.heads
+			h.mu.Unlock()
+			return heads, nil
+		}
+		if ch := h.inflight; ch != nil {
+			h.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		ch := make(chan struct{})
+		h.inflight = ch
+		h.mu.Unlock()
+		sent := time.Now()
+		// Not the request's context: the others waiting on it must not
+		// lose it to this one's deadline.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+		listed, err := s.adm.ListCommittedOffsets(lctx, s.o.Topic)
+		cancel()
+		var heads []int64
+		if err == nil {
+			for p := int32(0); ; p++ {
+				o, ok := listed.Lookup(s.o.Topic, p)
+				if !ok {
+					break
+				}
+				if o.Err != nil {
+					err = o.Err
+					break
+				}
+				heads = append(heads, o.Offset)
+			}
+		}
+		h.mu.Lock()
+		h.inflight = nil
+		if err == nil {
+			h.sent, h.heads = sent, heads
+		}
+		h.mu.Unlock()
+		close(ch)
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// confirmHeads settles the heads the window could not vouch for (see
+// take) with a probe sent after the request began.
+func (s *Server) confirmHeads(ctx context.Context, c *cursor) {
+	stale := false
+	for p := range c.next {
+		if c.covered[p] && c.head[p] < 0 {
+			stale = true
+		}
+	}
+	if !stale {
+		return
+	}
+	heads, err := s.freshHeads(ctx, c.since)
+	if err != nil {
+		return // unknown: the page is not top
+	}
+	for p := range c.next {
+		if c.covered[p] && c.head[p] < 0 && p < len(heads) {
+			c.head[p] = heads[p]
+		}
+	}
 }
 
 // Stats are the window's figures.

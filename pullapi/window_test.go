@@ -132,3 +132,26 @@ func TestWindowFillsBackwards(t *testing.T) {
 		t.Fatalf("the second walk read Kafka %d times; the window held its events", after.KafkaReads-before.KafkaReads)
 	}
 }
+
+// Top means nothing of the account is left: events written before a
+// request are on its pages before one says top, though the window may not
+// have fetched them yet when the request comes.
+func TestTopCountsEventsWrittenBeforeTheRequest(t *testing.T) {
+	e := newEnv(t, 6)
+	url, _ := e.server(0)
+	e.windowReady(6)
+	_, pos, top := walk(t, url, e.secret["acc_A"], "tail", 100, 10)
+	if !top {
+		t.Fatal("no top")
+	}
+	for round := range 5 {
+		// Several MiB at once: the window takes several fetches to
+		// read them, and the walk starts while it is still behind.
+		want := e.produce([]string{"acc_A"}, 5000, 1, int64(round+1))
+		var got []ev
+		got, pos, top = walk(t, url, e.secret["acc_A"], pos, 100, 1000)
+		if !top || len(got) != len(want["acc_A"]) {
+			t.Fatalf("round %d: %d of %d events before top (%v)", round, len(got), len(want["acc_A"]), top)
+		}
+	}
+}

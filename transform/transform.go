@@ -291,40 +291,42 @@ func (o *object) into(s *scratch, j int) *object {
 	return f.obj
 }
 
-// get returns the field at path.
-func (o *object) get(s *scratch, path []string) (field, bool) {
+// find returns the object that holds the last name of path and that
+// name's index in it; nil when a name on the way is missing or holds no
+// object.
+func (o *object) find(s *scratch, path []string) (*object, int) {
 	for i, name := range path {
 		j := o.index(name)
 		if j < 0 {
-			return field{}, false
+			return nil, -1
 		}
 		if i == len(path)-1 {
-			return o.fields[j], true
+			return o, j
 		}
 		if o = o.into(s, j); o == nil {
-			return field{}, false
+			return nil, -1
 		}
+	}
+	return nil, -1
+}
+
+// get returns the field at path.
+func (o *object) get(s *scratch, path []string) (field, bool) {
+	if p, j := o.find(s, path); p != nil {
+		return p.fields[j], true
 	}
 	return field{}, false
 }
 
 // remove takes the field at path out and returns it.
 func (o *object) remove(s *scratch, path []string) (field, bool) {
-	for i, name := range path {
-		j := o.index(name)
-		if j < 0 {
-			return field{}, false
-		}
-		if i == len(path)-1 {
-			f := o.fields[j]
-			o.fields = append(o.fields[:j], o.fields[j+1:]...)
-			return f, true
-		}
-		if o = o.into(s, j); o == nil {
-			return field{}, false
-		}
+	p, j := o.find(s, path)
+	if p == nil {
+		return field{}, false
 	}
-	return field{}, false
+	f := p.fields[j]
+	p.fields = append(p.fields[:j], p.fields[j+1:]...)
+	return f, true
 }
 
 // set puts f at path, replacing what is there and making the objects on

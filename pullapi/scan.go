@@ -92,7 +92,8 @@ func (s *Server) scan(ctx context.Context, soft time.Time, account string, offse
 		if !all && !c.full() {
 			err = s.fetch(ctx, c)
 		}
-		if err == nil && !c.full() {
+		if err == nil && !slices.Contains(c.held, true) {
+			// A full page may still end at the head: top then.
 			s.confirmHeads(ctx, c)
 		}
 		if errors.Is(err, errExpired) {

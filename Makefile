@@ -103,6 +103,8 @@ FUZZ_TARGETS := \
 	./connectors:FuzzRenderIsSafe \
 	./connectors:FuzzSpliceMatchesDecode \
 	./connectors:FuzzParquetRoundTrip \
+	./connectors:FuzzPackRoundTrip \
+	./connectors:FuzzUnpack \
 	./connectors:FuzzParquetColumns \
 	./connectors:FuzzParquetShaped
 

@@ -1,7 +1,8 @@
 package connectors
 
 import (
-	"bytes"
+	"io"
+
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -81,27 +82,32 @@ func NewAvroOCF(blockCodec string) (*AvroOCF, error) {
 	return a, nil
 }
 
-// Encode implements Encoder.
-func (a *AvroOCF) Encode(dst []byte, b *Batch) ([]byte, error) {
-	buf := bytes.NewBuffer(dst)
-	// One block for the whole batch, as a batch is one object.
-	w, err := ocf.NewEncoderWithSchema(a.schema, buf, ocf.WithCodec(a.codec), ocf.WithBlockLength(max(len(b.Events), 1)))
+// Encode implements Encoder: a block per run of the batch (one for a
+// batch that was never packed).
+func (a *AvroOCF) Encode(wr io.Writer, b *Batch) error {
+	w, err := ocf.NewEncoderWithSchema(a.schema, wr, ocf.WithCodec(a.codec), ocf.WithBlockLength(max(b.Len(), 1)))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	for i, e := range b.Events {
-		r, err := schemas.ToAvro(e)
-		if err != nil {
-			return nil, err
+	err = b.Each(func(run *Batch) error {
+		for i, e := range run.Events {
+			r, err := schemas.ToAvro(e)
+			if err != nil {
+				return err
+			}
+			if err := w.Encode(&deliveredRecord{AvroRecord: r, Meta: deliveryMeta{BatchID: run.ID, Sequence: int64(run.Seq + i), DeliveredAt: run.SealedAt.UTC()}}); err != nil {
+				return fmt.Errorf("avro: %w", err)
+			}
 		}
-		if err := w.Encode(&deliveredRecord{AvroRecord: r, Meta: deliveryMeta{BatchID: b.ID, Sequence: int64(i), DeliveredAt: b.SealedAt.UTC()}}); err != nil {
-			return nil, fmt.Errorf("avro: %w", err)
-		}
+		return w.Flush()
+	})
+	if err != nil {
+		return err
 	}
 	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("avro: %w", err)
+		return fmt.Errorf("avro: %w", err)
 	}
-	return buf.Bytes(), nil
+	return nil
 }
 
 // ContentType implements Encoder.

@@ -35,6 +35,11 @@ type batcher struct {
 	// recordCuts: batches are objects, each delivered only once a commit
 	// recorded its cut (see cuts.go).
 	recordCuts bool
+	// pack: open batches pack their records past PackBytes (see pack.go);
+	// decode decodes a packed event again.
+	pack   bool
+	packAt int // PackBytes; smaller in tests
+	decode func([]byte) (*schemas.Event, error)
 
 	buffered  int64 // bytes of open batches
 	pending   int64 // bytes of sealed batches not yet delivered
@@ -105,12 +110,56 @@ type openBatch struct {
 	path    string
 	planned *cut // the recorded cut this batch repeats, sealed at its last offset
 	lane    int
-	records []*kgo.Record
-	events  []*schemas.Event
-	shaped  [][]byte // each event's transformed JSON, with transforms
-	times   []time.Time
-	bytes   int
-	opened  time.Time
+	// topic, partition, first and last name the batch's records; idHash
+	// is their offsets' hash (BatchID); count how many there are.
+	topic       string
+	partition   int32
+	first, last int64
+	idHash      uint64
+	count       int
+	// packs hold the first records, compressed (see pack.go), packed of
+	// them in packBytes; records, events and shaped hold the rest, tail
+	// of the bytes.
+	packs     []pack
+	packed    int
+	packBytes int
+	records   []*kgo.Record
+	events    []*schemas.Event
+	shaped    [][]byte // each event's transformed JSON, with transforms
+	tail      int
+	times     []time.Time
+	bytes     int // of the events, as they came: what max_bytes bounds
+	opened    time.Time
+}
+
+// recordBytes is what a record kept in a batch holds besides its value
+// and key: its kgo.Record, the pointers to it and to its event, and its
+// time.
+const recordBytes = 200
+
+// held is what the batch holds: its packs, the times of their events, and
+// the records not packed.
+func (b *openBatch) held() int { return b.packBytes + b.tail }
+
+// packTail packs the records not packed yet.
+func (bt *batcher) packTail(b *openBatch) {
+	p := packRecords(b.records, b.events, b.shaped)
+	b.packs = append(b.packs, p)
+	b.packed += p.n
+	was := b.held()
+	b.packBytes += len(p.data) + p.n*timeBytes
+	b.tail = 0
+	bt.buffered += int64(b.held() - was)
+	for i, r := range b.records {
+		release(r)
+		b.records[i] = nil
+	}
+	clear(b.events)
+	b.records, b.events = b.records[:0], b.events[:0]
+	if b.shaped != nil {
+		clear(b.shaped)
+		b.shaped = b.shaped[:0]
+	}
 }
 
 func newPartState() *partState {
@@ -153,9 +202,12 @@ func (bt *batcher) add(ps *partState, r *kgo.Record, e *schemas.Event, shaped []
 	}
 	b := ps.open[key]
 	if b == nil {
-		b = &openBatch{path: path, lane: lane, opened: now, planned: plan}
+		b = &openBatch{path: path, lane: lane, opened: now, planned: plan,
+			topic: r.Topic, partition: r.Partition, first: r.Offset, idHash: fnvOffset64}
 		ps.open[key] = b
 	}
+	b.last, b.count = r.Offset, b.count+1
+	b.idHash = hashOffset(b.idHash, r.Offset)
 	b.records = append(b.records, r)
 	b.times = append(b.times, e.Timestamp)
 	if shaped != nil {
@@ -177,15 +229,21 @@ func (bt *batcher) add(ps *partState, r *kgo.Record, e *schemas.Event, shaped []
 	}
 	bt.avgRecord = (bt.avgRecord*15 + int64(n)) / 16
 	b.bytes += n
-	bt.buffered += int64(n)
+	// What the record holds until packed: its copy and its event.
+	held := n + len(r.Key) + recordBytes
+	b.tail += held
+	bt.buffered += int64(held)
 	if b.planned != nil {
 		if r.Offset >= b.planned.last {
 			bt.seal(ps, key)
+			return
 		}
+	} else if b.count >= bt.bounds.MaxEvents || int64(b.bytes) >= int64(bt.bounds.MaxBytes) {
+		bt.seal(ps, key)
 		return
 	}
-	if len(b.records) >= bt.bounds.MaxEvents || int64(b.bytes) >= int64(bt.bounds.MaxBytes) {
-		bt.seal(ps, key)
+	if bt.pack && b.tail >= bt.packAt {
+		bt.packTail(b)
 	}
 }
 
@@ -193,25 +251,31 @@ func (bt *batcher) add(ps *partState, r *kgo.Record, e *schemas.Event, shaped []
 func (bt *batcher) seal(ps *partState, key string) {
 	b := ps.open[key]
 	delete(ps.open, key)
-	bt.buffered -= int64(b.bytes)
-	bt.pending += int64(b.bytes)
-	first := b.records[0]
+	if len(b.packs) > 0 && len(b.records) > 0 {
+		bt.packTail(b) // a sealed batch may wait: it waits compressed
+	}
+	bt.buffered -= int64(b.held())
+	bt.pending += int64(b.held())
 	var pc *pendingCut
 	if bt.recordCuts {
-		pc = &pendingCut{cut: cut{path: pathHash(b.path), first: first.Offset, last: b.records[len(b.records)-1].Offset}}
+		pc = &pendingCut{cut: cut{path: pathHash(b.path), first: b.first, last: b.last}}
 		ps.cuts = append(ps.cuts, pc)
 	}
 	ps.sealed = append(ps.sealed, &Batch{
 		cut:         pc,
 		lane:        b.lane,
-		size:        b.bytes,
-		ID:          BatchID(bt.name, b.records),
+		size:        b.held(),
+		raw:         b.bytes,
+		packs:       b.packs,
+		packed:      b.packed,
+		decode:      bt.decode,
+		ID:          batchID(bt.name, b.topic, b.partition, b.first, b.last, b.idHash),
 		Connector:   bt.name,
-		Topic:       first.Topic,
-		Partition:   first.Partition,
-		FirstOffset: first.Offset,
-		LastOffset:  b.records[len(b.records)-1].Offset,
-		Key:         b.path + ObjectName(first.Topic, first.Partition, first.Offset, bt.ext),
+		Topic:       b.topic,
+		Partition:   b.partition,
+		FirstOffset: b.first,
+		LastOffset:  b.last,
+		Key:         b.path + ObjectName(b.topic, b.partition, b.first, bt.ext),
 		Records:     b.records,
 		Events:      b.events,
 		Shaped:      b.shaped,
@@ -245,12 +309,35 @@ func sortSealed(ps *partState) {
 	slices.SortFunc(ps.sealed, func(a, b *Batch) int { return int(a.FirstOffset - b.FirstOffset) })
 }
 
-// sealOverCap seals the largest open batches while the open ones hold
-// more than the cap, down to half of it, so memory stays bounded however
-// many paths, lanes and partitions a connector has open.
+// sealOverCap brings the open batches under the cap when they hold more
+// than it, down to half of it, so memory stays bounded however many
+// paths, lanes and partitions a connector has open: an object store's
+// batches first pack their records, largest first (see pack.go); then the
+// largest batches are sealed.
 func (bt *batcher) sealOverCap(parts map[tp]*partState) {
 	if bt.limit <= 0 || bt.buffered <= bt.limit {
 		return
+	}
+	if bt.pack {
+		// Packing first: a batch packed keeps growing towards the
+		// object asked for.
+		for bt.buffered > bt.limit/2 {
+			var big *openBatch
+			for _, ps := range parts {
+				for _, b := range ps.open {
+					if b.tail >= minPack && (big == nil || b.tail > big.tail) {
+						big = b
+					}
+				}
+			}
+			if big == nil {
+				break
+			}
+			bt.packTail(big)
+		}
+		if bt.buffered <= bt.limit {
+			return
+		}
 	}
 	for bt.buffered > bt.limit/2 {
 		var bigPS *partState
@@ -258,8 +345,8 @@ func (bt *batcher) sealOverCap(parts map[tp]*partState) {
 		big := -1
 		for _, ps := range parts {
 			for key, b := range ps.open {
-				if b.bytes > big {
-					bigPS, bigKey, big = ps, key, b.bytes
+				if b.held() > big {
+					bigPS, bigKey, big = ps, key, b.held()
 				}
 			}
 		}
@@ -311,7 +398,7 @@ func release(r *kgo.Record) { *r = kgo.Record{} }
 func (bt *batcher) forget(ps *partState) {
 	ps.gone = true
 	for _, b := range ps.open {
-		bt.buffered -= int64(b.bytes)
+		bt.buffered -= int64(b.held())
 	}
 	for _, b := range ps.sealed {
 		bt.pending -= int64(b.size)
@@ -325,7 +412,7 @@ func (bt *batcher) forget(ps *partState) {
 func (ps *partState) commitPoint() int64 {
 	p := ps.next
 	for _, b := range ps.open {
-		p = min(p, b.records[0].Offset)
+		p = min(p, b.first)
 	}
 	for _, b := range ps.sealed {
 		p = min(p, b.FirstOffset)

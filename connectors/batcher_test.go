@@ -58,7 +58,10 @@ func TestBatcherBounds(t *testing.T) {
 			for _, b := range ps.open {
 				open += len(b.records)
 			}
-			if open != tc.stillOpen || bt.buffered != int64(open*196) || bt.pending != int64((tc.adds-open)*196) {
+			// Each record holds its 100 bytes, its key, 96 for its
+			// metadata and recordBytes.
+			per := 196 + 1 + recordBytes
+			if open != tc.stillOpen || bt.buffered != int64(open*per) || bt.pending != int64((tc.adds-open)*per) {
 				t.Fatalf("open %d (want %d), buffered %d, pending %d", open, tc.stillOpen, bt.buffered, bt.pending)
 			}
 		})
@@ -111,10 +114,11 @@ func TestBatcherLanes(t *testing.T) {
 
 // Over the cap, the largest open batches are sealed down to half of it.
 func TestBatcherCap(t *testing.T) {
-	bt := testBatcher(false, Bounds{MaxEvents: 1000, MaxBytes: 1 << 20, MaxAge: time.Hour}, 2000)
+	per := 104 + 96 + 1 + recordBytes // a record's value, metadata, key and the rest
+	bt := testBatcher(false, Bounds{MaxEvents: 1000, MaxBytes: 1 << 20, MaxAge: time.Hour}, int64(10*per))
 	parts := map[tp]*partState{{"events", 0}: newPartState(), {"events", 1}: newPartState()}
 	for i := range 8 {
-		r, e := rec(int64(i), "k", 104) // 200 bytes counted
+		r, e := rec(int64(i), "k", 104)
 		bt.add(parts[tp{"events", 0}], r, e, nil, time.Unix(0, 0))
 	}
 	for i := range 4 {
@@ -122,9 +126,9 @@ func TestBatcherCap(t *testing.T) {
 		r.Partition = 1
 		bt.add(parts[tp{"events", 1}], r, e, nil, time.Unix(0, 0))
 	}
-	bt.sealOverCap(parts) // 2,400 bytes open, over 2,000
-	if len(parts[tp{"events", 0}].sealed) != 1 || len(parts[tp{"events", 1}].sealed) != 0 || bt.buffered != 800 || bt.pending != 1600 {
-		t.Fatalf("sealed %d and %d; buffered %d, pending %d: want the largest sealed, 800 left open",
+	bt.sealOverCap(parts) // 12 records' bytes open, over 10
+	if len(parts[tp{"events", 0}].sealed) != 1 || len(parts[tp{"events", 1}].sealed) != 0 || bt.buffered != int64(4*per) || bt.pending != int64(8*per) {
+		t.Fatalf("sealed %d and %d; buffered %d, pending %d: want the largest sealed, 4 records left open",
 			len(parts[tp{"events", 0}].sealed), len(parts[tp{"events", 1}].sealed), bt.buffered, bt.pending)
 	}
 	bt.sealOverCap(parts) // under the cap: nothing

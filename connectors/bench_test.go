@@ -32,13 +32,13 @@ func BenchmarkEncodeCompress(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				var raw, out []byte
+				var out []byte
 				b.ReportAllocs()
 				for b.Loop() {
-					raw, _ = e.Encode(raw[:0], batch)
-					out, _ = c.Compress(out[:0], raw)
+					out, _ = connectors.EncodeBody(e, c, batch)
 				}
 				b.ReportMetric(float64(b.N*len(evs))/b.Elapsed().Seconds(), "events/s")
+				raw, _ := connectors.EncodeBody(e, connectors.None{}, batch)
 				b.ReportMetric(float64(len(raw))/float64(len(out)), "ratio")
 			})
 		}

@@ -11,7 +11,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
-	"sync"
+
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -33,10 +33,6 @@ func (r RetryPolicy) backoff(attempt int, err error) time.Duration {
 	}
 	return d
 }
-
-// encodeBuffers hold encoded, uncompressed batches between encoding and
-// compression; a batch is megabytes, so they are reused.
-var encodeBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // encoding admits as many batches to encoding and compression at once as
 // the process has cores: the work is CPU-bound, so more at once would
@@ -143,6 +139,8 @@ func (w *Worker) nextRetry() time.Duration {
 
 func (w *Worker) stage() string { return dlq.ConnectorStage(w.name) }
 
+var errFull = errors.New("full")
+
 // maxSpanLinks bounds the links of a delivery span (OpenTelemetry keeps
 // 128 by default).
 const maxSpanLinks = 128
@@ -153,18 +151,23 @@ const maxSpanLinks = 128
 func (w *Worker) deliverSpan(ctx context.Context, b *Batch) (context.Context, trace.Span) {
 	parent := ctx
 	var links []trace.Link
-	for _, r := range b.Records {
-		sc := trace.SpanContextFromContext(tracing.Extract(ctx, r.Headers))
-		switch {
-		case !sc.IsValid():
-		case !trace.SpanContextFromContext(parent).IsValid():
-			parent = trace.ContextWithRemoteSpanContext(ctx, sc)
-		case len(links) < maxSpanLinks:
-			links = append(links, trace.Link{SpanContext: sc})
+	_ = b.Each(func(run *Batch) error {
+		for _, r := range run.Records {
+			sc := trace.SpanContextFromContext(tracing.Extract(ctx, r.Headers))
+			switch {
+			case !sc.IsValid():
+			case !trace.SpanContextFromContext(parent).IsValid():
+				parent = trace.ContextWithRemoteSpanContext(ctx, sc)
+			case len(links) < maxSpanLinks:
+				links = append(links, trace.Link{SpanContext: sc})
+			default:
+				return errFull
+			}
 		}
-	}
+		return nil
+	})
 	return tracing.Tracer().Start(parent, "firehose.deliver", trace.WithSpanKind(trace.SpanKindProducer), trace.WithLinks(links...),
-		trace.WithAttributes(attribute.String("firehose.connector", w.name), attribute.String("firehose.batch_id", b.ID), attribute.Int("firehose.events", len(b.Records))))
+		trace.WithAttributes(attribute.String("firehose.connector", w.name), attribute.String("firehose.batch_id", b.ID), attribute.Int("firehose.events", b.Len())))
 }
 
 // dlqRecord is the DLQ record for r, cut to fit the DLQ topic.
@@ -192,25 +195,19 @@ func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 			return ctx.Err()
 		}
 		b.SealedAt = time.Now()
-		size := 0
-		for _, r := range b.Records {
-			size += len(r.Value) + 128 // firehose_metadata, separators
-		}
-		bufp := encodeBuffers.Get().(*[]byte)
-		raw, err := w.enc.Encode(slices.Grow((*bufp)[:0], size), b)
-		if err == nil {
-			if _, none := w.comp.(None); none {
-				b.Body = slices.Clone(raw)
-			} else {
-				b.Body, err = w.comp.Compress(make([]byte, 0, len(raw)/4), raw)
-			}
-		}
-		*bufp = raw[:0]
-		encodeBuffers.Put(bufp)
+		body, err := EncodeBody(w.enc, w.comp, b)
 		<-encoding
 		if err != nil {
 			return w.deadLetter(ctx, cl, b, "encode", err)
 		}
+		w.mu.Lock()
+		b.Body = body
+		if ps := w.parts[tp{b.Topic, b.Partition}]; ps != nil && !ps.gone && slices.Contains(ps.sealed, b) {
+			// The body is held until delivered too.
+			b.size += len(body)
+			w.b.pending += int64(len(body))
+		}
+		w.mu.Unlock()
 		b.ContentType = w.enc.ContentType()
 		b.ContentEncoding = w.comp.ContentEncoding()
 	}
@@ -222,11 +219,11 @@ func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 	sink := w.o.Sink.(Sink)
 	send := func(ctx context.Context) error { return sink.Deliver(ctx, b) }
 	for attempt := 0; ; attempt++ {
-		err := w.attempt(ctx, len(b.Records), len(b.Body), send)
+		err := w.attempt(ctx, b.Len(), len(b.Body), send)
 		if err == nil {
 			now := time.Now()
 			w.o.Observer.Delivered(b, nil, now)
-			w.stats.Delivered.Add(int64(len(b.Records)))
+			w.stats.Delivered.Add(int64(b.Len()))
 			w.stats.Batches.Add(1)
 			w.stats.LastDelivery.Store(now.UnixNano())
 			return nil
@@ -238,13 +235,13 @@ func (w *Worker) deliver(ctx context.Context, cl *kgo.Client, b *Batch) error {
 		w.o.Observer.Failed(d.action != ActionRetry)
 		switch d.action {
 		case ActionStop:
-			w.log.Error("batch refused by destination; stopping the connector", "batch", b.ID, "events", len(b.Records), "rule", d.rule, "err", err)
+			w.log.Error("batch refused by destination; stopping the connector", "batch", b.ID, "events", b.Len(), "rule", d.rule, "err", err)
 			return ErrStopped
 		case ActionDLQ:
-			w.log.Warn("batch refused by destination; sending to DLQ", "batch", b.ID, "events", len(b.Records), "rule", d.rule, "err", err)
+			w.log.Warn("batch refused by destination; sending to DLQ", "batch", b.ID, "events", b.Len(), "rule", d.rule, "err", err)
 			return w.deadLetter(ctx, cl, b, dlqClass(err), err)
 		case ActionDrop:
-			w.dropped(b, len(b.Records), 0, d.rule, err)
+			w.dropped(b, b.Len(), 0, d.rule, err)
 			return nil
 		}
 		if attempt+1 >= w.o.Connector.Retry.MaxAttempts {
@@ -299,10 +296,12 @@ func (w *Worker) dropped(b *Batch, n, i int, rule string, err error) {
 	w.stats.Dropped.Add(int64(n))
 	w.o.Observer.Dropped(rule, n)
 	var sample string
-	if i < len(b.Events) && b.Events[i] != nil {
+	if b.packed == 0 && i < len(b.Events) && b.Events[i] != nil {
 		sample = b.Events[i].EventID
-	} else if i < len(b.Records) {
+	} else if b.packed == 0 && i < len(b.Records) {
 		sample = fmt.Sprintf("%s/%d@%d", b.Records[i].Topic, b.Records[i].Partition, b.Records[i].Offset)
+	} else {
+		sample = fmt.Sprintf("%s/%d@%d", b.Topic, b.Partition, b.FirstOffset)
 	}
 	w.log.Warn("events dropped by on_error", "rule", rule, "batch", b.ID, "events", n, "sample", sample, "err", err)
 }
@@ -325,15 +324,20 @@ func (w *Worker) deadLetter(ctx context.Context, cl *kgo.Client, b *Batch, class
 		extra = append(extra, kgo.RecordHeader{Key: dlq.HeaderResponse, Value: []byte(resp)})
 	}
 	now := time.Now()
-	recs := make([]*kgo.Record, len(b.Records))
-	for i, r := range b.Records {
-		recs[i] = w.dlqRecord(r, dlq.Reason{Stage: w.stage(), Class: class, Message: cause.Error(), Extra: extra}, now)
-	}
-	if err := w.produceDLQ(ctx, cl, recs); err != nil {
-		return err
-	}
-	w.stats.DeadLettered.Add(int64(len(recs)))
-	return nil
+	// A run at a time: a packed batch is unpacked one pack at a time.
+	// A batch whose packs no longer read (never seen) cannot be
+	// dead-lettered either: the error says why, and the batch waits.
+	return b.Each(func(run *Batch) error {
+		recs := make([]*kgo.Record, len(run.Records))
+		for i, r := range run.Records {
+			recs[i] = w.dlqRecord(r, dlq.Reason{Stage: w.stage(), Class: class, Message: cause.Error(), Extra: extra}, now)
+		}
+		if err := w.produceDLQ(ctx, cl, recs); err != nil {
+			return err
+		}
+		w.stats.DeadLettered.Add(int64(len(recs)))
+		return nil
+	})
 }
 
 // produceDLQ writes dead letters and waits for them: offsets past a record

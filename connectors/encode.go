@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -20,8 +21,9 @@ import (
 // firehose_metadata: batch_id, sequence (its position in the batch, from
 // 0) and delivered_at (when the batch was sealed).
 type Encoder interface {
-	// Encode appends the encoding of b.Events to dst.
-	Encode(dst []byte, b *Batch) ([]byte, error)
+	// Encode writes the encoding of b's events to w, a run at a time
+	// (Batch.Each).
+	Encode(w io.Writer, b *Batch) error
 	ContentType() string
 	Extension() string
 }
@@ -29,6 +31,9 @@ type Encoder interface {
 // Compressor compresses an encoded batch.
 type Compressor interface {
 	Compress(dst, src []byte) ([]byte, error)
+	// Writer returns a writer that compresses what is written to it onto
+	// w; Close ends the stream and lets the writer go.
+	Writer(w io.Writer) io.WriteCloser
 	// ContentEncoding is the HTTP Content-Encoding; "" for none.
 	ContentEncoding() string
 	Extension() string
@@ -102,7 +107,7 @@ func metadataField(dst []byte, b *Batch, i int) []byte {
 	dst = append(dst, `{"batch_id":"`...)
 	dst = append(dst, b.ID...) // IDs are built from safe characters
 	dst = append(dst, `","sequence":`...)
-	dst = strconv.AppendInt(dst, int64(i), 10)
+	dst = strconv.AppendInt(dst, int64(b.Seq+i), 10)
 	dst = append(dst, `,"delivered_at":"`...)
 	dst = schemas.AppendTimestamp(dst, b.SealedAt)
 	return append(dst, `"}`...)
@@ -152,16 +157,80 @@ func spliceable(v []byte) bool {
 // MetadataKey is the name of the field every delivered event gains.
 const MetadataKey = "firehose_metadata"
 
+// EncodeBody returns b's body: its events encoded by enc and compressed
+// by comp, one run at a time (Batch.Each), so that a packed batch never
+// has all its events, nor all its encoding, in memory at once.
+func EncodeBody(enc Encoder, comp Compressor, b *Batch) ([]byte, error) {
+	est := b.raw
+	if est == 0 {
+		for _, r := range b.Records {
+			est += len(r.Value) + 128 // firehose_metadata, separators
+		}
+	}
+	if _, none := comp.(None); !none {
+		est /= 8
+	}
+	body := bytes.NewBuffer(make([]byte, 0, est))
+	w := comp.Writer(body)
+	err := enc.Encode(w, b)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := body.Bytes()
+	if cap(out)-len(out) > len(out)/8 {
+		// The body is held until delivered: not the room guessed for it.
+		out = slices.Clone(out)
+	}
+	return out, nil
+}
+
+// encodeChunk is how much encoded JSON is written at once.
+const encodeChunk = 256 << 10
+
+// encodeBuffers hold encoded JSON until it is written; reused.
+var encodeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, encodeChunk+64<<10); return &b }}
+
+// writeEvents writes b's events, each followed by sep and the last by
+// end, in chunks of about encodeChunk.
+func writeEvents(w io.Writer, b *Batch, start, sep, end string) error {
+	bufp := encodeBuffers.Get().(*[]byte)
+	defer encodeBuffers.Put(bufp)
+	buf := append((*bufp)[:0], start...)
+	err := b.Each(func(run *Batch) error {
+		for i := range run.Events {
+			if run.Seq+i > 0 {
+				buf = append(buf, sep...)
+			}
+			buf = AppendEvent(buf, run, i)
+			if len(buf) >= encodeChunk {
+				if _, err := w.Write(buf); err != nil {
+					return err
+				}
+				buf = buf[:0]
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		buf = append(buf, end...)
+		_, err = w.Write(buf)
+	}
+	*bufp = buf[:0]
+	return err
+}
+
 // NDJSON writes one JSON object per line.
 type NDJSON struct{}
 
 // Encode implements Encoder.
-func (NDJSON) Encode(dst []byte, b *Batch) ([]byte, error) {
-	for i := range b.Events {
-		dst = AppendEvent(dst, b, i)
-		dst = append(dst, '\n')
+func (NDJSON) Encode(w io.Writer, b *Batch) error {
+	if b.Len() == 0 {
+		return nil
 	}
-	return dst, nil
+	return writeEvents(w, b, "", "\n", "\n")
 }
 
 // ContentType implements Encoder.
@@ -174,16 +243,7 @@ func (NDJSON) Extension() string { return ".ndjson" }
 type JSONArray struct{}
 
 // Encode implements Encoder.
-func (JSONArray) Encode(dst []byte, b *Batch) ([]byte, error) {
-	dst = append(dst, '[')
-	for i := range b.Events {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = AppendEvent(dst, b, i)
-	}
-	return append(dst, ']', '\n'), nil
-}
+func (JSONArray) Encode(w io.Writer, b *Batch) error { return writeEvents(w, b, "[", ",", "]\n") }
 
 // ContentType implements Encoder.
 func (JSONArray) ContentType() string { return "application/json" }
@@ -203,6 +263,13 @@ func (None) ContentEncoding() string { return "" }
 // Extension implements Compressor.
 func (None) Extension() string { return "" }
 
+// Writer implements Compressor.
+func (None) Writer(w io.Writer) io.WriteCloser { return nopCloser{w} }
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
 // Gzip compresses with klauspost/compress's gzip (stdlib-compatible
 // output, faster), at the default level.
 type Gzip struct{}
@@ -217,6 +284,25 @@ func (Gzip) Compress(dst, src []byte) ([]byte, error) { return streamCompress(&g
 type streamWriter interface {
 	io.WriteCloser
 	Reset(io.Writer)
+}
+
+// pooledWriter is a stream compressor of a pool, back in it once closed.
+type pooledWriter struct {
+	streamWriter
+	pool *sync.Pool
+}
+
+func (p *pooledWriter) Close() error {
+	err := p.streamWriter.Close()
+	p.streamWriter.Reset(nil)
+	p.pool.Put(p.streamWriter)
+	return err
+}
+
+func poolWriter(pool *sync.Pool, w io.Writer) io.WriteCloser {
+	sw := pool.Get().(streamWriter)
+	sw.Reset(w)
+	return &pooledWriter{streamWriter: sw, pool: pool}
 }
 
 // streamCompress compresses src onto dst with a writer from pool.
@@ -234,6 +320,9 @@ func streamCompress(pool *sync.Pool, dst, src []byte) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Writer implements Compressor.
+func (Gzip) Writer(w io.Writer) io.WriteCloser { return poolWriter(&gzipPool, w) }
+
 // ContentEncoding implements Compressor.
 func (Gzip) ContentEncoding() string { return "gzip" }
 
@@ -249,6 +338,9 @@ var snappyPool = sync.Pool{New: func() any { return s2.NewWriter(nil, s2.WriterS
 // Compress implements Compressor.
 func (Snappy) Compress(dst, src []byte) ([]byte, error) { return streamCompress(&snappyPool, dst, src) }
 
+// Writer implements Compressor.
+func (Snappy) Writer(w io.Writer) io.WriteCloser { return poolWriter(&snappyPool, w) }
+
 // ContentEncoding implements Compressor. There is no registered HTTP
 // content coding for snappy; this is the common informal name.
 func (Snappy) ContentEncoding() string { return "x-snappy-framed" }
@@ -263,6 +355,9 @@ var lz4Pool = sync.Pool{New: func() any { return lz4.NewWriter(nil) }}
 
 // Compress implements Compressor.
 func (LZ4) Compress(dst, src []byte) ([]byte, error) { return streamCompress(&lz4Pool, dst, src) }
+
+// Writer implements Compressor.
+func (LZ4) Writer(w io.Writer) io.WriteCloser { return poolWriter(&lz4Pool, w) }
 
 // ContentEncoding implements Compressor.
 func (LZ4) ContentEncoding() string { return "x-lz4" }
@@ -282,6 +377,27 @@ var zstdEncoder = sync.OnceValue(func() *zstd.Encoder {
 // Compress implements Compressor.
 func (Zstd) Compress(dst, src []byte) ([]byte, error) {
 	return zstdEncoder().EncodeAll(src, dst), nil
+}
+
+var zstdWriters = sync.Pool{New: func() any {
+	e, _ := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+	return e
+}}
+
+type zstdWriter struct{ *zstd.Encoder }
+
+func (z zstdWriter) Close() error {
+	err := z.Encoder.Close()
+	z.Encoder.Reset(nil)
+	zstdWriters.Put(z.Encoder)
+	return err
+}
+
+// Writer implements Compressor: one zstd frame.
+func (Zstd) Writer(w io.Writer) io.WriteCloser {
+	e := zstdWriters.Get().(*zstd.Encoder)
+	e.Reset(w)
+	return zstdWriter{e}
 }
 
 // ContentEncoding implements Compressor.

@@ -1,7 +1,8 @@
 package connectors
 
 import (
-	"bytes"
+	"io"
+
 	"fmt"
 	"sync"
 
@@ -122,16 +123,15 @@ func NewParquet(compression string, columns ...Column) (*Parquet, error) {
 // Encode implements Encoder. Every event of b must be decoded (a Parquet
 // body is never spliced from record values), or, for a shaped encoder,
 // transformed (b.Shaped).
-func (p *Parquet) Encode(dst []byte, b *Batch) ([]byte, error) {
-	buf := bytes.NewBuffer(dst)
+func (p *Parquet) Encode(w io.Writer, b *Batch) error {
 	props := parquet.NewWriterProperties(
 		parquet.WithCompression(p.codec),
 		parquet.WithMaxRowGroupLength(int64(p.rowGroupRows)),
 		parquet.WithCreatedBy("firehose "+buildinfo.Read().Version),
 	)
-	fw, err := pqarrow.NewFileWriter(p.schema, buf, props, pqarrow.NewArrowWriterProperties())
+	fw, err := pqarrow.NewFileWriter(p.schema, w, props, pqarrow.NewArrowWriterProperties())
 	if err != nil {
-		return nil, fmt.Errorf("parquet: %w", err)
+		return fmt.Errorf("parquet: %w", err)
 	}
 	rb := array.NewRecordBuilder(memory.DefaultAllocator, p.schema)
 	defer rb.Release()
@@ -149,31 +149,37 @@ func (p *Parquet) Encode(dst []byte, b *Batch) ([]byte, error) {
 	if p.shaped != nil {
 		seen = make([]bool, len(p.shaped.cols))
 	}
-	for i, e := range b.Events {
-		if p.shaped != nil {
-			size += p.shaped.appendRow(rb, b, i, seen)
-		} else if e == nil {
-			fw.Close()
-			return nil, fmt.Errorf("parquet: event %d of batch %s was not decoded", i, b.ID)
-		} else {
-			size += appendParquetRow(rb, e, b, i)
-			p.appendColumns(rb, e)
-		}
-		if rows++; rows >= p.rowGroupRows || size >= p.rowGroupBytes {
-			if err := flush(); err != nil {
-				fw.Close()
-				return nil, fmt.Errorf("parquet: %w", err)
+	err = b.Each(func(run *Batch) error {
+		for i, e := range run.Events {
+			if p.shaped != nil {
+				size += p.shaped.appendRow(rb, run, i, seen)
+			} else if e == nil {
+				return fmt.Errorf("parquet: event %d of batch %s was not decoded", run.Seq+i, b.ID)
+			} else {
+				size += appendParquetRow(rb, e, run, i)
+				p.appendColumns(rb, e)
+			}
+			if rows++; rows >= p.rowGroupRows || size >= p.rowGroupBytes {
+				if err := flush(); err != nil {
+					return fmt.Errorf("parquet: %w", err)
+				}
 			}
 		}
+		return nil
+	})
+	if err == nil {
+		if err = flush(); err != nil {
+			err = fmt.Errorf("parquet: %w", err)
+		}
 	}
-	if err := flush(); err != nil {
+	if err != nil {
 		fw.Close()
-		return nil, fmt.Errorf("parquet: %w", err)
+		return err
 	}
 	if err := fw.Close(); err != nil {
-		return nil, fmt.Errorf("parquet: %w", err)
+		return fmt.Errorf("parquet: %w", err)
 	}
-	return buf.Bytes(), nil
+	return nil
 }
 
 // appendParquetRow appends the i-th event of b, e, to the columns and
@@ -224,7 +230,7 @@ func appendParquetRow(rb *array.RecordBuilder, e *schemas.Event, b *Batch, i int
 	meta := rb.Field(16).(*array.StructBuilder)
 	meta.Append(true)
 	meta.FieldBuilder(0).(*array.StringBuilder).Append(b.ID)
-	meta.FieldBuilder(1).(*array.Int64Builder).Append(int64(i))
+	meta.FieldBuilder(1).(*array.Int64Builder).Append(int64(b.Seq + i))
 	meta.FieldBuilder(2).(*array.TimestampBuilder).Append(arrow.Timestamp(b.SealedAt.UnixMicro()))
 	return 64 + len(e.EventID) + len(e.AccountID) + len(e.ResourceID) + len(e.EventType) + len(e.Metadata) + len(e.LeadData) + len(extra)
 }

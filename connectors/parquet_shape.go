@@ -154,7 +154,7 @@ func (s *shapedColumns) appendRow(rb *array.RecordBuilder, b *Batch, i int, seen
 	meta := rb.Field(n).(*array.StructBuilder)
 	meta.Append(true)
 	meta.FieldBuilder(0).(*array.StringBuilder).Append(b.ID)
-	meta.FieldBuilder(1).(*array.Int64Builder).Append(int64(i))
+	meta.FieldBuilder(1).(*array.Int64Builder).Append(int64(b.Seq + i))
 	meta.FieldBuilder(2).(*array.TimestampBuilder).Append(arrow.Timestamp(b.SealedAt.UnixMicro()))
 	return 64 + len(v)
 }

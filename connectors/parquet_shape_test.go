@@ -62,7 +62,7 @@ func FuzzParquetShaped(f *testing.F) {
 			t.Fatalf("the shape's types do not hold for %s: %v", shaped, err)
 		}
 		b := &connectors.Batch{ID: "b1", Events: []*schemas.Event{e}, Shaped: [][]byte{shaped}, SealedAt: time.Unix(1700000000, 0)}
-		body, err := p.Encode(nil, b)
+		body, err := connectors.EncodeBody(p, connectors.None{}, b)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -56,7 +56,7 @@ func FuzzParquetColumns(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := p.Encode(nil, b); err != nil {
+		if _, err := connectors.EncodeBody(p, connectors.None{}, b); err != nil {
 			t.Fatalf("metadata %q: %v", meta, err)
 		}
 	})

@@ -10,7 +10,6 @@ package connectors
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -77,6 +76,18 @@ type Batch struct {
 	// SealedAt is when the batch was closed for delivery; it is the
 	// delivered_at of every event in it.
 	SealedAt time.Time
+	// Seq is the position in its batch of the first event of a run that
+	// Each passes: event i of the run is the batch's Seq+i (its
+	// firehose_metadata.sequence). 0 for a whole batch.
+	Seq int
+
+	// packs hold the batch's first events compressed, packed of them
+	// (see pack.go); Records, Events and Shaped then hold the rest.
+	// decode decodes a packed event again.
+	packs  []pack
+	packed int
+	decode func([]byte) (*schemas.Event, error)
+	raw    int // bytes of the events, before encoding
 
 	// recs are the events as a RecordSink writes them, built once, and
 	// recState each one's outcome so far (see deliverRecords).
@@ -161,14 +172,31 @@ func ReservedHeader(name string) bool {
 // de-duplicates by id loses nothing: at worst it stores some events twice,
 // each copy identical.
 func BatchID(connector string, recs []*kgo.Record) string {
-	first, last := recs[0], recs[len(recs)-1]
-	h := fnv.New64a()
-	var buf [8]byte
+	h := uint64(fnvOffset64)
 	for _, r := range recs {
-		binary.BigEndian.PutUint64(buf[:], uint64(r.Offset))
-		h.Write(buf[:])
+		h = hashOffset(h, r.Offset)
 	}
-	return fmt.Sprintf("%s-%s-%d-%d-%d-%016x", connector, first.Topic, first.Partition, first.Offset, last.Offset, h.Sum64())
+	first, last := recs[0], recs[len(recs)-1]
+	return batchID(connector, first.Topic, first.Partition, first.Offset, last.Offset, h)
+}
+
+// FNV-1a, 64 bits, over each offset's 8 bytes, big-endian: a batch's hash
+// is built as its records arrive.
+const (
+	fnvOffset64 = 14695981039346656037
+	fnvPrime64  = 1099511628211
+)
+
+func hashOffset(h uint64, off int64) uint64 {
+	for s := 56; s >= 0; s -= 8 {
+		h ^= uint64(byte(uint64(off) >> s))
+		h *= fnvPrime64
+	}
+	return h
+}
+
+func batchID(connector, topic string, partition int32, first, last int64, h uint64) string {
+	return fmt.Sprintf("%s-%s-%d-%d-%d-%016x", connector, topic, partition, first, last, h)
 }
 
 // Error classes for destination errors. Wrap an error with Permanent or

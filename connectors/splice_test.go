@@ -46,14 +46,14 @@ func TestSplicedBodiesEqualEncodedOnes(t *testing.T) {
 		values = append(values, v)
 	}
 	for _, enc := range []Encoder{NDJSON{}, JSONArray{}} {
-		want, _ := enc.Encode(nil, spliceBatch(t, values, false))
+		want, _ := EncodeBody(enc, None{}, spliceBatch(t, values, false))
 		sb := spliceBatch(t, values, true)
 		for i, e := range sb.Events {
 			if e != nil {
 				t.Fatalf("event %d was kept: a processor-written value must splice", i)
 			}
 		}
-		got, _ := enc.Encode(nil, sb)
+		got, _ := EncodeBody(enc, None{}, sb)
 		if !bytes.Equal(got, want) {
 			t.Fatalf("%T: spliced body differs from the encoded one:\n%.300s\n%.300s", enc, got, want)
 		}
@@ -72,7 +72,7 @@ func TestUnspliceableValuesAreEncoded(t *testing.T) {
 		t.Fatal("an unspliceable value's event was not kept")
 	}
 	b.Events[1].Extra.Delete(MetadataKey) // as the worker does
-	body, _ := NDJSON{}.Encode(nil, b)
+	body, _ := EncodeBody(NDJSON{}, None{}, b)
 	lines := bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n"))
 	if len(lines) != 2 {
 		t.Fatalf("%d lines for 2 events:\n%s", len(lines), body)
@@ -94,7 +94,7 @@ func FuzzSpliceMatchesDecode(f *testing.F) {
 			return
 		}
 		b := &Batch{ID: "c-e-0-0-0-0000000000000000", Records: []*kgo.Record{{Value: v}}, Events: []*schemas.Event{nil}}
-		line, _ := NDJSON{}.Encode(nil, b)
+		line, _ := EncodeBody(NDJSON{}, None{}, b)
 		if bytes.Count(line, []byte("\n")) != 1 || line[len(line)-1] != '\n' {
 			t.Fatalf("not one line: %q", line)
 		}
@@ -134,7 +134,7 @@ func TestRedrivenEventGetsItsMetadataOnce(t *testing.T) {
 		bt.add(ps, &kgo.Record{Topic: "events", Value: v}, e, nil, time.Unix(0, 0))
 		b := ps.sealed[0]
 		b.ID, b.SealedAt = "new-batch", time.Unix(0, 0)
-		body, _ := NDJSON{}.Encode(nil, b)
+		body, _ := EncodeBody(NDJSON{}, None{}, b)
 		if bytes.Count(body, []byte(MetadataKey)) != 1 || bytes.Contains(body, []byte(`"old"`)) || !bytes.Contains(body, []byte(`"new-batch"`)) {
 			t.Fatalf("splice %v: %s", splice, body)
 		}

@@ -206,7 +206,8 @@ func New(o Options) (*Worker, error) {
 			// Avro bodies and record sinks' keys and headers need the
 			// decoded events; JSON bodies splice the processor's bytes.
 			splice: records == nil && o.Connector.Encoding != "avro" && o.Connector.Encoding != "parquet" && isJSON(codec),
-			ext:    enc.Extension() + comp.Extension()},
+			ext:    enc.Extension() + comp.Extension(),
+			pack:   objects && records == nil, packAt: PackBytes, decode: codec.Decode},
 	}
 	// Transforms read the whole event.
 	w.header = w.b.splice && f.Scalar() && shape == nil

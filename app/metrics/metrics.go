@@ -219,7 +219,7 @@ func (o *observer) Dropped(rule string, n int) { o.dropped.WithLabelValues(rule)
 
 func (o *observer) Delivered(b *connectors.Batch, skip func(i int) bool, at time.Time) {
 	o.ok.Inc()
-	o.events.Observe(float64(len(b.Records)))
+	o.events.Observe(float64(b.Len()))
 	o.bytes.Observe(float64(b.Bytes()))
 	for i, ts := range b.Times {
 		if ts.IsZero() || (skip != nil && skip(i)) {

@@ -66,11 +66,7 @@ func MakeBatch(t testing.TB, partition int32, first int64, events []*schemas.Eve
 		b.Records = append(b.Records, &kgo.Record{Topic: "events", Partition: partition, Offset: first + int64(i)})
 	}
 	b.ID = connectors.BatchID("suite", b.Records)
-	raw, err := enc.Encode(nil, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b.Body, err = comp.Compress(nil, raw); err != nil {
+	if b.Body, err = connectors.EncodeBody(enc, comp, b); err != nil {
 		t.Fatal(err)
 	}
 	b.ContentType, b.ContentEncoding = enc.ContentType(), comp.ContentEncoding()

@@ -210,7 +210,7 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 	h.Set(s.cfg.IdempotencyHeader, b.ID)
 	h.Set("X-Firehose-Batch-Id", b.ID)
 	h.Set("X-Firehose-Connector", b.Connector)
-	h.Set("X-Firehose-Event-Count", strconv.Itoa(len(b.Events)))
+	h.Set("X-Firehose-Event-Count", strconv.Itoa(b.Len()))
 	if s.cfg.BearerToken != "" {
 		h.Set("Authorization", "Bearer "+s.cfg.BearerToken)
 	}

@@ -162,7 +162,7 @@ func (s *Sink) headers(ct, ce **string, sse *types.ServerSideEncryption, kms **s
 	if s.cfg.StorageClass != "" {
 		*class = types.StorageClass(s.cfg.StorageClass)
 	}
-	*meta = map[string]string{"firehose-batch-id": b.ID, "firehose-events": fmt.Sprint(len(b.Events))}
+	*meta = map[string]string{"firehose-batch-id": b.ID, "firehose-events": fmt.Sprint(b.Len())}
 }
 
 func (s *Sink) multipart(ctx context.Context, b *connectors.Batch) error {

@@ -115,6 +115,10 @@ func runConnector(b *testing.B, name string, c connectors.Config, sink connector
 // benchFile runs the file connector into a new directory with the given
 // body, in batches of 5 MB, 100,000 events or a second.
 func benchFile(b *testing.B, name, encoding, compression string) {
+	benchFileBatches(b, name, encoding, compression, connectors.Bounds{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: time.Second})
+}
+
+func benchFileBatches(b *testing.B, name, encoding, compression string, bounds connectors.Bounds) {
 	for b.Loop() {
 		cfg := file.Config{Dir: b.TempDir()}
 		cfg.Defaults()
@@ -122,8 +126,19 @@ func benchFile(b *testing.B, name, encoding, compression string) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		runConnector(b, name, connectors.Config{Encoding: encoding, Compression: compression,
-			Batch: connectors.Bounds{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: time.Second}}, sink)
+		runConnector(b, name, connectors.Config{Encoding: encoding, Compression: compression, Batch: bounds}, sink)
+	}
+}
+
+// BenchmarkFileLargeBatchesConnectorKafka: the same files in batches of
+// 32 MiB, each packed as it fills (connectors.PackBytes) and encoded a
+// pack at a time: what warehouse-sized objects cost beside 5 MB ones.
+func BenchmarkFileLargeBatchesConnectorKafka(b *testing.B) {
+	bounds := connectors.Bounds{MaxEvents: 10_000_000, MaxBytes: 32 << 20, MaxAge: 5 * time.Second}
+	for _, body := range [][2]string{{"ndjson", "gzip"}, {"parquet", "snappy"}} {
+		b.Run(body[0]+"-"+body[1], func(b *testing.B) {
+			benchFileBatches(b, "file-large-"+body[0]+"-"+body[1], body[0], body[1], bounds)
+		})
 	}
 }
 

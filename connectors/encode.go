@@ -167,25 +167,31 @@ func EncodeBody(enc Encoder, comp Compressor, b *Batch) ([]byte, error) {
 			est += len(r.Value) + 128 // firehose_metadata, separators
 		}
 	}
-	if _, none := comp.(None); !none {
-		est /= 8
-	}
-	body := bytes.NewBuffer(make([]byte, 0, est))
+	est /= 8 // compressed, or Parquet
+	body := bodyBuffers.Get().(*bytes.Buffer)
+	body.Reset()
+	body.Grow(est)
 	w := comp.Writer(body)
 	err := enc.Encode(w, b)
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return nil, err
+	var out []byte
+	if err == nil {
+		// Held until delivered: a copy of its size, not the buffer.
+		out = slices.Clone(body.Bytes())
 	}
-	out := body.Bytes()
-	if cap(out)-len(out) > len(out)/8 {
-		// The body is held until delivered: not the room guessed for it.
-		out = slices.Clone(out)
+	if body.Cap() <= maxBodyBuffer {
+		bodyBuffers.Put(body)
 	}
-	return out, nil
+	return out, err
 }
+
+// bodyBuffers hold bodies while they are written; one larger than
+// maxBodyBuffer is not kept.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxBodyBuffer = 16 << 20
 
 // encodeChunk is how much encoded JSON is written at once.
 const encodeChunk = 256 << 10

@@ -60,10 +60,9 @@ const packBlock = 1 << 20
 // pack is S2 blocks, each a 4-byte length and the block, each holding
 // whole records.
 func packRecords(recs []*kgo.Record, events []*schemas.Event, shaped [][]byte) pack {
-	bufp := packBuffers.Get().(*[]byte)
-	defer packBuffers.Put(bufp)
-	raw := (*bufp)[:0]
-	var out []byte
+	bufs := packBuffers.Get().(*[2][]byte)
+	defer packBuffers.Put(bufs)
+	raw, out := bufs[0][:0], bufs[1][:0]
 	flush := func() {
 		n := len(out)
 		out = slices.Grow(out, 4+s2.MaxEncodedLen(len(raw)))
@@ -108,16 +107,28 @@ func packRecords(recs []*kgo.Record, events []*schemas.Event, shaped [][]byte) p
 	if len(raw) > 0 {
 		flush()
 	}
+	data := slices.Clone(out)
 	if cap(raw) <= 2*packBlock {
-		*bufp = raw // a huge record's buffer is not kept
+		bufs[0] = raw // a huge record's buffer is not kept
 	}
-	// What the pack holds is held until its batch is delivered: not the
-	// room append left.
-	return pack{data: slices.Clip(slices.Clone(out)), first: recs[0].Offset, n: len(recs)}
+	if cap(out) <= 2*PackBytes {
+		bufs[1] = out
+	}
+	return pack{data: data, first: recs[0].Offset, n: len(recs)}
 }
 
-// packBuffers hold a block of records before it is compressed.
-var packBuffers = sync.Pool{New: func() any { return new([]byte) }}
+// packBuffers hold a block of records before it is compressed, and a
+// pack's blocks until they are copied out at their size.
+var packBuffers = sync.Pool{New: func() any { return new([2][]byte) }}
+
+// unpacked is the memory of an unpacked run, reused once the run is done.
+type unpacked struct {
+	raw  []byte
+	all  []kgo.Record
+	recs []*kgo.Record
+}
+
+var unpackBuffers = sync.Pool{New: func() any { return new(unpacked) }}
 
 func appendBytes(dst, b []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(b)))
@@ -126,11 +137,11 @@ func appendBytes(dst, b []byte) []byte {
 
 var errPack = errors.New("pack: corrupt")
 
-// unpack returns the pack's records, of topic and partition, in one
-// buffer; events decoded again with decode where they were kept, and the
-// transformed events when there were any.
-func (p pack) unpack(topic string, partition int32, decode func([]byte) (*schemas.Event, error)) ([]*kgo.Record, []*schemas.Event, [][]byte, error) {
-	var raw []byte
+// unpack returns the pack's records, of topic and partition; events
+// decoded again with decode where they were kept, and the transformed
+// events when there were any. The records live in u's memory.
+func (p pack) unpack(u *unpacked, topic string, partition int32, decode func([]byte) (*schemas.Event, error)) ([]*kgo.Record, []*schemas.Event, [][]byte, error) {
+	total := 0
 	for data := p.data; len(data) > 0; {
 		if len(data) < 4 || int(binary.BigEndian.Uint32(data)) > len(data)-4 {
 			return nil, nil, nil, errPack
@@ -141,15 +152,24 @@ func (p pack) unpack(topic string, partition int32, decode func([]byte) (*schema
 		if err != nil || n > 64*packBlock {
 			return nil, nil, nil, fmt.Errorf("%w: %v", errPack, err)
 		}
-		raw = slices.Grow(raw, n)
+		total += n
+	}
+	raw := slices.Grow(u.raw[:0], total)
+	for data := p.data; len(data) > 0; {
+		block := data[4 : 4+binary.BigEndian.Uint32(data)]
+		data = data[4+len(block):]
+		n, _ := s2.DecodedLen(block)
 		if _, err := s2.Decode(raw[len(raw):len(raw)+n], block); err != nil {
 			return nil, nil, nil, fmt.Errorf("%w: %v", errPack, err)
 		}
 		raw = raw[:len(raw)+n]
 	}
+	u.raw = raw
+	if cap(u.all) < p.n {
+		u.all, u.recs = make([]kgo.Record, p.n), make([]*kgo.Record, p.n)
+	}
 	var err error
-	all := make([]kgo.Record, p.n)
-	recs := make([]*kgo.Record, p.n)
+	all, recs := u.all[:p.n], u.recs[:p.n]
 	events := make([]*schemas.Event, p.n)
 	var shaped [][]byte
 	off := p.first
@@ -241,15 +261,20 @@ func (b *Batch) Len() int { return b.packed + len(b.Events) }
 // Batch like b whose Records, Events, Shaped and Times hold the run, and
 // whose Seq is the position of its first event in b. A batch that was
 // never packed is one run, b itself; a packed one is a run per pack, each
-// unpacked only for fn. Encoders write a batch this way, so encoding a
+// unpacked only for fn: its records are valid only until fn returns. Encoders write a batch this way, so encoding a
 // large batch holds one pack's records at a time.
 func (b *Batch) Each(fn func(run *Batch) error) error {
 	if len(b.packs) == 0 {
 		return fn(b)
 	}
 	seq := 0
+	u := unpackBuffers.Get().(*unpacked)
+	defer func() {
+		clear(u.all) // no values kept alive
+		unpackBuffers.Put(u)
+	}()
 	for _, p := range b.packs {
-		recs, events, shaped, err := p.unpack(b.Topic, b.Partition, b.decode)
+		recs, events, shaped, err := p.unpack(u, b.Topic, b.Partition, b.decode)
 		if err != nil {
 			return err
 		}

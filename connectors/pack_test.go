@@ -167,7 +167,7 @@ func FuzzPackRoundTrip(f *testing.F) {
 			recs = append(recs, r)
 		}
 		p := packRecords(recs, make([]*schemas.Event, count), shaped)
-		got, events, gotShaped, err := p.unpack("t", 4, nil)
+		got, events, gotShaped, err := p.unpack(new(unpacked), "t", 4, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -216,7 +216,7 @@ func FuzzUnpack(f *testing.F) {
 			data = append(data, block...)
 		}
 		p := pack{data: data, first: 1, n: int(n % 1000)}
-		recs, _, _, err := p.unpack("t", 0, schemas.JSON{}.Decode)
+		recs, _, _, err := p.unpack(new(unpacked), "t", 0, schemas.JSON{}.Decode)
 		if err == nil && len(recs) != p.n {
 			t.Fatalf("%d records of %d", len(recs), p.n)
 		}

@@ -45,3 +45,7 @@ export FIREHOSE_BENCH_TOPIC=bench.events
 echo
 echo "connectors: $EVENTS events to gzip NDJSON in 5 MB batches, then to files as Parquet (snappy, zstd)"
 go test ./connectors -run '^$' -bench '^Benchmark(File|S3|FileParquet)ConnectorKafka$' -benchtime 1x -timeout 30m -v 2>&1 | show
+
+echo
+echo "connectors: the same in 32 MiB batches, packed as they fill (gzip NDJSON, Parquet snappy)"
+go test ./connectors -run '^$' -bench '^BenchmarkFileLargeBatchesConnectorKafka$' -benchtime 1x -timeout 30m -v 2>&1 | show

@@ -100,6 +100,7 @@ FUZZ_TARGETS := \
 	./pullapi:FuzzDecodePosition \
 	./pullapi:FuzzParseTokens \
 	./ops:FuzzParseOffsets \
+	./ops:FuzzParseRanges \
 	./connectors:FuzzRenderIsSafe \
 	./connectors:FuzzSpliceMatchesDecode \
 	./connectors:FuzzParquetRoundTrip \

@@ -215,7 +215,7 @@ func (p *process) buildConnectors(ctx context.Context) error {
 		}
 		p.undo = append(p.undo, func() { _ = sink.Close(context.WithoutCancel(ctx)) })
 		beat := heartbeat.New("connector " + c.Name)
-		w, err := connectors.New(connectors.Options{
+		opts := connectors.Options{
 			Connector:       c,
 			DLQTopic:        cfg.Topology.DLQ.Name,
 			DLQMaxBytes:     cfg.Topology.DLQ.MaxRecordBytes(),
@@ -228,7 +228,16 @@ func (p *process) buildConnectors(ctx context.Context) error {
 			RevokeTimeout:   cfg.Kafka.RebalanceTimeout / 2,
 			Beat:            beat,
 			Observer:        p.m.Observer(c.Name),
-		})
+		}
+		w, err := connectors.New(opts)
+		if err != nil {
+			return fmt.Errorf("connector %s: %w", c.Name, err)
+		}
+		// Replay jobs of the connector run beside it (see Replay in the
+		// README), on the same sink.
+		// Without the metrics hooks: they register one client's
+		// metrics, the live worker's.
+		replays, err := w.Replays(append(slices.Clip(p.kopts), kafkaclient.GroupOptions(cfg.Kafka, c.Name)...))
 		if err != nil {
 			return fmt.Errorf("connector %s: %w", c.Name, err)
 		}
@@ -238,7 +247,16 @@ func (p *process) buildConnectors(ctx context.Context) error {
 		p.readies = append(p.readies, w.Ready)
 		p.tasks = append(p.tasks, func(ctx context.Context) error {
 			defer sink.Close(context.WithoutCancel(ctx))
-			return w.Run(ctx)
+			rctx, stop := context.WithCancel(ctx)
+			replaysDone := make(chan struct{})
+			go func() {
+				defer close(replaysDone)
+				_ = replays.Run(rctx)
+			}()
+			err := w.Run(ctx)
+			stop()
+			<-replaysDone
+			return err
 		})
 	}
 	return nil

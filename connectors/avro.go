@@ -30,6 +30,9 @@ var DeliverySchema = sync.OnceValues(func() (string, error) {
 				map[string]any{"name": "batch_id", "type": "string"},
 				map[string]any{"name": "sequence", "type": "long"},
 				map[string]any{"name": "delivered_at", "type": map[string]any{"type": "long", "logicalType": "timestamp-millis"}},
+				// The replay job that delivered the event again; null
+				// for live delivery.
+				map[string]any{"name": "replay", "type": []any{"null", "string"}, "default": nil},
 			},
 		},
 	})
@@ -56,6 +59,7 @@ type deliveryMeta struct {
 	BatchID     string    `avro:"batch_id"`
 	Sequence    int64     `avro:"sequence"`
 	DeliveredAt time.Time `avro:"delivered_at"`
+	Replay      *string   `avro:"replay"`
 }
 
 // NewAvroOCF returns the encoder for a block codec name.
@@ -95,7 +99,7 @@ func (a *AvroOCF) Encode(wr io.Writer, b *Batch) error {
 			if err != nil {
 				return err
 			}
-			if err := w.Encode(&deliveredRecord{AvroRecord: r, Meta: deliveryMeta{BatchID: run.ID, Sequence: int64(run.Seq + i), DeliveredAt: run.SealedAt.UTC()}}); err != nil {
+			if err := w.Encode(&deliveredRecord{AvroRecord: r, Meta: deliveryMeta{BatchID: run.ID, Sequence: int64(run.Seq + i), DeliveredAt: run.SealedAt.UTC(), Replay: replayOf(run)}}); err != nil {
 				return fmt.Errorf("avro: %w", err)
 			}
 		}

@@ -38,7 +38,8 @@ type batcher struct {
 	// pack: open batches pack their records past PackBytes (see pack.go);
 	// decode decodes a packed event again.
 	pack   bool
-	packAt int // PackBytes; smaller in tests
+	packAt int    // PackBytes; smaller in tests
+	replay string // the replay job's id, for a job's worker
 	decode func([]byte) (*schemas.Event, error)
 
 	buffered  int64 // bytes of open batches
@@ -271,6 +272,7 @@ func (bt *batcher) seal(ps *partState, key string) {
 		decode:      bt.decode,
 		ID:          batchID(bt.name, b.topic, b.partition, b.first, b.last, b.idHash),
 		Connector:   bt.name,
+		Replay:      bt.replay,
 		Topic:       b.topic,
 		Partition:   b.partition,
 		FirstOffset: b.first,

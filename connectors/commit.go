@@ -37,13 +37,17 @@ func (w *Worker) commit(ctx context.Context, cl *kgo.Client, only map[tp]bool) b
 			continue
 		}
 		p := ps.commitPoint()
-		m, cuts, waiting := stamp, []*pendingCut(nil), false
+		base := stamp
+		if rp := w.o.Replay; rp != nil {
+			base += replayMeta(rp.From[k.partition], rp.Until[k.partition]) // the job's range stays in its commits
+		}
+		m, cuts, waiting := base, []*pendingCut(nil), false
 		if w.b.recordCuts {
 			var reserved int
 			cuts, reserved, waiting = ps.cutsToRecord(p)
 			var b []byte
 			var n int
-			b, n = appendCuts([]byte(stamp), p, plainCuts(cuts), reserved)
+			b, n = appendCuts([]byte(base), p, plainCuts(cuts), reserved)
 			m, cuts = string(b), cuts[:n]
 		}
 		if p > ps.committed || waiting {

@@ -110,7 +110,19 @@ func metadataField(dst []byte, b *Batch, i int) []byte {
 	dst = strconv.AppendInt(dst, int64(b.Seq+i), 10)
 	dst = append(dst, `,"delivered_at":"`...)
 	dst = schemas.AppendTimestamp(dst, b.SealedAt)
+	if b.Replay != "" {
+		dst = append(dst, `","replay":"`...)
+		dst = append(dst, b.Replay...) // 8 hex digits
+	}
 	return append(dst, `"}`...)
+}
+
+// replayOf is b's replay job, or nil.
+func replayOf(b *Batch) *string {
+	if b.Replay == "" {
+		return nil
+	}
+	return &b.Replay
 }
 
 // AppendEvent appends the i-th event of b as one JSON object with its

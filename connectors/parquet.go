@@ -87,6 +87,7 @@ var parquetColumns = sync.OnceValue(func() *arrow.Schema {
 			arrow.Field{Name: "batch_id", Type: str},
 			arrow.Field{Name: "sequence", Type: i64},
 			arrow.Field{Name: "delivered_at", Type: ts},
+			arrow.Field{Name: "replay", Type: str, Nullable: true},
 		)},
 	}, nil)
 })
@@ -232,6 +233,7 @@ func appendParquetRow(rb *array.RecordBuilder, e *schemas.Event, b *Batch, i int
 	meta.FieldBuilder(0).(*array.StringBuilder).Append(b.ID)
 	meta.FieldBuilder(1).(*array.Int64Builder).Append(int64(b.Seq + i))
 	meta.FieldBuilder(2).(*array.TimestampBuilder).Append(arrow.Timestamp(b.SealedAt.UnixMicro()))
+	appendReplay(meta, b)
 	return 64 + len(e.EventID) + len(e.AccountID) + len(e.ResourceID) + len(e.EventType) + len(e.Metadata) + len(e.LeadData) + len(extra)
 }
 
@@ -264,3 +266,14 @@ func (p *Parquet) ContentType() string { return "application/vnd.apache.parquet"
 
 // Extension implements Encoder.
 func (p *Parquet) Extension() string { return ".parquet" }
+
+// appendReplay appends firehose_metadata.replay: the replay job that
+// delivered b, or null.
+func appendReplay(meta *array.StructBuilder, b *Batch) {
+	rb := meta.FieldBuilder(3).(*array.StringBuilder)
+	if b.Replay == "" {
+		rb.AppendNull()
+		return
+	}
+	rb.Append(b.Replay)
+}

@@ -156,6 +156,7 @@ func (s *shapedColumns) appendRow(rb *array.RecordBuilder, b *Batch, i int, seen
 	meta.FieldBuilder(0).(*array.StringBuilder).Append(b.ID)
 	meta.FieldBuilder(1).(*array.Int64Builder).Append(int64(b.Seq + i))
 	meta.FieldBuilder(2).(*array.TimestampBuilder).Append(arrow.Timestamp(b.SealedAt.UnixMicro()))
+	appendReplay(meta, b)
 	return 64 + len(v)
 }
 

@@ -120,6 +120,9 @@ func EncodeRecords(b *Batch, key *Template) []*Record {
 			{Key: RecordHeaders[1], Value: []byte(e.AccountID)},
 			{Key: RecordHeaders[2], Value: []byte(e.EventID)},
 		}, EventHeaders(b, i)...)
+		if b.Replay != "" {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: ReplayHeader, Value: []byte(b.Replay)})
+		}
 		out[i] = r
 	}
 	return out

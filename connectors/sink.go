@@ -76,6 +76,10 @@ type Batch struct {
 	// SealedAt is when the batch was closed for delivery; it is the
 	// delivered_at of every event in it.
 	SealedAt time.Time
+	// Replay is the replay job delivering the batch again (see
+	// replay.go); "" for live delivery. Its events' firehose_metadata
+	// name it, and destinations mark it (ReplayHeader).
+	Replay string
 	// Seq is the position in its batch of the first event of a run that
 	// Each passes: event i of the run is the batch's Seq+i (its
 	// firehose_metadata.sequence). 0 for a whole batch.

@@ -50,6 +50,9 @@ type Options struct {
 	// partitions' deliveries before cancelling them; default 30s, and the
 	// app passes half the group's rebalance timeout.
 	RevokeTimeout time.Duration
+	// Replay, if set, makes this a replay job's worker (see replay.go):
+	// it reads the job's range only, and marks what it delivers.
+	Replay *Replay
 	// ShutdownTimeout bounds a stop: the flush of open batches, the last
 	// commits and leaving the group (default kafkaclient.DefaultShutdownTimeout). A
 	// negative value stops at once without flushing or committing, as a
@@ -209,6 +212,14 @@ func New(o Options) (*Worker, error) {
 			ext:    enc.Extension() + comp.Extension(),
 			pack:   objects && records == nil, packAt: PackBytes, decode: codec.Decode},
 	}
+	if r := o.Replay; r != nil {
+		// Its own batch ids, object names and marks: never mistaken
+		// for live delivery's.
+		w.b.name += "-replay-" + r.ID
+		w.b.ext = ".replay-" + r.ID + w.b.ext
+		w.b.replay = r.ID
+		w.log = w.log.With("replay", r.ID)
+	}
 	// Transforms read the whole event.
 	w.header = w.b.splice && f.Scalar() && shape == nil
 	if r, ok := o.Sink.(Router); ok && r.TargetTemplate() != nil {
@@ -332,6 +343,17 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 				return // revoked after this fetch was taken
 			}
 			for _, r := range f.Records {
+				if rp := w.o.Replay; rp != nil {
+					if until, ok := rp.Until[r.Partition]; !ok || r.Offset >= until {
+						// Past the job's range: this partition is done.
+						cl.PauseFetchPartitions(map[string][]int32{r.Topic: {r.Partition}})
+						break
+					}
+					if r.Attrs.IsControl() {
+						ps.next = r.Offset + 1 // a transaction's marker: nothing to deliver
+						continue
+					}
+				}
 				w.stats.Consumed.Add(1)
 				ps.next, ps.epoch = r.Offset+1, r.LeaderEpoch
 				if len(r.Headers) > 0 && dlq.Has(r, dlq.HeaderConnector) && dlq.Header(r, dlq.HeaderConnector) != w.name {

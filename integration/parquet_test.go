@@ -78,7 +78,7 @@ api: {listen: "off"}
 	if int(r["n"].(float64)) != len(events) || int(r["ids"].(float64)) != len(events) {
 		t.Fatalf("DuckDB read %v rows, %v distinct events; %d were sent", r["n"], r["ids"], len(events))
 	}
-	if r["ts"] != "TIMESTAMP WITH TIME ZONE" || r["seq"] != "BIGINT" || r["ld"] != "JSON" || !strings.HasPrefix(r["meta"].(string), `STRUCT(batch_id VARCHAR, "sequence" BIGINT, delivered_at TIMESTAMP WITH TIME ZONE)`) {
+	if r["ts"] != "TIMESTAMP WITH TIME ZONE" || r["seq"] != "BIGINT" || r["ld"] != "JSON" || !strings.HasPrefix(r["meta"].(string), `STRUCT(batch_id VARCHAR, "sequence" BIGINT, delivered_at TIMESTAMP WITH TIME ZONE, replay VARCHAR)`) {
 		t.Fatalf("column types: %v", r)
 	}
 	t.Logf("%v events in %v objects", r["n"], r["files"])

@@ -61,6 +61,17 @@ type GroupStatus struct {
 	// (zero if never); empty for the processor.
 	LastDelivery *time.Time        `json:"last_delivery,omitempty"`
 	Partitions   []PartitionStatus `json:"partitions"`
+	// Replays are a connector's replay jobs that Kafka still holds.
+	Replays []ReplayStatus `json:"replays,omitempty"`
+}
+
+// ReplayStatus is one replay job of a connector.
+type ReplayStatus struct {
+	ID      string `json:"id"`
+	State   string `json:"state"` // running, complete or cancelled
+	Done    int64  `json:"done"`  // offsets delivered, of Total
+	Total   int64  `json:"total"`
+	Workers int    `json:"workers"`
 }
 
 // Status measures each worker's lag twice, interval apart, for its rate of
@@ -176,6 +187,15 @@ func Status(ctx context.Context, kopts []kgo.Opt, dlqTopic string, workers []Wor
 			}
 			out[i].Lag += p.Lag
 		}
+		if out[i].Kind == "connector" {
+			jobs, err := connectors.ListReplays(ctx, adm, out[i].Group)
+			if err != nil {
+				return nil, err
+			}
+			for _, j := range jobs {
+				out[i].Replays = append(out[i].Replays, ReplayStatus{ID: j.ID, State: j.State(), Done: j.Done(), Total: j.Total(), Workers: j.Members})
+			}
+		}
 	}
 	return out, nil
 }
@@ -290,6 +310,10 @@ func PrintStatus(w io.Writer, st []GroupStatus) {
 		for _, p := range g.Partitions {
 			parts = append(parts, fmt.Sprintf("%d:%d", p.Partition, p.Lag))
 		}
-		fmt.Fprintf(w, "  lag by partition  %s\n\n", strings.Join(parts, " "))
+		fmt.Fprintf(w, "  lag by partition  %s\n", strings.Join(parts, " "))
+		for _, r := range g.Replays {
+			fmt.Fprintf(w, "  replay job %s  %s  %d/%d events  %d worker(s)\n", r.ID, r.State, r.Done, r.Total, r.Workers)
+		}
+		fmt.Fprintln(w)
 	}
 }

@@ -21,10 +21,16 @@ import (
 
 // readEvents returns the event ids in every file under dir, per file.
 func readEvents(t *testing.T, dir string) []string {
+	return readEventsWhere(t, dir, func(string) bool { return true })
+}
+
+// readEventsWhere returns the event ids in the files under dir whose
+// names keep says to read.
+func readEventsWhere(t *testing.T, dir string, keep func(name string) bool) []string {
 	t.Helper()
 	var ids []string
 	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") || !keep(d.Name()) {
 			return nil
 		}
 		f, err := os.Open(p)
@@ -44,10 +50,10 @@ func readEvents(t *testing.T, dir string) []string {
 	return ids
 }
 
-// TestReplayFromTimestampRedeliversFromThatTime delivers a stream, replays
-// the connector from a time in its middle, and checks that the files
-// written afterwards hold exactly the events from that time on, then new
-// ones.
+// TestReplayFromTimestampRedeliversFromThatTime delivers a stream, runs a
+// replay job from a time in its middle beside the live worker, then
+// resets the connector itself to that time (--reset), and checks that
+// the files written by each hold exactly the events from that time on.
 func TestReplayFromTimestampRedeliversFromThatTime(t *testing.T) {
 	out := t.TempDir()
 	e := configenv.New(t, fmt.Sprintf(`api: {listen: "off"}
@@ -96,22 +102,47 @@ connectors:
 	stop := start()
 	waitFor(400)
 
-	// While a worker runs, replay refuses and says what to do.
-	_, err := run(t, "replay", "-c", path, "--connector", "files", "--from", now.Add(-90*time.Minute).UTC().Format(time.RFC3339))
+	// A replay job runs beside the live worker: the command follows it
+	// to the end; its files hold the range once, marked, and the live
+	// files are untouched.
+	from := now.Add(-90 * time.Minute).UTC().Format(time.RFC3339)
+	o, err := run(t, "replay", "-c", path, "--connector", "files", "--from", from)
+	if err != nil || !strings.Contains(o, "200 events will be delivered again") || !strings.Contains(o, "complete: 200 events") {
+		t.Fatalf("replay job: %v\n%s", err, o)
+	}
+	id := o[strings.Index(o, "replay job ")+len("replay job ") : strings.Index(o, " submitted")]
+	replayed, live := readEventsWhere(t, out, func(name string) bool { return strings.Contains(name, ".replay-"+id+".") }), readEventsWhere(t, out, func(name string) bool { return !strings.Contains(name, ".replay-") })
+	if len(replayed) != 200 || len(live) != 400 {
+		t.Fatalf("after the job: %d replayed events, %d live; want 200 and 400", len(replayed), len(live))
+	}
+	for _, id := range replayed {
+		if !later[id] {
+			t.Fatalf("replay job delivered %s, which is before %s", id, from)
+		}
+	}
+	if l, err := run(t, "replay", "list", "-c", path); err != nil || !strings.Contains(l, id) || !strings.Contains(l, "complete") || !strings.Contains(l, "200/200") {
+		t.Fatalf("replay list: %v\n%s", err, l)
+	}
+	if st, err := run(t, "status", "-c", path, "--interval", "10ms"); err != nil || !strings.Contains(st, "replay job "+id+"  complete  200/200 events") {
+		t.Fatalf("status: %v\n%s", err, st)
+	}
+
+	// --reset moves the connector's own offsets: refused while a worker
+	// runs, with what to do.
+	_, err = run(t, "replay", "-c", path, "--connector", "files", "--from", from, "--reset")
 	if err == nil || !strings.Contains(err.Error(), "running members") || !strings.Contains(err.Error(), "Stop them") {
-		t.Fatalf("replay with a running worker: %v", err)
+		t.Fatalf("replay --reset with a running worker: %v", err)
 	}
 	stop()
 	if err := os.RemoveAll(out); err != nil {
 		t.Fatal(err)
 	}
 
-	from := now.Add(-90 * time.Minute).UTC().Format(time.RFC3339)
-	dry, err := run(t, "replay", "-c", path, "--connector", "files", "--from", from, "--dry-run")
+	dry, err := run(t, "replay", "-c", path, "--connector", "files", "--from", from, "--reset", "--dry-run")
 	if err != nil || !strings.Contains(dry, "200 events will be delivered again") || !strings.Contains(dry, "dry run: nothing changed") {
 		t.Fatalf("dry run: %v\n%s", err, dry)
 	}
-	if o, err := run(t, "replay", "-c", path, "--connector", "files", "--from", from); err != nil || !strings.Contains(o, "committed") {
+	if o, err := run(t, "replay", "-c", path, "--connector", "files", "--from", from, "--reset"); err != nil || !strings.Contains(o, "committed") {
 		t.Fatalf("replay: %v\n%s", err, o)
 	}
 

@@ -211,6 +211,9 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 	h.Set("X-Firehose-Batch-Id", b.ID)
 	h.Set("X-Firehose-Connector", b.Connector)
 	h.Set("X-Firehose-Event-Count", strconv.Itoa(b.Len()))
+	if b.Replay != "" {
+		h.Set("X-Firehose-Replay", b.Replay)
+	}
 	if s.cfg.BearerToken != "" {
 		h.Set("Authorization", "Bearer "+s.cfg.BearerToken)
 	}

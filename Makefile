@@ -106,6 +106,7 @@ FUZZ_TARGETS := \
 	./connectors:FuzzParquetRoundTrip \
 	./connectors:FuzzPackRoundTrip \
 	./connectors:FuzzUnpack \
+	./connectors/archive:FuzzDecode \
 	./connectors:FuzzParquetColumns \
 	./connectors:FuzzParquetShaped
 

@@ -39,7 +39,7 @@ func (w *Worker) commit(ctx context.Context, cl *kgo.Client, only map[tp]bool) b
 		p := ps.commitPoint()
 		base := stamp
 		if rp := w.o.Replay; rp != nil {
-			base += replayMeta(rp.From[k.partition], rp.Until[k.partition]) // the job's range stays in its commits
+			base += replayMeta(rp.From[k.partition], rp.Until[k.partition], rp.Archive) // the job's range stays in its commits
 		}
 		m, cuts, waiting := base, []*pendingCut(nil), false
 		if w.b.recordCuts {

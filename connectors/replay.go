@@ -32,7 +32,15 @@ import (
 type Replay struct {
 	ID          string
 	From, Until map[int32]int64
+	// Archive: the range holds events read back from an archive and
+	// addressed to the job (ReplayAddress); it delivers only those.
+	Archive bool
 }
+
+// ReplayAddress is what the firehose.connector header of a record
+// addressed to job id of a connector's group says: live workers and other
+// jobs skip such records.
+func ReplayAddress(group, id string) string { return ReplayGroup(group, id) }
 
 // ReplayHeader is the record header (and, as X-Firehose-Replay, the HTTP
 // header) naming the replay job a delivered event came from.
@@ -56,11 +64,15 @@ func NewReplayID() string {
 var validReplayID = regexp.MustCompile(`^[0-9a-f]{8}$`)
 
 // replayMeta is the part of a job's commit metadata that holds its range.
-func replayMeta(from, until int64) string {
-	return " from=" + strconv.FormatInt(from, 10) + " until=" + strconv.FormatInt(until, 10)
+func replayMeta(from, until int64, archive bool) string {
+	m := " from=" + strconv.FormatInt(from, 10) + " until=" + strconv.FormatInt(until, 10)
+	if archive {
+		m += " archive"
+	}
+	return m
 }
 
-var replayMetaRE = regexp.MustCompile(` from=(\d+) until=(\d+)`)
+var replayMetaRE = regexp.MustCompile(` from=(\d+) until=(\d+)( archive)?`)
 
 // ReplayPartition is one partition of a job: where it began, where it
 // ends and where its commits are.
@@ -75,7 +87,8 @@ type ReplayJob struct {
 	Topic      string
 	Partitions []ReplayPartition
 	Cancelled  bool
-	Members    int // workers running it now
+	Archive    bool // events read back from an archive (see Replay)
+	Members    int  // workers running it now
 }
 
 // Total is how many offsets the job covers, and Done how many it has
@@ -120,7 +133,7 @@ func (j ReplayJob) State() string {
 
 // Replay returns the Replay a worker of the job runs.
 func (j ReplayJob) Replay() Replay {
-	r := Replay{ID: j.ID, From: map[int32]int64{}, Until: map[int32]int64{}}
+	r := Replay{ID: j.ID, From: map[int32]int64{}, Until: map[int32]int64{}, Archive: j.Archive}
 	for _, p := range j.Partitions {
 		r.From[p.Partition], r.Until[p.Partition] = p.From, p.Until
 	}
@@ -133,26 +146,32 @@ func (j ReplayJob) Replay() Replay {
 // find it within ReplayPoll and run it.
 func SubmitReplay(ctx context.Context, adm *kadm.Client, group, topic string, from, until map[int32]int64) (string, error) {
 	id := NewReplayID()
+	return id, SubmitReplayOf(ctx, adm, group, topic, id, from, until, false)
+}
+
+// SubmitReplayOf creates replay job id; archive says its range holds
+// events read back from an archive, addressed to it (ReplayAddress).
+func SubmitReplayOf(ctx context.Context, adm *kadm.Client, group, topic, id string, from, until map[int32]int64, archive bool) error {
 	var offs kadm.Offsets
 	for p, f := range from {
 		u, ok := until[p]
 		if !ok || u < f {
-			return "", fmt.Errorf("replay: partition %d ends at %d, before it starts (%d)", p, u, f)
+			return fmt.Errorf("replay: partition %d ends at %d, before it starts (%d)", p, u, f)
 		}
 		offs.Add(kadm.Offset{Topic: topic, Partition: p, At: f, LeaderEpoch: -1,
-			Metadata: CommitMetadataPrefix + time.Now().UTC().Format(time.RFC3339Nano) + replayMeta(f, u)})
+			Metadata: CommitMetadataPrefix + time.Now().UTC().Format(time.RFC3339Nano) + replayMeta(f, u, archive)})
 	}
 	if len(offs) == 0 {
-		return "", errors.New("replay: no partitions")
+		return errors.New("replay: no partitions")
 	}
 	resp, err := adm.CommitOffsets(ctx, ReplayGroup(group, id), offs)
 	if err == nil {
 		err = resp.Error()
 	}
 	if err != nil {
-		return "", fmt.Errorf("replay: create the job's group %s: %w", ReplayGroup(group, id), err)
+		return fmt.Errorf("replay: create the job's group %s: %w", ReplayGroup(group, id), err)
 	}
-	return id, nil
+	return nil
 }
 
 // CancelReplay marks job id of the group cancelled: its workers stop
@@ -225,7 +244,7 @@ func ListReplays(ctx context.Context, adm *kadm.Client, group string) ([]ReplayJ
 			}
 			f, _ := strconv.ParseInt(m[1], 10, 64)
 			u, _ := strconv.ParseInt(m[2], 10, 64)
-			j.Topic = o.Topic
+			j.Topic, j.Archive = o.Topic, m[3] != ""
 			j.Partitions = append(j.Partitions, ReplayPartition{Partition: o.Partition, From: f, Until: u, Position: o.At})
 		})
 		if len(j.Partitions) == 0 {

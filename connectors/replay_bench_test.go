@@ -107,7 +107,9 @@ func BenchmarkLiveLatencyDuringReplay(b *testing.B) {
 		// The live worker starts at the end: the backlog is the
 		// replay's.
 		var offs kadm.Offsets
-		ends.Each(func(l kadm.ListedOffset) { offs.Add(kadm.Offset{Topic: "events", Partition: l.Partition, At: l.Offset, LeaderEpoch: -1}) })
+		ends.Each(func(l kadm.ListedOffset) {
+			offs.Add(kadm.Offset{Topic: "events", Partition: l.Partition, At: l.Offset, LeaderEpoch: -1})
+		})
 		if _, err := adm.CommitOffsets(context.Background(), "lake", offs); err != nil {
 			b.Fatal(err)
 		}

@@ -356,8 +356,8 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 				}
 				w.stats.Consumed.Add(1)
 				ps.next, ps.epoch = r.Offset+1, r.LeaderEpoch
-				if len(r.Headers) > 0 && dlq.Has(r, dlq.HeaderConnector) && dlq.Header(r, dlq.HeaderConnector) != w.name {
-					w.stats.Filtered.Add(1) // redriven for another connector
+				if !w.addressed(r) {
+					w.stats.Filtered.Add(1) // redriven for another connector, or read back for a replay job
 					continue
 				}
 				// The event borrows the copy's memory, not the fetch's.
@@ -521,6 +521,21 @@ func (w *Worker) drain(ctx context.Context, cl *kgo.Client) error {
 		return ErrStopped
 	}
 	return nil
+}
+
+// addressed reports whether the worker delivers r: a record of the events
+// topic may be addressed to one connector (a redrive) or one replay job
+// (read back from an archive) by its firehose.connector header. An
+// archive job's worker delivers only the records addressed to it.
+func (w *Worker) addressed(r *kgo.Record) bool {
+	to, ok := "", false
+	if len(r.Headers) > 0 && dlq.Has(r, dlq.HeaderConnector) {
+		to, ok = dlq.Header(r, dlq.HeaderConnector), true
+	}
+	if rp := w.o.Replay; rp != nil && rp.Archive {
+		return ok && to == w.o.Connector.Group // the job's group is its address
+	}
+	return !ok || to == w.name
 }
 
 // decode decodes a record's value. A JSON body that will be spliced from

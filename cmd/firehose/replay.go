@@ -17,12 +17,15 @@ import (
 
 	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/connectors/archive"
+	s3dest "github.com/firehose/firehose/connectors/s3"
 	"github.com/firehose/firehose/ops"
 )
 
 func newReplayCmd(g *globals) *cobra.Command {
 	var (
 		path, connector, from, to, offsets string
+		fromArchive                        string
 		earliest, latest, dryRun, reset    bool
 		detach                             bool
 	)
@@ -100,6 +103,9 @@ the connector, and names them.`,
 			if reset && detach {
 				return fmt.Errorf("--detach is for replay jobs; --reset returns at once")
 			}
+			if fromArchive != "" && (reset || from == "") {
+				return fmt.Errorf("--from-archive takes --from (and --to): the time range of the events to read back")
+			}
 			_, cfg, kopts, err := g.setup(path)
 			if err != nil {
 				return err
@@ -136,6 +142,9 @@ the connector, and names them.`,
 				}
 				fmt.Fprintf(w, "committed: start the connector's workers; firehose status -c %s shows the catch-up\n", path)
 				return nil
+			}
+			if fromArchive != "" {
+				return backfill(cmd.Context(), w, cl, cfg, c, fromArchive, spec.Time, toTime, path, dryRun, detach)
 			}
 			var ranges map[int32][2]int64
 			if offsets != "" {
@@ -182,6 +191,7 @@ the connector, and names them.`,
 	f.BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
 	f.BoolVar(&reset, "reset", false, "move the connector's own offsets instead (refused while its workers run)")
 	f.BoolVar(&detach, "detach", false, "submit the job and return with its id")
+	f.StringVar(&fromArchive, "from-archive", "", "read the events back from objects Firehose wrote (a directory, or s3://bucket/prefix) instead of Kafka")
 	cmd.AddCommand(newReplayListCmd(g), newReplayCancelCmd(g))
 	return cmd
 }
@@ -349,4 +359,70 @@ func findConnector(cfg *config.Config, name string) (connectors.Config, error) {
 		names = append(names, c.Name)
 	}
 	return connectors.Config{}, fmt.Errorf("--connector %s: no such connector in the config (it has %v)", name, names)
+}
+
+// backfill reads the events of an archive's objects in [from, to) and
+// delivers them through connector c as a replay job.
+func backfill(ctx context.Context, w io.Writer, cl *kgo.Client, cfg *config.Config, c connectors.Config, src string, from, to time.Time, path string, dryRun, detach bool) error {
+	var source archive.Source
+	if rest, ok := strings.CutPrefix(src, "s3://"); ok {
+		bucket, prefix, _ := strings.Cut(rest, "/")
+		if bucket == "" {
+			return fmt.Errorf("--from-archive %s: no bucket (s3://bucket/prefix)", src)
+		}
+		// The settings (endpoint, credentials) of a connector writing to
+		// that bucket, else the AWS environment's.
+		s3cfg := s3dest.Config{Bucket: bucket}
+		for _, other := range cfg.Connectors {
+			if sc, ok := other.Destination.(*s3dest.Config); ok && sc.Bucket == bucket {
+				s3cfg = *sc
+			}
+		}
+		s3cfg.Defaults()
+		sink, err := s3dest.New(ctx, s3cfg)
+		if err != nil {
+			return err
+		}
+		defer sink.Close(ctx)
+		source = sink.Archive(prefix)
+	} else {
+		if st, err := os.Stat(src); err != nil || !st.IsDir() {
+			return fmt.Errorf("--from-archive %s: not a directory (or s3://bucket/prefix)", src)
+		}
+		source = archive.Dir(src)
+	}
+	if dryRun {
+		names, err := source.List(ctx)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, name := range names {
+			if archive.Readable(name) {
+				n++
+			}
+		}
+		fmt.Fprintf(w, "%d objects to read back from %s; dry run: nothing read\n", n, src)
+		return nil
+	}
+	objects, events := 0, 0
+	last := time.Now()
+	id, total, err := archive.Backfill(ctx, cl, source, c, from, to, func(name string, n int) {
+		objects++
+		events += n
+		if time.Since(last) >= 5*time.Second {
+			fmt.Fprintf(w, "read %d objects, %d events in range\n", objects, events)
+			last = time.Now()
+		}
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "read %d objects from %s: %d events in range, written to %s for the job\n", objects, src, total, c.Topic)
+	fmt.Fprintf(w, "replay job %s submitted (group %s)\n", id, connectors.ReplayGroup(c.Group, id))
+	if detach {
+		fmt.Fprintf(w, "follow it with firehose replay list -c %s, or firehose status\n", path)
+		return nil
+	}
+	return followReplay(ctx, w, kadm.NewClient(cl), c.Group, id, isTerminal(w))
 }

@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -226,4 +228,41 @@ func (s *Sink) Close(context.Context) error {
 		awsconf.CloseIdle(s.client.Options().HTTPClient)
 	})
 	return nil
+}
+
+// Archive returns the objects of the sink's bucket under prefix as an
+// archive to read back (see connectors/archive).
+func (s *Sink) Archive(prefix string) *Archive { return &Archive{s: s, prefix: prefix} }
+
+// Archive is a bucket's objects under a prefix.
+type Archive struct {
+	s      *Sink
+	prefix string
+}
+
+// List returns the objects' keys, in order.
+func (a *Archive) List(ctx context.Context) ([]string, error) {
+	var out []string
+	p := s3.NewListObjectsV2Paginator(a.s.client, &s3.ListObjectsV2Input{Bucket: aws.String(a.s.cfg.Bucket), Prefix: aws.String(a.prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list s3://%s/%s: %w", a.s.cfg.Bucket, a.prefix, err)
+		}
+		for _, o := range page.Contents {
+			out = append(out, aws.ToString(o.Key))
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Read returns one object's bytes.
+func (a *Archive) Read(ctx context.Context, key string) ([]byte, error) {
+	out, err := a.s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(a.s.cfg.Bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, fmt.Errorf("get s3://%s/%s: %w", a.s.cfg.Bucket, key, err)
+	}
+	defer out.Body.Close()
+	return io.ReadAll(out.Body)
 }

@@ -3,6 +3,7 @@ package s3
 import (
 	"context"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 
@@ -10,7 +11,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/connectors/archive"
 	"github.com/firehose/firehose/connectors/connectortest"
+	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/versitygw"
 )
 
@@ -104,5 +107,57 @@ func TestMissingBucketIsRetryable(t *testing.T) {
 	err := sink.Deliver(context.Background(), connectortest.MakeBatch(t, 0, 0, connectortest.Events(1, 3), "ndjson", "none"))
 	if err == nil || connectors.IsPermanent(err) || !strings.Contains(err.Error(), "s3://nope/") {
 		t.Fatalf("missing bucket: %v", err)
+	}
+}
+
+// A bucket's objects under a prefix read back as an archive: listed in
+// order, each decoding to the events delivered.
+func TestArchiveReadsBack(t *testing.T) {
+	srv := versitygw.Start(t)
+	srv.Bucket(t, "events")
+	sink := newSink(t, srv, nil)
+	defer sink.Close(context.Background())
+	evs := connectortest.Events(12, 90)
+	var keys []string
+	want := map[string][]*schemas.Event{}
+	for i, enc := range []string{"ndjson", "avro", "parquet"} {
+		b := connectortest.MakeBatch(t, int32(i), 0, evs[i*30:(i+1)*30], enc, map[string]string{"ndjson": "zstd", "avro": "none", "parquet": "zstd"}[enc])
+		b.Key = "lake/" + b.Key
+		if err := sink.Deliver(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, b.Key)
+		want[b.Key] = evs[i*30 : (i+1)*30]
+	}
+	slices.Sort(keys)
+	other := connectortest.MakeBatch(t, 0, 0, evs[:5], "ndjson", "gzip")
+	other.Key = "other/" + other.Key
+	if err := sink.Deliver(context.Background(), other); err != nil {
+		t.Fatal(err)
+	}
+	a := sink.Archive("lake/")
+	listed, err := a.List(context.Background())
+	if err != nil || strings.Join(listed, ",") != strings.Join(keys, ",") {
+		t.Fatalf("listed %v (%v), want %v", listed, err, keys)
+	}
+	n := 0
+	for _, k := range listed {
+		body, err := a.Read(context.Background(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := archive.Decode(k, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, e := range got {
+			if e.EventID != want[k][j].EventID {
+				t.Fatalf("%s event %d is %s, want %s", k, j, e.EventID, want[k][j].EventID)
+			}
+			n++
+		}
+	}
+	if n != 90 {
+		t.Fatalf("%d events read back, want 90", n)
 	}
 }

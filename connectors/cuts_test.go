@@ -34,16 +34,15 @@ func (h holdFirst) Deliver(ctx context.Context, b *connectors.Batch) error {
 	return h.Sink.Deliver(ctx, b)
 }
 
-// eventsInFiles counts each event's occurrences in the NDJSON files
-// under dir, and returns the objects too.
-func eventsInFiles(t *testing.T, dir string) (map[string]int, int) {
+// eachStored calls fn with each event of the gzip NDJSON objects under
+// dir, in each object's order: the object's path, the event's line from
+// 0, and the event.
+func eachStored(t *testing.T, dir string, fn func(path string, line int, e *schemas.Event) error) {
 	t.Helper()
-	seen, objects := map[string]int{}, 0
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".ndjson.gz") {
 			return err
 		}
-		objects++
 		f, err := os.Open(p)
 		if err != nil {
 			return err
@@ -55,18 +54,34 @@ func eventsInFiles(t *testing.T, dir string) (map[string]int, int) {
 		}
 		sc := bufio.NewScanner(zr)
 		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
+		for line := 0; sc.Scan(); line++ {
 			e, err := schemas.JSON{}.Decode(sc.Bytes())
 			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
+				return fmt.Errorf("%s line %d: %w", p, line+1, err)
 			}
-			seen[e.EventID]++
+			if err := fn(p, line, e); err != nil {
+				return err
+			}
 		}
 		return sc.Err()
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// eventsInFiles counts each event's occurrences in the NDJSON files
+// under dir, and returns the objects too.
+func eventsInFiles(t *testing.T, dir string) (map[string]int, int) {
+	t.Helper()
+	seen, objects := map[string]int{}, 0
+	eachStored(t, dir, func(_ string, line int, e *schemas.Event) error {
+		if line == 0 {
+			objects++
+		}
+		seen[e.EventID]++
+		return nil
+	})
 	return seen, objects
 }
 

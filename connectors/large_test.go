@@ -1,10 +1,8 @@
 package connectors_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -140,50 +137,30 @@ func TestWarehouseBatchesAtBoundedMemory(t *testing.T) {
 
 	objects, events := 0, 0
 	seen := make(map[string]struct{}, n)
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		objects++
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			return err
+	var last map[string]int64
+	eachStored(t, dir, func(p string, i int, e *schemas.Event) error {
+		if i == 0 {
+			objects++
+			last = map[string]int64{}
 		}
 		// Objects are named <topic>+<partition>+<first offset>: each holds
 		// one partition's events, each resource's in sequence order.
 		part := strings.Split(filepath.Base(p), "+")[1]
-		last := map[string]int64{}
-		sc := bufio.NewScanner(zr)
-		sc.Buffer(nil, 1<<20)
-		for i := 0; sc.Scan(); i++ {
-			e, err := schemas.JSON{}.Decode(sc.Bytes())
-			if err != nil {
-				return fmt.Errorf("%s line %d: %w", p, i+1, err)
-			}
-			if e.Sequence <= last[e.ResourceID] {
-				return fmt.Errorf("%s: %s sequence %d after %d", p, e.ResourceID, e.Sequence, last[e.ResourceID])
-			}
-			last[e.ResourceID] = e.Sequence
-			meta := string(e.Extra.Get(connectors.MetadataKey))
-			if !strings.Contains(meta, `"sequence":`+strconv.Itoa(i)+`,`) || !strings.Contains(meta, "-events-"+part+"-") {
-				return fmt.Errorf("%s line %d: firehose_metadata %s", p, i+1, meta)
-			}
-			if _, dup := seen[e.EventID]; dup {
-				return fmt.Errorf("%s: event %s twice", p, e.EventID)
-			}
-			seen[e.EventID] = struct{}{}
-			events++
+		if e.Sequence <= last[e.ResourceID] {
+			return fmt.Errorf("%s: %s sequence %d after %d", p, e.ResourceID, e.Sequence, last[e.ResourceID])
 		}
-		return sc.Err()
+		last[e.ResourceID] = e.Sequence
+		meta := string(e.Extra.Get(connectors.MetadataKey))
+		if !strings.Contains(meta, `"sequence":`+strconv.Itoa(i)+`,`) || !strings.Contains(meta, "-events-"+part+"-") {
+			return fmt.Errorf("%s line %d: firehose_metadata %s", p, i+1, meta)
+		}
+		if _, dup := seen[e.EventID]; dup {
+			return fmt.Errorf("%s: event %s twice", p, e.EventID)
+		}
+		seen[e.EventID] = struct{}{}
+		events++
+		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if events != n || objects != partitions {
 		t.Fatalf("%d events in %d objects; want %d in one object per partition (%d)", events, objects, n, partitions)
 	}

@@ -1,18 +1,14 @@
 package connectors_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -36,50 +32,27 @@ type stored struct {
 func readStored(t *testing.T, dir string) stored {
 	t.Helper()
 	s := stored{live: map[string]int{}, replay: map[string]map[string]int{}, marked: map[string]string{}}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".ndjson.gz") {
-			return err
-		}
+	eachStored(t, dir, func(p string, _ int, e *schemas.Event) error {
 		job := ""
 		if _, rest, ok := strings.Cut(filepath.Base(p), ".replay-"); ok {
 			job, _, _ = strings.Cut(rest, ".")
 		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			return err
-		}
-		sc := bufio.NewScanner(zr)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			e, err := schemas.JSON{}.Decode(sc.Bytes())
-			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
+		meta := string(e.Extra.Get(connectors.MetadataKey))
+		if job == "" {
+			if strings.Contains(meta, `"replay"`) {
+				return fmt.Errorf("%s: a live object's event is marked replayed: %s", p, meta)
 			}
-			meta := string(e.Extra.Get(connectors.MetadataKey))
-			if job == "" {
-				if strings.Contains(meta, `"replay"`) {
-					return fmt.Errorf("%s: a live object's event is marked replayed: %s", p, meta)
-				}
-				s.live[e.EventID]++
-				continue
-			}
-			if s.replay[job] == nil {
-				s.replay[job] = map[string]int{}
-			}
-			s.replay[job][e.EventID]++
-			_, after, _ := strings.Cut(meta, `"replay":"`)
-			s.marked[e.EventID], _, _ = strings.Cut(after, `"`)
+			s.live[e.EventID]++
+			return nil
 		}
-		return sc.Err()
+		if s.replay[job] == nil {
+			s.replay[job] = map[string]int{}
+		}
+		s.replay[job][e.EventID]++
+		_, after, _ := strings.Cut(meta, `"replay":"`)
+		s.marked[e.EventID], _, _ = strings.Cut(after, `"`)
+		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return s
 }
 

@@ -55,6 +55,28 @@ func produceSpread(t *testing.T, broker, topic string, evs []*schemas.Event, chu
 	return produced
 }
 
+// slowS3 starts versitygw with a bucket "lake", and a proxy to it that
+// holds each upload for up to most: uploads of a partition finish out of
+// order.
+func slowS3(t *testing.T, most time.Duration) (*versitygw.Server, *httptest.Server) {
+	t.Helper()
+	srv := versitygw.Start(t)
+	srv.Bucket(t, "lake")
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			time.Sleep(rand.N(most))
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(slow.Close)
+	return srv, slow
+}
+
 // eventCounts counts each event's occurrences in the .ndjson objects
 // under dir (a file connector's directory, or versitygw's bucket).
 func eventCounts(t *testing.T, dir string) map[string]int {
@@ -95,23 +117,10 @@ func TestKilledWorkerWritesEachEventToOneObject(t *testing.T) {
 		t.Skip("starts and kills worker processes")
 	}
 	b := testenv.Start(t).Broker
-	srv := versitygw.Start(t)
-	srv.Bucket(t, "lake")
 	// Uploads take 0 to 250 ms through this proxy, so batches of a
 	// partition finish out of order and a kill finds later ones stored
 	// while earlier ones are not: the case that put events in two objects.
-	target, err := url.Parse(srv.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut {
-			time.Sleep(time.Duration(rand.IntN(250)) * time.Millisecond)
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	defer slow.Close()
+	srv, slow := slowS3(t, 250*time.Millisecond)
 	out := t.TempDir()
 	connector := func(name, typ, settings string) string {
 		return fmt.Sprintf(`  - name: %s
@@ -173,20 +182,7 @@ func TestKilledWorkerCompletesReplayJob(t *testing.T) {
 		t.Skip("starts and kills worker processes")
 	}
 	b := testenv.Start(t).Broker
-	srv := versitygw.Start(t)
-	srv.Bucket(t, "lake")
-	target, err := url.Parse(srv.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut {
-			time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	defer slow.Close()
+	srv, slow := slowS3(t, 300*time.Millisecond)
 	cfg := writeConfig(t, fmt.Sprintf(`kafka:
   brokers: [%q]
 processor: {enabled: false}

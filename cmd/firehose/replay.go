@@ -106,15 +106,7 @@ the connector, and names them.`,
 			if fromArchive != "" && (reset || from == "") {
 				return fmt.Errorf("--from-archive takes --from (and --to): the time range of the events to read back")
 			}
-			_, cfg, kopts, err := g.setup(path)
-			if err != nil {
-				return err
-			}
-			c, err := findConnector(cfg, connector)
-			if err != nil {
-				return err
-			}
-			cl, err := kgo.NewClient(kopts...)
+			cfg, c, cl, err := connectorClient(g, path, connector)
 			if err != nil {
 				return err
 			}
@@ -242,15 +234,7 @@ func newReplayCancelCmd(g *globals) *cobra.Command {
 		Short: "Stop a replay job; what it delivered stays delivered",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, cfg, kopts, err := g.setup(path)
-			if err != nil {
-				return err
-			}
-			c, err := findConnector(cfg, connector)
-			if err != nil {
-				return err
-			}
-			cl, err := kgo.NewClient(kopts...)
+			_, c, cl, err := connectorClient(g, path, connector)
 			if err != nil {
 				return err
 			}
@@ -345,6 +329,25 @@ func bar(done, total int64) string {
 		n = int(30 * done / total)
 	}
 	return "[" + strings.Repeat("#", n) + strings.Repeat(".", 30-n) + "]"
+}
+
+// connectorClient loads the config at path, finds connector name in it
+// and makes a Kafka client: how the replay commands start. The caller
+// closes the client.
+func connectorClient(g *globals, path, name string) (*config.Config, connectors.Config, *kgo.Client, error) {
+	_, cfg, kopts, err := g.setup(path)
+	if err != nil {
+		return nil, connectors.Config{}, nil, err
+	}
+	c, err := findConnector(cfg, name)
+	if err != nil {
+		return nil, connectors.Config{}, nil, err
+	}
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return nil, connectors.Config{}, nil, err
+	}
+	return cfg, c, cl, nil
 }
 
 func findConnector(cfg *config.Config, name string) (connectors.Config, error) {

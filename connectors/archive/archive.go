@@ -204,48 +204,63 @@ func decodeAvro(raw []byte) ([]*schemas.Event, error) {
 }
 
 func decodeParquet(raw []byte) ([]*schemas.Event, error) {
+	var out []*schemas.Event
+	err := EachParquetRow(raw, func(cols map[string]arrow.Array, row int) error {
+		if row == 0 {
+			for _, need := range []string{"event_id", "timestamp", "account_id", "resource_id", "sequence", "event_type"} {
+				if cols[need] == nil {
+					return fmt.Errorf("no column %s: a transformed connector's files hold its shape, not the events", need)
+				}
+			}
+		}
+		e, err := ParquetEvent(cols, row)
+		if err != nil {
+			return fmt.Errorf("row %d: %w", len(out), err)
+		}
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}
+
+// EachParquetRow calls fn with the columns of a Parquet file, by name, for
+// each row: row counts from 0 in each record batch of the columns.
+func EachParquetRow(raw []byte, fn func(cols map[string]arrow.Array, row int) error) error {
 	rdr, err := file.NewParquetReader(bytes.NewReader(raw))
 	if err != nil {
-		return nil, fmt.Errorf("not a Parquet file: %w", err)
+		return fmt.Errorf("not a Parquet file: %w", err)
 	}
 	defer rdr.Close()
 	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{BatchSize: 4096}, memory.DefaultAllocator)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	tbl, err := fr.ReadTable(context.Background())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer tbl.Release()
 	tr := array.NewTableReader(tbl, 4096)
 	defer tr.Release()
-	var out []*schemas.Event
 	for tr.Next() {
 		rec := tr.RecordBatch()
 		cols := map[string]arrow.Array{}
 		for i, f := range rec.Schema().Fields() {
 			cols[f.Name] = rec.Column(i)
 		}
-		for _, need := range []string{"event_id", "timestamp", "account_id", "resource_id", "sequence", "event_type"} {
-			if cols[need] == nil {
-				return nil, fmt.Errorf("no column %s: a transformed connector's files hold its shape, not the events", need)
-			}
-		}
 		for row := range int(rec.NumRows()) {
-			e, err := parquetRow(cols, row)
-			if err != nil {
-				return nil, fmt.Errorf("row %d: %w", len(out), err)
+			if err := fn(cols, row); err != nil {
+				return err
 			}
-			out = append(out, e)
 		}
 	}
-	return out, tr.Err()
+	return tr.Err()
 }
 
-func parquetRow(cols map[string]arrow.Array, row int) (*schemas.Event, error) {
+// ParquetEvent is the event in row of a Parquet file's columns, by name.
+func ParquetEvent(cols map[string]arrow.Array, row int) (*schemas.Event, error) {
 	str := func(name string) string {
-		b, _ := bytesAt(cols[name], row)
+		b, _ := BytesAt(cols[name], row)
 		return string(b)
 	}
 	e := &schemas.Event{
@@ -268,13 +283,13 @@ func parquetRow(cols map[string]arrow.Array, row int) (*schemas.Event, error) {
 		v := d.Value(row)
 		e.DurationMS = &v
 	}
-	if b, ok := bytesAt(cols["metadata"], row); ok {
+	if b, ok := BytesAt(cols["metadata"], row); ok {
 		e.Metadata = json.RawMessage(b)
 	}
-	if b, ok := bytesAt(cols["lead_data"], row); ok {
+	if b, ok := BytesAt(cols["lead_data"], row); ok {
 		e.LeadData = json.RawMessage(b)
 	}
-	if b, ok := bytesAt(cols["extra"], row); ok && len(b) > 2 {
+	if b, ok := BytesAt(cols["extra"], row); ok && len(b) > 2 {
 		// Decoded as an event's top level, the fields come back as Extra.
 		x, err := schemas.JSON{}.Decode(fmt.Appendf(nil, `{"event_id":"x","timestamp":"2024-01-01T00:00:00Z","account_id":"a","resource_id":"r","sequence":0,"event_type":"t",%s`, b[1:]))
 		if err != nil {
@@ -285,9 +300,9 @@ func parquetRow(cols map[string]arrow.Array, row int) (*schemas.Event, error) {
 	return e, nil
 }
 
-// bytesAt returns the value of a string, binary or JSON column, and false
+// BytesAt returns the value of a string, binary or JSON column, and false
 // for a null.
-func bytesAt(col arrow.Array, row int) ([]byte, bool) {
+func BytesAt(col arrow.Array, row int) ([]byte, bool) {
 	if col == nil || col.IsNull(row) {
 		return nil, false
 	}
@@ -297,7 +312,7 @@ func bytesAt(col arrow.Array, row int) ([]byte, bool) {
 	case *array.Binary:
 		return c.Value(row), true
 	case array.ExtensionArray:
-		return bytesAt(c.Storage(), row)
+		return BytesAt(c.Storage(), row)
 	}
 	return nil, false
 }

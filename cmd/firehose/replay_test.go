@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/app"
+	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/ops"
 	"github.com/firehose/firehose/testsupport/configenv"
 	"github.com/firehose/firehose/testsupport/wait"
@@ -50,12 +51,11 @@ func readEventsWhere(t *testing.T, dir string, keep func(name string) bool) []st
 	return ids
 }
 
-// TestReplayFromTimestampRedeliversFromThatTime delivers a stream, runs a
-// replay job from a time in its middle beside the live worker, then
-// resets the connector itself to that time (--reset), and checks that
-// the files written by each hold exactly the events from that time on.
-func TestReplayFromTimestampRedeliversFromThatTime(t *testing.T) {
-	out := t.TempDir()
+// filesConnector writes a config with one file connector, "files",
+// writing uncompressed NDJSON into out, and returns it, its path and a
+// client producing to its events topic.
+func filesConnector(t *testing.T, out string) (*config.Config, string, *kgo.Client) {
+	t.Helper()
 	e := configenv.New(t, fmt.Sprintf(`api: {listen: "off"}
 connectors:
   - name: files
@@ -64,8 +64,16 @@ connectors:
     compression: none
     file: {dir: %q}
 `, out), nil)
-	cfg, path := e.Config, e.Path
-	cl := e.Client(kgo.DefaultProduceTopic(cfg.Topology.Events.Name))
+	return e.Config, e.Path, e.Client(kgo.DefaultProduceTopic(e.Config.Topology.Events.Name))
+}
+
+// TestReplayFromTimestampRedeliversFromThatTime delivers a stream, runs a
+// replay job from a time in its middle beside the live worker, then
+// resets the connector itself to that time (--reset), and checks that
+// the files written by each hold exactly the events from that time on.
+func TestReplayFromTimestampRedeliversFromThatTime(t *testing.T) {
+	out := t.TempDir()
+	cfg, path, cl := filesConnector(t, out)
 	ctx := context.Background()
 	now := time.Now()
 	produce := func(from, to int, at time.Time) map[string]bool {
@@ -202,16 +210,7 @@ connectors:
 // back for a time range and delivers those events again as a job.
 func TestReplayFromArchive(t *testing.T) {
 	out := t.TempDir()
-	e := configenv.New(t, fmt.Sprintf(`api: {listen: "off"}
-connectors:
-  - name: files
-    type: file
-    batch: {max_events: 40, max_age: 200ms}
-    compression: none
-    file: {dir: %q}
-`, out), nil)
-	cfg, path := e.Config, e.Path
-	cl := e.Client(kgo.DefaultProduceTopic(cfg.Topology.Events.Name))
+	cfg, path, cl := filesConnector(t, out)
 	ctx := context.Background()
 	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	for i := range 300 {

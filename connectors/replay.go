@@ -49,6 +49,7 @@ const ReplayHeader = "firehose.replay"
 const (
 	replayInfix  = ".replay."
 	cancelSuffix = ".cancelled"
+	failSuffix   = ".failed"
 )
 
 // ReplayGroup is the consumer group of job id of a connector's group.
@@ -87,7 +88,11 @@ type ReplayJob struct {
 	Topic      string
 	Partitions []ReplayPartition
 	Cancelled  bool
-	Archive    bool // events read back from an archive (see Replay)
+	// Failed is why a worker gave the job up ("" while it has not): its
+	// worker stopped on an error (an on_error rule or
+	// on_permanent_error: stop), or could not start.
+	Failed  string
+	Archive bool // events read back from an archive (see Replay)
 	Members    int  // workers running it now
 }
 
@@ -127,6 +132,8 @@ func (j ReplayJob) State() string {
 		return "complete"
 	case j.Cancelled:
 		return "cancelled"
+	case j.Failed != "":
+		return "failed"
 	}
 	return "running"
 }
@@ -185,18 +192,29 @@ func CancelReplay(ctx context.Context, adm *kadm.Client, group, id string) error
 	if i < 0 {
 		return fmt.Errorf("replay %s: no such job of group %s", id, group)
 	}
-	j := jobs[i]
-	var offs kadm.Offsets
-	offs.Add(kadm.Offset{Topic: j.Topic, Partition: j.Partitions[0].Partition, At: 0, LeaderEpoch: -1, Metadata: "firehose replay cancelled"})
-	resp, err := adm.CommitOffsets(ctx, j.Group+cancelSuffix, offs)
-	if err == nil {
-		err = resp.Error()
-	}
-	if err != nil {
+	if err := mark(ctx, adm, jobs[i], cancelSuffix, "firehose replay cancelled"); err != nil {
 		return fmt.Errorf("replay %s: cancel: %w", id, err)
 	}
 	return nil
 }
+
+// mark commits to the group of j's name with suffix, so that every
+// worker and the command following the job see what happened to it;
+// metadata says what (cut to Kafka's default 4,096 bytes).
+func mark(ctx context.Context, adm *kadm.Client, j ReplayJob, suffix, metadata string) error {
+	if len(metadata) > 4000 {
+		metadata = metadata[:4000]
+	}
+	var offs kadm.Offsets
+	offs.Add(kadm.Offset{Topic: j.Topic, Partition: j.Partitions[0].Partition, At: 0, LeaderEpoch: -1, Metadata: metadata})
+	resp, err := adm.CommitOffsets(ctx, j.Group+suffix, offs)
+	if err == nil {
+		err = resp.Error()
+	}
+	return err
+}
+
+const failedPrefix = "firehose replay failed: "
 
 // ListReplays returns the replay jobs of a connector's group that Kafka
 // still holds (a group's commits expire offsets.retention.minutes, 7 days
@@ -208,7 +226,7 @@ func ListReplays(ctx context.Context, adm *kadm.Client, group string) ([]ReplayJ
 	}
 	prefix := group + replayInfix
 	var groups []string
-	cancelled := map[string]bool{}
+	cancelled, failed := map[string]bool{}, map[string]string{}
 	for _, g := range listed.Groups() {
 		id, ok := strings.CutPrefix(g, prefix)
 		if !ok {
@@ -216,6 +234,17 @@ func ListReplays(ctx context.Context, adm *kadm.Client, group string) ([]ReplayJ
 		}
 		if id, ok := strings.CutSuffix(id, cancelSuffix); ok {
 			cancelled[id] = true
+			continue
+		}
+		if id, ok := strings.CutSuffix(id, failSuffix); ok {
+			failed[id] = "(reason unreadable)"
+			if offs, err := adm.FetchOffsets(ctx, g); err == nil {
+				offs.Each(func(o kadm.OffsetResponse) {
+					if why, ok := strings.CutPrefix(o.Metadata, failedPrefix); ok {
+						failed[id] = strings.TrimSuffix(why, `"`)
+					}
+				})
+			}
 			continue
 		}
 		if validReplayID.MatchString(id) {
@@ -236,7 +265,7 @@ func ListReplays(ctx context.Context, adm *kadm.Client, group string) ([]ReplayJ
 			return nil, fmt.Errorf("fetch the commits of %s: %w", g, err)
 		}
 		j := ReplayJob{ID: strings.TrimPrefix(g, prefix), Group: g, Members: len(described[g].Members)}
-		j.Cancelled = cancelled[j.ID]
+		j.Cancelled, j.Failed = cancelled[j.ID], failed[j.ID]
 		offs.Each(func(o kadm.OffsetResponse) {
 			m := replayMetaRE.FindStringSubmatch(o.Metadata)
 			if o.Err != nil || m == nil {
@@ -334,14 +363,15 @@ func (r *Replayer) Run(ctx context.Context) error {
 				}
 			}
 			switch {
-			case run != nil && (j.Complete() || j.Cancelled):
+			case run != nil && (j.Complete() || j.Cancelled || j.Failed != ""):
 				log.Info("replay job "+j.State(), "job", j.ID, "events", j.Done())
 				run.cancel()
 				delete(jobs, j.ID)
-			case run == nil && !j.Complete() && !j.Cancelled:
+			case run == nil && j.State() == "running":
 				w, err := r.worker(j)
 				if err != nil {
 					log.Error("replay job cannot run", "job", j.ID, "err", err)
+					r.fail(ctx, j, err)
 					continue
 				}
 				jctx, cancel := context.WithCancel(ctx)
@@ -351,8 +381,9 @@ func (r *Replayer) Run(ctx context.Context) error {
 				go func() {
 					defer wg.Done()
 					defer close(run.done)
-					if err := w.Run(jctx); err != nil {
+					if err := w.Run(jctx); err != nil && jctx.Err() == nil {
 						log.Error("replay job stopped", "job", j.ID, "err", err)
+						r.fail(ctx, j, err)
 					}
 				}()
 				log.Info("replay job running", "job", j.ID, "group", j.Group, "events", j.Total())
@@ -369,6 +400,13 @@ func (r *Replayer) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// fail marks job j failed with err, for every worker and the command.
+func (r *Replayer) fail(ctx context.Context, j ReplayJob, err error) {
+	if merr := mark(ctx, r.adm, j, failSuffix, failedPrefix+err.Error()+`"`); merr != nil && ctx.Err() == nil {
+		r.o.Log.Warn("a failed replay job could not be marked failed", "job", j.ID, "err", merr)
 	}
 }
 

@@ -2,6 +2,7 @@ package connectors_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -245,5 +246,57 @@ func TestReplayJobCancelled(t *testing.T) {
 	jobs, err = connectors.ListReplays(context.Background(), adm, "lake")
 	if err != nil || len(jobs) != 1 || jobs[0].State() != "cancelled" {
 		t.Fatalf("after cancel: %+v, %v", jobs, err)
+	}
+}
+
+// refusing refuses every batch as the destination would a bad payload.
+type refusing struct{ *file.Sink }
+
+func (refusing) Deliver(context.Context, *connectors.Batch) error {
+	return connectors.Permanent(errors.New("payload refused"), "")
+}
+
+// A job whose worker stops on an error (here on_permanent_error: stop) is
+// marked failed with the reason, and no worker takes it up again.
+func TestReplayJobFails(t *testing.T) {
+	defer func(d time.Duration) { connectors.ReplayPoll = d }(connectors.ReplayPoll)
+	connectors.ReplayPoll = 50 * time.Millisecond
+	evs := connectortest.Events(33, 50)
+	br, adm, _ := eventsBroker(t, 1, evs)
+	fc := file.Config{Dir: t.TempDir()}
+	fc.Defaults()
+	sink, err := file.New(fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := connectors.Options{
+		Connector: connectors.Config{Name: "lake", Topic: "events", Group: "lake", OnPermanentError: "stop",
+			Batch: connectors.Bounds{MaxEvents: 10, MaxAge: 50 * time.Millisecond}},
+		DLQTopic: "events.dlq", EventsEncoding: "json", Sink: refusing{sink}, Kafka: []kgo.Opt{kgo.SeedBrokers(br.Addr)},
+	}
+	id, err := connectors.SubmitReplay(context.Background(), adm, "lake", "events", map[int32]int64{0: 0}, map[int32]int64{0: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := connectors.NewReplayer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var job connectors.ReplayJob
+	wait.Eventually(t, 30*time.Second, "the job failed", func() bool {
+		jobs, err := connectors.ListReplays(ctx, adm, "lake")
+		if err != nil || len(jobs) != 1 {
+			return false
+		}
+		job = jobs[0]
+		return job.State() == "failed"
+	})
+	cancel()
+	<-done
+	if job.ID != id || !strings.Contains(job.Failed, "stopped") || job.Complete() {
+		t.Fatalf("failed job: %+v", job)
 	}
 }

@@ -42,7 +42,8 @@ rebalances (its own commits) and this command's exit.
 
 The command prints the plan, then follows the job: a progress bar on a
 terminal, a line every few seconds otherwise; it exits 0 once the job is
-complete and 1 if it is cancelled. --detach returns at once with the job's id.
+complete and 1 if it is cancelled or fails (a worker of it stopped on an
+error, which it prints). --detach returns at once with the job's id.
 firehose replay list shows the jobs, firehose replay cancel ID stops one,
 firehose status shows them beside their connector.
 
@@ -303,6 +304,11 @@ func followReplay(ctx context.Context, w io.Writer, adm *kadm.Client, group, id 
 					fmt.Fprintln(w)
 				}
 				return fmt.Errorf("replay job %s was cancelled after %d of %d events", id, done, total)
+			case j.Failed != "":
+				if tty {
+					fmt.Fprintln(w)
+				}
+				return fmt.Errorf("replay job %s failed after %d of %d events: %s", id, done, total, j.Failed)
 			case tty:
 				fmt.Fprintf(w, "\r%s %s   ", bar(done, total), line)
 			case time.Since(lastLine) >= every:

@@ -93,7 +93,7 @@ type ReplayJob struct {
 	// on_permanent_error: stop), or could not start.
 	Failed  string
 	Archive bool // events read back from an archive (see Replay)
-	Members    int  // workers running it now
+	Members int  // workers running it now
 }
 
 // Total is how many offsets the job covers, and Done how many it has

@@ -24,11 +24,7 @@ func eventsBroker(tb testing.TB, partitions int32, evs []*schemas.Event) (*embed
 	}
 	tb.Cleanup(cl.Close)
 	adm := kadm.NewClient(cl)
-	for topic, n := range map[string]int32{"events": partitions, "events.dlq": 1} {
-		if _, err := adm.CreateTopic(context.Background(), n, 1, nil, topic); err != nil {
-			tb.Fatal(err)
-		}
-	}
+	testenv.CreateTopics(tb, cl, map[string]int32{"events": partitions, "events.dlq": 1})
 	recs := make([]*kgo.Record, len(evs))
 	for i, e := range evs {
 		v, _ := schemas.JSON{}.Append(nil, e)
@@ -42,4 +38,23 @@ func eventsBroker(tb testing.TB, partitions int32, evs []*schemas.Event) (*embed
 		partOf[string(r.Key)] = r.Partition
 	}
 	return br, adm, partOf
+}
+
+// topicRange returns where each partition of topic starts and ends now.
+func topicRange(tb testing.TB, adm *kadm.Client, topic string) (from, until map[int32]int64) {
+	tb.Helper()
+	starts, err := adm.ListStartOffsets(context.Background(), topic)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ends, err := adm.ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	from, until = map[int32]int64{}, map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		s, _ := starts.Lookup(topic, o.Partition)
+		from[o.Partition], until[o.Partition] = s.Offset, o.Offset
+	})
+	return from, until
 }

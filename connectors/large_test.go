@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/connectors"
@@ -80,12 +79,7 @@ func TestWarehouseBatchesAtBoundedMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	adm := kadm.NewClient(cl)
-	for topic, p := range map[string]int32{"events": partitions, "events.dlq": 1} {
-		if _, err := adm.CreateTopic(context.Background(), p, 1, nil, topic); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testenv.CreateTopics(t, cl, map[string]int32{"events": partitions, "events.dlq": 1})
 	// Produced a slice at a time: the test keeps no events, only their
 	// count and bytes.
 	g := generator.New(5, 2000)

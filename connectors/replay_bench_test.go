@@ -67,11 +67,7 @@ func BenchmarkLiveLatencyDuringReplay(b *testing.B) {
 			b.Fatal(err)
 		}
 		adm := kadm.NewClient(cl)
-		for topic, n := range map[string]int32{"events": 6, "events.dlq": 1} {
-			if _, err := adm.CreateTopic(context.Background(), n, 1, nil, topic); err != nil {
-				b.Fatal(err)
-			}
-		}
+		testenv.CreateTopics(b, cl, map[string]int32{"events": 6, "events.dlq": 1})
 		g := generator.New(9, 5000)
 		g.DuplicateRate = 0
 		record := func() *kgo.Record {
@@ -88,8 +84,7 @@ func BenchmarkLiveLatencyDuringReplay(b *testing.B) {
 			b.Fatal(err)
 		}
 		backlog = nil
-		starts, _ := adm.ListStartOffsets(context.Background(), "events")
-		ends, _ := adm.ListEndOffsets(context.Background(), "events")
+		from, until := topicRange(b, adm, "events")
 
 		fc := file.Config{Dir: b.TempDir()}
 		fc.Defaults()
@@ -107,9 +102,9 @@ func BenchmarkLiveLatencyDuringReplay(b *testing.B) {
 		// The live worker starts at the end: the backlog is the
 		// replay's.
 		var offs kadm.Offsets
-		ends.Each(func(l kadm.ListedOffset) {
-			offs.Add(kadm.Offset{Topic: "events", Partition: l.Partition, At: l.Offset, LeaderEpoch: -1})
-		})
+		for p, end := range until {
+			offs.Add(kadm.Offset{Topic: "events", Partition: p, At: end, LeaderEpoch: -1})
+		}
 		if _, err := adm.CommitOffsets(context.Background(), "lake", offs); err != nil {
 			b.Fatal(err)
 		}
@@ -133,11 +128,6 @@ func BenchmarkLiveLatencyDuringReplay(b *testing.B) {
 		time.Sleep(2 * time.Second)
 		alone := lat.take()
 
-		from, until := map[int32]int64{}, map[int32]int64{}
-		ends.Each(func(l kadm.ListedOffset) {
-			s, _ := starts.Lookup("events", l.Partition)
-			from[l.Partition], until[l.Partition] = s.Offset, l.Offset
-		})
 		connectors.ReplayPoll = 100 * time.Millisecond
 		r, err := live.Replays(o.Kafka)
 		if err != nil {

@@ -74,11 +74,7 @@ func TestReplayJobBesideLiveDelivery(t *testing.T) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	for topic, n := range map[string]int32{"events": 3, "events.dlq": 1} {
-		if _, err := adm.CreateTopic(context.Background(), n, 1, nil, topic); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testenv.CreateTopics(t, cl, map[string]int32{"events": 3, "events.dlq": 1})
 	evs := connectortest.Events(31, 1500)
 	produce := func(evs []*schemas.Event) {
 		t.Helper()
@@ -125,13 +121,7 @@ func TestReplayJobBesideLiveDelivery(t *testing.T) {
 
 	// The range: every partition from its start to its end now (after
 	// the second transaction's marker).
-	starts, _ := adm.ListStartOffsets(context.Background(), "events")
-	ends, _ := adm.ListEndOffsets(context.Background(), "events")
-	from, until := map[int32]int64{}, map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		s, _ := starts.Lookup("events", o.Partition)
-		from[o.Partition], until[o.Partition] = s.Offset, o.Offset
-	})
+	from, until := topicRange(t, adm, "events")
 	id, err := connectors.SubmitReplay(context.Background(), adm, "lake", "events", from, until)
 	if err != nil {
 		t.Fatal(err)

@@ -104,7 +104,7 @@ func Decode(name string, body []byte) ([]*schemas.Event, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: not an object Firehose writes (encoding and compression unknown from its name)", name)
 	}
-	raw, err := decompress(body, comp)
+	raw, err := Decompress(body, comp)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", name, comp, err)
 	}
@@ -147,10 +147,12 @@ func Decode(name string, body []byte) ([]*schemas.Event, error) {
 	return evs, nil
 }
 
-func decompress(body []byte, comp string) ([]byte, error) {
+// Decompress undoes a connector compression (gzip, zstd, snappy, lz4;
+// "" or none: the body as it is), reading at most 1 GiB.
+func Decompress(body []byte, comp string) ([]byte, error) {
 	var r io.Reader
 	switch comp {
-	case "":
+	case "", "none":
 		return body, nil
 	case "gzip":
 		zr, err := gzip.NewReader(bytes.NewReader(body))
@@ -169,6 +171,8 @@ func decompress(body []byte, comp string) ([]byte, error) {
 		r = s2.NewReader(bytes.NewReader(body))
 	case "lz4":
 		r = lz4.NewReader(bytes.NewReader(body))
+	default:
+		return nil, fmt.Errorf("unknown compression %q", comp)
 	}
 	out, err := io.ReadAll(io.LimitReader(r, maxObject+1))
 	if err == nil && len(out) > maxObject {

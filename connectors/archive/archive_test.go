@@ -91,11 +91,7 @@ func TestBackfillDeliversAnArchive(t *testing.T) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	for topic, n := range map[string]int32{"events": 3, "events.dlq": 1} {
-		if _, err := adm.CreateTopic(context.Background(), n, 1, nil, topic); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testenv.CreateTopics(t, cl, map[string]int32{"events": 3, "events.dlq": 1})
 	out := t.TempDir()
 	fc := file.Config{Dir: out}
 	fc.Defaults()

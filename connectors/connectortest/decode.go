@@ -8,16 +8,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/s2"
-	"github.com/klauspost/compress/zstd"
 	"github.com/linkedin/goavro/v2"
-	"github.com/pierrec/lz4/v4"
 
 	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/connectors/archive"
 	"github.com/firehose/firehose/schemas"
 )
 
@@ -29,34 +25,9 @@ type Delivered struct {
 	DeliveredAt time.Time
 }
 
-// Decompress undoes a connector compression, with readers independent of
-// the writers Firehose uses where the format allows.
+// Decompress undoes a connector compression.
 func Decompress(body []byte, compression string) ([]byte, error) {
-	var r io.Reader
-	switch compression {
-	case "none", "":
-		return body, nil
-	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(body))
-		if err != nil {
-			return nil, err
-		}
-		r = zr
-	case "snappy":
-		r = s2.NewReader(bytes.NewReader(body))
-	case "lz4":
-		r = lz4.NewReader(bytes.NewReader(body))
-	case "zstd":
-		zr, err := zstd.NewReader(bytes.NewReader(body))
-		if err != nil {
-			return nil, err
-		}
-		defer zr.Close()
-		r = zr
-	default:
-		return nil, fmt.Errorf("unknown compression %q", compression)
-	}
-	return io.ReadAll(r)
+	return archive.Decompress(body, compression)
 }
 
 // Decode reads back a delivered body.

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/firehose/firehose/testsupport/embedded"
@@ -91,4 +92,16 @@ func Load[C any](t testing.TB, body string, load func(path string) (C, topology.
 	}
 	e.Apply(topo)
 	return &Loaded[C]{Env: e, Config: cfg, Path: path}
+}
+
+// CreateTopics creates topics (name: partitions, one replica each) through
+// cl, failing tb on any error.
+func CreateTopics(tb testing.TB, cl *kgo.Client, topics map[string]int32) {
+	tb.Helper()
+	adm := kadm.NewClient(cl)
+	for topic, n := range topics {
+		if _, err := adm.CreateTopic(context.Background(), n, 1, nil, topic); err != nil {
+			tb.Fatal(err)
+		}
+	}
 }

@@ -119,10 +119,11 @@ bench: build ## run the benchmarks: per-stage ones, then 1,000,000 events throug
 	./scripts/bench-pipeline.sh
 	./scripts/bench-pull.sh
 
-tools: $(STATICCHECK) $(VERSITYGW) $(KINESALITE) $(DUCKDB) ## install what the tests need: kcat, promtool, podman and runc (Debian), staticcheck and versitygw (Go), kinesalite and DuckDB (npm)
+tools: $(STATICCHECK) $(VERSITYGW) $(KINESALITE) $(DUCKDB) ## install what the tests need: kcat, promtool, python3-avro, podman and runc (Debian), staticcheck and versitygw (Go), kinesalite and DuckDB (npm)
 	@pkgs=""; \
 	  command -v kcat >/dev/null 2>&1 || pkgs="$$pkgs kcat"; \
 	  command -v promtool >/dev/null 2>&1 || pkgs="$$pkgs prometheus"; \
+	  /usr/bin/python3 -c 'import avro.datafile' >/dev/null 2>&1 || pkgs="$$pkgs python3-avro"; \
 	  if [ -n "$$pkgs" ]; then \
 	    echo "installing$$pkgs from Debian's packages"; \
 	    $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs; \

@@ -208,6 +208,7 @@ func (w *Worker) revoked(ctx context.Context, cl *kgo.Client, m map[string][]int
 			ps.revoked = true
 		}
 	}
+	w.flush()
 	for {
 		busy := false
 		for k := range revoked {

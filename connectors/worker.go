@@ -67,6 +67,22 @@ type PathTemplater interface {
 	PathTemplate() string
 }
 
+// Flusher is implemented by sinks that acknowledge a batch only once
+// they have committed it with others (Iceberg's commit interval): Flush
+// asks them to commit what they hold now rather than at their next
+// interval, because the runtime is waiting for those batches (a stop or a
+// revoke). It does not block.
+type Flusher interface {
+	Flush()
+}
+
+// flush asks the sink to commit what it holds, if it holds any.
+func (w *Worker) flush() {
+	if f, ok := w.o.Sink.(Flusher); ok {
+		f.Flush()
+	}
+}
+
 // Stats are running totals, safe to read concurrently.
 type Stats struct {
 	Consumed, Filtered, Delivered, Batches, DeadLettered, Retries atomic.Int64
@@ -500,6 +516,7 @@ func (w *Worker) drain(ctx context.Context, cl *kgo.Client) error {
 			w.mu.Lock()
 			continue
 		}
+		w.flush()
 		if w.inFlight == 0 {
 			// Only batches waiting to be tried again: wake when the
 			// first may be.

@@ -17,6 +17,7 @@ import (
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/file"
 	httpdest "github.com/firehose/firehose/connectors/http"
+	icebergdest "github.com/firehose/firehose/connectors/iceberg"
 	kafkadest "github.com/firehose/firehose/connectors/kafka"
 	kinesisdest "github.com/firehose/firehose/connectors/kinesis"
 	pubsubdest "github.com/firehose/firehose/connectors/pubsub"
@@ -43,6 +44,10 @@ type Destination struct {
 	// Objects: one object per batch in a store (file, s3), which may be
 	// Parquet.
 	Objects bool
+	// Table: one Parquet data file per batch, committed to a table
+	// (iceberg); the encoding is parquet, and paths come from the event's
+	// time.
+	Table bool
 	// Errors is what the type's errors carry, which on_error rules may
 	// match.
 	Errors connectors.ErrorSources
@@ -54,6 +59,9 @@ var (
 	objectBatch  = connectors.Bounds{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: 5 * time.Minute}
 	webhookBatch = connectors.Bounds{MaxEvents: 100, MaxBytes: 1_000_000, MaxAge: 30 * time.Second}
 	recordBatch  = connectors.Bounds{MaxEvents: 500, MaxBytes: 5_000_000, MaxAge: time.Second}
+	// A table wants data files of 100 MB or more: query engines plan
+	// and open one task per file.
+	tableBatch = connectors.Bounds{MaxEvents: 1_000_000, MaxBytes: 128 << 20, MaxAge: 5 * time.Minute}
 )
 
 // What the types' errors carry, for on_error.
@@ -88,6 +96,17 @@ var All = map[string]Destination{
 		},
 		Batch:   objectBatch,
 		Objects: true,
+		Errors:  awsErrors,
+	},
+	"iceberg": {
+		Doc:    "an Apache Iceberg table (SQL, REST or Glue catalog); one Parquet data file per batch, committed exactly once with the Kafka offsets in each snapshot",
+		Decode: decoder[icebergdest.Config](),
+		New: func(ctx context.Context, s any) (connectors.Destination, error) {
+			return icebergdest.New(ctx, *s.(*icebergdest.Config), nil)
+		},
+		Batch:   tableBatch,
+		Objects: true,
+		Table:   true,
 		Errors:  awsErrors,
 	},
 	"kafka": {
@@ -183,6 +202,17 @@ func Defaults(c *connectors.Config) error {
 			if f.value != "" {
 				v.Add(f.key, "a %s connector writes one record per event, as JSON: it takes no %s (remove it)", c.Type, f.key)
 			}
+		}
+	}
+	if d.Table {
+		switch {
+		case c.Encoding == "":
+			c.Encoding = "parquet"
+		case c.Encoding != "parquet":
+			v.Add("encoding", "an %s table's data files are Parquet: leave encoding out or set parquet, not %s", c.Type, c.Encoding)
+		}
+		if c.TimeSource == "processing" {
+			v.Add("time_source", "an %s table partitions by the event's timestamp: time_source must be event", c.Type)
 		}
 	}
 	if c.Encoding == "parquet" && !d.Objects && !d.Records {

@@ -22,6 +22,7 @@ import (
 	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/destinations"
+	"github.com/firehose/firehose/connectors/iceberg"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/internal/heartbeat"
 	"github.com/firehose/firehose/internal/httpserver"
@@ -112,7 +113,10 @@ type process struct {
 	readies []func() bool
 	beats   []*heartbeat.Beat
 	groups  []string
-	addr    string // the API listener's, for OnReady
+	// sinks report a destination that holds deliveries (an Iceberg
+	// catalog that does not answer).
+	sinks []func() error
+	addr  string // the API listener's, for OnReady
 
 	// undo releases what build opened when a later step fails: nothing
 	// of it ever ran. closers run when the process is done.
@@ -242,6 +246,12 @@ func (p *process) buildConnectors(ctx context.Context) error {
 			return fmt.Errorf("connector %s: %w", c.Name, err)
 		}
 		p.m.Connector(c.Name, w.Stats())
+		if h, ok := sink.(interface{ Health() error }); ok {
+			p.sinks = append(p.sinks, h.Health)
+		}
+		if t, ok := sink.(*iceberg.Sink); ok {
+			p.m.Iceberg(c.Name, t.Stats())
+		}
 		p.beats = append(p.beats, beat)
 		p.groups = append(p.groups, c.Group)
 		p.readies = append(p.readies, w.Ready)
@@ -351,12 +361,17 @@ func (p *process) health() (func() error, error) {
 			p.m.Lag(groupsClient, p.groups, p.o.Log)
 		}
 	}
-	if len(p.beats) == 0 {
+	if len(p.beats) == 0 && len(p.sinks) == 0 {
 		return groupsHealth, nil
 	}
 	return func() error {
 		if err := heartbeat.Check(p.beats, cfg.API.StallTimeout, time.Now()); err != nil {
 			return err
+		}
+		for _, h := range p.sinks {
+			if err := h(); err != nil {
+				return err
+			}
 		}
 		if groupsHealth != nil {
 			return groupsHealth()

@@ -63,6 +63,26 @@ type GroupStatus struct {
 	Partitions   []PartitionStatus `json:"partitions"`
 	// Replays are a connector's replay jobs that Kafka still holds.
 	Replays []ReplayStatus `json:"replays,omitempty"`
+	// Table is an Iceberg connector's table, as its catalog has it.
+	Table *TableStatus `json:"table,omitempty"`
+}
+
+// TableStatus is an Iceberg connector's table: its current snapshot and,
+// from the snapshots' summaries, where each partition of the connector's
+// topic would resume.
+type TableStatus struct {
+	Table      string     `json:"table"`
+	Location   string     `json:"location,omitempty"`
+	Snapshot   int64      `json:"snapshot,omitempty"`
+	LastCommit *time.Time `json:"last_commit,omitempty"`
+	Records    int64      `json:"records"`
+	Files      int64      `json:"files"`
+	// Next is, per partition, the offset after the last range the
+	// connector committed to the table.
+	Next map[int32]int64 `json:"next_offsets,omitempty"`
+	// Error is why the catalog could not be read: the connector's
+	// deliveries are held while it lasts.
+	Error string `json:"error,omitempty"`
 }
 
 // ReplayStatus is one replay job of a connector.
@@ -314,6 +334,34 @@ func PrintStatus(w io.Writer, st []GroupStatus) {
 		for _, r := range g.Replays {
 			fmt.Fprintf(w, "  replay job %s  %s  %d/%d events  %d worker(s)\n", r.ID, r.State, r.Done, r.Total, r.Workers)
 		}
+		if t := g.Table; t != nil {
+			printTable(w, t)
+		}
 		fmt.Fprintln(w)
+	}
+}
+
+func printTable(w io.Writer, t *TableStatus) {
+	switch {
+	case t.Error != "":
+		fmt.Fprintf(w, "  iceberg table %s  catalog error: %s\n", t.Table, t.Error)
+		return
+	case t.LastCommit == nil:
+		fmt.Fprintf(w, "  iceberg table %s  no snapshot yet\n", t.Table)
+		return
+	}
+	fmt.Fprintf(w, "  iceberg table %s  snapshot %d committed %s ago  %d records in %d files\n",
+		t.Table, t.Snapshot, time.Since(*t.LastCommit).Round(time.Second), t.Records, t.Files)
+	if len(t.Next) > 0 {
+		parts := make([]int32, 0, len(t.Next))
+		for p := range t.Next {
+			parts = append(parts, p)
+		}
+		slices.Sort(parts)
+		var s []string
+		for _, p := range parts {
+			s = append(s, fmt.Sprintf("%d:%d", p, t.Next[p]))
+		}
+		fmt.Fprintf(w, "  table holds offsets up to  %s\n", strings.Join(s, " "))
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 
 	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/connectors/iceberg"
 	"github.com/firehose/firehose/internal/buildinfo"
 	"github.com/firehose/firehose/processor"
 	"github.com/firehose/firehose/pullapi"
@@ -192,6 +193,26 @@ func (s *Set) Connector(name string, st *connectors.Stats) {
 			Name: "firehose_connector_last_delivery_timestamp_seconds", Help: "When the connector last had a batch acknowledged (0: not yet).",
 			ConstLabels: prometheus.Labels{"connector": name},
 		}, func() float64 { return float64(st.LastDelivery.Load()) / 1e9 }),
+	)
+}
+
+// Iceberg exports an Iceberg connector's commits.
+func (s *Set) Iceberg(name string, st *iceberg.Stats) {
+	l := prometheus.Labels{"connector": name}
+	const commits, help = "firehose_iceberg_commits_total", "Iceberg commit attempts by result: committed, conflict (another writer committed first; tried again), failed (the catalog unreachable or refusing; the batches are held and it is tried again)."
+	for result, v := range map[string]func() int64{"committed": st.Commits.Load, "conflict": st.Conflicts.Load, "failed": st.Failures.Load} {
+		s.reg.MustRegister(counter(commits, help, prometheus.Labels{"connector": name, "result": result}, v))
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: l}, f)
+	}
+	s.reg.MustRegister(
+		counter("firehose_iceberg_files_total", "Data files the connector's commits added to its table.", l, st.Files.Load),
+		counter("firehose_iceberg_skipped_batches_total", "Batches delivered again that the table held already (after a crash or a revoke), acknowledged without adding them.", l, st.Skipped.Load),
+		gauge("firehose_iceberg_pending_files", "Data files written and waiting for a commit.", func() float64 { return float64(st.Pending.Load()) }),
+		gauge("firehose_iceberg_last_commit_timestamp_seconds", "When the last commit succeeded (0: none yet).", func() float64 { return float64(st.LastCommit.Load()) / 1e9 }),
+		gauge("firehose_iceberg_last_commit_seconds", "How long the last commit's catalog round trip took.", func() float64 { return time.Duration(st.LastCommitTook.Load()).Seconds() }),
+		gauge("firehose_iceberg_last_commit_wait_seconds", "How long the oldest data file of the last commit waited for it: up to commit_interval, more while the catalog holds.", func() float64 { return time.Duration(st.LastWait.Load()).Seconds() }),
 	)
 }
 

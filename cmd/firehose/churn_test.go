@@ -43,6 +43,21 @@ type worker struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
+	logs []string // each start's output
+}
+
+// dumpLogs logs the worker's output when the test failed.
+func (w *worker) dumpLogs() {
+	if !w.t.Failed() {
+		return
+	}
+	for _, p := range w.logs {
+		b, _ := os.ReadFile(p)
+		if len(b) > 8000 {
+			b = b[len(b)-8000:]
+		}
+		w.t.Logf("%s (%s):\n%s", w.name, p, b)
+	}
 }
 
 func (w *worker) start() {
@@ -58,6 +73,7 @@ func (w *worker) start() {
 		w.t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = log, log
+	w.logs = append(w.logs, log.Name())
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
 	}

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/firehose/firehose/connectors/iceberg"
 	"github.com/firehose/firehose/internal/dlq"
 	"github.com/firehose/firehose/ops"
 )
@@ -23,7 +25,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 its consumer group's state and workers, lag per partition and in total, events
 committed per second (measured over --interval), the age of the oldest event
 not yet committed, when a connector last committed a delivery, and the last
-hour's dead letters with their share of what was committed. --json prints the
+hour's dead letters with their share of what was committed; for an Iceberg
+connector, its table's current snapshot and the offsets it holds, from the
+catalog. --json prints the
 same for scripts. While a replayed connector catches up, its lag falls and the
 oldest waiting age shows how far back it still is.`,
 		Args: cobra.NoArgs,
@@ -44,6 +48,15 @@ oldest waiting age shows how far back it still is.`,
 			st, err := ops.Status(cmd.Context(), kopts, cfg.Topology.DLQ.Name, ws, interval)
 			if err != nil {
 				return err
+			}
+			for i := range st {
+				for _, c := range cfg.Connectors {
+					if ic, ok := c.Destination.(*iceberg.Config); ok && c.Name == st[i].Name && st[i].Kind == "connector" {
+						ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+						st[i].Table = iceberg.Inspect(ctx, *ic, c.Name, c.Topic)
+						cancel()
+					}
+				}
 			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())

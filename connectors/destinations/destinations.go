@@ -59,9 +59,10 @@ var (
 	objectBatch  = connectors.Bounds{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: 5 * time.Minute}
 	webhookBatch = connectors.Bounds{MaxEvents: 100, MaxBytes: 1_000_000, MaxAge: 30 * time.Second}
 	recordBatch  = connectors.Bounds{MaxEvents: 500, MaxBytes: 5_000_000, MaxAge: time.Second}
-	// A table wants data files of 100 MB or more: query engines plan
-	// and open one task per file.
-	tableBatch = connectors.Bounds{MaxEvents: 1_000_000, MaxBytes: 128 << 20, MaxAge: 5 * time.Minute}
+	// A table wants large data files (query engines plan and open one
+	// task per file): as large as the default max_buffered_bytes lets
+	// a batch be.
+	tableBatch = connectors.Bounds{MaxEvents: 1_000_000, MaxBytes: 64 << 20, MaxAge: 5 * time.Minute}
 )
 
 // What the types' errors carry, for on_error.

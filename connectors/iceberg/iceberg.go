@@ -87,6 +87,7 @@ type Sink struct {
 	parts []Partition
 	cat   catalog.Catalog
 	ident table.Identifier
+	name  string // namespace.table
 	log   *slog.Logger
 	stats Stats
 
@@ -126,6 +127,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
 	s := &Sink{
 		cfg: cfg, parts: parts, cat: cat,
 		ident:   table.Identifier{cfg.Namespace, cfg.Table},
+		name:    cfg.Namespace + "." + cfg.Table,
 		log:     log.With("table", cfg.Namespace+"."+cfg.Table),
 		indexed: map[int64]bool{}, done: map[rng]bool{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
@@ -150,7 +152,7 @@ func (s *Sink) Health() error {
 		return nil
 	}
 	return fmt.Errorf("iceberg table %s: commits failing since %s (%d data files held): %w",
-		s.ident, s.since.UTC().Format(time.RFC3339), len(s.pending), s.failing)
+		s.name, s.since.UTC().Format(time.RFC3339), len(s.pending), s.failing)
 }
 
 // Flush implements connectors.Flusher: for the next few seconds, files
@@ -201,7 +203,7 @@ func (s *Sink) Deliver(ctx context.Context, b *connectors.Batch) error {
 	df, err := table.FileToDataFile(ctx, memIO{name: path, body: b.Body}, path, tbl.Schema(), tbl.Spec(), 0, tbl.Properties())
 	if err != nil {
 		_ = wfs.Remove(path)
-		return connectors.Permanent(fmt.Errorf("iceberg: data file %s does not fit table %s: %w", path, s.ident, err), "")
+		return connectors.Permanent(fmt.Errorf("iceberg: data file %s does not fit table %s: %w", path, s.name, err), "")
 	}
 	e := &entry{r: r, file: df, events: b.Len(), since: time.Now(), res: make(chan error, 1)}
 	s.mu.Lock()
@@ -316,7 +318,7 @@ func (s *Sink) commit(ctx context.Context) error {
 	}
 	tbl, err := s.cat.LoadTable(ctx, s.ident)
 	if err != nil {
-		return fmt.Errorf("load table %s: %w", s.ident, err)
+		return fmt.Errorf("load table %s: %w", s.name, err)
 	}
 	s.mu.Lock()
 	s.tbl = tbl
@@ -348,6 +350,7 @@ func (s *Sink) commit(ctx context.Context) error {
 	}
 	now := time.Now()
 	s.mu.Lock()
+	s.failing = nil
 	s.pending = append([]*entry(nil), s.pending[n:]...)
 	oldest := now
 	events := 0
@@ -552,10 +555,10 @@ func (s *Sink) ensure(ctx context.Context, sc *ice.Schema) (*table.Table, error)
 			us.AddColumn([]string{f.Name}, f.Type, f.Doc, false, nil)
 		}
 		if err := us.Commit(); err != nil {
-			return nil, &permanentError{fmt.Errorf("add columns to %s: %w", s.ident, err)}
+			return nil, &permanentError{fmt.Errorf("add columns to %s: %w", s.name, err)}
 		}
 		if tbl, err = tx.Commit(ctx); err != nil {
-			return nil, fmt.Errorf("add columns to %s: %w", s.ident, err)
+			return nil, fmt.Errorf("add columns to %s: %w", s.name, err)
 		}
 		names := make([]string, len(missing))
 		for i, f := range missing {
@@ -602,7 +605,7 @@ func (s *Sink) create(ctx context.Context, sc *ice.Schema) (*table.Table, error)
 		return s.cat.LoadTable(ctx, s.ident) // another worker created it first
 	}
 	if err != nil {
-		return nil, fmt.Errorf("create table %s: %w", s.ident, err)
+		return nil, fmt.Errorf("create table %s: %w", s.name, err)
 	}
 	s.log.Info("iceberg table created", "location", tbl.Location(), "partition_by", s.cfg.PartitionBy)
 	return tbl, nil

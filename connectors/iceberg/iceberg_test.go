@@ -1,11 +1,7 @@
 package iceberg_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,7 +13,7 @@ import (
 	"github.com/firehose/firehose/connectors/connectortest"
 	"github.com/firehose/firehose/connectors/iceberg"
 	"github.com/firehose/firehose/schemas"
-	"github.com/firehose/firehose/testsupport/duckdb"
+	"github.com/firehose/firehose/testsupport/icebergtable"
 )
 
 // config is a table in a SQLite catalog and a local warehouse under dir.
@@ -44,133 +40,23 @@ func open(t *testing.T, c iceberg.Config) *iceberg.Sink {
 	return s
 }
 
-// Table is what an engine sees of the table (testdata/read_table.py).
-type Table struct {
-	Error            string              `json:"error"`
-	MetadataLocation string              `json:"metadata_location"`
-	FormatVersion    int                 `json:"format_version"`
-	Schema           []string            `json:"schema"`
-	PartitionSpec    []map[string]any    `json:"partition_spec"`
-	Summary          map[string]string   `json:"summary"`
-	Snapshots        []map[string]string `json:"snapshots"`
-	Files            []struct {
-		Path      string         `json:"path"`
-		Records   int            `json:"records"`
-		Partition map[string]any `json:"partition"`
-	} `json:"files"`
-	Records int `json:"records"`
-}
-
-// readTable reads the table with Python's sqlite3 and Debian's
-// python3-avro, none of Firehose's or iceberg-go's code.
-func readTable(t testing.TB, c iceberg.Config) Table {
+// readTable reads the table as an engine does (see icebergtable).
+func readTable(t testing.TB, c iceberg.Config) icebergtable.Table {
 	t.Helper()
-	python := "/usr/bin/python3" // Debian's, beside its python3-avro
-	if _, err := os.Stat(python); err != nil {
-		python = "python3"
-	}
-	if err := exec.Command(python, "-c", "import avro.datafile").Run(); err != nil {
-		t.Fatal("python3-avro is not installed; make test installs it (apt-get install python3-avro)")
-	}
-	db := strings.TrimPrefix(c.Catalog.URI, "sqlite://")
-	cmd := exec.Command(python, "testdata/read_table.py", db, c.Namespace, c.Table)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("read_table.py: %v\n%s", err, stderr.String())
-	}
-	var tb Table
-	if err := json.Unmarshal(out.Bytes(), &tb); err != nil {
-		t.Fatalf("read_table.py: %v\n%s", err, out.String())
-	}
+	tb := icebergtable.Read(t, strings.TrimPrefix(c.Catalog.URI, "sqlite://"), c.Namespace, c.Table, "")
 	if tb.Error != "" {
-		t.Fatalf("read_table.py: %s", tb.Error)
+		t.Fatalf("read table: %s", tb.Error)
 	}
 	return tb
 }
 
-// rows reads the table's live data files with DuckDB: each event's id,
-// day and resource order.
-func rows(t testing.TB, tb Table) []map[string]any {
-	t.Helper()
-	if len(tb.Files) == 0 {
-		return nil
-	}
-	var paths []string
-	for _, f := range tb.Files {
-		paths = append(paths, "'"+f.Path+"'")
-	}
-	return duckdb.Query(t, `select event_id, resource_id, sequence::DOUBLE as sequence, strftime("timestamp" at time zone 'UTC', '%Y-%m-%d') as day,
-		filename, firehose_metadata.batch_id as batch from read_parquet([`+strings.Join(paths, ",")+`], filename = true)`)
-}
+func rows(t testing.TB, tb icebergtable.Table) []map[string]any { return icebergtable.Rows(t, tb) }
 
 // spread gives the events timestamps over three days, in order.
 func spread(evs []*schemas.Event) {
 	start := time.Date(2024, 1, 15, 0, 0, 0, 0, time.UTC)
 	for i, e := range evs {
 		e.Timestamp = start.Add(time.Duration(i) * 72 * time.Hour / time.Duration(len(evs)))
-	}
-}
-
-// checkOnce asserts the table holds every event of want exactly once,
-// each in a file of its own day's partition.
-func checkOnce(t *testing.T, tb Table, want []*schemas.Event) {
-	t.Helper()
-	got := rows(t, tb)
-	if tb.Records != len(want) || len(got) != len(want) {
-		t.Fatalf("the current snapshot holds %d events in its manifests, DuckDB reads %d from %d files; want %d", tb.Records, len(got), len(tb.Files), len(want))
-	}
-	days := map[string]float64{} // file → partition value, days since 1970
-	for _, f := range tb.Files {
-		days[f.Path] = f.Partition["timestamp_day"].(float64)
-	}
-	seen := map[string]bool{}
-	for _, r := range got {
-		id := r["event_id"].(string)
-		if seen[id] {
-			t.Fatalf("%s is in the table twice", id)
-		}
-		seen[id] = true
-		day, _ := time.Parse("2006-01-02", r["day"].(string))
-		if want := float64(day.Unix() / 86400); days[r["filename"].(string)] != want {
-			t.Fatalf("%s of %s is in a file of partition %v", id, r["day"], days[r["filename"].(string)])
-		}
-	}
-	for _, e := range want {
-		if !seen[e.EventID] {
-			t.Fatalf("%s is not in the table", e.EventID)
-		}
-	}
-}
-
-// checkRanges asserts the snapshots' summaries name every offset of p
-// exactly once, each range in one snapshot.
-func checkRanges(t *testing.T, tb Table, p *connectortest.Pipeline) {
-	t.Helper()
-	covered := map[[2]int64]int{} // partition, offset → times
-	for _, s := range tb.Snapshots {
-		for k, v := range s {
-			conn, topic, part, ranges, ok := iceberg.ParseOffsets(k, v)
-			if !ok {
-				continue
-			}
-			if conn != "suite" || topic != "events" {
-				t.Fatalf("summary key %s names another connector or topic", k)
-			}
-			for _, r := range ranges {
-				for o := r[0]; o <= r[1]; o++ {
-					covered[[2]int64{int64(part), o}]++
-				}
-			}
-		}
-	}
-	for _, pos := range p.Offsets {
-		if n := covered[[2]int64{int64(pos.Partition), pos.Offset}]; n != 1 {
-			t.Fatalf("offset %d of partition %d is in %d snapshots' ranges, want 1", pos.Offset, pos.Partition, n)
-		}
-	}
-	if len(covered) != len(p.Offsets) {
-		t.Fatalf("the summaries name %d offsets, the topic holds %d", len(covered), len(p.Offsets))
 	}
 }
 
@@ -189,8 +75,12 @@ func TestTableHoldsEveryEventOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	tb := readTable(t, c)
-	checkOnce(t, tb, evs)
-	checkRanges(t, tb, p)
+	icebergtable.CheckOnce(t, tb, evs)
+	offsets := map[[2]int64]bool{}
+	for _, pos := range p.Offsets {
+		offsets[[2]int64{int64(pos.Partition), pos.Offset}] = true
+	}
+	icebergtable.CheckRanges(t, tb, "suite", "events", offsets)
 	if tb.FormatVersion != 2 || !slices.Contains(tb.Schema, "firehose_metadata") || !slices.Contains(tb.Schema, "metadata") {
 		t.Fatalf("table format %d, columns %v", tb.FormatVersion, tb.Schema)
 	}
@@ -276,7 +166,7 @@ func TestBatchDeliveredAgainIsAddedOnce(t *testing.T) {
 		t.Fatalf("the two owners skipped %d batches together, want b1 and one copy of b2", n)
 	}
 	tb := readTable(t, c)
-	checkOnce(t, tb, evs)
+	icebergtable.CheckOnce(t, tb, evs)
 	if got := tb.Summary["firehose.suite.offsets.events.0"]; got != "150-299" {
 		t.Fatalf("the current snapshot's summary names %q for events/0, want 150-299", got)
 	}
@@ -292,7 +182,7 @@ func TestNewColumnEvolvesTheSchema(t *testing.T) {
 	deliver(t, s, batch(t, 0, evs[:100]))
 	deliver(t, s, batch(t, 100, evs[100:], connectors.Column{Name: "price", Path: "metadata.buyer_response.price", Type: "double"}))
 	tb := readTable(t, c)
-	checkOnce(t, tb, evs)
+	icebergtable.CheckOnce(t, tb, evs)
 	if !slices.Contains(tb.Schema, "price") {
 		t.Fatalf("columns %v lack price", tb.Schema)
 	}

@@ -1,7 +1,8 @@
 """Reads an Iceberg table the way an engine does, with none of Firehose's
 code: the SQL catalog's row (sqlite3), the table's metadata JSON, the
 manifest list and the manifests (Avro, through Debian's python3-avro).
-Prints JSON: the metadata location, the current snapshot's summary, every
+With a fourth argument s3://bucket/=dir, reads that bucket's objects from
+dir (an S3 server's store on disk). Prints JSON: the metadata location, the current snapshot's summary, every
 snapshot's summary, and the live data files of the current snapshot."""
 import datetime
 import json
@@ -26,7 +27,12 @@ def plain(v):
     return v
 
 
+PREFIX = None  # (s3://bucket/, the bucket's directory): an S3 store's files on disk
+
+
 def local(path):
+    if PREFIX and path.startswith(PREFIX[0]):
+        return PREFIX[1] + path[len(PREFIX[0]):]
     return path[len("file://"):] if path.startswith("file://") else path
 
 
@@ -40,10 +46,17 @@ def records(path):
 
 
 def main():
+    global PREFIX
     db, namespace, name = sys.argv[1:4]
-    row = sqlite3.connect(db).execute(
-        "select metadata_location from iceberg_tables where table_namespace = ? and table_name = ?",
-        (namespace, name)).fetchone()
+    if len(sys.argv) > 4:
+        PREFIX = tuple(sys.argv[4].split("=", 1))
+    try:
+        row = sqlite3.connect(db).execute(
+            "select metadata_location from iceberg_tables where table_namespace = ? and table_name = ?",
+            (namespace, name)).fetchone()
+    except sqlite3.OperationalError as e:  # no catalog yet
+        print(json.dumps({"error": str(e)}))
+        return
     if row is None:
         print(json.dumps({"error": "no such table"}))
         return

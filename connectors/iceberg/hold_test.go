@@ -1,0 +1,86 @@
+package iceberg
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
+
+	"github.com/firehose/firehose/connectors/connectortest"
+	"github.com/firehose/firehose/testsupport/wait"
+)
+
+// down is the real catalog, unreachable while off is set.
+type down struct {
+	catalog.Catalog
+	off atomic.Bool
+}
+
+var errDown = errors.New("dial tcp 10.0.0.1:8181: connect: connection refused")
+
+func (d *down) LoadTable(ctx context.Context, ident table.Identifier) (*table.Table, error) {
+	if d.off.Load() {
+		return nil, errDown
+	}
+	return d.Catalog.LoadTable(ctx, ident)
+}
+
+// An unreachable catalog holds the batch (no error, so no retry budget is
+// spent and nothing is dead-lettered), health says so, and the batch is
+// committed once the catalog answers again.
+func TestUnreachableCatalogHoldsDelivery(t *testing.T) {
+	dir := t.TempDir()
+	c := Config{Catalog: Catalog{Type: "sql", URI: "sqlite://" + filepath.Join(dir, "catalog.db")},
+		Warehouse: "file://" + filepath.Join(dir, "warehouse"), CommitInterval: time.Second}
+	c.Defaults()
+	s, err := New(context.Background(), c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	d := &down{Catalog: s.cat}
+	s.cat = d
+	evs := connectortest.Events(9, 20)
+	b1 := connectortest.MakeBatch(t, 0, 0, evs[:10], "parquet", "snappy")
+	b2 := connectortest.MakeBatch(t, 0, 10, evs[10:], "parquet", "snappy")
+	ctx := context.Background()
+	if err := s.Deliver(ctx, b1); err != nil { // creates the table
+		t.Fatal(err)
+	}
+	d.off.Store(true)
+	res := make(chan error, 1)
+	go func() { res <- s.Deliver(ctx, b2) }()
+	wait.Eventually(t, time.Minute, "health to report the catalog", func() bool {
+		err := s.Health()
+		return err != nil && strings.Contains(err.Error(), "connection refused") && strings.Contains(err.Error(), "1 data files held")
+	})
+	select {
+	case err := <-res:
+		t.Fatalf("the delivery ended while the catalog was down: %v", err)
+	default:
+	}
+	if s.stats.Failures.Load() < 2 {
+		t.Fatalf("%d failed attempts: the commit is not being tried again", s.stats.Failures.Load())
+	}
+	d.off.Store(false)
+	select {
+	case err := <-res:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the batch was not committed after the catalog came back")
+	}
+	if err := s.Health(); err != nil {
+		t.Fatalf("health after recovery: %v", err)
+	}
+	if n := s.stats.Events.Load(); n != 20 {
+		t.Fatalf("%d events committed, want 20", n)
+	}
+}

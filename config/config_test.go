@@ -9,6 +9,7 @@ import (
 
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/file"
+	"github.com/firehose/firehose/connectors/iceberg"
 	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/topology"
 )
@@ -598,6 +599,47 @@ connectors:
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}
+
+// An Iceberg connector writes Parquet, partitions by the event's time, and
+// its section's problems name their line and field.
+func TestIcebergConnectors(t *testing.T) {
+	c, err := Parse("f.yaml", []byte(`kafka: {brokers: ["h:1"]}
+connectors:
+  - name: lake
+    type: iceberg
+    iceberg:
+      catalog: {type: sql, uri: "sqlite:///var/lib/firehose/catalog.db"}
+      warehouse: s3://lake/warehouse
+`), Options{Lookup: env(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lake := c.Connectors[0]
+	ic := lake.Destination.(*iceberg.Config)
+	if lake.Encoding != "parquet" || lake.Compression != "snappy" || lake.Batch.MaxBytes != 64<<20 || lake.Batch.MaxAge != 5*time.Minute ||
+		ic.CommitInterval != time.Minute || ic.Namespace != "firehose" || ic.Table != "events" || !slices.Equal(ic.PartitionBy, []string{"day(timestamp)"}) {
+		t.Fatalf("defaults: encoding %s, compression %s, batch %+v, section %+v", lake.Encoding, lake.Compression, lake.Batch, ic)
+	}
+	for _, tc := range []struct{ conn, want string }{
+		{"encoding: ndjson\n    iceberg: {catalog: {type: sql, uri: \"sqlite:///c.db\"}, warehouse: \"file:///w\"}",
+			"f.yaml:5:15: connectors[0].encoding: an iceberg table's data files are Parquet"},
+		{"time_source: processing\n    iceberg: {catalog: {type: sql, uri: \"sqlite:///c.db\"}, warehouse: \"file:///w\"}",
+			"f.yaml:5:18: connectors[0].time_source: an iceberg table partitions by the event's timestamp"},
+		{"iceberg:\n      catalog: {type: sql, uri: \"sqlite:///c.db\"}\n      warehouse: \"file:///w\"\n      partition_by: [bucket(resource_id)]",
+			"connectors[0].iceberg.partition_by: \"bucket(resource_id)\": bucket partitions are not supported yet"},
+		{"iceberg:\n      catalog: {type: hive}",
+			"connectors[0].iceberg.catalog.type: must be sql, rest or glue"},
+		{"iceberg:\n      catalog: {type: sql, uri: \"postgres://x\"}",
+			"connectors[0].iceberg.catalog.uri: a sql catalog is a SQLite file"},
+		{"iceberg:\n      catalog: {type: rest, uri: \"https://cat\"}\n      commit_interval: 10ms",
+			"connectors[0].iceberg.commit_interval: must be at least 1s"},
+	} {
+		_, err := Parse("f.yaml", []byte("kafka: {brokers: [\"h:1\"]}\nconnectors:\n  - name: lake\n    type: iceberg\n    "+tc.conn+"\n"), Options{Lookup: env(nil)})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s:\n got %v\nwant %s", tc.conn, err, tc.want)
 		}
 	}
 }

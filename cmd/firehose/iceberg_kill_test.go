@@ -101,4 +101,24 @@ connectors:
 	if orphans == 0 {
 		t.Fatal("no kill came between a data file's upload and its commit: the test proves nothing")
 	}
+
+	// status reads the table from the catalog.
+	o, err := run(t, "status", "-c", cfg, "--interval", "10ms")
+	if err != nil || !strings.Contains(o, "iceberg table firehose.events  snapshot ") || !strings.Contains(o, fmt.Sprintf("%d records in %d files", len(evs), len(tb.Files))) ||
+		!strings.Contains(o, "table holds offsets up to  0:") {
+		t.Fatalf("status: %v\n%s", err, o)
+	}
+	// The orphans command finds the orphaned data files, deletes them,
+	// and the table reads the same.
+	o, err = run(t, "iceberg", "orphans", "-c", cfg, "--connector", "lake", "--older-than", "0s")
+	if err != nil || strings.Count(o, ".parquet\t") != orphans {
+		t.Fatalf("iceberg orphans listed %d data files, want %d: %v\n%s", strings.Count(o, ".parquet\t"), orphans, err, o)
+	}
+	if o, err := run(t, "iceberg", "orphans", "-c", cfg, "--connector", "lake", "--older-than", "0s", "--delete"); err != nil {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	if o, err := run(t, "iceberg", "orphans", "-c", cfg, "--connector", "lake", "--older-than", "0s"); err != nil || strings.Contains(o, ".parquet") {
+		t.Fatalf("orphans left after --delete: %v\n%s", err, o)
+	}
+	icebergtable.CheckOnce(t, read(), evs)
 }

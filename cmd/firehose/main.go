@@ -68,6 +68,7 @@ Start with:  firehose dev          (everything in one process, on an embedded br
 		newReplayCmd(&g),
 		newDLQCmd(&g),
 		newStatusCmd(&g),
+		newIcebergCmd(&g),
 		newTokenCmd(&g),
 		newVersionCmd(),
 	)

@@ -49,13 +49,15 @@ oldest waiting age shows how far back it still is.`,
 			if err != nil {
 				return err
 			}
+			tables, err := icebergConfigs(path, cfg, "")
+			if err != nil {
+				return err
+			}
 			for i := range st {
-				for _, c := range cfg.Connectors {
-					if ic, ok := c.Destination.(*iceberg.Config); ok && c.Name == st[i].Name && st[i].Kind == "connector" {
-						ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-						st[i].Table = iceberg.Inspect(ctx, *ic, c.Name, c.Topic)
-						cancel()
-					}
+				if ic := tables[st[i].Name]; ic != nil && st[i].Kind == "connector" {
+					ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+					st[i].Table = iceberg.Inspect(ctx, *ic, st[i].Name, st[i].Topic)
+					cancel()
 				}
 			}
 			if asJSON {

@@ -3,10 +3,12 @@ package iceberg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
 
 	"github.com/firehose/firehose/ops"
 )
@@ -63,4 +65,26 @@ func Inspect(ctx context.Context, cfg Config, connector, topic string) *ops.Tabl
 		}
 	}
 	return st
+}
+
+// Orphans lists the files under the table's location that no snapshot
+// references and that are older than olderThan, and deletes them when
+// del is set (iceberg-go's orphan cleanup).
+func Orphans(ctx context.Context, cfg Config, olderThan time.Duration, del bool) ([]table.OrphanFile, error) {
+	cat, err := openCatalog(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if c, ok := cat.(interface{ Close() error }); ok {
+		defer c.Close()
+	}
+	tbl, err := cat.LoadTable(ctx, []string{cfg.Namespace, cfg.Table})
+	if err != nil {
+		return nil, fmt.Errorf("load table %s.%s: %w", cfg.Namespace, cfg.Table, err)
+	}
+	res, err := tbl.DeleteOrphanFiles(ctx, table.WithFilesOlderThan(olderThan), table.WithDryRun(!del))
+	if err != nil {
+		return nil, fmt.Errorf("orphans of %s.%s: %w", cfg.Namespace, cfg.Table, err)
+	}
+	return res.OrphanFiles, nil
 }

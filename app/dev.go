@@ -17,6 +17,7 @@ import (
 
 	"github.com/firehose/firehose/config"
 	"github.com/firehose/firehose/connectors/file"
+	"github.com/firehose/firehose/connectors/iceberg"
 	"github.com/firehose/firehose/internal/kafkaclient"
 	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/embedded"
@@ -130,6 +131,9 @@ func banner(o DevOptions, cfg *config.Config, brokerAddr, httpAddr string) {
 	for _, c := range cfg.Connectors {
 		if fc, ok := c.Destination.(*file.Config); ok && c.IsEnabled() {
 			fmt.Fprintf(w, "  Files land in  %s/%s (connector %q, every %s or %d events)\n", fc.Dir, fc.Path, c.Name, c.Batch.MaxAge, c.Batch.MaxEvents)
+		}
+		if ic, ok := c.Destination.(*iceberg.Config); ok && c.IsEnabled() {
+			fmt.Fprintf(w, "  Iceberg table  %s.%s in %s (connector %q, catalog %s, a commit every %s)\n", ic.Namespace, ic.Table, ic.Warehouse, c.Name, ic.Catalog.URI, ic.CommitInterval)
 		}
 	}
 	if httpAddr != "" {

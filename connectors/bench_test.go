@@ -16,6 +16,7 @@ import (
 	"github.com/firehose/firehose/connectors"
 	"github.com/firehose/firehose/connectors/connectortest"
 	"github.com/firehose/firehose/connectors/file"
+	"github.com/firehose/firehose/connectors/iceberg"
 	s3dest "github.com/firehose/firehose/connectors/s3"
 	"github.com/firehose/firehose/testsupport/versitygw"
 )
@@ -127,6 +128,29 @@ func benchFileBatches(b *testing.B, name, encoding, compression string, bounds c
 			b.Fatal(err)
 		}
 		runConnector(b, name, connectors.Config{Encoding: encoding, Compression: compression, Batch: bounds}, sink)
+	}
+}
+
+// BenchmarkIcebergConnectorKafka: the events topic to an Iceberg table
+// (a SQLite catalog, a local warehouse), Parquet with snappy in batches of
+// 5 MB, 100,000 events or a second, committed every minute: the CPU of
+// encoding, writing, reading each file's footer and committing.
+func BenchmarkIcebergConnectorKafka(b *testing.B) {
+	for b.Loop() {
+		dir := b.TempDir()
+		cfg := iceberg.Config{Catalog: iceberg.Catalog{Type: "sql", URI: "sqlite://" + dir + "/catalog.db"}, Warehouse: "file://" + dir + "/warehouse"}
+		cfg.Defaults()
+		sink, err := iceberg.New(context.Background(), cfg, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		runConnector(b, "iceberg", connectors.Config{Encoding: "parquet", Compression: "snappy",
+			Batch: connectors.Bounds{MaxEvents: 100000, MaxBytes: 5_000_000, MaxAge: time.Second}}, sink)
+		st := sink.Stats()
+		b.Logf("iceberg: %d commits at commit_interval %s, %d files, catalog round trip %s mean, the last commit's oldest file waited %s",
+			st.Commits.Load(), cfg.CommitInterval, st.Files.Load(), time.Duration(st.CommitTime.Load()/max(1, st.Commits.Load())).Round(time.Microsecond),
+			time.Duration(st.LastWait.Load()).Round(time.Millisecond))
+		_ = sink.Close(context.Background())
 	}
 }
 

@@ -72,6 +72,7 @@ func (w *Worker) dispatch(cl *kgo.Client) {
 		var busy [LanesPerPartition]bool
 		for _, b := range ps.sealed {
 			if w.inFlight >= w.maxInFlight {
+				w.flush() // batches wait for a slot
 				return
 			}
 			if w.b.ordered {

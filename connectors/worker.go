@@ -70,8 +70,9 @@ type PathTemplater interface {
 // Flusher is implemented by sinks that acknowledge a batch only once
 // they have committed it with others (Iceberg's commit interval): Flush
 // asks them to commit what they hold now rather than at their next
-// interval, because the runtime is waiting for those batches (a stop or a
-// revoke). It does not block.
+// interval, because the runtime is waiting for those batches: a stop or a
+// revoke, or the connector held up (every delivery slot taken, or
+// fetching paused at max_buffered_bytes). It does not block.
 type Flusher interface {
 	Flush()
 }
@@ -478,6 +479,9 @@ func (w *Worker) backpressure(cl *kgo.Client) {
 	case w.paused && held < limit/2:
 		w.paused = false
 		cl.ResumeFetchTopics(w.o.Connector.Topic)
+	}
+	if w.paused {
+		w.flush() // what the sink holds may be what holds the bytes
 	}
 }
 

@@ -47,5 +47,9 @@ echo "connectors: $EVENTS events to gzip NDJSON in 5 MB batches, then to files a
 go test ./connectors -run '^$' -bench '^Benchmark(File|S3|FileParquet)ConnectorKafka$' -benchtime 1x -timeout 30m -v 2>&1 | show
 
 echo
+echo "connectors: the same Parquet (snappy) committed to an Iceberg table (SQLite catalog, local warehouse) every minute"
+go test ./connectors -run '^$' -bench '^BenchmarkIcebergConnectorKafka$' -benchtime 1x -timeout 30m -v 2>&1 | grep -E 'events per CPU-second|commits at|FAIL|panic|Error' || true
+
+echo
 echo "connectors: the same in 32 MiB batches, packed as they fill (gzip NDJSON, Parquet snappy)"
 go test ./connectors -run '^$' -bench '^BenchmarkFileLargeBatchesConnectorKafka$' -benchtime 1x -timeout 30m -v 2>&1 | show

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 
 	ice "github.com/apache/iceberg-go"
@@ -45,11 +47,18 @@ func properties(cfg Config) ice.Properties {
 
 // openCatalog opens the configured catalog.
 func openCatalog(ctx context.Context, cfg Config) (catalog.Catalog, error) {
+	cfg, err := cfg.resolved()
+	if err != nil {
+		return nil, err
+	}
 	props := properties(cfg)
 	switch cfg.Catalog.Type {
 	case "sql":
 		path, err := sqlitePath(cfg.Catalog.URI)
 		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, err
 		}
 		// Several workers share the file: wait for its lock rather than

@@ -3,6 +3,7 @@ package iceberg
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -15,7 +16,8 @@ import (
 type Config struct {
 	Catalog Catalog `yaml:"catalog"`
 	// Warehouse is where a table the connector creates keeps its data
-	// and metadata: s3://bucket/prefix, or file:///dir for local use.
+	// and metadata: s3://bucket/prefix, or for local use file:///dir or
+	// a directory (relative to the working directory).
 	// With a SQL catalog it is required; a REST or Glue catalog may
 	// choose the location itself when it is empty.
 	Warehouse string `yaml:"warehouse"`
@@ -118,8 +120,8 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, yamlconf.Errorf("catalog.type", "must be sql, rest or glue, got %q", c.Catalog.Type))
 	}
-	if c.Warehouse != "" && !strings.HasPrefix(c.Warehouse, "s3://") && !strings.HasPrefix(c.Warehouse, "s3a://") && !strings.HasPrefix(c.Warehouse, "file://") {
-		errs = append(errs, yamlconf.Errorf("warehouse", "must be an s3:// or file:// URL, got %q", c.Warehouse))
+	if strings.Contains(c.Warehouse, "://") && !strings.HasPrefix(c.Warehouse, "s3://") && !strings.HasPrefix(c.Warehouse, "s3a://") && !strings.HasPrefix(c.Warehouse, "file://") {
+		errs = append(errs, yamlconf.Errorf("warehouse", "must be an s3:// or file:// URL or a local directory, got %q", c.Warehouse))
 	}
 	if !nameRE.MatchString(c.Namespace) {
 		errs = append(errs, yamlconf.Errorf("namespace", "must be letters, digits and _, got %q", c.Namespace))
@@ -229,4 +231,16 @@ func pathTemplate(parts []Partition) string {
 		}
 	}
 	return b.String()
+}
+
+// resolved is c with a local warehouse as an absolute file:// URL.
+func (c Config) resolved() (Config, error) {
+	if c.Warehouse != "" && !strings.Contains(c.Warehouse, "://") {
+		abs, err := filepath.Abs(c.Warehouse)
+		if err != nil {
+			return c, err
+		}
+		c.Warehouse = "file://" + abs
+	}
+	return c, nil
 }

@@ -61,6 +61,9 @@ type Stats struct {
 	// LastCommitTook how long its catalog round trip took, and
 	// LastWait how long its oldest file waited for it (nanos).
 	LastCommit, LastCommitTook, LastWait atomic.Int64
+	// CommitTime is the catalog round trips of every commit, summed
+	// (nanos): over Commits, the mean.
+	CommitTime atomic.Int64
 	// Pending is the data files written and waiting for a commit.
 	Pending atomic.Int64
 }
@@ -115,6 +118,9 @@ type Sink struct {
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sink, error) {
 	parts, err := ParsePartitions(cfg.PartitionBy)
 	if err != nil {
+		return nil, err
+	}
+	if cfg, err = cfg.resolved(); err != nil {
 		return nil, err
 	}
 	cat, err := openCatalog(ctx, cfg)
@@ -234,6 +240,11 @@ func dataPath(location, key string) string {
 	return strings.TrimSuffix(location, "/") + "/data/" + key + "-" + hex.EncodeToString(r[:]) + ".parquet"
 }
 
+// MinCommitGap is the least time between two commits of one sink made
+// early, because the runtime was waiting for their files (a stop, a
+// revoke, or the connector held up by files waiting for their commit).
+const MinCommitGap = time.Second
+
 // run commits what waits, every commit interval (or at once when eager),
 // until Close.
 func (s *Sink) run() {
@@ -249,6 +260,7 @@ func (s *Sink) run() {
 	}()
 	t := time.NewTicker(s.cfg.CommitInterval)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-s.stop:
@@ -256,8 +268,19 @@ func (s *Sink) run() {
 			return
 		case <-t.C:
 		case <-s.kick:
+			// Early, but not more than one commit a MinCommitGap: a
+			// backlog read as fast as it comes commits that often, not
+			// once a file.
+			if wait := MinCommitGap - time.Since(last); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-s.stop:
+					continue
+				}
+			}
 		}
 		s.commitHeld(ctx)
+		last = time.Now()
 	}
 }
 
@@ -374,6 +397,7 @@ func (s *Sink) commit(ctx context.Context) error {
 		s.stats.Events.Add(int64(events))
 		s.stats.LastCommit.Store(now.UnixNano())
 		s.stats.LastCommitTook.Store(int64(took))
+		s.stats.CommitTime.Add(int64(took))
 		s.stats.LastWait.Store(int64(now.Sub(oldest)))
 		s.log.Info("iceberg commit", "files", len(add), "events", events, "took", took)
 	}

@@ -4,31 +4,75 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/firehose/firehose/connectors/connectortest"
 	"github.com/firehose/firehose/testsupport/generator"
 	"github.com/firehose/firehose/testsupport/icebergtable"
 	"github.com/firehose/firehose/testsupport/testenv"
+	"github.com/firehose/firehose/testsupport/versitygw"
 	"github.com/firehose/firehose/testsupport/wait"
 )
 
 // SIGKILLs of two workers of one Iceberg connector, committing to one
-// table in S3 (versitygw, through a proxy that holds each upload for up to
-// 200 ms, so that commits take a while and kills land between a data
-// file's upload and its commit, and during commits): after the last
-// restart the current snapshot holds every event exactly once, and the
+// table in S3 (versitygw), between data files' uploads and their commits
+// and during commits: after the last restart the current snapshot holds every event exactly once, and the
 // snapshots' summaries name every offset exactly once.
 func TestKilledWorkersCommitEachEventOnceToTheTable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and kills worker processes")
 	}
 	b := testenv.Start(t).Broker
-	srv, slow := slowS3(t, 200*time.Millisecond)
+	// Offset commits take 400 ms to answer: a kill then often lands after
+	// a table commit and before Kafka has the offsets, the case in which a
+	// restarted worker delivers batches the table holds already.
+	b.ControlKey(int16(kmsg.OffsetCommit), func(kmsg.Request) (kmsg.Response, error, bool) {
+		b.KeepControl()
+		b.SleepControl(func() { time.Sleep(400 * time.Millisecond) })
+		return nil, nil, false
+	})
+	// S3 behind a proxy that holds each data file's upload for up to
+	// 200 ms, so that kills land between uploads and commits, and each
+	// write of a commit's metadata (manifests, manifest list, metadata
+	// JSON) for 300 ms, telling committing when one begins, so that a
+	// kill can land inside a commit.
+	srv := versitygw.Start(t)
+	srv.Bucket(t, "lake")
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	committing, committed := make(chan struct{}, 1), make(chan struct{}, 1)
+	signal := func(c chan struct{}) {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/metadata/") {
+			signal(committing)
+			time.Sleep(100 * time.Millisecond)
+		} else if r.Method == http.MethodPut {
+			time.Sleep(rand.N(200 * time.Millisecond))
+		}
+		proxy.ServeHTTP(w, r)
+		if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, ".metadata.json") {
+			signal(committed) // the commit's last write: the catalog's row is next
+		}
+	}))
+	t.Cleanup(slow.Close)
 	catalog := filepath.Join(t.TempDir(), "catalog.db")
 	cfg := writeConfig(t, fmt.Sprintf(`kafka:
   brokers: [%q]
@@ -61,16 +105,51 @@ connectors:
 	}
 
 	evs := generator.Unique(46, 300, 9000)
-	produced := produceSpread(t, b.Addr, "events", evs, 150, 40*time.Millisecond)
+	produced := produceSpread(t, b.Addr, "events", evs, 50, 60*time.Millisecond)
 	wait.Eventually(t, 20*time.Second, "a first commit", func() bool { tb := read(); return tb.Error == "" && tb.Records > 0 })
-	for round := range 8 {
-		time.Sleep(time.Duration(150+rand.IntN(900)) * time.Millisecond)
-		w := ws[round%2]
-		<-w.signal(syscall.SIGKILL)
-		w.start()
+	// Kill one worker or the other every 0.15 to 1 s while events come;
+	// in other rounds, kill both while a commit writes its metadata, or
+	// just after a commit, while Kafka is taking its offsets.
+	killAllOn := func(c chan struct{}, after time.Duration) int {
+		select {
+		case <-c: // a stale signal: wait for a fresh one
+		default:
+		}
+		select {
+		case <-c:
+			time.Sleep(after)
+			for _, w := range ws {
+				<-w.signal(syscall.SIGKILL)
+			}
+			for _, w := range ws {
+				w.start()
+			}
+			return 1
+		case <-time.After(15 * time.Second):
+			return 0 // no commit came: every event may be in already
+		}
 	}
-	if err := <-produced; err != nil {
-		t.Fatal(err)
+	kills, inCommit, afterCommit := 0, 0, 0
+	for done := false; !done || kills < 9; kills++ {
+		switch kills % 3 {
+		case 1:
+			inCommit += killAllOn(committing, 0)
+		case 2:
+			afterCommit += killAllOn(committed, 100*time.Millisecond)
+		default:
+			time.Sleep(time.Duration(150+rand.IntN(850)) * time.Millisecond)
+			w := ws[kills%2]
+			<-w.signal(syscall.SIGKILL)
+			w.start()
+		}
+		select {
+		case err := <-produced:
+			if err != nil {
+				t.Fatal(err)
+			}
+			done = true
+		default:
+		}
 	}
 	wait.Eventually(t, 120*time.Second, "every event in the table", func() bool { return read().Records >= len(evs) })
 	for _, w := range ws {
@@ -97,9 +176,9 @@ connectors:
 		}
 		return nil
 	})
-	t.Logf("%d data files in %d snapshots; %d orphaned data files", len(tb.Files), len(tb.Snapshots), orphans)
-	if orphans == 0 {
-		t.Fatal("no kill came between a data file's upload and its commit: the test proves nothing")
+	t.Logf("%d data files in %d snapshots; %d orphaned data files; %d kills, %d of them during commits and %d after", len(tb.Files), len(tb.Snapshots), orphans, kills, inCommit, afterCommit)
+	if orphans == 0 || inCommit == 0 || afterCommit == 0 {
+		t.Fatalf("%d orphaned data files, %d kills during commits, %d after: the kills missed a window, the test proves too little", orphans, inCommit, afterCommit)
 	}
 
 	// status reads the table from the catalog.
@@ -111,6 +190,9 @@ connectors:
 	// The orphans command finds the orphaned data files, deletes them,
 	// and the table reads the same.
 	o, err = run(t, "iceberg", "orphans", "-c", cfg, "--connector", "lake", "--older-than", "0s")
+	// Kills during commits leave their manifests, manifest lists or
+	// metadata JSON behind.
+	t.Logf("%d orphaned metadata files", strings.Count(o, "/metadata/"))
 	if err != nil || strings.Count(o, ".parquet\t") != orphans {
 		t.Fatalf("iceberg orphans listed %d data files, want %d: %v\n%s", strings.Count(o, ".parquet\t"), orphans, err, o)
 	}

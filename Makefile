@@ -108,7 +108,9 @@ FUZZ_TARGETS := \
 	./connectors:FuzzUnpack \
 	./connectors/archive:FuzzDecode \
 	./connectors:FuzzParquetColumns \
-	./connectors:FuzzParquetShaped
+	./connectors:FuzzParquetShaped \
+	./connectors/iceberg:FuzzParseOffsets \
+	./connectors/iceberg:FuzzParsePartitions
 
 fuzz: ## run every fuzz target for FUZZTIME (default 50000x executions; e.g. FUZZTIME=1m)
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh $(FUZZ_TARGETS)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,5 +83,66 @@ func TestUnreachableCatalogHoldsDelivery(t *testing.T) {
 	}
 	if n := s.stats.Events.Load(); n != 20 {
 		t.Fatalf("%d events committed, want 20", n)
+	}
+}
+
+// racing is the real catalog that lets another writer commit between the
+// sink's load of the table and its commit, once.
+type racing struct {
+	catalog.Catalog
+	once  sync.Once
+	other func()
+}
+
+func (r *racing) LoadTable(ctx context.Context, ident table.Identifier) (*table.Table, error) {
+	tbl, err := r.Catalog.LoadTable(ctx, ident)
+	if err == nil {
+		r.once.Do(r.other)
+	}
+	return tbl, err
+}
+
+// A commit that loses to another writer's is tried again on the table as
+// it is now: both writers' batches are in it, once.
+func TestConflictingCommitIsRetried(t *testing.T) {
+	dir := t.TempDir()
+	c := Config{Catalog: Catalog{Type: "sql", URI: "sqlite://" + filepath.Join(dir, "catalog.db")},
+		Warehouse: "file://" + filepath.Join(dir, "warehouse"), CommitInterval: time.Second}
+	c.Defaults()
+	open := func() *Sink {
+		s, err := New(context.Background(), c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close(context.Background()) })
+		return s
+	}
+	a, b := open(), open()
+	evs := connectortest.Events(11, 30)
+	ctx := context.Background()
+	if err := a.Deliver(ctx, connectortest.MakeBatch(t, 0, 0, evs[:10], "parquet", "snappy")); err != nil {
+		t.Fatal(err)
+	}
+	r := &racing{Catalog: a.cat}
+	r.other = func() {
+		b.Flush()
+		if err := b.Deliver(ctx, connectortest.MakeBatch(t, 1, 0, evs[10:20], "parquet", "snappy")); err != nil {
+			t.Error(err)
+		}
+	}
+	a.cat = r
+	a.Flush()
+	if err := a.Deliver(ctx, connectortest.MakeBatch(t, 0, 10, evs[20:], "parquet", "snappy")); err != nil {
+		t.Fatal(err)
+	}
+	if n := a.stats.Conflicts.Load(); n < 1 {
+		t.Fatalf("%d conflicts: the other writer's commit did not come between", n)
+	}
+	tbl, err := a.cat.LoadTable(ctx, a.ident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tbl.CurrentSnapshot().Summary.Properties["total-records"]; got != "30" {
+		t.Fatalf("the table holds %s records, want 30", got)
 	}
 }

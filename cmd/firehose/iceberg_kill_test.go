@@ -5,9 +5,6 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -20,14 +17,14 @@ import (
 	"github.com/firehose/firehose/testsupport/generator"
 	"github.com/firehose/firehose/testsupport/icebergtable"
 	"github.com/firehose/firehose/testsupport/testenv"
-	"github.com/firehose/firehose/testsupport/versitygw"
 	"github.com/firehose/firehose/testsupport/wait"
 )
 
 // SIGKILLs of two workers of one Iceberg connector, committing to one
-// table in S3 (versitygw), between data files' uploads and their commits
-// and during commits: after the last restart the current snapshot holds every event exactly once, and the
-// snapshots' summaries name every offset exactly once.
+// table in S3 (versitygw), between data files' uploads and their commits,
+// during commits, and just after commits: after the last restart the
+// current snapshot holds every event exactly once, and the snapshots'
+// summaries name every offset exactly once.
 func TestKilledWorkersCommitEachEventOnceToTheTable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and kills worker processes")
@@ -44,15 +41,9 @@ func TestKilledWorkersCommitEachEventOnceToTheTable(t *testing.T) {
 	// S3 behind a proxy that holds each data file's upload for up to
 	// 200 ms, so that kills land between uploads and commits, and each
 	// write of a commit's metadata (manifests, manifest list, metadata
-	// JSON) for 300 ms, telling committing when one begins, so that a
-	// kill can land inside a commit.
-	srv := versitygw.Start(t)
-	srv.Bucket(t, "lake")
-	target, err := url.Parse(srv.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(target)
+	// JSON) for 100 ms, telling committing when one begins and committed
+	// when the metadata JSON is written, so that kills can land inside a
+	// commit and just after it.
 	committing, committed := make(chan struct{}, 1), make(chan struct{}, 1)
 	signal := func(c chan struct{}) {
 		select {
@@ -60,19 +51,19 @@ func TestKilledWorkersCommitEachEventOnceToTheTable(t *testing.T) {
 		default:
 		}
 	}
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/metadata/") {
+	srv, slow := proxiedS3(t, func(r *http.Request) {
+		switch {
+		case r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/metadata/"):
 			signal(committing)
 			time.Sleep(100 * time.Millisecond)
-		} else if r.Method == http.MethodPut {
+		case r.Method == http.MethodPut:
 			time.Sleep(rand.N(200 * time.Millisecond))
 		}
-		proxy.ServeHTTP(w, r)
+	}, func(r *http.Request) {
 		if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, ".metadata.json") {
 			signal(committed) // the commit's last write: the catalog's row is next
 		}
-	}))
-	t.Cleanup(slow.Close)
+	})
 	catalog := filepath.Join(t.TempDir(), "catalog.db")
 	cfg := writeConfig(t, fmt.Sprintf(`kafka:
   brokers: [%q]

@@ -59,6 +59,17 @@ func produceSpread(t *testing.T, broker, topic string, evs []*schemas.Event, chu
 // holds each upload for up to most: uploads of a partition finish out of
 // order.
 func slowS3(t *testing.T, most time.Duration) (*versitygw.Server, *httptest.Server) {
+	return proxiedS3(t, func(r *http.Request) {
+		if r.Method == http.MethodPut {
+			time.Sleep(rand.N(most))
+		}
+	}, nil)
+}
+
+// proxiedS3 starts versitygw with a bucket "lake", and a proxy to it that
+// calls before with each request before it forwards it and after, if not
+// nil, once it has answered.
+func proxiedS3(t *testing.T, before, after func(r *http.Request)) (*versitygw.Server, *httptest.Server) {
 	t.Helper()
 	srv := versitygw.Start(t)
 	srv.Bucket(t, "lake")
@@ -68,10 +79,11 @@ func slowS3(t *testing.T, most time.Duration) (*versitygw.Server, *httptest.Serv
 	}
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut {
-			time.Sleep(rand.N(most))
-		}
+		before(r)
 		proxy.ServeHTTP(w, r)
+		if after != nil {
+			after(r)
+		}
 	}))
 	t.Cleanup(slow.Close)
 	return srv, slow

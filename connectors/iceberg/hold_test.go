@@ -17,6 +17,16 @@ import (
 	"github.com/firehose/firehose/testsupport/wait"
 )
 
+// testConfig is a table in a SQLite catalog and a local warehouse, with
+// commits every second.
+func testConfig(t *testing.T) Config {
+	dir := t.TempDir()
+	c := Config{Catalog: Catalog{Type: "sql", URI: "sqlite://" + filepath.Join(dir, "catalog.db")},
+		Warehouse: "file://" + filepath.Join(dir, "warehouse"), CommitInterval: time.Second}
+	c.Defaults()
+	return c
+}
+
 // down is the real catalog, unreachable while off is set.
 type down struct {
 	catalog.Catalog
@@ -36,10 +46,7 @@ func (d *down) LoadTable(ctx context.Context, ident table.Identifier) (*table.Ta
 // spent and nothing is dead-lettered), health says so, and the batch is
 // committed once the catalog answers again.
 func TestUnreachableCatalogHoldsDelivery(t *testing.T) {
-	dir := t.TempDir()
-	c := Config{Catalog: Catalog{Type: "sql", URI: "sqlite://" + filepath.Join(dir, "catalog.db")},
-		Warehouse: "file://" + filepath.Join(dir, "warehouse"), CommitInterval: time.Second}
-	c.Defaults()
+	c := testConfig(t)
 	s, err := New(context.Background(), c, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -105,10 +112,7 @@ func (r *racing) LoadTable(ctx context.Context, ident table.Identifier) (*table.
 // A commit that loses to another writer's is tried again on the table as
 // it is now: both writers' batches are in it, once.
 func TestConflictingCommitIsRetried(t *testing.T) {
-	dir := t.TempDir()
-	c := Config{Catalog: Catalog{Type: "sql", URI: "sqlite://" + filepath.Join(dir, "catalog.db")},
-		Warehouse: "file://" + filepath.Join(dir, "warehouse"), CommitInterval: time.Second}
-	c.Defaults()
+	c := testConfig(t)
 	open := func() *Sink {
 		s, err := New(context.Background(), c, nil)
 		if err != nil {

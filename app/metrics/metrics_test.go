@@ -11,6 +11,7 @@ import (
 
 	"github.com/firehose/firehose/app/metrics"
 	"github.com/firehose/firehose/connectors"
+	"github.com/firehose/firehose/connectors/iceberg"
 	"github.com/firehose/firehose/processor"
 	"github.com/firehose/firehose/testsupport/testenv"
 )
@@ -23,6 +24,7 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	s.Processor(new(processor.Stats))
 	s.Connector("c", new(connectors.Stats))
 	s.Observer("c")
+	s.Iceberg("lake", new(iceberg.Stats))
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), s.KafkaHooks("test"))
 	if err != nil {
 		t.Fatal(err)

@@ -36,6 +36,7 @@ http: 100
 kafka: 500
 kinesis: 500
 pubsub: 500
+iceberg: 1000000
 {{- end -}}
 
 {{/* The Secret a role's environment comes from; call with (list $ "role" "name override"). */}}

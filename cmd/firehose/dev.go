@@ -20,6 +20,7 @@ func newDevCmd(g *globals) *cobra.Command {
 		Long: `dev starts an in-process Kafka-protocol broker on 127.0.0.1:9092 (its data
 kept under --data-dir, so it survives restarts), creates the topics, and runs
 the processor, a file connector writing gzip NDJSON under <data-dir>/out, an
+Iceberg connector committing a table (SQLite catalog) under <data-dir>/lake, an
 HTTP listener on 127.0.0.1:8080 (/healthz), and a generator of demo lead
 events. Ctrl-C flushes open batches, commits and stops.
 

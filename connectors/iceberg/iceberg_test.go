@@ -211,3 +211,22 @@ func TestPartitionByConfig(t *testing.T) {
 		}
 	}
 }
+
+// An identity partition holds the whole value, however long (Iceberg's
+// column bounds are cut to 16 characters; a partition value is not).
+func TestLongIdentityPartitionValue(t *testing.T) {
+	c := config(t.TempDir())
+	c.PartitionBy = []string{"day(timestamp)", "event_type"}
+	s := open(t, c)
+	evs := connectortest.Events(3, 10)
+	long := "lead.buyer_response.received." + strings.Repeat("x", 90) + "/../é"
+	for _, e := range evs {
+		e.EventType = long
+	}
+	deliver(t, s, batch(t, 0, evs))
+	tb := readTable(t, c)
+	icebergtable.CheckOnce(t, tb, evs)
+	if len(tb.Files) != 1 || tb.Files[0].Partition["event_type"] != long {
+		t.Fatalf("files %+v: want one, partition event_type %q", tb.Files, long)
+	}
+}

@@ -18,7 +18,7 @@ type Config struct {
 	// Warehouse is where a table the connector creates keeps its data
 	// and metadata: s3://bucket/prefix, or for local use file:///dir or
 	// a directory (relative to the working directory).
-	// With a SQL catalog it is required; a REST or Glue catalog may
+	// With a SQL or Glue catalog it is required; a REST catalog may
 	// choose the location itself when it is empty.
 	Warehouse string `yaml:"warehouse"`
 	// Namespace and Table name the table; default firehose and events.
@@ -115,6 +115,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, yamlconf.Errorf("catalog.token", "credential and token exclude each other"))
 		}
 	case "glue":
+		if c.Warehouse == "" {
+			errs = append(errs, yamlconf.Errorf("warehouse", "required with a glue catalog: where tables keep their files (s3://bucket/prefix)"))
+		}
 	case "":
 		errs = append(errs, yamlconf.Errorf("catalog.type", "required: sql, rest or glue"))
 	default:

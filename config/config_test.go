@@ -630,6 +630,8 @@ connectors:
 			"f.yaml:5:18: connectors[0].time_source: an iceberg table partitions by the event's timestamp"},
 		{"iceberg:\n      catalog: {type: sql, uri: \"sqlite:///c.db\"}\n      warehouse: \"file:///w\"\n      partition_by: [bucket(resource_id)]",
 			"connectors[0].iceberg.partition_by: \"bucket(resource_id)\": bucket partitions are not supported yet"},
+		{"iceberg:\n      catalog: {type: glue}",
+			"connectors[0].iceberg.warehouse: required with a glue catalog"},
 		{"iceberg:\n      catalog: {type: hive}",
 			"connectors[0].iceberg.catalog.type: must be sql, rest or glue"},
 		{"iceberg:\n      catalog: {type: sql, uri: \"postgres://x\"}",

@@ -505,12 +505,12 @@ func (s *Sink) index(tbl *table.Table) {
 // of body it does not have. While the catalog does not answer it holds,
 // trying again with backoff, until ctx ends.
 func (s *Sink) table(ctx context.Context, body []byte) (*table.Table, error) {
-	s.tmu.Lock()
-	defer s.tmu.Unlock()
-	sc, err := bodySchema(body)
+	sc, err := bodySchema(body) // outside the lock: deliveries read their footers at once
 	if err != nil {
 		return nil, connectors.Permanent(fmt.Errorf("iceberg: read the data file's schema: %w", err), "")
 	}
+	s.tmu.Lock()
+	defer s.tmu.Unlock()
 	for attempt := 0; ; attempt++ {
 		tbl, err := s.ensure(ctx, sc)
 		if err == nil {

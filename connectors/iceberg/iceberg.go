@@ -377,20 +377,18 @@ func (s *Sink) commit(ctx context.Context) error {
 	s.pending = append([]*entry(nil), s.pending[n:]...)
 	oldest := now
 	events := 0
-	for _, e := range dups {
-		e.res <- nil
-	}
-	s.stats.Skipped.Add(int64(len(dups)))
 	for _, e := range add {
 		s.done[e.r] = true
 		if e.since.Before(oldest) {
 			oldest = e.since
 		}
 		events += e.events
-		e.res <- nil
 	}
 	s.mu.Unlock()
+	// The totals first, then the answers: whoever a delivery returned to
+	// reads totals that count it.
 	s.stats.Pending.Add(-int64(n))
+	s.stats.Skipped.Add(int64(len(dups)))
 	if len(add) > 0 {
 		s.stats.Commits.Add(1)
 		s.stats.Files.Add(int64(len(add)))
@@ -400,6 +398,12 @@ func (s *Sink) commit(ctx context.Context) error {
 		s.stats.CommitTime.Add(int64(took))
 		s.stats.LastWait.Store(int64(now.Sub(oldest)))
 		s.log.Info("iceberg commit", "files", len(add), "events", events, "took", took)
+	}
+	for _, e := range dups {
+		e.res <- nil
+	}
+	for _, e := range add {
+		e.res <- nil
 	}
 	return nil
 }

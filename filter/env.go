@@ -7,6 +7,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/vm"
 	"github.com/tidwall/gjson"
@@ -21,6 +22,18 @@ import (
 type needs struct {
 	timestamp                 bool
 	metadata, leadData, extra access
+	// slots are the constant paths the fast programs read, in the order
+	// of their slots.
+	slots []slot
+}
+
+// program is an expression compiled for the slow environment, which
+// decodes into Go maps what it reads of metadata, lead_data and extra,
+// and, when its paths allow, for the fast one (slotEnv), which gives each
+// constant path its value straight from the event's JSON.
+type program struct {
+	src        string
+	slow, fast *vm.Program
 }
 
 // access is how expressions read one of metadata, lead_data or extra.
@@ -216,30 +229,178 @@ func (a *access) fields(fs schemas.Fields) map[string]any {
 	return m
 }
 
+// slotEnv is what a fast program sees: Env, and the value of each
+// constant path below metadata, lead_data or extra that it reads, by its
+// slot. A path such as metadata.buyer_response.price becomes
+// ("firehose slots")[0], a name no expression can spell.
+type slotEnv struct {
+	Env
+	Slots *[]any `expr:"firehose slots"`
+}
+
+const slotsName = "firehose slots"
+
+// slot is one constant path a fast program reads.
+type slot struct {
+	root  string   // metadata, lead_data or extra
+	names []string // the members below it
+}
+
+// compileFast compiles src once more, each constant path from metadata,
+// lead_data or extra read through a new slot of nd. It returns nil, and
+// takes no slot, when one of them is read whole: those programs keep the
+// maps. (No variable can take a root's name: expr refuses to redeclare.)
+func (nd *needs) compileFast(src string, opts ...expr.Option) *vm.Program {
+	if nd.metadata.whole || nd.leadData.whole || nd.extra.whole {
+		return nil
+	}
+	had := len(nd.slots)
+	p := &slotter{nd: nd, made: map[*ast.MemberNode]int{}}
+	prog, err := expr.Compile(src, append([]expr.Option{expr.Env(slotEnv{}), expr.Patch(p)}, opts...)...)
+	if err != nil {
+		nd.slots = nd.slots[:had]
+		return nil
+	}
+	return prog
+}
+
+// slotter is the patch that turns constant paths into slots. expr walks
+// children before their parent, so a path's first member becomes a slot
+// and each member that extends it lengthens that slot's path.
+type slotter struct {
+	nd   *needs
+	made map[*ast.MemberNode]int // the nodes it made, by slot
+}
+
+func (p *slotter) Visit(node *ast.Node) {
+	x, ok := (*node).(*ast.MemberNode)
+	if !ok || x.Method {
+		return
+	}
+	name, ok := x.Property.(*ast.StringNode)
+	if !ok {
+		return
+	}
+	i := -1
+	switch b := x.Node.(type) {
+	case *ast.IdentifierNode:
+		if b.Value == "metadata" || b.Value == "lead_data" || b.Value == "extra" {
+			i = len(p.nd.slots)
+			p.nd.slots = append(p.nd.slots, slot{root: b.Value})
+		}
+	case *ast.MemberNode:
+		if j, ok := p.made[b]; ok {
+			i = j
+			delete(p.made, b)
+		}
+	}
+	if i < 0 {
+		return
+	}
+	s := &p.nd.slots[i]
+	s.names = append(s.names, name.Value)
+	n := &ast.MemberNode{Node: &ast.IdentifierNode{Value: slotsName}, Property: &ast.IntegerNode{Value: i}}
+	ast.Patch(node, n)
+	p.made[n] = i
+}
+
+// resolve is the slot's value in e, as the slow environment would give
+// it; false when the path goes through a member that is missing or not
+// an object, where expr fails (or, on an optional chain, gives nil): the
+// slow program says which.
+func (s *slot) resolve(e *schemas.Event) (any, bool) {
+	var v []byte
+	var found bool
+	for i, name := range s.names {
+		if i > 0 {
+			if !found || !isObject(v) {
+				return nil, false
+			}
+			v, found = child(v, name)
+			continue
+		}
+		switch s.root { // a root that is missing or no object is an empty map
+		case "metadata":
+			if isObject(e.Metadata) {
+				v, found = child(e.Metadata, name)
+			}
+		case "lead_data":
+			if isObject(e.LeadData) {
+				v, found = child(e.LeadData, name)
+			}
+		case "extra":
+			for _, f := range e.Extra {
+				if f.Name == name {
+					v, found = f.JSON, true
+					break
+				}
+			}
+		}
+	}
+	if !found {
+		return nil, true
+	}
+	return value(v), true
+}
+
 // machine is a VM and an environment, reused across events.
 type machine struct {
-	vm  vm.VM
-	env Env
+	vm    vm.VM
+	env   slotEnv
+	slots []any
+	fast  bool // the environment is the fast one
 }
 
 var machines = sync.Pool{New: func() any { return new(machine) }}
 
-// machine returns a pooled machine whose environment holds e; release
-// it when done.
-func (nd *needs) machine(e *schemas.Event) *machine {
+// machine returns a pooled machine whose environment holds e, the fast
+// one when fast (every program has a fast form) and e's paths allow it;
+// release it when done.
+func (nd *needs) machine(e *schemas.Event, fast bool) *machine {
 	m := machines.Get().(*machine)
-	nd.fill(&m.env, e)
+	m.fast = fast && nd.fillSlots(m, e)
+	if !m.fast {
+		nd.fillSlow(&m.env.Env, e)
+	}
 	return m
 }
 
-func (m *machine) run(p *vm.Program) (any, error) { return m.vm.Run(p, &m.env) }
+// fillSlots sets m's fast environment from e; false when a slot cannot be
+// resolved.
+func (nd *needs) fillSlots(m *machine, e *schemas.Event) bool {
+	nd.fill(&m.env.Env, e)
+	m.slots = m.slots[:0]
+	for i := range nd.slots {
+		v, ok := nd.slots[i].resolve(e)
+		if !ok {
+			return false
+		}
+		m.slots = append(m.slots, v)
+	}
+	m.env.Slots = &m.slots
+	return true
+}
+
+// run runs p on the machine's environment. An error of the fast program
+// is given by the slow one, so that it reads the same either way.
+func (m *machine) run(nd *needs, e *schemas.Event, p program) (any, error) {
+	if m.fast {
+		if out, err := m.vm.Run(p.fast, &m.env); err == nil {
+			return out, nil
+		}
+		m.fast = false
+		nd.fillSlow(&m.env.Env, e)
+	}
+	return m.vm.Run(p.slow, &m.env.Env)
+}
 
 func (m *machine) release() {
-	m.env = Env{}
+	m.env = slotEnv{}
+	clear(m.slots)
 	machines.Put(m)
 }
 
-// fill sets env from e, decoding what the expressions read.
+// fill sets env's fields from e, but for metadata, lead_data and extra.
 func (nd *needs) fill(env *Env, e *schemas.Event) {
 	*env = Env{
 		EventID: e.EventID, AccountID: e.AccountID, ResourceID: e.ResourceID, Sequence: e.Sequence, EventType: e.EventType,
@@ -252,6 +413,11 @@ func (nd *needs) fill(env *Env, e *schemas.Event) {
 	if nd.timestamp {
 		env.Timestamp = e.Timestamp.UTC().Format(schemas.TimestampLayout)
 	}
+}
+
+// fillSlow sets env from e for the slow programs.
+func (nd *needs) fillSlow(env *Env, e *schemas.Event) {
+	nd.fill(env, e)
 	env.Metadata = nd.metadata.object(e.Metadata)
 	env.LeadData = nd.leadData.object(e.LeadData)
 	env.Extra = nd.extra.fields(e.Extra)

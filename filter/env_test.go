@@ -7,11 +7,11 @@ import (
 	"github.com/firehose/firehose/schemas"
 )
 
-// eval runs x on e with the environment nd builds.
+// eval runs x's slow program on e with the environment nd builds.
 func eval(nd needs, x *Expr, e *schemas.Event) (any, error) {
-	m := nd.machine(e)
+	m := nd.machine(e, false)
 	defer m.release()
-	return m.run(x.prog)
+	return m.run(&nd, e, program{slow: x.slow})
 }
 
 // whole is nd with every field it reads decoded entirely, as before paths.
@@ -46,6 +46,10 @@ func TestPathsRead(t *testing.T) {
 		if !a.used || a.whole != c.whole || !reflect.DeepEqual(a.paths, c.paths) {
 			t.Errorf("%s: used %v whole %v paths %q; want whole %v paths %q", c.src, a.used, a.whole, a.paths, c.whole, c.paths)
 		}
+		// Constant paths are read through slots.
+		if (x.fast != nil) != !c.whole {
+			t.Errorf("%s: fast program %v, want %v", c.src, x.fast != nil, !c.whole)
+		}
 	}
 }
 
@@ -63,6 +67,11 @@ func FuzzPathsAsWhole(f *testing.F) {
 		{`metadata["a\"b"].c`, `{"a\"b":{"c":true}}`},
 		{`metadata.a.b`, `[1,2]`},
 		{`metadata`, `{"k":[1,{"z":null}]}`},
+		{`metadata.a.b.c`, `{"a":{"b":null}}`},
+		{`metadata?.a?.b?.c ?? lead_data.a`, `{"a":{"b":"s"}}`},
+		{`metadata.a.b.c + 1`, `{"a":{"b":{"c":"x"}}}`},
+		{`metadata.a[0].b`, `{"a":[{"b":1}]}`},
+		{`metadata.a.b.upper()`, `{"a":{"b":"x"}}`},
 	} {
 		f.Add(c[0], c[1])
 	}
@@ -80,6 +89,10 @@ func FuzzPathsAsWhole(f *testing.F) {
 		want, werr := eval(whole(x.needs), x, e)
 		if (gerr != nil) != (werr != nil) || !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s on %s: paths give %v, %v; whole gives %v, %v", src, obj, got, gerr, want, werr)
+		}
+		fast, ferr := x.Eval(e)
+		if (ferr != nil) != (werr != nil) || !reflect.DeepEqual(fast, want) {
+			t.Fatalf("%s on %s: slots give %v, %v; whole gives %v, %v", src, obj, fast, ferr, want, werr)
 		}
 	})
 }

@@ -17,7 +17,6 @@ import (
 	"strings"
 
 	"github.com/expr-lang/expr"
-	"github.com/expr-lang/expr/vm"
 
 	"github.com/firehose/firehose/internal/yamlconf"
 	"github.com/firehose/firehose/schemas"
@@ -82,11 +81,11 @@ type Filter struct {
 	outcomes         []string
 	rules            []rule
 	needs            needs
+	fast             bool // every rule has a fast program
 }
 
 type rule struct {
-	src     string
-	prog    *vm.Program
+	program
 	onError string
 }
 
@@ -128,10 +127,17 @@ func Compile(c Config) (*Filter, error) {
 			continue
 		}
 		f.needs.read(prog.Node())
-		f.rules = append(f.rules, rule{src: r.Expr, prog: prog, onError: r.OnError})
+		f.rules = append(f.rules, rule{program: program{src: r.Expr, slow: prog}, onError: r.OnError})
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	f.fast = len(f.rules) > 0
+	for i := range f.rules {
+		r := &f.rules[i]
+		if r.fast = f.needs.compileFast(r.src, expr.AsBool()); r.fast == nil {
+			f.fast = false
+		}
 	}
 	return f, nil
 }
@@ -172,10 +178,10 @@ func (f *Filter) Match(e *schemas.Event) (bool, error) {
 	if len(f.rules) == 0 {
 		return true, nil
 	}
-	m := f.needs.machine(e)
+	m := f.needs.machine(e, f.fast)
 	defer m.release()
 	for _, r := range f.rules {
-		out, err := m.run(r.prog)
+		out, err := m.run(&f.needs, e, r.program)
 		if err != nil {
 			if r.onError == DLQ {
 				return false, &Error{Expr: r.src, Err: err}
@@ -238,8 +244,7 @@ func Validate(c Config) error {
 // Expr is one compiled expression over an event's fields (Env), with any
 // result type: what a connector's set transform computes.
 type Expr struct {
-	src   string
-	prog  *vm.Program
+	program
 	needs needs
 }
 
@@ -249,16 +254,17 @@ func CompileExpr(src string) (*Expr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%q does not compile: %v", src, err)
 	}
-	x := &Expr{src: src, prog: prog}
+	x := &Expr{program: program{src: src, slow: prog}}
 	x.needs.read(prog.Node())
+	x.fast = x.needs.compileFast(src)
 	return x, nil
 }
 
 // Eval runs the expression on e.
 func (x *Expr) Eval(e *schemas.Event) (any, error) {
-	m := x.needs.machine(e)
+	m := x.needs.machine(e, x.fast != nil)
 	defer m.release()
-	out, err := m.run(x.prog)
+	out, err := m.run(&x.needs, e, x.program)
 	if err != nil {
 		return nil, &Error{Expr: x.src, Err: err}
 	}
@@ -267,4 +273,4 @@ func (x *Expr) Eval(e *schemas.Event) (any, error) {
 
 // Type is the expression's result type as the type-checker knows it
 // before any event: interface{} when only an event can tell.
-func (x *Expr) Type() reflect.Type { return x.prog.Node().Type() }
+func (x *Expr) Type() reflect.Type { return x.slow.Node().Type() }

@@ -243,6 +243,45 @@ func AppendJSON(dst []byte, e *Event, more []Field) []byte {
 	return append(dst, '}')
 }
 
+// AppendField appends the value of e's top-level field name as AppendJSON
+// writes it, and reports whether AppendJSON writes that field at all: what
+// reads a few fields (a transform that selects them) need not encode the
+// rest.
+func AppendField(dst []byte, e *Event, name string) ([]byte, bool) {
+	if p := e.stringPtr(name); p != nil {
+		switch name {
+		case "event_id", "account_id", "resource_id", "event_type":
+		default:
+			if *p == "" {
+				return dst, false
+			}
+		}
+		return appendString(dst, *p), true
+	}
+	switch name {
+	case "timestamp":
+		dst = append(dst, '"')
+		return append(AppendTimestamp(dst, e.Timestamp), '"'), true
+	case "sequence":
+		return strconv.AppendInt(dst, e.Sequence, 10), true
+	case "duration_ms":
+		if e.DurationMS == nil {
+			return dst, false
+		}
+		return strconv.AppendInt(dst, *e.DurationMS, 10), true
+	case "metadata":
+		return append(dst, e.Metadata...), e.Metadata != nil
+	case "lead_data":
+		return append(dst, e.LeadData...), e.LeadData != nil
+	}
+	for _, f := range e.Extra {
+		if f.Name == name {
+			return append(dst, f.JSON...), true
+		}
+	}
+	return dst, false
+}
+
 // Field is a named JSON value: an event's field the schema does not name,
 // or one to add to an encoded event.
 type Field struct {

@@ -173,7 +173,38 @@ func FuzzJSONDecode(f *testing.F) {
 		if !reflect.DeepEqual(e, e2) {
 			t.Fatalf("round trip changed the event:\n%+v\n%+v", e, e2)
 		}
+		checkAppendField(t, e, out)
 	})
+}
+
+// checkAppendField: AppendField gives each field as the encoding out has
+// it, and no field out lacks.
+func checkAppendField(t *testing.T, e *Event, out []byte) {
+	t.Helper()
+	written := map[string]bool{}
+	for m := range Members(out) {
+		written[m.Key] = true
+		if got, ok := AppendField(nil, e, m.Key); !ok || !bytes.Equal(got, m.Value) {
+			t.Fatalf("AppendField(%q) = %s, %v; the encoding has %s", m.Key, got, ok, m.Value)
+		}
+	}
+	for _, name := range []string{"event_id", "timestamp", "account_id", "resource_id", "sequence", "event_type", "resource_type",
+		"flow_id", "lead_id", "entity_type", "entity_id", "outcome", "duration_ms", "metadata", "lead_data", "nope"} {
+		if got, ok := AppendField(nil, e, name); ok != written[name] {
+			t.Fatalf("AppendField(%q) = %s, %v; the encoding has it: %v", name, got, ok, written[name])
+		}
+	}
+}
+
+func TestAppendFieldIsTheEncodedValue(t *testing.T) {
+	for _, src := range []string{sample, `{"event_id":"e","timestamp":"2024-01-15T14:30:45Z","account_id":"a","resource_id":"r","sequence":1,"event_type":"x"}`} {
+		e, err := JSON{}.Decode([]byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := JSON{}.Append(nil, e)
+		checkAppendField(t, e, out)
+	}
 }
 
 func FuzzAvroDecode(f *testing.F) {

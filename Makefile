@@ -92,6 +92,7 @@ FUZZ_TARGETS := \
 	./filter:FuzzGlobMatch \
 	./filter:FuzzPathsAsWhole \
 	./transform:FuzzApplyFromValue \
+	./transform:FuzzAppendValue \
 	./processor:FuzzMaskFunctions \
 	./processor:FuzzMaskerApply \
 	./processor:FuzzMaskingHoldsForEveryReader \

@@ -11,9 +11,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"go.yaml.in/yaml/v3"
 
@@ -24,7 +26,9 @@ import (
 
 // Step is one transform step: exactly one of its fields is set.
 type Step struct {
-	Select []string `yaml:"select"` // paths to keep, e.g. metadata.buyer_response.price
+	// Select keeps these paths (metadata.buyer_response.price), with
+	// their nesting, each field where the paths first name it.
+	Select []string `yaml:"select"`
 	Rename Pairs    `yaml:"rename"` // from path: to path, in order
 	// Set computes fields, in order: path: expression. An expression
 	// reads the event as the processor wrote it (the fields a filter
@@ -73,6 +77,48 @@ type step struct {
 	paths [][]string
 	to    [][]string // rename's targets
 	exprs []*filter.Expr
+	// segs and toSegs are paths and to with each name's JSON key, as
+	// Apply works with them.
+	segs, toSegs [][]seg
+	pick         *pick // select's paths as a tree
+}
+
+// pick is a select's paths as a tree: each name once, its children in the
+// order the paths first name them. A name that ends a path keeps its
+// whole value, whatever longer paths name below it.
+type pick struct {
+	seg
+	whole bool
+	below []*pick
+}
+
+func pickOf(paths [][]seg) *pick {
+	root := &pick{}
+	for _, p := range paths {
+		n := root
+		for i, sg := range p {
+			j := slices.IndexFunc(n.below, func(c *pick) bool { return c.name == sg.name })
+			if j < 0 {
+				j = len(n.below)
+				n.below = append(n.below, &pick{seg: sg})
+			}
+			n = n.below[j]
+			n.whole = n.whole || i == len(p)-1
+		}
+	}
+	return root
+}
+
+// seg is one name of a path and the name as a JSON string, quotes and
+// all, encoded once.
+type seg struct{ name, key string }
+
+func segsOf(path []string) []seg {
+	out := make([]seg, len(path))
+	for i, name := range path {
+		out[i] = seg{name, string(appendString(nil, name))}
+	}
+	return out
 }
 
 // Compile checks and compiles steps; nil steps give a nil Transform.
@@ -138,6 +184,18 @@ func Compile(steps []Step) (*Transform, error) {
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	for i := range t.steps {
+		st := &t.steps[i]
+		for _, p := range st.paths {
+			st.segs = append(st.segs, segsOf(p))
+		}
+		for _, p := range st.to {
+			st.toSegs = append(st.toSegs, segsOf(p))
+		}
+		if st.kind == "select" {
+			st.pick = pickOf(st.segs)
+		}
+	}
 	return t, nil
 }
 
@@ -152,51 +210,51 @@ func (t *Transform) Apply(dst []byte, e *schemas.Event, src []byte) ([]byte, err
 	}
 	defer t.pool.Put(s)
 	defer s.reset()
-	if src == nil {
-		var err error
-		if s.buf, err = (schemas.JSON{}).Append(s.buf[:0], e); err != nil {
-			return nil, err
-		}
+	var o *object
+	steps := t.steps
+	switch {
+	case steps[0].kind == "select":
+		// Encode only the fields it keeps.
+		o, steps = s.pick(e, nil, steps[0].pick), steps[1:]
+	case src == nil:
+		s.buf = schemas.AppendJSON(s.buf[:0], e, nil)
 		src = s.buf[:len(s.buf):len(s.buf)]
+		fallthrough
+	default:
+		o = s.parse(src)
 	}
-	o := s.parse(src)
-	for i, st := range t.steps {
+	for i, st := range steps {
+		i += len(t.steps) - len(steps)
 		switch st.kind {
 		case "select":
-			out := s.object()
-			for _, p := range st.paths {
-				if f, ok := o.get(s, p); ok {
-					out.set(s, p, f)
-				}
-			}
-			o = out
+			o = s.pick(e, o, st.pick)
 		case "rename":
-			for j, p := range st.paths {
+			for j, p := range st.segs {
 				if f, ok := o.remove(s, p); ok {
-					o.set(s, st.to[j], f)
+					o.set(s, st.toSegs[j], f)
 				}
 			}
 		case "set":
-			for j, p := range st.paths {
+			for j, p := range st.segs {
 				v, err := st.exprs[j].Eval(e)
 				if err != nil {
-					return nil, fmt.Errorf("transform[%d].set.%s: %w", i, strings.Join(p, "."), err)
+					return nil, fmt.Errorf("transform[%d].set.%s: %w", i, strings.Join(st.paths[j], "."), err)
 				}
 				start := len(s.vals)
 				if s.vals, err = appendValue(s.vals, v); err != nil {
-					return nil, fmt.Errorf("transform[%d].set.%s: %v is not JSON: %w", i, strings.Join(p, "."), v, err)
+					return nil, fmt.Errorf("transform[%d].set.%s: %v is not JSON: %w", i, strings.Join(st.paths[j], "."), v, err)
 				}
 				o.set(s, p, field{raw: s.vals[start:len(s.vals):len(s.vals)]})
 			}
 		case "drop":
-			for _, p := range st.paths {
+			for _, p := range st.segs {
 				o.remove(s, p)
 			}
 		}
 	}
 	start := len(dst)
 	dst = o.append(dst)
-	if bytes.ContainsAny(dst[start:], "\r\n") {
+	if out := dst[start:]; bytes.IndexByte(out, '\n') >= 0 || bytes.IndexByte(out, '\r') >= 0 {
 		// Whitespace a producer left inside metadata: one line of
 		// NDJSON must stay one line.
 		var buf bytes.Buffer
@@ -244,18 +302,10 @@ type object struct{ fields []field }
 // field is one field: an object a path went into, or any JSON value as
 // it was (an object too, until a path goes into it).
 type field struct {
-	key  []byte // the name as a JSON string, as read; nil for a name set here
-	name string // the name when key is nil or has escapes
+	name string // unescaped
+	key  string // name as a JSON string: as read, or encoded once
 	obj  *object
 	raw  []byte
-}
-
-// is reports whether f's name is name.
-func (f *field) is(name string) bool {
-	if f.key == nil || f.name != "" {
-		return f.name == name
-	}
-	return string(f.key[1:len(f.key)-1]) == name
 }
 
 // parse reads the object src holds, its fields borrowing src's bytes.
@@ -263,18 +313,18 @@ func (f *field) is(name string) bool {
 func (s *scratch) parse(src []byte) *object {
 	o := s.object()
 	for m := range schemas.Members(src) {
-		f := field{key: m.RawKey, raw: m.Value}
-		if bytes.IndexByte(m.RawKey, '\\') >= 0 {
-			f.name = m.Key // unescaped into its own memory
-		}
-		o.fields = append(o.fields, f)
+		o.fields = append(o.fields, memberField(m))
 	}
 	return o
 }
 
+func memberField(m schemas.Member) field {
+	return field{name: m.Key, key: unsafe.String(unsafe.SliceData(m.RawKey), len(m.RawKey)), raw: m.Value}
+}
+
 func (o *object) index(name string) int {
 	for i := range o.fields {
-		if o.fields[i].is(name) {
+		if o.fields[i].name == name {
 			return i
 		}
 	}
@@ -294,9 +344,9 @@ func (o *object) into(s *scratch, j int) *object {
 // find returns the object that holds the last name of path and that
 // name's index in it; nil when a name on the way is missing or holds no
 // object.
-func (o *object) find(s *scratch, path []string) (*object, int) {
-	for i, name := range path {
-		j := o.index(name)
+func (o *object) find(s *scratch, path []seg) (*object, int) {
+	for i, p := range path {
+		j := o.index(p.name)
 		if j < 0 {
 			return nil, -1
 		}
@@ -310,16 +360,73 @@ func (o *object) find(s *scratch, path []string) (*object, int) {
 	return nil, -1
 }
 
-// get returns the field at path.
-func (o *object) get(s *scratch, path []string) (field, bool) {
-	if p, j := o.find(s, path); p != nil {
-		return p.fields[j], true
+// pick returns a new object of what tree p picks from o, or from e's
+// fields when o is nil (encoding only those): a path that is missing, or
+// goes through a value that is not an object, picks nothing.
+func (s *scratch) pick(e *schemas.Event, o *object, p *pick) *object {
+	out := s.object()
+	for _, c := range p.below {
+		if o != nil {
+			if j := o.index(c.name); j >= 0 {
+				s.pickInto(out, c, o.fields[j])
+			}
+			continue
+		}
+		start := len(s.vals)
+		var ok bool
+		if s.vals, ok = schemas.AppendField(s.vals, e, c.name); ok {
+			s.pickInto(out, c, field{name: c.name, key: c.key, raw: s.vals[start:len(s.vals):len(s.vals)]})
+		}
+	}
+	return out
+}
+
+// pickInto adds to out what c picks from f, the field c names. Below the
+// objects already parsed it reads the JSON as it is, up to the members it
+// looks for.
+func (s *scratch) pickInto(out *object, c *pick, f field) {
+	if c.whole {
+		out.fields = append(out.fields, f)
+		return
+	}
+	var sub *object
+	for _, d := range c.below {
+		var g field
+		var ok bool
+		if f.obj != nil {
+			var j int
+			if j = f.obj.index(d.name); j >= 0 {
+				g, ok = f.obj.fields[j], true
+			}
+		} else {
+			g, ok = member(f.raw, d.name)
+		}
+		if !ok {
+			continue
+		}
+		if sub == nil {
+			sub = s.object()
+		}
+		s.pickInto(sub, d, g)
+	}
+	if sub != nil && len(sub.fields) > 0 {
+		out.fields = append(out.fields, field{name: c.name, key: c.key, obj: sub})
+	}
+}
+
+// member returns the first member of JSON value v named name, as index
+// finds it; none when v is no object.
+func member(v []byte, name string) (field, bool) {
+	for m := range schemas.Members(v) {
+		if m.Key == name {
+			return memberField(m), true
+		}
 	}
 	return field{}, false
 }
 
 // remove takes the field at path out and returns it.
-func (o *object) remove(s *scratch, path []string) (field, bool) {
+func (o *object) remove(s *scratch, path []seg) (field, bool) {
 	p, j := o.find(s, path)
 	if p == nil {
 		return field{}, false
@@ -331,12 +438,12 @@ func (o *object) remove(s *scratch, path []string) (field, bool) {
 
 // set puts f at path, replacing what is there and making the objects on
 // the way (a value on the way that is not an object is replaced by one).
-func (o *object) set(s *scratch, path []string, f field) {
-	for i, name := range path {
-		j := o.index(name)
+func (o *object) set(s *scratch, path []seg, f field) {
+	for i, p := range path {
+		j := o.index(p.name)
 		if i == len(path)-1 {
-			if !f.is(name) {
-				f.name, f.key = name, nil
+			if f.name != p.name || f.key == "" {
+				f.name, f.key = p.name, p.key
 			}
 			if j < 0 {
 				o.fields = append(o.fields, f)
@@ -346,10 +453,10 @@ func (o *object) set(s *scratch, path []string, f field) {
 			return
 		}
 		if j < 0 {
-			o.fields = append(o.fields, field{name: name, obj: s.object()})
+			o.fields = append(o.fields, field{name: p.name, key: p.key, obj: s.object()})
 			j = len(o.fields) - 1
 		} else if o.into(s, j) == nil {
-			o.fields[j] = field{name: name, obj: s.object()}
+			o.fields[j] = field{name: p.name, key: p.key, obj: s.object()}
 		}
 		o = o.fields[j].obj
 	}
@@ -357,15 +464,12 @@ func (o *object) set(s *scratch, path []string, f field) {
 
 func (o *object) append(dst []byte) []byte {
 	dst = append(dst, '{')
-	for i, f := range o.fields {
+	for i := range o.fields {
+		f := &o.fields[i]
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		if f.key != nil {
-			dst = append(dst, f.key...)
-		} else {
-			dst = appendString(dst, f.name)
-		}
+		dst = append(dst, f.key...)
 		dst = append(dst, ':')
 		if f.obj != nil {
 			dst = f.obj.append(dst)
@@ -389,6 +493,9 @@ func appendValue(dst []byte, v any) ([]byte, error) {
 	case int64:
 		return strconv.AppendInt(dst, x, 10), nil
 	case float64:
+		if x != 0 && x == math.Trunc(x) && math.Abs(x) < 1e15 {
+			return strconv.AppendInt(dst, int64(x), 10), nil // as 'f' writes it, faster
+		}
 		// encoding/json's format for this range; it also refuses NaN
 		// and the infinities, and writes exponents its own way.
 		if a := math.Abs(x); a == 0 || a >= 1e-6 && a < 1e21 {

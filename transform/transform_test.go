@@ -3,6 +3,7 @@ package transform
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -35,6 +36,12 @@ func TestShapes(t *testing.T) {
 	for _, tc := range []struct{ name, steps, want string }{
 		{"select keeps the nesting", `[{select: [event_id, metadata.buyer_response.price, lead_data.email, missing.path]}]`,
 			`{"event_id":"e1","metadata":{"buyer_response":{"price":12.5}},"lead_data":{"email":"j***@example.com"}}`},
+		{"select orders by first naming; a path through a non-object picks nothing", `[{select: [metadata.nope, event_id, metadata.source, lead_data.state.x]}]`,
+			`{"metadata":{"source":"web"},"event_id":"e1"}`},
+		{"a selected object is kept whole", `[{select: [metadata.source, metadata, event_id]}]`,
+			`{"metadata":{"buyer_response":{"price":12.5,"status":"ok"},"source":"web"},"event_id":"e1"}`},
+		{"select after another step", `[{rename: {outcome: result}}, {select: [result, metadata.buyer_response.status]}]`,
+			`{"result":"success","metadata":{"buyer_response":{"status":"ok"}}}`},
 		{"rename a top field", `[{select: [event_id, event_type]}, {rename: {event_type: type}}]`,
 			`{"event_id":"e1","type":"lead.created"}`},
 		{"rename into a new object, missing ones ignored", `[{select: [event_id, lead_data.state]}, {rename: {lead_data.state: geo.state, nope: x}}]`,
@@ -88,13 +95,18 @@ func TestCompileErrorsNameTheStep(t *testing.T) {
 	}
 }
 
-// fourSteps compiles the issue's select, rename, set and drop.
-func fourSteps(b testing.TB) *Transform {
+// fourStepsSrc are the issue's select, rename, set and drop.
+func fourStepsSrc(b testing.TB) []Step {
 	var s []Step
 	if err := yaml.Unmarshal([]byte(`[{select: [event_id, event_type, resource_id, sequence, metadata.buyer_response.price, lead_data.email]}, {rename: {event_type: type}}, {set: {price_cents: "metadata.buyer_response.price * 100"}}, {drop: [metadata]}]`), &s); err != nil {
 		b.Fatal(err)
 	}
-	tr, err := Compile(s)
+	return s
+}
+
+// fourSteps compiles fourStepsSrc.
+func fourSteps(b testing.TB) *Transform {
+	tr, err := Compile(fourStepsSrc(b))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -107,6 +119,16 @@ func fourSteps(b testing.TB) *Transform {
 func BenchmarkFourSteps(b *testing.B) {
 	e, _ := schemas.JSON{}.Decode([]byte(sample))
 	tr := fourSteps(b)
+	// A yardstick in the same run, as this machine's speed varies:
+	// decoding the same event from its JSON.
+	b.Run("DecodeForScale", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := (schemas.JSON{}).Decode([]byte(sample)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	for _, c := range []struct {
 		name string
 		src  []byte
@@ -125,36 +147,82 @@ func BenchmarkFourSteps(b *testing.B) {
 }
 
 // Shaping an event from the record value it was decoded from gives what
-// shaping its encoding gives: the same JSON, for any value the decoder
-// accepts (white space, escapes, repeated or unknown fields).
+// shaping its encoding gives, and a transform that starts with a select,
+// which encodes only the fields it reads, gives that too: the same JSON,
+// on one line, for any value the decoder accepts (white space, escapes,
+// repeated or unknown fields).
 func FuzzApplyFromValue(f *testing.F) {
 	f.Add(sample)
 	f.Add(`{"event_id":"e\u0031","timestamp":"2024-01-15T14:30:00Z","account_id":"a","resource_id":"r","sequence":1,"event_type":"t",` +
 		"\n" + `"metadata":{"buyer_response":{"price":1e2}, "x":[1,{"y":null}]},"lead_data":{"email":"a\"b"},"campaign":{"k":"v"}}`)
 	f.Add(`{"event_id":"e","timestamp":"2024-01-15T14:30:00Z","account_id":"a","resource_id":"r","sequence":1,"event_type":"t","event_id":"f","metadata":{"buyer_response":5}}`)
-	tr := fourSteps(f)
+	var open []Step
+	if err := yaml.Unmarshal([]byte(`[{rename: {event_type: type, campaign.k: k}}, {drop: [metadata.x, timestamp]}, {set: {p: "metadata.buyer_response.price ?? 0"}}]`), &open); err != nil {
+		f.Fatal(err)
+	}
+	openTr, err := Compile(open)
+	if err != nil {
+		f.Fatal(err)
+	}
+	selectTr := fourSteps(f)
+	// The same after a step that does nothing (event_id is a string),
+	// so that the select is not first: the whole event is parsed.
+	parsing, err := Compile(append([]Step{{Drop: []string{"event_id.none"}}}, fourStepsSrc(f)...))
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, value string) {
 		e, err := schemas.JSON{}.Decode([]byte(value))
 		if err != nil {
 			return
 		}
-		fromValue, verr := tr.Apply(nil, e, []byte(value))
-		encoded, eerr := tr.Apply(nil, e, nil)
-		if (verr != nil) != (eerr != nil) {
-			t.Fatalf("from the value: %v; from the encoding: %v", verr, eerr)
+		for _, tr := range []*Transform{openTr, parsing} {
+			fromValue, verr := tr.Apply(nil, e, []byte(value))
+			encoded, eerr := tr.Apply(nil, e, nil)
+			if (verr != nil) != (eerr != nil) {
+				t.Fatalf("from the value: %v; from the encoding: %v", verr, eerr)
+			}
+			if verr != nil {
+				continue
+			}
+			sameJSON(t, "from the value", fromValue, "from the encoding", encoded)
+			if tr == parsing {
+				selected, err := selectTr.Apply(nil, e, []byte(value))
+				if err != nil {
+					t.Fatalf("reading the selected fields: %v; the whole event: no error", err)
+				}
+				sameJSON(t, "reading the selected fields", selected, "the whole event", fromValue)
+			}
 		}
-		if verr != nil {
-			return
-		}
-		var a, b any
-		if err := json.Unmarshal(fromValue, &a); err != nil || bytes.ContainsAny(fromValue, "\r\n") {
-			t.Fatalf("from the value, not one line of JSON: %s", fromValue)
-		}
-		if err := json.Unmarshal(encoded, &b); err != nil {
-			t.Fatalf("from the encoding, not JSON: %s", encoded)
-		}
-		if !reflect.DeepEqual(a, b) {
-			t.Fatalf("from the value %s\nfrom the encoding %s", fromValue, encoded)
+	})
+}
+
+// sameJSON fails unless a and b are each one line of JSON with the same
+// meaning.
+func sameJSON(t *testing.T, aName string, a []byte, bName string, b []byte) {
+	t.Helper()
+	var x, y any
+	if err := json.Unmarshal(a, &x); err != nil || bytes.ContainsAny(a, "\r\n") {
+		t.Fatalf("%s, not one line of JSON: %s", aName, a)
+	}
+	if err := json.Unmarshal(b, &y); err != nil || bytes.ContainsAny(b, "\r\n") {
+		t.Fatalf("%s, not one line of JSON: %s", bName, b)
+	}
+	if !reflect.DeepEqual(x, y) {
+		t.Fatalf("%s %s\n%s %s", aName, a, bName, b)
+	}
+}
+
+// A number a set computes is written as encoding/json writes it.
+func FuzzAppendValue(f *testing.F) {
+	for _, x := range []float64{0, math.Copysign(0, -1), 1250, -3, 12.5, 1e15, 1e21, 123456789012345, 1e-7, 0.1} {
+		f.Add(x)
+	}
+	f.Fuzz(func(t *testing.T, x float64) {
+		want, werr := json.Marshal(x)
+		got, gerr := appendValue(nil, x)
+		if (werr != nil) != (gerr != nil) || werr == nil && string(got) != string(want) {
+			t.Fatalf("appendValue(%v) = %s, %v; encoding/json: %s, %v", x, got, gerr, want, werr)
 		}
 	})
 }

@@ -110,6 +110,7 @@ FUZZ_TARGETS := \
 	./connectors/archive:FuzzDecode \
 	./connectors:FuzzParquetColumns \
 	./connectors:FuzzParquetShaped \
+	./connectors:FuzzAvroShaped \
 	./connectors/iceberg:FuzzParseOffsets \
 	./connectors/iceberg:FuzzParsePartitions
 

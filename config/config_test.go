@@ -577,7 +577,7 @@ connectors:
     type: file
     encoding: avro
     file: {dir: /x}
-    transform: [{drop: [metadata]}]
+    transform: [{rename: {event_type: event-type}}]
   - name: typed
     type: file
     encoding: parquet
@@ -593,7 +593,7 @@ connectors:
 	for _, want := range []string{
 		`f.yaml:7:28: connectors[0].transform[0].set.price_cents: "metadata.price *" does not compile`,
 		`f.yaml:8:18: connectors[0].transform[1].select: must be a dotted path such as metadata.price, got "a..b"`,
-		`f.yaml:13:16: connectors[1].transform: Avro files keep the event's schema: use encoding ndjson, json or parquet with a transform`,
+		`f.yaml:13:16: connectors[1].transform: the transform makes a field "event-type", which Avro cannot name (letters, digits and _, not first a digit); rename it`,
 		`f.yaml:19:14: connectors[2].columns: with a transform, the file's columns are the transform's fields`,
 		`f.yaml:24:16: connectors[3].transform: the transform makes a field extra, the name of the column that holds an event's unknown fields; rename it`,
 	} {

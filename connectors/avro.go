@@ -22,7 +22,14 @@ var DeliverySchema = sync.OnceValues(func() (string, error) {
 		return "", err
 	}
 	s["name"] = "DeliveredEvent"
-	s["fields"] = append(s["fields"].([]any), map[string]any{
+	s["fields"] = append(s["fields"].([]any), metadataAvroField())
+	b, err := json.Marshal(s)
+	return string(b), err
+})
+
+// metadataAvroField is the firehose_metadata field of the Avro files.
+func metadataAvroField() map[string]any {
+	return map[string]any{
 		"name": MetadataKey,
 		"type": map[string]any{
 			"type": "record", "name": "FirehoseMetadata",
@@ -35,10 +42,8 @@ var DeliverySchema = sync.OnceValues(func() (string, error) {
 				map[string]any{"name": "replay", "type": []any{"null", "string"}, "default": nil},
 			},
 		},
-	})
-	b, err := json.Marshal(s)
-	return string(b), err
-})
+	}
+}
 
 // AvroOCF writes the batch as one Avro object container file whose
 // schema is DeliverySchema. Its blocks are compressed by the codec
@@ -72,18 +77,24 @@ func NewAvroOCF(blockCodec string) (*AvroOCF, error) {
 	if err != nil {
 		return nil, fmt.Errorf("avro delivery schema: %w", err)
 	}
-	a := &AvroOCF{schema: schema}
-	switch blockCodec {
-	case "deflate":
-		a.codec = ocf.Deflate
-	case "snappy":
-		a.codec = ocf.Snappy
-	case "null":
-		a.codec = ocf.Null
-	default:
-		return nil, fmt.Errorf("unknown avro codec %q", blockCodec)
+	codec, err := ocfCodec(blockCodec)
+	if err != nil {
+		return nil, err
 	}
-	return a, nil
+	return &AvroOCF{schema: schema, codec: codec}, nil
+}
+
+// ocfCodec is the block codec of a config name.
+func ocfCodec(name string) (ocf.CodecName, error) {
+	switch name {
+	case "deflate":
+		return ocf.Deflate, nil
+	case "snappy":
+		return ocf.Snappy, nil
+	case "null":
+		return ocf.Null, nil
+	}
+	return "", fmt.Errorf("unknown avro codec %q", name)
 }
 
 // Encode implements Encoder: a block per run of the batch (one for a

@@ -243,7 +243,9 @@ func (c Config) Validate() error {
 	if tr, err := transform.Compile(c.Transform); err == nil && tr != nil {
 		switch {
 		case c.Encoding == "avro":
-			v.Add("transform", "Avro files keep the event's schema: use encoding ndjson, json or parquet with a transform")
+			if _, err := NewShapedAvro("null", tr); err != nil {
+				v.Add("transform", "%v", err)
+			}
 		case c.Encoding == "parquet" && len(c.Columns) > 0:
 			v.Add("columns", `with a transform, the file's columns are the transform's fields: make a typed one with set, such as {price: "float(metadata.price)"}`)
 		case c.Encoding == "parquet":

@@ -76,11 +76,20 @@ func NewBody(encoding, compression, avroCodec string, columns ...Column) (Encode
 }
 
 // newBody returns the encoder and compressor of connector c, whose
-// transform is shape: a Parquet file's columns then follow its shape.
+// transform is shape: a Parquet file's columns, or an Avro file's schema,
+// then follow its shape.
 func newBody(c Config, shape *transform.Transform) (Encoder, Compressor, error) {
-	if c.Encoding == "parquet" && shape != nil {
+	switch {
+	case c.Encoding == "parquet" && shape != nil:
 		p, err := NewShapedParquet(c.Compression, shape)
 		return p, None{}, err
+	case c.Encoding == "avro" && shape != nil:
+		a, err := NewShapedAvro(c.AvroCodec, shape)
+		if err != nil {
+			return nil, nil, err
+		}
+		comp, err := NewCompressor(c.Compression)
+		return a, comp, err
 	}
 	return NewBody(c.Encoding, c.Compression, c.AvroCodec, c.Columns...)
 }

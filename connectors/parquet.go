@@ -146,14 +146,14 @@ func (p *Parquet) Encode(w io.Writer, b *Batch) error {
 		rows, size = 0, 0
 		return fw.Write(rec)
 	}
-	var seen []bool
+	var row *shapedRow
 	if p.shaped != nil {
-		seen = make([]bool, len(p.shaped.cols))
+		row = p.shaped.newRow()
 	}
 	err = b.Each(func(run *Batch) error {
 		for i, e := range run.Events {
 			if p.shaped != nil {
-				size += p.shaped.appendRow(rb, run, i, seen)
+				size += p.shaped.appendRow(rb, run, i, row)
 			} else if e == nil {
 				return fmt.Errorf("parquet: event %d of batch %s was not decoded", run.Seq+i, b.ID)
 			} else {

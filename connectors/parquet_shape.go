@@ -39,26 +39,38 @@ func arrowType(typ string) arrow.DataType {
 	return parquetColumns().Field(13).Type // JSON, as metadata's
 }
 
-// NewShapedParquet returns the Parquet encoder of a connector with
-// transform t: its columns follow t's shape (Transform.Shape), typed where
-// the steps tell the type and JSON otherwise.
-func NewShapedParquet(compression string, t *transform.Transform) (*Parquet, error) {
+// newShapedColumns returns the columns of transform t's shape, refusing
+// a field that takes the name of a column Firehose adds.
+func newShapedColumns(t *transform.Transform) (*shapedColumns, error) {
 	cols, open := t.Shape()
-	p, err := NewParquet(compression)
-	if err != nil {
-		return nil, err
-	}
 	s := &shapedColumns{cols: cols, index: make(map[string]int, len(cols)), open: open}
-	var fields []arrow.Field
 	for i, c := range cols {
 		if c.Name == MetadataKey || open && c.Name == "extra" {
 			return nil, fmt.Errorf("the transform makes a field %s, the name of the column that holds %s; rename it", c.Name,
 				map[bool]string{true: "what Firehose adds", false: "an event's unknown fields"}[c.Name == MetadataKey])
 		}
 		s.index[c.Name] = i
+	}
+	return s, nil
+}
+
+// NewShapedParquet returns the Parquet encoder of a connector with
+// transform t: its columns follow t's shape (Transform.Shape), typed where
+// the steps tell the type and JSON otherwise.
+func NewShapedParquet(compression string, t *transform.Transform) (*Parquet, error) {
+	s, err := newShapedColumns(t)
+	if err != nil {
+		return nil, err
+	}
+	p, err := NewParquet(compression)
+	if err != nil {
+		return nil, err
+	}
+	var fields []arrow.Field
+	for _, c := range s.cols {
 		fields = append(fields, arrow.Field{Name: c.Name, Type: arrowType(c.Type), Nullable: true})
 	}
-	if open {
+	if s.open {
 		fields = append(fields, arrow.Field{Name: "extra", Type: arrowType(transform.JSON), Nullable: true})
 	}
 	all := parquetColumns().Fields()
@@ -75,12 +87,16 @@ func (p *Parquet) Check(shaped []byte) error {
 	if p.shaped == nil {
 		return nil
 	}
+	return p.shaped.check(shaped)
+}
+
+func (s *shapedColumns) check(shaped []byte) error {
 	for m := range schemas.Members(shaped) {
-		j, ok := p.shaped.index[m.Key]
+		j, ok := s.index[m.Key]
 		if !ok {
 			continue
 		}
-		if c := p.shaped.cols[j]; !fitsColumn(c.Type, m.Value) {
+		if c := s.cols[j]; !fitsColumn(c.Type, m.Value) {
 			raw := string(m.Value)
 			if len(raw) > 40 {
 				raw = raw[:40] + "…"
@@ -89,6 +105,29 @@ func (p *Parquet) Check(shaped []byte) error {
 		}
 	}
 	return nil
+}
+
+// row sets vals[j] to the JSON value of column j in transformed event v
+// (nil when v lacks it; the first one when v names it twice) and, while
+// the shape is open, returns v's other fields as one JSON object (nil for
+// none), built in extra's memory.
+func (s *shapedColumns) row(vals [][]byte, v, extra []byte) []byte {
+	clear(vals)
+	extra = extra[:0]
+	for m := range schemas.Members(v) {
+		j, ok := s.index[m.Key]
+		switch {
+		case !ok && s.open:
+			extra = append(append(append(append(extra, ','), m.RawKey...), ':'), m.Value...)
+		case ok && vals[j] == nil:
+			vals[j] = m.Value
+		}
+	}
+	if len(extra) == 0 {
+		return nil
+	}
+	extra[0] = '{'
+	return append(extra, '}')
 }
 
 // fitsColumn reports whether JSON value v can be a value of a column of
@@ -115,30 +154,28 @@ func fitsColumn(typ string, v []byte) bool {
 	return true
 }
 
-// appendShapedRow appends the i-th transformed event of b to the columns
-// and returns about how many bytes it holds. Worker checked its values
+// shapedRow is the memory shapedColumns.row works in, kept across rows.
+type shapedRow struct {
+	vals  [][]byte
+	extra []byte
+}
+
+func (s *shapedColumns) newRow() *shapedRow { return &shapedRow{vals: make([][]byte, len(s.cols))} }
+
+// appendRow appends the i-th transformed event of b to the columns and
+// returns about how many bytes it holds. Worker checked its values
 // (Check); one that still does not fit is null.
-func (s *shapedColumns) appendRow(rb *array.RecordBuilder, b *Batch, i int, seen []bool) int {
-	clear(seen)
+func (s *shapedColumns) appendRow(rb *array.RecordBuilder, b *Batch, i int, r *shapedRow) int {
 	v := b.Shaped[i]
-	var extra []byte
-	for m := range schemas.Members(v) {
-		j, ok := s.index[m.Key]
-		if !ok {
-			if s.open {
-				extra = append(append(append(append(extra, ','), m.RawKey...), ':'), m.Value...)
-			}
-			continue
-		}
-		if seen[j] {
-			continue // a name twice: the first one counts
-		}
-		seen[j] = true
-		appendValue(rb.Field(j), s.cols[j].Type, m.Value)
+	extra := s.row(r.vals, v, r.extra)
+	if extra != nil {
+		r.extra = extra
 	}
-	for j, ok := range seen {
-		if !ok {
+	for j, val := range r.vals {
+		if val == nil {
 			rb.Field(j).AppendNull()
+		} else {
+			appendValue(rb.Field(j), s.cols[j].Type, val)
 		}
 	}
 	n := len(s.cols)
@@ -146,8 +183,7 @@ func (s *shapedColumns) appendRow(rb *array.RecordBuilder, b *Batch, i int, seen
 		if extra == nil {
 			rb.Field(n).AppendNull()
 		} else {
-			extra[0] = '{'
-			appendValue(rb.Field(n), transform.JSON, append(extra, '}'))
+			appendValue(rb.Field(n), transform.JSON, extra)
 		}
 		n++
 	}

@@ -412,8 +412,8 @@ func (w *Worker) loop(ctx context.Context, cl *kgo.Client) error {
 						dead = append(dead, w.dlqRecord(r, dlq.Reason{Stage: w.stage(), Class: "transform", Message: err.Error()}, now))
 						continue
 					}
-					if pq, ok := w.enc.(*Parquet); ok {
-						if err := pq.Check(shaped); err != nil {
+					if typed, ok := w.enc.(interface{ Check([]byte) error }); ok { // Parquet, Avro
+						if err := typed.Check(shaped); err != nil {
 							dead = append(dead, w.dlqRecord(r, dlq.Reason{Stage: w.stage(), Class: schemas.ClassInvalid, Message: err.Error()}, now))
 							continue
 						}

@@ -638,6 +638,10 @@ connectors:
 			"connectors[0].iceberg.catalog.uri: a sql catalog is a SQLite file"},
 		{"iceberg:\n      catalog: {type: rest, uri: \"https://cat\"}\n      commit_interval: 10ms",
 			"connectors[0].iceberg.commit_interval: must be at least 1s"},
+		{"transform: [{select: [event_id, event_type]}]\n    iceberg: {catalog: {type: sql, uri: \"sqlite:///c.db\"}, warehouse: \"file:///w\"}",
+			"f.yaml:5:16: connectors[0].transform: day(timestamp): the transform leaves timestamp out of the table; select it too"},
+		{"transform: [{set: {event_type: \"upper(event_type)\"}}]\n    iceberg: {catalog: {type: sql, uri: \"sqlite:///c.db\"}, warehouse: \"file:///w\", partition_by: [day(timestamp), event_type]}",
+			"connectors[0].transform: identity(event_type): the transform changes event_type, but batches are partitioned by the event's own value"},
 	} {
 		_, err := Parse("f.yaml", []byte("kafka: {brokers: [\"h:1\"]}\nconnectors:\n  - name: lake\n    type: iceberg\n    "+tc.conn+"\n"), Options{Lookup: env(nil)})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -105,6 +105,26 @@ func (t *Transform) Shape() (cols []Column, open bool) {
 	return cols, open
 }
 
+// Rewrites reports whether a step may give top-level field name another
+// value than the event's: a set or a rename onto it, or below it.
+func (t *Transform) Rewrites(name string) bool {
+	if t == nil {
+		return false
+	}
+	for _, st := range t.steps {
+		targets := st.to
+		if st.kind == "set" {
+			targets = st.paths
+		}
+		for _, p := range targets {
+			if p[0] == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // required are the fields every processed event has.
 var required = map[string]bool{"event_id": true, "timestamp": true, "account_id": true, "resource_id": true, "sequence": true, "event_type": true}
 

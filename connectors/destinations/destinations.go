@@ -23,6 +23,7 @@ import (
 	pubsubdest "github.com/firehose/firehose/connectors/pubsub"
 	s3dest "github.com/firehose/firehose/connectors/s3"
 	"github.com/firehose/firehose/internal/yamlconf"
+	"github.com/firehose/firehose/transform"
 )
 
 // Destination describes one destination type.
@@ -252,6 +253,15 @@ func Decode(c *connectors.Config) error {
 	dest, err := d.Decode(&n)
 	v.Join(c.Type, err)
 	c.Destination = dest
+	if ct, ok := dest.(interface {
+		CheckTransform(*transform.Transform) error
+	}); ok && err == nil {
+		if tr, terr := transform.Compile(c.Transform); terr == nil { // else Validate reports it
+			if err := ct.CheckTransform(tr); err != nil {
+				v.Add("transform", "%v", err)
+			}
+		}
+	}
 	return v.Err()
 }
 

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/firehose/firehose/internal/yamlconf"
 	"github.com/firehose/firehose/schemas"
+	"github.com/firehose/firehose/transform"
 )
 
 // Config is the iceberg section of a connector.
@@ -151,6 +153,32 @@ func sqlitePath(uri string) (string, error) {
 		return "", fmt.Errorf("a sql catalog is a SQLite file: sqlite:///path/to/catalog.db, got %q", uri)
 	}
 	return p, nil
+}
+
+// CheckTransform reports a partition that a connector's transform t
+// breaks: batches are cut by the event's own values, so the table must
+// get the partition's column as the event has it, with its type.
+func (c *Config) CheckTransform(t *transform.Transform) error {
+	parts, err := ParsePartitions(c.PartitionBy)
+	if err != nil || t == nil {
+		return nil // Validate reports it
+	}
+	cols, _ := t.Shape()
+	for _, p := range parts {
+		spec := p.Transform + "(" + p.Column + ")"
+		i := slices.IndexFunc(cols, func(col transform.Column) bool { return col.Name == p.Column })
+		want := transform.String
+		if p.Transform != "identity" {
+			want = transform.Timestamp
+		}
+		switch {
+		case i < 0:
+			return fmt.Errorf("%s: the transform leaves %s out of the table; select it too", spec, p.Column)
+		case cols[i].Type != want || t.Rewrites(p.Column):
+			return fmt.Errorf("%s: the transform changes %s, but batches are partitioned by the event's own value; set another field", spec, p.Column)
+		}
+	}
+	return nil
 }
 
 // Partition is one field of the partition spec.

@@ -14,6 +14,7 @@ import (
 	"github.com/firehose/firehose/connectors/iceberg"
 	"github.com/firehose/firehose/schemas"
 	"github.com/firehose/firehose/testsupport/icebergtable"
+	"github.com/firehose/firehose/transform"
 )
 
 // config is a table in a SQLite catalog and a local warehouse under dir.
@@ -228,5 +229,33 @@ func TestLongIdentityPartitionValue(t *testing.T) {
 	icebergtable.CheckOnce(t, tb, evs)
 	if len(tb.Files) != 1 || tb.Files[0].Partition["event_type"] != long {
 		t.Fatalf("files %+v: want one, partition event_type %q", tb.Files, long)
+	}
+}
+
+// A connector's transform shapes the table: its columns are the fields
+// the steps make, and every event is in it once.
+func TestTransformShapesTheTable(t *testing.T) {
+	dir := t.TempDir()
+	c := config(dir)
+	evs := connectortest.EventsOver(9, 20, 600)
+	spread(evs)
+	sink := open(t, c)
+	p := connectortest.StartPipeline(t, sink, evs, connectors.Config{
+		Type: "iceberg", Encoding: "parquet", Compression: "zstd",
+		Batch: connectors.Bounds{MaxEvents: 100, MaxAge: 200 * time.Millisecond},
+		Transform: []transform.Step{
+			{Select: []string{"event_id", "timestamp", "account_id", "resource_id", "sequence", "event_type"}},
+			{Set: transform.Pairs{{Key: "next", Value: "sequence + 1"}}},
+		},
+	})
+	p.Drained(t)
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	tb := readTable(t, c)
+	icebergtable.CheckOnce(t, tb, evs)
+	want := []string{"event_id", "timestamp", "account_id", "resource_id", "sequence", "event_type", "next", "firehose_metadata"}
+	if !slices.Equal(tb.Schema, want) {
+		t.Fatalf("columns %v, want %v", tb.Schema, want)
 	}
 }

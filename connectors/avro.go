@@ -100,11 +100,7 @@ func ocfCodec(name string) (ocf.CodecName, error) {
 // Encode implements Encoder: a block per run of the batch (one for a
 // batch that was never packed).
 func (a *AvroOCF) Encode(wr io.Writer, b *Batch) error {
-	w, err := ocf.NewEncoderWithSchema(a.schema, wr, ocf.WithCodec(a.codec), ocf.WithBlockLength(max(b.Len(), 1)))
-	if err != nil {
-		return err
-	}
-	err = b.Each(func(run *Batch) error {
+	return writeOCF(wr, a.schema, a.codec, b, func(w *ocf.Encoder, run *Batch) error {
 		for i, e := range run.Events {
 			r, err := schemas.ToAvro(e)
 			if err != nil {
@@ -113,6 +109,21 @@ func (a *AvroOCF) Encode(wr io.Writer, b *Batch) error {
 			if err := w.Encode(&deliveredRecord{AvroRecord: r, Meta: deliveryMeta{BatchID: run.ID, Sequence: int64(run.Seq + i), DeliveredAt: run.SealedAt.UTC(), Replay: replayOf(run)}}); err != nil {
 				return fmt.Errorf("avro: %w", err)
 			}
+		}
+		return nil
+	})
+}
+
+// writeOCF writes batch b to wr as one Avro object container file, a
+// block for each of its runs, whose records write writes.
+func writeOCF(wr io.Writer, schema avro.Schema, codec ocf.CodecName, b *Batch, write func(*ocf.Encoder, *Batch) error) error {
+	w, err := ocf.NewEncoderWithSchema(schema, wr, ocf.WithCodec(codec), ocf.WithBlockLength(max(b.Len(), 1)))
+	if err != nil {
+		return err
+	}
+	err = b.Each(func(run *Batch) error {
+		if err := write(w, run); err != nil {
+			return err
 		}
 		return w.Flush()
 	})

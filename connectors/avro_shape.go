@@ -100,13 +100,9 @@ func (a *ShapedAvro) Check(shaped []byte) error { return a.cols.check(shaped) }
 
 // Encode implements Encoder: a block per run of the batch.
 func (a *ShapedAvro) Encode(wr io.Writer, b *Batch) error {
-	w, err := ocf.NewEncoderWithSchema(a.schema, wr, ocf.WithCodec(a.codec), ocf.WithBlockLength(max(b.Len(), 1)))
-	if err != nil {
-		return err
-	}
 	row := a.cols.newRow()
 	rec := avro.NewWriter(nil, 512)
-	err = b.Each(func(run *Batch) error {
+	return writeOCF(wr, a.schema, a.codec, b, func(w *ocf.Encoder, run *Batch) error {
 		for i, v := range run.Shaped {
 			extra := a.cols.row(row.vals, v, row.extra)
 			if extra != nil {
@@ -135,15 +131,8 @@ func (a *ShapedAvro) Encode(wr io.Writer, b *Batch) error {
 				return fmt.Errorf("avro: %w", err)
 			}
 		}
-		return w.Flush()
+		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("avro: %w", err)
-	}
-	return nil
 }
 
 // writeAvroValue writes JSON value v (nil: missing) as a ["null", type]

@@ -45,21 +45,9 @@ func FuzzAvroShaped(f *testing.F) {
 		types[c.Name] = c.Type
 	}
 	f.Fuzz(func(t *testing.T, value string) {
-		e, err := schemas.JSON{}.Decode([]byte(value))
-		if err != nil {
+		shaped, body, ok := encodeShaped(t, tr, a, value)
+		if !ok {
 			return
-		}
-		shaped, err := tr.Apply(nil, e, []byte(value))
-		if err != nil {
-			return // a set that failed: dead-lettered before a batch
-		}
-		if err := a.Check(shaped); err != nil {
-			t.Fatalf("the shape's types do not hold for %s: %v", shaped, err)
-		}
-		b := &connectors.Batch{ID: "b1", Seq: 7, Events: []*schemas.Event{e}, Shaped: [][]byte{shaped}, SealedAt: time.Unix(1700000000, 0)}
-		body, err := connectors.EncodeBody(a, connectors.None{}, b)
-		if err != nil {
-			t.Fatal(err)
 		}
 		dec, err := ocf.NewDecoder(bytes.NewReader(body))
 		if err != nil {

@@ -19,6 +19,30 @@ import (
 	"github.com/firehose/firehose/transform"
 )
 
+// encodeShaped decodes value, shapes it with tr and encodes it alone in
+// a batch (ID b1, Seq 7) with enc, which must find the shape's types hold;
+// false when the decoder or the transform refuse value.
+func encodeShaped(t *testing.T, tr *transform.Transform, enc interface {
+	connectors.Encoder
+	Check([]byte) error
+}, value string) (shaped, body []byte, ok bool) {
+	e, err := schemas.JSON{}.Decode([]byte(value))
+	if err != nil {
+		return nil, nil, false
+	}
+	if shaped, err = tr.Apply(nil, e, []byte(value)); err != nil {
+		return nil, nil, false // a set that failed: dead-lettered before a batch
+	}
+	if err := enc.Check(shaped); err != nil {
+		t.Fatalf("the shape's types do not hold for %s: %v", shaped, err)
+	}
+	b := &connectors.Batch{ID: "b1", Seq: 7, Events: []*schemas.Event{e}, Shaped: [][]byte{shaped}, SealedAt: time.Unix(1700000000, 0)}
+	if body, err = connectors.EncodeBody(enc, connectors.None{}, b); err != nil {
+		t.Fatal(err)
+	}
+	return shaped, body, true
+}
+
 func compileSteps(t testing.TB, doc string) *transform.Transform {
 	t.Helper()
 	var steps []transform.Step
@@ -50,21 +74,9 @@ func FuzzParquetShaped(f *testing.F) {
 		inShape[c.Name] = true
 	}
 	f.Fuzz(func(t *testing.T, value string) {
-		e, err := schemas.JSON{}.Decode([]byte(value))
-		if err != nil {
+		shaped, body, ok := encodeShaped(t, tr, p, value)
+		if !ok {
 			return
-		}
-		shaped, err := tr.Apply(nil, e, []byte(value))
-		if err != nil {
-			return // a set that failed: dead-lettered before a batch
-		}
-		if err := p.Check(shaped); err != nil {
-			t.Fatalf("the shape's types do not hold for %s: %v", shaped, err)
-		}
-		b := &connectors.Batch{ID: "b1", Events: []*schemas.Event{e}, Shaped: [][]byte{shaped}, SealedAt: time.Unix(1700000000, 0)}
-		body, err := connectors.EncodeBody(p, connectors.None{}, b)
-		if err != nil {
-			t.Fatal(err)
 		}
 		tbl, err := pqarrow.ReadTable(context.Background(), bytes.NewReader(body), nil, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
 		if err != nil {

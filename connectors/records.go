@@ -44,8 +44,9 @@ type RecordSink interface {
 // Router is a RecordSink whose target (a Kafka topic, a Kinesis stream,
 // a Pub/Sub topic) may be rendered per event from a template: the runtime
 // renders each record's Target, dead-letters a record whose target the
-// destination would refuse as a name (CheckTarget) or that would be the
-// connector's MaxTargets+1st, and keeps each key's order per target.
+// destination would refuse as a name (CheckTarget), that would be the
+// connector's MaxTargets+1st, or that the destination does not have (the
+// sink's error wraps ErrNoTarget), and keeps each key's order per target.
 type Router interface {
 	// TargetTemplate renders each record's target; nil when the target
 	// is fixed.
@@ -71,6 +72,25 @@ func TargetTemplate(target string, check func(string) error) (*Template, error) 
 // to: an event that would open one more is dead-lettered. Each target
 // costs a destination client state (a Pub/Sub publisher, say).
 const MaxTargets = 100
+
+// ErrNoTarget marks a routed record's error when the destination says its
+// target does not exist (Kafka UNKNOWN_TOPIC_OR_PARTITION, Kinesis
+// ResourceNotFoundException, gRPC NotFound): a Router's sink wraps it,
+// and the runtime dead-letters the record with class "target" instead
+// of retrying it, since an event's fields, which a producer controls,
+// chose the name. A fixed target that does not exist is retried, as any
+// outage is, until someone creates it.
+var ErrNoTarget = errors.New("the destination has no such target")
+
+// Missing targets are remembered, so that later events rendering to one
+// are dead-lettered without asking the destination again, for
+// MissingTargetTTL (default 1 minute: a target created meanwhile is
+// written from then on), and at most MaxMissingTargets of them (1,000)
+// at once.
+const (
+	MissingTargetTTL  = time.Minute
+	MaxMissingTargets = 1000
+)
 
 // Record is one event as a record sink writes it.
 type Record struct {
@@ -157,6 +177,9 @@ func (w *Worker) deliverRecords(ctx context.Context, cl *kgo.Client, b *Batch) e
 		}
 		if len(todo) > 0 {
 			w.writeRecords(ctx, todo)
+			if err := w.deadLetterMissing(ctx, cl, b, todo, idx); err != nil {
+				return err
+			}
 		}
 		progress := false
 		var dead []int
@@ -164,6 +187,9 @@ func (w *Worker) deliverRecords(ctx context.Context, cl *kgo.Client, b *Batch) e
 		var retry, stop, final error
 		retries := 0
 		for j, r := range todo {
+			if b.recState[idx[j]] == recDead {
+				continue
+			}
 			if r.Err == nil {
 				b.recState[idx[j]] = recAccepted
 				progress = true
@@ -354,10 +380,11 @@ func (w *Worker) route(ctx context.Context, cl *kgo.Client, b *Batch) error {
 		return nil
 	}
 	var dead []int
+	now := time.Now()
 	for i, r := range b.recs {
 		e := b.Events[i]
 		r.Target = string(w.targets.tmpl.Render(nil, b.Topic, b.Partition, e.Timestamp, e))
-		if err := w.targets.admit(r.Target); err != nil {
+		if err := w.targets.admit(r.Target, now); err != nil {
 			r.Err = Describe(Permanent(err, ""), 0, "", ClassRejected)
 			dead = append(dead, i)
 		}
@@ -369,16 +396,64 @@ func (w *Worker) route(ctx context.Context, cl *kgo.Client, b *Batch) error {
 	return w.deadLetterRecords(ctx, cl, b, dead, "target")
 }
 
-// targets are a routing connector's template and the targets it writes.
+// deadLetterMissing dead-letters, with class "target", the records of
+// todo (b's records at idx) that failed with ErrNoTarget, and remembers
+// their targets as missing.
+func (w *Worker) deadLetterMissing(ctx context.Context, cl *kgo.Client, b *Batch, todo []*Record, idx []int) error {
+	if w.targets == nil {
+		return nil
+	}
+	var gone []int
+	for j, r := range todo {
+		if r.Err != nil && errors.Is(r.Err, ErrNoTarget) {
+			w.targets.missed(r.Target, time.Now())
+			r.Err = fmt.Errorf("target %q: %w", r.Target, r.Err)
+			gone = append(gone, idx[j])
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	w.log.Warn("events whose target does not exist; sending them to the DLQ", "batch", b.ID, "events", len(gone), "err", b.recs[gone[0]].Err)
+	return w.deadLetterRecords(ctx, cl, b, gone, "target")
+}
+
+// targets are a routing connector's template, the targets it writes and
+// those the destination said it does not have.
 type targets struct {
-	tmpl   *Template
-	router Router
-	mu     sync.Mutex
-	seen   map[string]bool
+	tmpl    *Template
+	router  Router
+	mu      sync.Mutex
+	seen    map[string]bool
+	missing map[string]time.Time // when the destination said so
+}
+
+// missed remembers that the destination does not have name, as of now.
+func (t *targets) missed(name string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.seen, name)
+	if t.missing == nil {
+		t.missing = map[string]time.Time{}
+	}
+	if len(t.missing) >= MaxMissingTargets {
+		for n, at := range t.missing {
+			if now.Sub(at) >= MissingTargetTTL {
+				delete(t.missing, n)
+			}
+		}
+	}
+	if len(t.missing) >= MaxMissingTargets {
+		for n := range t.missing { // any one: all are recent
+			delete(t.missing, n)
+			break
+		}
+	}
+	t.missing[name] = now
 }
 
 // admit reports why name cannot be written.
-func (t *targets) admit(name string) error {
+func (t *targets) admit(name string, now time.Time) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.seen[name] {
@@ -387,8 +462,14 @@ func (t *targets) admit(name string) error {
 	if err := t.router.CheckTarget(name); err != nil {
 		return fmt.Errorf("target %q: %w", name, err)
 	}
+	if at, ok := t.missing[name]; ok {
+		if now.Sub(at) < MissingTargetTTL {
+			return fmt.Errorf("target %q: %w (as of %s; asked again %s after)", name, ErrNoTarget, at.UTC().Format(time.RFC3339), MissingTargetTTL)
+		}
+		delete(t.missing, name)
+	}
 	if len(t.seen) >= MaxTargets {
-		return fmt.Errorf("target %q would be this connector's %dth; it writes to at most %d", name, MaxTargets+1, MaxTargets)
+		return fmt.Errorf("target %q would be one more than the %d this connector writes to (its limit)", name, MaxTargets)
 	}
 	t.seen[name] = true
 	return nil

@@ -175,7 +175,11 @@ func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
 	}
 	// Results come in the order records completed, not the order given.
 	for _, res := range s.cl.ProduceSync(ctx, out...) {
-		recs[index[res.Record]].Err = classify(res.Record.Topic, res.Err)
+		r := recs[index[res.Record]]
+		r.Err = classify(res.Record.Topic, res.Err)
+		if r.Target != "" && (errors.Is(res.Err, kerr.UnknownTopicOrPartition) || errors.Is(res.Err, kerr.UnknownTopicID)) {
+			r.Err = connectors.Describe(connectors.Permanent(fmt.Errorf("%w: %w", connectors.ErrNoTarget, r.Err), ""), 0, kerr.UnknownTopicOrPartition.Message, "")
+		}
 	}
 }
 

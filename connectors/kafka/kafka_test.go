@@ -392,28 +392,7 @@ func TestTopicTemplateRoutesByEventType(t *testing.T) {
 	p := connectortest.StartPipeline(t, sink, evs, connectors.Config{})
 	p.Drained(t)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(dst.Addr), kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	byTopic := map[string][]*schemas.Event{}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for n := 0; n < len(evs)-len(bad); {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d routed records", n, len(evs)-len(bad))
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			e, err := schemas.JSON{}.Decode(r.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			byTopic[r.Topic] = append(byTopic[r.Topic], e)
-			n++
-		})
-	}
+	byTopic := readRouted(t, dst.Addr, topics, len(evs)-len(bad))
 	want := map[string][]*schemas.Event{}
 	for _, e := range evs {
 		if !bad[e.EventID] {
@@ -432,5 +411,92 @@ func TestTopicTemplateRoutesByEventType(t *testing.T) {
 		if !bad[e.EventID] || dlq.Header(r, dlq.HeaderClass) != "target" || !strings.Contains(msg, `target "leads.lead%20created%21"`) {
 			t.Fatalf("dead letter %s: class %q, %q", e.EventID, dlq.Header(r, dlq.HeaderClass), msg)
 		}
+	}
+}
+
+// readRouted reads n events from topics, by topic, failing the test after
+// 30 seconds.
+func readRouted(t *testing.T, addr string, topics []string, n int) map[string][]*schemas.Event {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	byTopic := map[string][]*schemas.Event{}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for got := 0; got < n; {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d routed records", got, n)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			e, err := schemas.JSON{}.Decode(r.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byTopic[r.Topic] = append(byTopic[r.Topic], e)
+			got++
+		})
+	}
+	return byTopic
+}
+
+// A template that renders to a topic the destination does not have (an
+// event type no one made a topic for) dead-letters that type's events
+// with the reason, instead of retrying them for ever: the type comes
+// from the producer. The other types' events arrive, in order.
+func TestTopicTemplateDeadLettersMissingTopics(t *testing.T) {
+	missing := map[string]bool{"leads.deal.won": true, "leads.feedback.received": true}
+	var topics []string
+	for _, ty := range routedTypes {
+		if !missing["leads."+ty] {
+			topics = append(topics, "leads."+ty)
+		}
+	}
+	dst, err := embedded.Start(embedded.Options{Extra: []kfake.Opt{kfake.SeedTopics(3, topics...)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dst.Close)
+	evs := connectortest.EventsOver(22, 30, 1500)
+	cfg := Config{Brokers: []string{dst.Addr}, Topic: "leads.{{event_type}}"}
+	cfg.Defaults()
+	sink, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close(context.Background())
+	p := connectortest.StartPipeline(t, sink, evs, connectors.Config{})
+	p.Drained(t)
+
+	want := map[string][]*schemas.Event{}
+	gone := map[string]bool{}
+	for _, e := range evs {
+		if missing["leads."+e.EventType] {
+			gone[e.EventID] = true
+		} else {
+			want["leads."+e.EventType] = append(want["leads."+e.EventType], e)
+		}
+	}
+	if len(gone) == 0 || len(want) < 5 {
+		t.Fatalf("%d events of missing types, %d types written; the test needs both", len(gone), len(want))
+	}
+	byTopic := readRouted(t, dst.Addr, topics, len(evs)-len(gone))
+	for topic, w := range want {
+		connectortest.CheckOrder(t, w, byTopic[topic], true)
+	}
+	dead := p.ReadDLQ(t, len(gone))
+	if len(dead) != len(gone) {
+		t.Fatalf("%d dead letters for %d events of missing types", len(dead), len(gone))
+	}
+	for _, r := range dead {
+		e, _ := schemas.JSON{}.Decode(r.Value)
+		msg := dlq.Header(r, dlq.HeaderMessage)
+		if !gone[e.EventID] || dlq.Header(r, dlq.HeaderClass) != "target" || !strings.Contains(msg, `target "leads.`+e.EventType+`"`) || !strings.Contains(msg, "no such target") {
+			t.Fatalf("dead letter %s (%s): class %q, %q", e.EventID, e.EventType, dlq.Header(r, dlq.HeaderClass), msg)
+		}
+		delete(gone, e.EventID)
 	}
 }

@@ -185,6 +185,14 @@ func (s *Sink) writeStream(ctx context.Context, stream string, recs []*connector
 			bytes += n
 		}
 		s.put(ctx, stream, call)
+		if errors.Is(call[0].Err, connectors.ErrNoTarget) {
+			for _, q := range queues { // so do the rest of its records
+				for _, r := range q {
+					r.Err = call[0].Err
+				}
+			}
+			return
+		}
 		for _, r := range call {
 			k := string(r.Key)
 			if r.Err != nil {
@@ -221,6 +229,9 @@ func (s *Sink) put(ctx context.Context, stream string, call []*connectors.Record
 	if err != nil {
 		status, code, class := awsconf.Failure(err)
 		err = connectors.Describe(connectors.Retryable(fmt.Errorf("kinesis %s: %w", stream, err), 0), status, code, class)
+		if code == "ResourceNotFoundException" && call[0].Target != "" {
+			err = connectors.Describe(connectors.Permanent(fmt.Errorf("%w: %w", connectors.ErrNoTarget, err), ""), status, code, "")
+		}
 		for _, r := range call {
 			r.Err = err
 		}

@@ -233,13 +233,19 @@ func (f *proxy) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 
 // A stream template routes each event to the stream of its type, every
 // resource's events in order within each; an event whose type renders to
-// a name Kinesis refuses goes to the DLQ with the reason.
+// a name Kinesis refuses, or to a stream no one created, goes to the DLQ
+// with the reason.
 func TestStreamTemplateRoutesByEventType(t *testing.T) {
 	endpoint := kinesalite.Start(t)
 	kinds := []string{"created", "updated", "failed"}
 	evs := connectortest.EventsOver(23, 30, 900)
+	gone := map[string]bool{}
 	for i, e := range evs {
 		e.EventType = kinds[i%len(kinds)]
+		if i%10 == 9 {
+			e.EventType = "deleted" // no stream
+			gone[e.EventID] = true
+		}
 	}
 	evs[100].EventType = "lead created!"
 	s := newSink(t, endpoint, "leads-{{event_type}}")
@@ -264,8 +270,17 @@ func TestStreamTemplateRoutesByEventType(t *testing.T) {
 		}
 		connectortest.CheckOrder(t, want, got, true)
 	}
-	dl := p.ReadDLQ(t, 1)
-	if msg := dlq.Header(dl[0], dlq.HeaderMessage); !strings.Contains(msg, `target "leads-lead%20created%21"`) {
-		t.Fatalf("dead letter: %q", msg)
+	dead := p.ReadDLQ(t, 1+len(gone))
+	if len(dead) != 1+len(gone) {
+		t.Fatalf("%d dead letters, want %d", len(dead), 1+len(gone))
+	}
+	for _, r := range dead {
+		e, _ := schemas.JSON{}.Decode(r.Value)
+		msg := dlq.Header(r, dlq.HeaderMessage)
+		ok := e.EventID == evs[100].EventID && strings.Contains(msg, `target "leads-lead%20created%21"`) ||
+			gone[e.EventID] && strings.Contains(msg, `target "leads-deleted"`) && strings.Contains(msg, "no such target")
+		if !ok || dlq.Header(r, dlq.HeaderClass) != "target" {
+			t.Fatalf("dead letter %s (%s): class %q, %q", e.EventID, e.EventType, dlq.Header(r, dlq.HeaderClass), msg)
+		}
 	}
 }

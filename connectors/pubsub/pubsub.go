@@ -82,7 +82,7 @@ type Sink struct {
 	key       *connectors.Template
 	topic     *connectors.Template // nil: cfg.Topic for every message
 	mu        sync.Mutex
-	pubs      map[string]*pubsub.Publisher // by topic
+	pubs      map[string]*publisher // by topic, as given
 	closeOnce sync.Once
 }
 
@@ -106,32 +106,63 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 		_ = client.Close()
 		return nil, err
 	}
-	return &Sink{cfg: cfg, client: client, key: key, topic: topic, pubs: map[string]*pubsub.Publisher{}}, nil
+	return &Sink{cfg: cfg, client: client, key: key, topic: topic, pubs: map[string]*publisher{}}, nil
 }
 
-// publisher returns the publisher of a topic ("": the configured one),
-// created at its first message.
-func (s *Sink) publisher(topic string) *pubsub.Publisher {
+// publisher is one topic's publisher, with the Write calls using it: a
+// publisher's Stop may not run beside its Flush, so a retired one (its
+// topic does not exist) stops when its last user lets it go.
+type publisher struct {
+	*pubsub.Publisher
+	topic   string // as given: the key of Sink.pubs
+	users   int
+	retired bool
+}
+
+// acquire returns the publisher of a topic ("": the configured one),
+// created at its first message, for one Write call, which must release
+// it.
+func (s *Sink) acquire(topic string) *publisher {
 	if topic == "" {
 		topic = s.cfg.Topic
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if pub, ok := s.pubs[topic]; ok {
-		return pub
+	pub, ok := s.pubs[topic]
+	if !ok {
+		p := s.client.Publisher(topic)
+		p.EnableMessageOrdering = true
+		p.PublishSettings.Timeout = s.cfg.PublishTimeout
+		p.PublishSettings.DelayThreshold = 10 * time.Millisecond
+		if s.cfg.batch.MaxEvents > 0 {
+			p.PublishSettings.CountThreshold = min(s.cfg.batch.MaxEvents, 1000)
+		}
+		if s.cfg.batch.MaxBytes > 0 {
+			p.PublishSettings.ByteThreshold = int(min(int64(s.cfg.batch.MaxBytes), 9_000_000))
+		}
+		pub = &publisher{Publisher: p, topic: topic}
+		s.pubs[topic] = pub
 	}
-	pub := s.client.Publisher(topic)
-	pub.EnableMessageOrdering = true
-	pub.PublishSettings.Timeout = s.cfg.PublishTimeout
-	pub.PublishSettings.DelayThreshold = 10 * time.Millisecond
-	if s.cfg.batch.MaxEvents > 0 {
-		pub.PublishSettings.CountThreshold = min(s.cfg.batch.MaxEvents, 1000)
-	}
-	if s.cfg.batch.MaxBytes > 0 {
-		pub.PublishSettings.ByteThreshold = int(min(int64(s.cfg.batch.MaxBytes), 9_000_000))
-	}
-	s.pubs[topic] = pub
+	pub.users++
 	return pub
+}
+
+// release lets pub go; retire, also forgets it, so that its topic's next
+// message makes a new one.
+func (s *Sink) release(pub *publisher, retire bool) {
+	s.mu.Lock()
+	pub.users--
+	if retire && !pub.retired {
+		pub.retired = true
+		if s.pubs[pub.topic] == pub {
+			delete(s.pubs, pub.topic)
+		}
+	}
+	stop := pub.retired && pub.users == 0
+	s.mu.Unlock()
+	if stop {
+		pub.Stop()
+	}
 }
 
 // KeyTemplate implements connectors.RecordSink.
@@ -173,7 +204,14 @@ func CheckTopic(name string) error {
 // failed ones before anything newer.
 func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
 	results := make([]*pubsub.PublishResult, len(recs))
-	pubs := make([]*pubsub.Publisher, len(recs))
+	pubs := make([]*publisher, len(recs))
+	used := map[string]*publisher{}
+	gone := map[*publisher]bool{}
+	defer func() {
+		for _, pub := range used {
+			s.release(pub, gone[pub])
+		}
+	}()
 	for i, r := range recs {
 		attrs := make(map[string]string, len(r.Headers))
 		for _, h := range r.Headers {
@@ -185,18 +223,17 @@ func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
 				attrs[h.Key] = string(h.Value)
 			}
 		}
-		pubs[i] = s.publisher(r.Target)
+		if pubs[i] = used[r.Target]; pubs[i] == nil {
+			pubs[i] = s.acquire(r.Target)
+			used[r.Target] = pubs[i]
+		}
 		results[i] = pubs[i].Publish(ctx, &pubsub.Message{Data: r.Value, OrderingKey: string(r.Key), Attributes: attrs})
 	}
-	flushed := map[*pubsub.Publisher]bool{}
-	for _, pub := range pubs {
-		if !flushed[pub] {
-			pub.Flush()
-			flushed[pub] = true
-		}
+	for _, pub := range used {
+		pub.Flush()
 	}
 	type failure struct {
-		pub *pubsub.Publisher
+		pub *publisher
 		key string
 	}
 	failed := map[failure]bool{}
@@ -207,8 +244,15 @@ func (s *Sink) Write(ctx context.Context, recs []*connectors.Record) {
 			continue
 		}
 		failed[failure{pubs[i], string(recs[i].Key)}] = true
-		err = fmt.Errorf("publish to %s: %w", pubs[i], err)
+		err = fmt.Errorf("publish to %s: %w", pubs[i].Publisher, err)
 		recs[i].Err = classify(err)
+		if recs[i].Target != "" && status.Code(err) == codes.NotFound {
+			recs[i].Err = connectors.Describe(connectors.Permanent(fmt.Errorf("%w: %w", connectors.ErrNoTarget, recs[i].Err), ""), 0, codes.NotFound.String(), "")
+			// A routed topic that does not exist keeps no publisher:
+			// the runtime dead-letters its events for a while, then
+			// asks again through a new one.
+			gone[pubs[i]] = true
+		}
 	}
 	for f := range failed {
 		f.pub.ResumePublish(f.key)

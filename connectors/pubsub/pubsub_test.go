@@ -114,7 +114,9 @@ func TestPublisherBundlesFollowTheBatchBounds(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := s.publisher("").PublishSettings; got.CountThreshold != tc.count || got.ByteThreshold != tc.bytes {
+			pub := s.acquire("")
+			s.release(pub, false)
+			if got := pub.PublishSettings; got.CountThreshold != tc.count || got.ByteThreshold != tc.bytes {
 				t.Errorf("batch %+v: bundles of %d messages and %d bytes, want %d and %d", tc.batch, got.CountThreshold, got.ByteThreshold, tc.count, tc.bytes)
 			}
 			s.Close(context.Background())
@@ -125,7 +127,8 @@ func TestPublisherBundlesFollowTheBatchBounds(t *testing.T) {
 
 // A topic template routes each event to the topic of its type, with
 // every resource's events in order within each; an event whose type
-// renders to a name Pub/Sub refuses goes to the DLQ with the reason.
+// renders to a name Pub/Sub refuses, or to a topic no one created, goes
+// to the DLQ with the reason.
 func TestTopicTemplateRoutesByEventType(t *testing.T) {
 	srv := pstest.NewServer()
 	t.Cleanup(func() { srv.Close() })
@@ -147,11 +150,19 @@ func TestTopicTemplateRoutesByEventType(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close(context.Background())
+	const missing = "deal.won" // no topic
 	want := map[string][]*schemas.Event{}
+	gone := map[string]bool{}
 	for _, e := range evs {
-		if !bad[e.EventID] {
+		switch {
+		case e.EventType == missing:
+			gone[e.EventID] = true
+		case !bad[e.EventID]:
 			want["projects/p/topics/leads-"+e.EventType] = append(want["projects/p/topics/leads-"+e.EventType], e)
 		}
+	}
+	if len(gone) == 0 {
+		t.Fatalf("no event of type %s", missing)
 	}
 	for topic := range want {
 		if _, err := s.client.TopicAdminClient.CreateTopic(context.Background(), &pubsubpb.Topic{Name: topic}); err != nil {
@@ -177,10 +188,22 @@ func TestTopicTemplateRoutesByEventType(t *testing.T) {
 	for topic, w := range want {
 		connectortest.CheckOrder(t, w, got[topic], true)
 	}
-	for _, r := range p.ReadDLQ(t, len(bad)) {
+	s.mu.Lock()
+	if _, kept := s.pubs["leads-"+missing]; kept || len(s.pubs) != len(want) {
+		t.Errorf("publishers for %d topics (the missing one's kept: %v), want one for each of the %d topics", len(s.pubs), kept, len(want))
+	}
+	s.mu.Unlock()
+	dead := p.ReadDLQ(t, len(bad)+len(gone))
+	if len(dead) != len(bad)+len(gone) {
+		t.Fatalf("%d dead letters, want %d", len(dead), len(bad)+len(gone))
+	}
+	for _, r := range dead {
 		e, _ := schemas.JSON{}.Decode(r.Value)
-		if msg := dlq.Header(r, dlq.HeaderMessage); !bad[e.EventID] || !strings.Contains(msg, `target "leads-lead=created"`) {
-			t.Fatalf("dead letter %s: %q", e.EventID, msg)
+		msg := dlq.Header(r, dlq.HeaderMessage)
+		ok := bad[e.EventID] && strings.Contains(msg, `target "leads-lead=created"`) ||
+			gone[e.EventID] && strings.Contains(msg, `target "leads-deal.won"`) && strings.Contains(msg, "no such target")
+		if !ok || dlq.Header(r, dlq.HeaderClass) != "target" {
+			t.Fatalf("dead letter %s: class %q, %q", e.EventID, dlq.Header(r, dlq.HeaderClass), msg)
 		}
 	}
 }

@@ -368,31 +368,17 @@ func TestTopicTemplateRoutesByEventType(t *testing.T) {
 	for _, ty := range routedTypes {
 		topics = append(topics, "leads."+ty)
 	}
-	dst, err := embedded.Start(embedded.Options{Extra: []kfake.Opt{kfake.SeedTopics(3, topics...)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(dst.Close)
+	addr, sink := routingSink(t, topics)
 	evs := connectortest.EventsOver(21, 40, 3000)
 	bad := map[string]bool{}
 	for _, i := range []int{10, 500, 2999} {
 		evs[i].EventType = "lead created!"
 		bad[evs[i].EventID] = true
 	}
-	cfg := Config{Brokers: []string{dst.Addr}, Topic: "leads.{{event_type}}"}
-	cfg.Defaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	sink, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close(context.Background())
 	p := connectortest.StartPipeline(t, sink, evs, connectors.Config{})
 	p.Drained(t)
 
-	byTopic := readRouted(t, dst.Addr, topics, len(evs)-len(bad))
+	byTopic := readRouted(t, addr, topics, len(evs)-len(bad))
 	want := map[string][]*schemas.Event{}
 	for _, e := range evs {
 		if !bad[e.EventID] {
@@ -412,6 +398,28 @@ func TestTopicTemplateRoutesByEventType(t *testing.T) {
 			t.Fatalf("dead letter %s: class %q, %q", e.EventID, dlq.Header(r, dlq.HeaderClass), msg)
 		}
 	}
+}
+
+// routingSink starts a destination cluster with topics and returns its
+// address and a sink routing each event to "leads.{{event_type}}".
+func routingSink(t *testing.T, topics []string) (string, *Sink) {
+	t.Helper()
+	dst, err := embedded.Start(embedded.Options{Extra: []kfake.Opt{kfake.SeedTopics(3, topics...)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dst.Close)
+	cfg := Config{Brokers: []string{dst.Addr}, Topic: "leads.{{event_type}}"}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close(context.Background()) })
+	return dst.Addr, sink
 }
 
 // readRouted reads n events from topics, by topic, failing the test after
@@ -455,19 +463,8 @@ func TestTopicTemplateDeadLettersMissingTopics(t *testing.T) {
 			topics = append(topics, "leads."+ty)
 		}
 	}
-	dst, err := embedded.Start(embedded.Options{Extra: []kfake.Opt{kfake.SeedTopics(3, topics...)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(dst.Close)
+	addr, sink := routingSink(t, topics)
 	evs := connectortest.EventsOver(22, 30, 1500)
-	cfg := Config{Brokers: []string{dst.Addr}, Topic: "leads.{{event_type}}"}
-	cfg.Defaults()
-	sink, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close(context.Background())
 	p := connectortest.StartPipeline(t, sink, evs, connectors.Config{})
 	p.Drained(t)
 
@@ -483,7 +480,7 @@ func TestTopicTemplateDeadLettersMissingTopics(t *testing.T) {
 	if len(gone) == 0 || len(want) < 5 {
 		t.Fatalf("%d events of missing types, %d types written; the test needs both", len(gone), len(want))
 	}
-	byTopic := readRouted(t, dst.Addr, topics, len(evs)-len(gone))
+	byTopic := readRouted(t, addr, topics, len(evs)-len(gone))
 	for topic, w := range want {
 		connectortest.CheckOrder(t, w, byTopic[topic], true)
 	}
